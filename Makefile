@@ -1,0 +1,42 @@
+# Every target installs what it needs into .venv from this repository's own files.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# sam build needs the Lambda runtime's python (python3.13) on PATH; pyenv provides it where present.
+export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
+
+.PHONY: help install test lint typecheck unit integration e2e demo events bench deploy clean
+
+help:
+	@echo "make demo   - the main job on an embedded local AWS (moto)"
+	@echo "make test   - every check: ruff, mypy, pytest (unit, integration, e2e, template gates)"
+	@echo "make events - regenerate the signed, dated sample events"
+	@echo "make bench  - benchmarks; writes benchmarks/results.md"
+	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo
+
+clean:
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""tenantscope: secure pooled multi-tenancy for Python on AWS Lambda.
+
+Every unit of work (an API invocation, an SQS record, a Step Functions task) runs as one
+verified tenant, with AWS credentials that reach only that tenant's DynamoDB keys.
+
+>>> from tenantscope import tenant_scope, current_tenant, tenant_key
+>>> with tenant_scope("acme"):
+...     current_tenant().tenant_id, tenant_key("ITEM", "1")
+('acme', 'TENANT#acme#ITEM#1')
+"""
+
+from ._context import TenantContext, current_tenant, in_tenant_scope, tenant_scope
+from ._credentials import CredentialVendor, FakeSts, ScopedCredentials
+from ._data import tenant_key, tenant_session, tenant_table
+from ._errors import (
+    CredentialsUnavailable,
+    CrossTenantAccess,
+    Forbidden,
+    InvalidTenantId,
+    NoTenantContext,
+    TenantAuthError,
+    TenantError,
+    Unauthorized,
+)
+from ._jwt import JwksCache, StaticJwksSource
+from ._tenant_id import validate_tenant_id
+from .api import api_handler
+
+__all__ = [
+    "CredentialVendor",
+    "CredentialsUnavailable",
+    "CrossTenantAccess",
+    "FakeSts",
+    "Forbidden",
+    "InvalidTenantId",
+    "JwksCache",
+    "NoTenantContext",
+    "ScopedCredentials",
+    "StaticJwksSource",
+    "TenantAuthError",
+    "TenantContext",
+    "TenantError",
+    "Unauthorized",
+    "api_handler",
+    "current_tenant",
+    "in_tenant_scope",
+    "tenant_key",
+    "tenant_scope",
+    "tenant_session",
+    "tenant_table",
+    "validate_tenant_id",
+]

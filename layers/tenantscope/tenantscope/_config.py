@@ -1,0 +1,178 @@
+"""Configuration: every environment variable name, and how a setting is resolved.
+
+A setting is resolved as: explicit argument, then environment variable, then default.
+The environment is read when a setting is first needed, never at import, so that tests
+and ``sam local invoke`` can set it first; the result is cached per process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "ENV",
+    "Settings",
+    "TableSpec",
+    "get_settings",
+    "reset_settings",
+]
+
+
+class ENV:
+    """Every environment variable tenantscope reads. Documented in docs/configuration.md."""
+
+    JWT_ISSUER = "TENANTSCOPE_JWT_ISSUER"
+    JWT_AUDIENCE = "TENANTSCOPE_JWT_AUDIENCE"
+    JWKS_URL = "TENANTSCOPE_JWKS_URL"
+    TENANT_CLAIM = "TENANTSCOPE_TENANT_CLAIM"
+    JWT_ALGORITHMS = "TENANTSCOPE_JWT_ALGORITHMS"
+    JWT_TOKEN_USE = "TENANTSCOPE_JWT_TOKEN_USE"
+    JWT_LEEWAY = "TENANTSCOPE_JWT_LEEWAY_SECONDS"
+    MAX_TOKEN_BYTES = "TENANTSCOPE_MAX_TOKEN_BYTES"
+    JWKS_TTL = "TENANTSCOPE_JWKS_TTL_SECONDS"
+    JWKS_MIN_REFETCH = "TENANTSCOPE_JWKS_MIN_REFETCH_SECONDS"
+    JWKS_TIMEOUT = "TENANTSCOPE_JWKS_TIMEOUT_SECONDS"
+    ROLE_ARN = "TENANTSCOPE_ROLE_ARN"
+    ISOLATION = "TENANTSCOPE_ISOLATION"
+    TABLES = "TENANTSCOPE_TABLES"
+    TENANT_TAG_KEY = "TENANTSCOPE_TENANT_TAG_KEY"
+    SESSION_DURATION = "TENANTSCOPE_SESSION_DURATION_SECONDS"
+    REFRESH_MARGIN = "TENANTSCOPE_REFRESH_MARGIN_SECONDS"
+    REGION = "AWS_REGION"
+
+
+ISOLATION_SESSION_TAGS = "session-tags"
+ISOLATION_SESSION_POLICY = "session-policy"
+ISOLATION_STRATEGIES = (ISOLATION_SESSION_TAGS, ISOLATION_SESSION_POLICY)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A pooled table and, when configured, the partition key attribute of it or its indexes.
+
+    ``TENANTSCOPE_TABLES`` is a comma-separated list of ``name``, ``name=pk`` or
+    ``name/index=pk`` entries, e.g. ``orders=pk,orders/gsi1=gsi1pk``.
+    """
+
+    name: str
+    partition_key: str | None = None
+    index_partition_keys: Mapping[str, str] = field(default_factory=dict)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _parse_tables(value: str) -> tuple[TableSpec, ...]:
+    tables: dict[str, TableSpec] = {}
+    for entry in _csv(value):
+        target, _, key = entry.partition("=")
+        name, _, index = target.strip().partition("/")
+        spec = tables.get(name, TableSpec(name))
+        if index:
+            if not key:
+                raise ValueError(f"{ENV.TABLES}: index entry {entry!r} needs '=<partition key>'")
+            spec = replace(spec, index_partition_keys={**spec.index_partition_keys, index: key.strip()})
+        elif key:
+            spec = replace(spec, partition_key=key.strip())
+        tables[name] = spec
+    return tuple(tables.values())
+
+
+def _isolation(value: str) -> str:
+    if value not in ISOLATION_STRATEGIES:
+        raise ValueError(f"{ENV.ISOLATION} must be one of {', '.join(ISOLATION_STRATEGIES)}")
+    return value
+
+
+def _optional(value: str) -> str | None:
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`get_settings` or :meth:`Settings.load`.
+
+    >>> s = Settings.load(environ={}, jwt_issuer="https://issuer.example")
+    >>> s.jwt_issuer, s.isolation, s.jwt_algorithms
+    ('https://issuer.example', 'session-tags', ('RS256',))
+    """
+
+    jwt_issuer: str | None = field(default=None, metadata={"env": ENV.JWT_ISSUER, "parse": _optional})
+    jwt_audience: tuple[str, ...] = field(default=(), metadata={"env": ENV.JWT_AUDIENCE, "parse": _csv})
+    jwks_url: str | None = field(default=None, metadata={"env": ENV.JWKS_URL, "parse": _optional})
+    tenant_claim: str = field(default="tenant_id", metadata={"env": ENV.TENANT_CLAIM})
+    jwt_algorithms: tuple[str, ...] = field(
+        default=("RS256",), metadata={"env": ENV.JWT_ALGORITHMS, "parse": _csv}
+    )
+    jwt_token_use: str | None = field(default=None, metadata={"env": ENV.JWT_TOKEN_USE, "parse": _optional})
+    jwt_leeway_seconds: int = field(default=30, metadata={"env": ENV.JWT_LEEWAY, "parse": int})
+    max_token_bytes: int = field(default=8192, metadata={"env": ENV.MAX_TOKEN_BYTES, "parse": int})
+    jwks_ttl_seconds: float = field(default=600.0, metadata={"env": ENV.JWKS_TTL, "parse": float})
+    jwks_min_refetch_seconds: float = field(
+        default=30.0, metadata={"env": ENV.JWKS_MIN_REFETCH, "parse": float}
+    )
+    jwks_timeout_seconds: float = field(default=2.0, metadata={"env": ENV.JWKS_TIMEOUT, "parse": float})
+    role_arn: str | None = field(default=None, metadata={"env": ENV.ROLE_ARN, "parse": _optional})
+    isolation: str = field(
+        default=ISOLATION_SESSION_TAGS, metadata={"env": ENV.ISOLATION, "parse": _isolation}
+    )
+    tables: tuple[TableSpec, ...] = field(default=(), metadata={"env": ENV.TABLES, "parse": _parse_tables})
+    tenant_tag_key: str = field(default="TenantId", metadata={"env": ENV.TENANT_TAG_KEY})
+    session_duration_seconds: int = field(
+        default=3600, metadata={"env": ENV.SESSION_DURATION, "parse": int}
+    )
+    refresh_margin_seconds: int = field(default=300, metadata={"env": ENV.REFRESH_MARGIN, "parse": int})
+    region: str | None = field(default=None, metadata={"env": ENV.REGION, "parse": _optional})
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
+        """Resolve every setting: explicit argument (when not None), then environment, then default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if explicit.get(f.name) is not None:
+                values[f.name] = explicit.pop(f.name)
+                continue
+            explicit.pop(f.name, None)
+            raw = env.get(f.metadata["env"])
+            if raw is not None:
+                parse: Callable[[str], Any] = f.metadata.get("parse", str)
+                values[f.name] = parse(raw.strip())
+        if explicit:
+            raise TypeError(f"unknown settings: {', '.join(sorted(explicit))}")
+        settings = cls(**values)
+        _isolation(settings.isolation)
+        return settings
+
+    def table(self, name: str) -> TableSpec | None:
+        """The configured spec of table ``name``, if any."""
+        for spec in self.tables:
+            if spec.name == name:
+                return spec
+        return None
+
+
+_lock = threading.Lock()
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings from the environment, read on first use and then cached."""
+    global _cached
+    if _cached is None:
+        with _lock:
+            if _cached is None:
+                _cached = Settings.load()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings, so that the next use reads the environment again (tests)."""
+    global _cached
+    with _lock:
+        _cached = None

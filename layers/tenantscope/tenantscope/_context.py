@@ -1,0 +1,151 @@
+"""The tenant context: one ContextVar holding the scope of the current unit of work.
+
+A unit of work is one API invocation, one SQS record or one Step Functions task. Its
+scope is set on entry and reset with its token on exit, whatever happens inside, so
+nothing of a tenant is visible after its scope ends, including in the next invocation
+of a warm container.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+
+from ._errors import NoTenantContext
+from ._tenant_id import validate_tenant_id
+
+if TYPE_CHECKING:
+    from ._config import Settings
+    from ._credentials import ScopedCredentials
+
+__all__ = ["TenantContext", "TenantSource", "current_tenant", "in_tenant_scope", "tenant_scope"]
+
+TenantSource = Literal["jwt", "sqs", "sfn", "custom"]
+_SOURCES = ("jwt", "sqs", "sfn", "custom")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    """Who the current unit of work acts for. Immutable.
+
+    ``claims`` holds only selected, non-secret claims (never the token itself).
+
+    >>> ctx = TenantContext("acme", source="jwt", subject="user-1")
+    >>> ctx.tenant_id, ctx.source
+    ('acme', 'jwt')
+    """
+
+    tenant_id: str
+    source: TenantSource = "custom"
+    subject: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        validate_tenant_id(self.tenant_id)
+        if self.source not in _SOURCES:
+            raise ValueError(f"source must be one of {_SOURCES}")
+        if not isinstance(self.claims, MappingProxyType):
+            object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    context: TenantContext
+    # Set by the adapters, which vend credentials before the handler runs so that a
+    # failure is answered before any tenant code executes. None in a custom scope:
+    # credentials are then vended on first data access.
+    credentials: ScopedCredentials | None = None
+    # The adapter's settings when they differ from the environment's (explicit arguments).
+    settings: Settings | None = None
+
+
+_current_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
+    "tenantscope_scope", default=None
+)
+
+
+def current_tenant() -> TenantContext:
+    """The tenant of the current unit of work.
+
+    Raises :class:`NoTenantContext` outside a scope.
+
+    >>> with tenant_scope("acme"):
+    ...     current_tenant().tenant_id
+    'acme'
+    """
+    scope = _current_scope.get()
+    if scope is None:
+        raise NoTenantContext("no tenant scope is active")
+    return scope.context
+
+
+def _current_scope_or_raise() -> _Scope:
+    scope = _current_scope.get()
+    if scope is None:
+        raise NoTenantContext("no tenant scope is active")
+    return scope
+
+
+@contextmanager
+def _enter_scope(
+    context: TenantContext,
+    credentials: ScopedCredentials | None = None,
+    settings: Settings | None = None,
+) -> Iterator[None]:
+    if credentials is not None and credentials.tenant_id != context.tenant_id:
+        raise ValueError("credentials belong to another tenant")
+    token = _current_scope.set(_Scope(context, credentials, settings))
+    try:
+        yield
+    finally:
+        _current_scope.reset(token)
+
+
+@contextmanager
+def tenant_scope(
+    tenant_id: str,
+    *,
+    source: TenantSource = "custom",
+    subject: str | None = None,
+) -> Iterator[TenantContext]:
+    """Run a block as ``tenant_id``; the previous scope (or none) is restored on exit.
+
+    Use it for trusted internal work (a migration, a scheduled job) where the tenant
+    does not come from a token or an envelope. The tenant id is validated first.
+
+    >>> with tenant_scope("acme") as ctx:
+    ...     ctx.source
+    'custom'
+    """
+    context = TenantContext(validate_tenant_id(tenant_id), source=source, subject=subject)
+    with _enter_scope(context):
+        yield context
+
+
+def in_tenant_scope(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``fn`` so that it runs in the caller's current scope, e.g. in a worker thread.
+
+    Threads do not inherit ContextVars. Wrap the callable in the thread that holds the
+    scope, then submit the wrapper: it runs in a copy of that context, so the worker
+    sees the same tenant and its own changes do not leak back.
+
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with tenant_scope("acme"), ThreadPoolExecutor(1) as pool:
+    ...     pool.submit(in_tenant_scope(lambda: current_tenant().tenant_id)).result()
+    'acme'
+    """
+    _current_scope_or_raise()
+    captured = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        # A copy per call: one Context object cannot be entered by two threads at once.
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run

@@ -1,0 +1,257 @@
+"""Credential vending: STS AssumeRole per tenant, cached in the warm container.
+
+- Cached per (role, strategy, tenant) and refreshed a margin before ``Expiration``.
+- Concurrent misses for one tenant make a single STS call (single flight).
+- Throttling is retried with full jitter; then the work fails closed with
+  :class:`CredentialsUnavailable`. A failure is remembered only briefly.
+- There is no path that returns the function's own credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ._config import Settings
+from ._errors import CredentialsUnavailable
+from ._policy import AssumeRoleRequest, assume_role_request
+
+__all__ = [
+    "Boto3Sts",
+    "CredentialVendor",
+    "FakeSts",
+    "ScopedCredentials",
+    "StsBackend",
+    "StsThrottled",
+    "default_vendor",
+    "set_default_vendor",
+]
+
+logger = logging.getLogger("tenantscope")
+
+_THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+     "ServiceUnavailable", "InternalFailure", "IDPCommunicationError"}
+)
+
+
+@dataclass(frozen=True)
+class ScopedCredentials:
+    """Temporary credentials that reach only one tenant's data. ``repr`` hides the secrets."""
+
+    tenant_id: str
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: float  # epoch seconds
+
+
+class StsThrottled(Exception):
+    """STS asked us to slow down; the call may be retried."""
+
+
+class StsBackend(Protocol):
+    """The one STS call tenantscope makes."""
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials: ...
+
+
+class Boto3Sts:
+    """The real STS backend, on the function's execution role. The client is made on first use."""
+
+    def __init__(self, region: str | None = None, *, client: Any = None) -> None:
+        self._region = region
+        self._client = client
+        self._lock = threading.Lock()
+
+    def _sts(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3  # lazily: keeps cold start cheap for code that never vends
+
+                    self._client = boto3.client("sts", region_name=self._region)
+        return self._client
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._sts().assume_role(**request.to_boto3())
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _THROTTLING_CODES:
+                raise StsThrottled(code) from None
+            raise CredentialsUnavailable(f"AssumeRole refused ({code})") from None
+        except BotoCoreError as error:
+            raise StsThrottled(type(error).__name__) from None
+        creds = response["Credentials"]
+        expiration = creds["Expiration"]
+        return ScopedCredentials(
+            tenant_id=request.tenant_id,
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds["SessionToken"],
+            expiration=expiration.timestamp() if isinstance(expiration, datetime) else float(expiration),
+        )
+
+
+class FakeSts:
+    """A fake STS backend: records every request and can throttle or fail on demand.
+
+    >>> from tenantscope._policy import AssumeRoleRequest
+    >>> sts = FakeSts()
+    >>> creds = sts.assume_role(AssumeRoleRequest("acme", "arn:aws:iam::1:role/r", "session-tags", 900, (), None))
+    >>> creds.tenant_id, len(sts.requests)
+    ('acme', 1)
+    """
+
+    def __init__(self, *, duration: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
+        self.duration = duration
+        self.clock = clock
+        self.requests: list[AssumeRoleRequest] = []
+        self.throttle_next = 0
+        self.refuse = False
+        self._lock = threading.Lock()
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        with self._lock:
+            self.requests.append(request)
+            n = len(self.requests)
+            if self.throttle_next > 0:
+                self.throttle_next -= 1
+                raise StsThrottled("Throttling")
+        if self.refuse:
+            raise CredentialsUnavailable("AssumeRole refused (AccessDenied)")
+        return ScopedCredentials(
+            tenant_id=request.tenant_id,
+            access_key_id=f"ASIAFAKE{n:012d}",
+            secret_access_key=f"fake-secret-{request.tenant_id}-{n}",
+            session_token=f"fake-token-{request.tenant_id}-{n}",
+            expiration=self.clock() + self.duration,
+        )
+
+
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    credentials: ScopedCredentials | None = None
+
+
+class CredentialVendor:
+    """Vends and caches :class:`ScopedCredentials` per (role, strategy, tenant).
+
+    >>> from tenantscope._config import Settings
+    >>> vendor = CredentialVendor(FakeSts())
+    >>> settings = Settings.load(environ={}, role_arn="arn:aws:iam::123456789012:role/tenant")
+    >>> a = vendor.credentials_for("acme", settings)
+    >>> b = vendor.credentials_for("acme", settings)
+    >>> a is b
+    True
+    """
+
+    def __init__(
+        self,
+        sts: StsBackend,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 3,
+        backoff_base: float = 0.05,
+        backoff_cap: float = 1.0,
+        failure_ttl: float = 1.0,
+    ) -> None:
+        self.sts = sts
+        self._clock = clock
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._failure_ttl = failure_ttl
+        self._cache: dict[tuple[str, str, str], ScopedCredentials] = {}
+        self._failed_until: dict[tuple[str, str, str], float] = {}
+        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._lock = threading.Lock()
+
+    def credentials_for(self, tenant_id: str, settings: Settings) -> ScopedCredentials:
+        """Cached credentials for ``tenant_id``, fetched from STS when missing or near expiry."""
+        key = (settings.role_arn or "", settings.isolation, tenant_id)
+        margin = settings.refresh_margin_seconds
+        cached = self._cache.get(key)
+        if cached is not None and cached.expiration - margin > self._clock():
+            return cached
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.expiration - margin > self._clock():
+                return cached
+            if self._failed_until.get(key, 0.0) > self._clock():
+                raise CredentialsUnavailable("recent STS failure; backing off")
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.credentials is None:
+                raise CredentialsUnavailable("STS call failed")
+            return flight.credentials
+        try:
+            credentials = self._assume(assume_role_request(tenant_id, settings))
+            flight.credentials = credentials
+            with self._lock:
+                self._cache[key] = credentials
+                self._failed_until.pop(key, None)
+            return credentials
+        except CredentialsUnavailable:
+            with self._lock:
+                self._failed_until[key] = self._clock() + self._failure_ttl
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        for attempt in range(self._max_attempts):
+            try:
+                return self.sts.assume_role(request)
+            except StsThrottled as error:
+                logger.warning("tenantscope: STS throttled (%s), attempt %d", error, attempt + 1)
+                if attempt + 1 < self._max_attempts:
+                    self._sleep(random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
+        raise CredentialsUnavailable("STS throttled; retries exhausted")
+
+    def clear(self) -> None:
+        """Forget every cached credential (tests, or after a role change)."""
+        with self._lock:
+            self._cache.clear()
+            self._failed_until.clear()
+
+
+_default_vendor: CredentialVendor | None = None
+_default_lock = threading.Lock()
+
+
+def default_vendor() -> CredentialVendor:
+    """The process-wide vendor on the real STS backend, made on first use."""
+    global _default_vendor
+    if _default_vendor is None:
+        with _default_lock:
+            if _default_vendor is None:
+                from ._config import get_settings
+
+                _default_vendor = CredentialVendor(Boto3Sts(get_settings().region))
+    return _default_vendor
+
+
+def set_default_vendor(vendor: CredentialVendor | None) -> None:
+    """Replace the process-wide vendor (e.g. with one on :class:`FakeSts`); None restores the real one."""
+    global _default_vendor
+    with _default_lock:
+        _default_vendor = vendor

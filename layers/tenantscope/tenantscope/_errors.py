@@ -1,0 +1,51 @@
+"""The errors tenantscope raises.
+
+Every error derives from :class:`TenantError`. Adapters map them to a bounded answer
+(an HTTP status, a batch item failure, or a Step Functions error name) and never put
+``str(error)`` into a response: messages are for logs and carry no token or secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CredentialsUnavailable",
+    "CrossTenantAccess",
+    "Forbidden",
+    "InvalidTenantId",
+    "NoTenantContext",
+    "TenantAuthError",
+    "TenantError",
+    "Unauthorized",
+]
+
+
+class TenantError(Exception):
+    """Base of every tenantscope error."""
+
+
+class TenantAuthError(TenantError):
+    """The caller's proof of tenant could not be accepted (token or envelope)."""
+
+
+class Unauthorized(TenantAuthError):
+    """No valid proof of identity: a missing, malformed, forged or expired token (HTTP 401)."""
+
+
+class Forbidden(TenantAuthError):
+    """The identity is valid but its tenant is refused or mismatched (HTTP 403)."""
+
+
+class InvalidTenantId(Forbidden, ValueError):
+    """A tenant id that does not match the tenant id grammar."""
+
+
+class CrossTenantAccess(Forbidden):
+    """A data call touched a key outside the current tenant, or a table-wide operation."""
+
+
+class NoTenantContext(TenantError, LookupError):
+    """Tenant-scoped code ran outside a tenant scope."""
+
+
+class CredentialsUnavailable(TenantError):
+    """Scoped credentials could not be obtained; the work fails closed (HTTP 503)."""

@@ -1,0 +1,263 @@
+"""JWT verification with a hardened JWKS cache.
+
+Only the configured issuer's JWKS supplies keys, looked up by ``kid``. Key material or
+key locations in the token header (``jwk``, ``jku``, ``x5u``, ``x5c``) are refused,
+never used. Algorithms are pinned by configuration and bound to each key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._config import Settings
+from ._errors import Unauthorized
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+__all__ = ["JwksCache", "JwksSource", "JwtVerifier", "StaticJwksSource", "UrlJwksSource", "jwks_cache_for"]
+
+logger = logging.getLogger("tenantscope")
+
+_MAX_JWKS_BYTES = 256 * 1024
+# Header parameters that name or carry key material chosen by the token's author.
+_REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
+# A kid is only ever a dictionary key here; this bound keeps log lines and lookups small.
+_KID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+class JwksSource(Protocol):
+    """Where a JWKS document comes from."""
+
+    def fetch(self) -> Mapping[str, Any]:
+        """Return the JWKS document (``{"keys": [...]}``); raise on failure."""
+        ...
+
+
+class UrlJwksSource:
+    """Fetches a JWKS from an ``https://`` URL, or a ``file://`` URL for the local development issuer.
+
+    Plain ``http://`` and every other scheme are refused: a JWKS fetched without TLS
+    lets anyone on the path mint tokens.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("https", "file"):
+            raise ValueError("TENANTSCOPE_JWKS_URL must use https:// or file://")
+        self.url = url
+        self.timeout = timeout
+
+    def fetch(self) -> Mapping[str, Any]:
+        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})  # noqa: S310
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            body = response.read(_MAX_JWKS_BYTES + 1)
+        if len(body) > _MAX_JWKS_BYTES:
+            raise ValueError("JWKS document too large")
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError("JWKS document is not an object")
+        return document
+
+
+class StaticJwksSource:
+    """A fake JWKS source for tests and local development: serves a fixed document, counts fetches.
+
+    >>> source = StaticJwksSource({"keys": []})
+    >>> source.fetch(), source.fetches
+    ({'keys': []}, 1)
+    """
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = document
+        self.fetches = 0
+        self.fail = False
+
+    def fetch(self) -> Mapping[str, Any]:
+        self.fetches += 1
+        if self.fail:
+            raise OSError("JWKS source unavailable")
+        return self.document
+
+
+def _parse_keys(document: Mapping[str, Any]) -> dict[str, PyJWK]:
+    import jwt  # lazily: PyJWT loads cryptography (~50 ms), which SQS-only functions never need
+
+    keys: dict[str, PyJWK] = {}
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise ValueError("JWKS has no keys list")
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            logger.warning("tenantscope: skipped an unusable JWKS key")
+    return keys
+
+
+class JwksCache:
+    """Signing keys by ``kid``, cached with a lifespan and refetched at a bounded rate.
+
+    - Keys live for ``ttl`` seconds, then are refreshed on next use.
+    - An unknown kid triggers a refetch at most once per ``min_refetch_interval``, so a
+      flood of random kids costs at most one fetch per interval.
+    - A failed fetch keeps the last good key set.
+    """
+
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        ttl: float = 600.0,
+        min_refetch_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl = ttl
+        self._min_refetch_interval = min_refetch_interval
+        self._clock = clock
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        """Fetch the keys now (at cold start); a failure is logged, not raised."""
+        self._refresh(force=True)
+
+    def get(self, kid: str) -> PyJWK | None:
+        """The key for ``kid``, or None when the issuer does not publish it."""
+        now = self._clock()
+        key = self._keys.get(kid)
+        if key is None or now - self._fetched_at > self._ttl:
+            self._refresh(force=False)
+            key = self._keys.get(kid)
+        return key
+
+    def _refresh(self, *, force: bool) -> None:
+        with self._lock:
+            now = self._clock()
+            if not force and now - self._attempted_at < self._min_refetch_interval:
+                return
+            self._attempted_at = now
+            try:
+                keys = _parse_keys(self._source.fetch())
+            except Exception as error:  # any failure keeps the last good set
+                logger.warning("tenantscope: JWKS fetch failed (%s); keeping last good keys", type(error).__name__)
+                return
+            self._keys = keys
+            self._fetched_at = now
+
+
+_caches: dict[tuple[str, float, float, float], JwksCache] = {}
+_caches_lock = threading.Lock()
+
+
+def jwks_cache_for(settings: Settings) -> JwksCache:
+    """The process-wide JWKS cache for the configured URL, shared by every handler."""
+    if not settings.jwks_url:
+        raise RuntimeError("TENANTSCOPE_JWKS_URL is not configured")
+    key = (settings.jwks_url, settings.jwks_ttl_seconds, settings.jwks_min_refetch_seconds,
+           settings.jwks_timeout_seconds)
+    cache = _caches.get(key)
+    if cache is None:
+        with _caches_lock:
+            cache = _caches.get(key)
+            if cache is None:
+                source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
+                cache = JwksCache(source, ttl=settings.jwks_ttl_seconds,
+                                  min_refetch_interval=settings.jwks_min_refetch_seconds)
+                _caches[key] = cache
+    return cache
+
+
+class JwtVerifier:
+    """Verifies a compact JWT against the configured issuer, audience and algorithms.
+
+    Raises :class:`Unauthorized` for every kind of bad token; the message names the
+    reason category for logs and never contains the token.
+    """
+
+    def __init__(self, settings: Settings, keys: JwksCache) -> None:
+        if not settings.jwt_issuer or not settings.jwt_audience:
+            raise RuntimeError("TENANTSCOPE_JWT_ISSUER and TENANTSCOPE_JWT_AUDIENCE must be configured")
+        self._settings = settings
+        self._keys = keys
+        self._options: dict[str, Any] = {
+            "require": ["exp", "iat", "iss"],
+            "verify_aud": False,  # checked below: aud, or client_id for Cognito access tokens
+            "enforce_minimum_key_length": True,
+        }
+
+    def preload(self) -> None:
+        """Fetch the issuer's keys now, during cold start."""
+        self._keys.preload()
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the verified claims of ``token``."""
+        import jwt  # already loaded by the key cache; a dictionary lookup here
+
+        settings = self._settings
+        if len(token) > settings.max_token_bytes:
+            raise Unauthorized("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("malformed token") from None
+        alg = header.get("alg")
+        if alg not in settings.jwt_algorithms:
+            raise Unauthorized("algorithm not allowed")
+        if any(name in header for name in _REFUSED_HEADERS):
+            raise Unauthorized("refused header parameter")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
+            raise Unauthorized("missing or malformed kid")
+        key = self._keys.get(kid)
+        if key is None:
+            raise Unauthorized("unknown kid")
+        if key.algorithm_name != alg:
+            raise Unauthorized("algorithm does not match the key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway_seconds,
+                options=self._options,  # type: ignore[arg-type]
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthorized(f"invalid token ({type(error).__name__})") from None
+        if claims.get("iss") != settings.jwt_issuer:  # exact, typed comparison
+            raise Unauthorized("wrong issuer")
+        self._check_audience(claims)
+        if settings.jwt_token_use is not None and claims.get("token_use") != settings.jwt_token_use:
+            raise Unauthorized("wrong token_use")
+        return claims
+
+    def _check_audience(self, claims: Mapping[str, Any]) -> None:
+        allowed = self._settings.jwt_audience
+        aud = claims.get("aud")
+        if aud is not None:
+            values = [aud] if isinstance(aud, str) else aud
+            if isinstance(values, list) and any(isinstance(v, str) and v in allowed for v in values):
+                return
+            raise Unauthorized("wrong audience")
+        # Cognito access tokens carry the app client in client_id and have no aud.
+        client_id = claims.get("client_id")
+        if isinstance(client_id, str) and client_id in allowed:
+            return
+        raise Unauthorized("wrong audience")

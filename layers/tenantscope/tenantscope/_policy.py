@@ -1,0 +1,145 @@
+"""What a tenant's STS session is allowed: session tags or an inline session policy.
+
+Both strategies produce an :class:`AssumeRoleRequest` for one validated tenant id.
+The role session name and SourceIdentity carry the tenant id so CloudTrail shows who acted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
+from ._errors import CredentialsUnavailable
+from ._tenant_id import validate_tenant_id
+
+__all__ = [
+    "ITEM_ACTIONS",
+    "MAX_SESSION_POLICY_CHARS",
+    "AssumeRoleRequest",
+    "assume_role_request",
+    "leading_key_patterns",
+    "session_policy",
+    "tenant_prefix",
+]
+
+# Item-level actions only. Never Scan (ForAllValues:StringLike is vacuously true when a
+# request has no leading key) and never PartiQL (ExecuteStatement and friends).
+ITEM_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+)
+MAX_SESSION_POLICY_CHARS = 2048
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    """The partition key prefix owned by a tenant.
+
+    >>> tenant_prefix("acme")
+    'TENANT#acme'
+    """
+    return f"TENANT#{validate_tenant_id(tenant_id)}"
+
+
+def leading_key_patterns(tenant_ref: str) -> list[str]:
+    """StringLike patterns for the keys of one tenant: the exact prefix, or the prefix then '#'.
+
+    The '#' after the id is what keeps ``acme`` from matching ``acme-corp`` or ``acme1``.
+    ``tenant_ref`` is a validated id or an IAM policy variable.
+    """
+    return [f"TENANT#{tenant_ref}", f"TENANT#{tenant_ref}#*"]
+
+
+@dataclass(frozen=True)
+class AssumeRoleRequest:
+    """The parameters of one STS AssumeRole call for one tenant."""
+
+    tenant_id: str
+    role_arn: str
+    strategy: str
+    duration_seconds: int
+    tags: tuple[tuple[str, str], ...]
+    policy: str | None
+
+    @property
+    def cache_key(self) -> tuple[str, str, str]:
+        return (self.role_arn, self.strategy, self.tenant_id)
+
+    def to_boto3(self) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "RoleArn": self.role_arn,
+            "RoleSessionName": self.tenant_id,
+            "SourceIdentity": self.tenant_id,
+            "DurationSeconds": self.duration_seconds,
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags],
+        }
+        if self.policy is not None:
+            params["Policy"] = self.policy
+        return params
+
+
+def _table_resources(settings: Settings) -> list[str]:
+    # arn:<partition>:iam::<account>:role/<name> gives the partition and account.
+    parts = (settings.role_arn or "").split(":")
+    if len(parts) < 6 or not settings.region:
+        raise CredentialsUnavailable("session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION")
+    partition, account = parts[1], parts[4]
+    resources: list[str] = []
+    for spec in settings.tables:
+        base = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{spec.name}"
+        resources += [base, f"{base}/index/*"]
+    return resources
+
+
+def session_policy(tenant_id: str, settings: Settings) -> str:
+    """The inline session policy that limits a session to one tenant's leading keys.
+
+    Raises :class:`CredentialsUnavailable` before a policy could exceed the STS limit.
+    """
+    if not settings.tables:
+        raise CredentialsUnavailable("session-policy needs TENANTSCOPE_TABLES")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TenantItems",
+                "Effect": "Allow",
+                "Action": list(ITEM_ACTIONS),
+                "Resource": _table_resources(settings),
+                "Condition": {
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(tenant_id)},
+                    "Null": {"dynamodb:LeadingKeys": "false"},
+                },
+            }
+        ],
+    }
+    document = json.dumps(policy, separators=(",", ":"))
+    if len(document) > MAX_SESSION_POLICY_CHARS:
+        raise CredentialsUnavailable(
+            f"session policy is {len(document)} chars, over the {MAX_SESSION_POLICY_CHARS} limit; "
+            "configure fewer tables"
+        )
+    return document
+
+
+def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest:
+    """The AssumeRole request that scopes a session to ``tenant_id`` under the configured strategy."""
+    tenant_id = validate_tenant_id(tenant_id)
+    if not settings.role_arn:
+        raise CredentialsUnavailable("TENANTSCOPE_ROLE_ARN is not configured")
+    duration = min(settings.session_duration_seconds, 3600)  # role chaining caps sessions at one hour
+    tags = ((settings.tenant_tag_key, tenant_id),)
+    if settings.isolation == ISOLATION_SESSION_TAGS:
+        policy = None
+    elif settings.isolation == ISOLATION_SESSION_POLICY:
+        policy = session_policy(tenant_id, settings)
+    else:  # pragma: no cover - Settings.load rejects other values
+        raise CredentialsUnavailable("unknown isolation strategy")
+    return AssumeRoleRequest(tenant_id, settings.role_arn, settings.isolation, duration, tags, policy)

@@ -1,0 +1,91 @@
+"""Tenant resolution: from a trigger's event to a :class:`TenantContext`.
+
+Every way a unit of work gets its tenant is here. The functions are pure: given the
+event and a verifier they compute the context or raise, with no side effect beyond the
+verifier's key cache. Adapters call them; handlers never parse tenants themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._config import Settings
+from ._context import TenantContext
+from ._errors import Forbidden, InvalidTenantId, Unauthorized
+from ._jwt import JwtVerifier
+from ._tenant_id import validate_tenant_id
+
+__all__ = ["bearer_token", "resolve_api_event", "tenant_from_claims"]
+
+# Compact JWS: three base64url segments. Checked before any parsing.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Claims copied into the context: identity facts, never the token or signature.
+_SELECTED_CLAIMS = ("iss", "sub", "client_id", "token_use", "scope", "exp")
+
+
+def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
+    """The bearer token of an API Gateway REST (v1) or HTTP API (v2) proxy event.
+
+    Header names are case-insensitive and v1 ``multiValueHeaders`` count; more than one
+    distinct Authorization value is refused as ambiguous.
+
+    >>> bearer_token({"headers": {"authorization": "bearer a.b.c"}}, 100)
+    'a.b.c'
+    """
+    values: set[object] = set()
+    headers = event.get("headers")
+    if isinstance(headers, Mapping):
+        values.update(v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization")
+    multi = event.get("multiValueHeaders")
+    if isinstance(multi, Mapping):
+        for k, vs in multi.items():
+            if isinstance(k, str) and k.lower() == "authorization" and isinstance(vs, list):
+                values.update(v for v in vs if isinstance(v, str))
+    if not values:
+        raise Unauthorized("missing Authorization header")
+    if len(values) > 1:
+        raise Unauthorized("ambiguous Authorization header")
+    value = values.pop()
+    if not isinstance(value, str) or len(value) > max_bytes + 16:
+        raise Unauthorized("malformed Authorization header")
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or _COMPACT_JWS.fullmatch(token) is None or len(token) > max_bytes:
+        raise Unauthorized("malformed Authorization header")
+    return token
+
+
+def tenant_from_claims(claims: Mapping[str, Any], settings: Settings) -> TenantContext:
+    """The tenant context of verified ``claims``; a bad tenant claim is :class:`Forbidden`."""
+    try:
+        tenant_id = validate_tenant_id(claims.get(settings.tenant_claim))
+    except InvalidTenantId:
+        raise InvalidTenantId("token carries no valid tenant claim") from None
+    subject = claims.get("sub")
+    return TenantContext(
+        tenant_id,
+        source="jwt",
+        subject=subject if isinstance(subject, str) else None,
+        claims={k: claims[k] for k in _SELECTED_CLAIMS if k in claims},
+    )
+
+
+def resolve_api_event(
+    event: Mapping[str, Any],
+    verifier: JwtVerifier,
+    settings: Settings,
+    *,
+    lambda_tenant_id: object = None,
+) -> TenantContext:
+    """Resolve an API Gateway proxy event to the tenant of its verified bearer token.
+
+    ``lambda_tenant_id`` is ``context.tenant_id`` in Lambda tenant isolation mode; when
+    set it must equal the token's tenant.
+    """
+    claims = verifier.verify(bearer_token(event, settings.max_token_bytes))
+    context = tenant_from_claims(claims, settings)
+    if lambda_tenant_id is not None and lambda_tenant_id != context.tenant_id:
+        raise Forbidden("token tenant differs from the Lambda tenant id")
+    return context

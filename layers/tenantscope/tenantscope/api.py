@@ -1,0 +1,137 @@
+"""The API Gateway adapter: ``@api_handler`` for REST (v1) and HTTP API (v2) proxy events."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._config import Settings
+from ._context import _enter_scope
+from ._credentials import CredentialVendor, default_vendor
+from ._errors import CredentialsUnavailable, Forbidden, Unauthorized
+from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
+from ._resolve import resolve_api_event
+
+__all__ = ["api_handler"]
+
+logger = logging.getLogger("tenantscope")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+H = TypeVar("H", bound=Handler)
+
+
+def _response(status: int, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps({"message": message}),
+    }
+
+
+def unauthorized() -> dict[str, Any]:
+    return _response(401, "Unauthorized", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def forbidden() -> dict[str, Any]:
+    return _response(403, "Forbidden")
+
+
+def unavailable() -> dict[str, Any]:
+    return _response(503, "Service Unavailable", {"Retry-After": "1"})
+
+
+def internal_error() -> dict[str, Any]:
+    return _response(500, "Internal Server Error")
+
+
+class _ApiRuntime:
+    """What one decorated handler needs, built on its first invocation (or at cold start)."""
+
+    def __init__(self, explicit: dict[str, Any], jwks: JwksCache | None, vendor: CredentialVendor | None):
+        self.settings = Settings.load(**explicit)
+        self.verifier = JwtVerifier(self.settings, jwks or jwks_cache_for(self.settings))
+        self.vendor = vendor or default_vendor()
+        self.explicit = bool(explicit)
+
+
+def api_handler(
+    fn: H | None = None,
+    *,
+    jwks: JwksCache | None = None,
+    vendor: CredentialVendor | None = None,
+    **settings: Any,
+) -> Any:
+    """Run a Lambda handler as the tenant of the request's verified JWT.
+
+    The token is verified, scoped credentials are vended, and the handler runs inside the
+    tenant's scope, which is reset afterwards whatever happens. Failures are answered
+    without internals: 401 (bad or missing token), 403 (tenant refused or mismatched, or a
+    cross-tenant data call), 503 (no credentials), 500 (anything else).
+
+    Keyword arguments override settings (``jwt_issuer``, ``jwt_audience``, ``role_arn``,
+    ...); ``jwks`` and ``vendor`` replace the key cache and credential vendor (tests).
+
+    >>> from tenantscope import api_handler, current_tenant
+    >>> @api_handler
+    ... def handler(event, context):
+    ...     return {"statusCode": 200, "body": current_tenant().tenant_id}
+    """
+
+    def decorate(handler: H) -> H:
+        runtime: _ApiRuntime | None = None
+
+        def get_runtime() -> _ApiRuntime:
+            nonlocal runtime
+            if runtime is None:
+                runtime = _ApiRuntime(settings, jwks, vendor)
+            return runtime
+
+        # At cold start in Lambda, fetch the JWKS during init rather than on the first request.
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            try:
+                get_runtime().verifier.preload()
+            except Exception:  # configuration errors surface on the first request instead
+                logger.warning("tenantscope: could not preload at cold start", exc_info=True)
+
+        @functools.wraps(handler)
+        def wrapper(event: dict[str, Any], context: Any) -> Any:
+            try:
+                rt = get_runtime()
+            except Exception:
+                logger.exception("tenantscope: configuration error")
+                return internal_error()
+            try:
+                tenant = resolve_api_event(
+                    event, rt.verifier, rt.settings, lambda_tenant_id=getattr(context, "tenant_id", None)
+                )
+            except Unauthorized as error:
+                logger.warning("tenantscope: 401 %s", error)
+                return unauthorized()
+            except Forbidden as error:
+                logger.warning("tenantscope: 403 %s", error)
+                return forbidden()
+            try:
+                credentials = rt.vendor.credentials_for(tenant.tenant_id, rt.settings)
+            except CredentialsUnavailable as error:
+                logger.error("tenantscope: 503 %s", error)
+                return unavailable()
+            with _enter_scope(tenant, credentials, rt.settings if rt.explicit else None):
+                try:
+                    return handler(event, context)
+                except Forbidden as error:
+                    logger.warning("tenantscope: 403 %s", error)
+                    return forbidden()
+                except CredentialsUnavailable as error:
+                    logger.error("tenantscope: 503 %s", error)
+                    return unavailable()
+                except Exception:
+                    logger.exception("tenantscope: unhandled error in handler")
+                    return internal_error()
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(fn) if fn is not None else decorate

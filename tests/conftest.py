@@ -1,0 +1,127 @@
+"""Shared fixtures: a development issuer, settings in the environment, fakes for STS and JWKS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
+from tenantscope import _credentials, _data
+from tenantscope._config import reset_settings
+from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._jwt import JwksCache, StaticJwksSource
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-tenant"
+TABLE = "tenantscope-app"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def issuer() -> DevIssuer:
+    return DevIssuer.generate()
+
+
+@pytest.fixture(scope="session")
+def foreign_issuer() -> DevIssuer:
+    """A different key pair that also claims to be the development issuer."""
+    return DevIssuer.generate(kid="dev-key-1")
+
+
+@pytest.fixture(autouse=True)
+def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """GIVEN a function configured for the development issuer, one role and one pooled table."""
+    for name, value in {
+        "TENANTSCOPE_JWT_ISSUER": DEV_ISSUER,
+        "TENANTSCOPE_JWT_AUDIENCE": DEV_AUDIENCE,
+        "TENANTSCOPE_JWKS_URL": "https://issuer.tenantscope.dev/.well-known/jwks.json",
+        "TENANTSCOPE_ROLE_ARN": ROLE_ARN,
+        "TENANTSCOPE_TABLES": f"{TABLE}=pk",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing-function-role",
+        "AWS_SECRET_ACCESS_KEY": "testing-function-role-secret",
+        "AWS_SESSION_TOKEN": "testing-function-role-token",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    reset_settings()
+    yield
+    reset_settings()
+    _credentials.set_default_vendor(None)
+    _data._sessions.clear()
+    _data.key_schemas._described.clear()
+
+
+@pytest.fixture
+def jwks_source(issuer: DevIssuer) -> StaticJwksSource:
+    return StaticJwksSource(issuer.jwks())
+
+
+@pytest.fixture
+def jwks(jwks_source: StaticJwksSource) -> JwksCache:
+    return JwksCache(jwks_source)
+
+
+@pytest.fixture
+def fake_sts() -> FakeSts:
+    return FakeSts()
+
+
+@pytest.fixture
+def vendor(fake_sts: FakeSts) -> CredentialVendor:
+    vendor = CredentialVendor(fake_sts, sleep=lambda _: None)
+    _credentials.set_default_vendor(vendor)
+    return vendor
+
+
+class LambdaContext:
+    """The attributes of the Lambda context object that tenantscope reads."""
+
+    def __init__(self, request_id: str = "req-1", tenant_id: str | None = None) -> None:
+        self.aws_request_id = request_id
+        self.function_name = "test-function"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test-function"
+        if tenant_id is not None:
+            self.tenant_id = tenant_id
+
+
+def http_api_event(token: str | None, *, method: str = "GET", path: str = "/items",
+                   body: Any = None, path_parameters: dict[str, str] | None = None,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload v2) proxy event."""
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    if token is not None:
+        all_headers["authorization"] = f"Bearer {token}"
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "pathParameters": path_parameters or {},
+        "requestContext": {"http": {"method": method, "path": path}, "requestId": "api-req-1"},
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def rest_api_event(token: str | None, *, header_name: str = "Authorization",
+                   multi_value: bool = False) -> dict[str, Any]:
+    """An API Gateway REST API (payload v1) proxy event."""
+    value = f"Bearer {token}" if token is not None else None
+    headers = {header_name: value} if value is not None and not multi_value else {}
+    multi = {header_name: [value]} if value is not None and multi_value else {}
+    return {
+        "resource": "/items",
+        "path": "/items",
+        "httpMethod": "GET",
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "requestContext": {"requestId": "rest-req-1"},
+        "body": None,
+        "isBase64Encoded": False,
+    }
