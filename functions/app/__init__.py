@@ -1,0 +1,1 @@
+"""The order-fulfilment sample application. Every function goes through the tenantscope layer."""

@@ -1,0 +1,58 @@
+"""ApiFunction: the items and orders routes of the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from app import items
+from tenantscope import api_handler
+
+
+def respond(status: int, body: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body, default=lambda v: int(v) if isinstance(v, Decimal) and v % 1 == 0 else str(v)),
+    }
+
+
+def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        body = json.loads(event.get("body") or "{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def route(event: dict[str, Any]) -> tuple[str, str | None]:
+    """(METHOD /resource, id) for HTTP API v2 or REST v1 events."""
+    route_key = event.get("routeKey") or f"{event.get('httpMethod')} {event.get('resource')}"
+    record_id = (event.get("pathParameters") or {}).get("id")
+    return route_key, record_id
+
+
+@api_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    route_key, raw_id = route(event)
+    record_id = items.valid_id(raw_id)
+    if raw_id is not None and record_id is None:
+        return respond(400, {"message": "invalid id"})
+
+    if route_key == "GET /items":
+        return respond(200, {"items": items.list_all("ITEM")})
+    if route_key == "PUT /items/{id}" and record_id:
+        body = parse_body(event)
+        if body is None:
+            return respond(400, {"message": "body must be a JSON object"})
+        return respond(200, items.put("ITEM", record_id, body))
+    if route_key == "GET /items/{id}" and record_id:
+        found = items.get("ITEM", record_id)
+        return respond(200, found) if found else respond(404, {"message": "not found"})
+    if route_key == "DELETE /items/{id}" and record_id:
+        return respond(204, {}) if items.delete("ITEM", record_id) else respond(404, {"message": "not found"})
+    if route_key == "GET /orders/{id}" and record_id:
+        found = items.get("ORDER", record_id)
+        return respond(200, found) if found else respond(404, {"message": "not found"})
+    return respond(404, {"message": "no such route"})

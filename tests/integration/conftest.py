@@ -1,0 +1,41 @@
+"""Integration fixtures: an in-process moto account with the pooled table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sts.models import sts_backends
+
+from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
+from tests.conftest import REGION, TABLE
+
+
+def assumed_roles() -> list[Any]:
+    """Every AssumeRole call moto has served in this account."""
+    return list(sts_backends[DEFAULT_ACCOUNT_ID]["global"].assumed_roles)
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield
+
+
+@pytest.fixture
+def sts_vendor(aws: None) -> CredentialVendor:
+    """The real STS backend (on moto) as the process-wide vendor."""
+    vendor = CredentialVendor(Boto3Sts(REGION))
+    set_default_vendor(vendor)
+    return vendor

@@ -1,0 +1,139 @@
+"""Tenant data access on moto: scoped sessions, the guard, and the credential cache.
+
+moto enforces neither session policies nor session tags (see docs/architecture.md), so
+these tests show the application-level guard and the STS traffic; the IAM side is
+tested as data in tests/unit/test_policy.py and on real AWS in tests/aws/.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.issuer import DevIssuer
+from tenantscope import (
+    CrossTenantAccess,
+    NoTenantContext,
+    api_handler,
+    current_tenant,
+    tenant_key,
+    tenant_scope,
+    tenant_session,
+    tenant_table,
+)
+from tenantscope._config import reset_settings
+from tenantscope._credentials import CredentialVendor
+from tenantscope._jwt import JwksCache
+from tests.conftest import REGION, ROLE_ARN, TABLE, LambdaContext, http_api_event
+from tests.integration.conftest import assumed_roles
+
+
+def test_each_tenant_reads_and_writes_only_its_own_partition(sts_vendor: CredentialVendor) -> None:
+    for tenant in ("acme", "acme-corp"):
+        with tenant_scope(tenant):
+            tenant_table(TABLE).put_item(Item={"pk": tenant_key("ITEM", "1"), "sk": "A", "owner": tenant})
+    with tenant_scope("acme"):
+        table = tenant_table(TABLE)
+        own = table.get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})["Item"]
+        assert own["owner"] == "acme"
+        listed = table.query(KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": tenant_key("ITEM", "1")})
+        assert [i["owner"] for i in listed["Items"]] == ["acme"]
+        with pytest.raises(CrossTenantAccess):
+            table.get_item(Key={"pk": "TENANT#acme-corp#ITEM#1", "sk": "A"})
+        with pytest.raises(CrossTenantAccess):
+            table.scan()
+
+
+def test_the_low_level_client_is_guarded_too(sts_vendor: CredentialVendor) -> None:
+    with tenant_scope("acme"):
+        client = tenant_session().client("dynamodb")
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "TENANT#acme#X"}, "sk": {"S": "1"}})
+        for call in (
+            lambda: client.get_item(TableName=TABLE, Key={"pk": {"S": "TENANT#globex#X"}, "sk": {"S": "1"}}),
+            lambda: client.scan(TableName=TABLE),
+            lambda: client.execute_statement(Statement=f'SELECT * FROM "{TABLE}"'),
+            lambda: client.delete_table(TableName=TABLE),
+        ):
+            with pytest.raises(CrossTenantAccess):
+                call()
+    # The table is intact: the refused calls never reached DynamoDB.
+    assert boto3.client("dynamodb", region_name=REGION).describe_table(TableName=TABLE)["Table"]
+
+
+def test_sessions_use_the_vended_credentials_never_the_function_role(sts_vendor: CredentialVendor) -> None:
+    with tenant_scope("acme"):
+        frozen = tenant_session().get_credentials().get_frozen_credentials()
+    served = assumed_roles()[-1]
+    assert frozen.access_key == served.access_key_id
+    assert frozen.access_key != "testing-function-role"
+    assert served.session_name == "acme"
+    assert served.role_arn == ROLE_ARN
+
+
+def test_a_kept_table_is_useless_after_its_scope(sts_vendor: CredentialVendor) -> None:
+    with tenant_scope("acme"):
+        kept = tenant_table(TABLE)
+    with pytest.raises(NoTenantContext):
+        kept.get_item(Key={"pk": "TENANT#acme#ITEM#1", "sk": "A"})
+    with tenant_scope("globex"), pytest.raises(CrossTenantAccess):
+        kept.get_item(Key={"pk": "TENANT#acme#ITEM#1", "sk": "A"})
+
+
+def test_sessions_and_tables_are_cached_with_their_credentials(sts_vendor: CredentialVendor) -> None:
+    with tenant_scope("acme"):
+        first = (tenant_session(), tenant_table(TABLE))
+    with tenant_scope("acme"):
+        second = (tenant_session(), tenant_table(TABLE))
+    assert first[0] is second[0] and first[1] is second[1]
+    sts_vendor.clear()  # new credentials, as after a refresh
+    with tenant_scope("acme"):
+        assert tenant_session() is not first[0]
+
+
+def test_partition_key_comes_from_describe_table_when_not_configured(
+    monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_TABLES", TABLE)
+    reset_settings()
+    with tenant_scope("acme"):
+        tenant_table(TABLE).put_item(Item={"pk": "TENANT#acme#1", "sk": "A"})
+        with pytest.raises(CrossTenantAccess):
+            tenant_table(TABLE).put_item(Item={"pk": "TENANT#globex#1", "sk": "A"})
+
+
+def test_session_policy_strategy_sends_the_policy_to_sts(
+    monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_ISOLATION", "session-policy")
+    reset_settings()
+    with tenant_scope("acme"):
+        tenant_table(TABLE).put_item(Item={"pk": "TENANT#acme", "sk": "A"})
+    policy = json.loads(assumed_roles()[-1].policy)
+    condition = policy["Statement"][0]["Condition"]
+    assert condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["TENANT#acme", "TENANT#acme#*"]
+
+
+def test_thousand_invocations_over_ten_tenants_make_ten_assume_role_calls(
+    issuer: DevIssuer, jwks: JwksCache, sts_vendor: CredentialVendor
+) -> None:
+    # GIVEN one deployed handler that writes and reads its tenant's item
+    @api_handler(jwks=jwks)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        table = tenant_table(TABLE)
+        table.put_item(Item={"pk": tenant_key("COUNTER"), "sk": "n"})
+        return {"statusCode": 200, "body": current_tenant().tenant_id}
+
+    tenants = [f"tenant-{n}" for n in range(10)]
+    tokens = {t: issuer.token(t) for t in tenants}
+    before = len(assumed_roles())
+    # WHEN 1,000 requests arrive, interleaved across the tenants
+    for n in range(1000):
+        tenant = tenants[n % 10]
+        assert handler(http_api_event(tokens[tenant]), LambdaContext())["body"] == tenant
+    # THEN STS was asked exactly once per tenant
+    served = assumed_roles()[before:]
+    assert len(served) == 10
+    assert sorted(r.session_name for r in served) == sorted(tenants)

@@ -1,0 +1,163 @@
+"""The leading-key guard, on wire-format requests as botocore builds them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tenantscope import CrossTenantAccess, NoTenantContext, tenant_key, tenant_scope
+from tenantscope._config import Settings, TableSpec
+from tenantscope._data import LeadingKeyGuard, _KeySchemas
+
+SETTINGS = Settings.load(environ={}, tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk"}),))
+
+
+def S(value: str) -> dict[str, str]:  # noqa: N802 - DynamoDB's own type tag
+    return {"S": value}
+
+
+def describe_app(table: str) -> dict[str, Any]:
+    """The key schema DescribeTable reports, without the configured-only index."""
+    return {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}
+
+
+def call(operation: str, params: dict[str, Any], tenant: str = "acme", scope: str | None = "acme") -> None:
+    guard = LeadingKeyGuard(tenant, SETTINGS, _KeySchemas(describe_app))
+    model = SimpleNamespace(name=operation)
+    if scope is None:
+        guard(params=params, model=model)
+        return
+    with tenant_scope(scope):
+        guard(params=params, model=model)
+
+
+OWN = ["TENANT#acme", "TENANT#acme#ITEM#1", "TENANT#acme#"]
+FOREIGN = ["TENANT#acme-corp", "TENANT#acme1", "TENANT#acme-corp#ITEM#1", "TENANT#acmeX#1",
+           "TENANT#", "TENANT#*", "tenant#acme", "TENANT#ACME", "ITEM#1", ""]
+
+
+def item_requests(pk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    key = {"pk": pk, "sk": S("A")}
+    return [
+        ("GetItem", {"TableName": "app", "Key": key}),
+        ("DeleteItem", {"TableName": "app", "Key": key}),
+        ("UpdateItem", {"TableName": "app", "Key": key, "UpdateExpression": "SET a = :a"}),
+        ("PutItem", {"TableName": "app", "Item": key}),
+        ("BatchGetItem", {"RequestItems": {"app": {"Keys": [key]}}}),
+        ("BatchWriteItem", {"RequestItems": {"app": [{"PutRequest": {"Item": key}}]}}),
+        ("BatchWriteItem", {"RequestItems": {"app": [{"DeleteRequest": {"Key": key}}]}}),
+        ("TransactGetItems", {"TransactItems": [{"Get": {"TableName": "app", "Key": key}}]}),
+        ("TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "app", "Item": key}}]}),
+        ("TransactWriteItems", {"TransactItems": [{"ConditionCheck": {"TableName": "app", "Key": key}}]}),
+        ("Query", {"TableName": "app", "KeyConditionExpression": "#n0 = :v0",
+                   "ExpressionAttributeNames": {"#n0": "pk"}, "ExpressionAttributeValues": {":v0": pk}}),
+        ("Query", {"TableName": "app", "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+                   "ExpressionAttributeValues": {":p": pk, ":s": S("ITEM#")}}),
+        ("Query", {"TableName": "app", "KeyConditionExpression": ":p = pk",
+                   "ExpressionAttributeValues": {":p": pk}}),
+        ("Query", {"TableName": "app", "KeyConditions": {
+            "pk": {"AttributeValueList": [pk], "ComparisonOperator": "EQ"}}}),
+        ("Query", {"TableName": "app", "IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :g",
+                   "ExpressionAttributeValues": {":g": pk}}),
+        ("Query", {"TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/app",
+                   "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": pk}}),
+    ]
+
+
+@pytest.mark.parametrize("value", OWN)
+def test_own_keys_pass_every_item_operation(value: str) -> None:
+    for operation, params in item_requests(S(value)):
+        call(operation, params)
+
+
+@pytest.mark.parametrize("value", FOREIGN)
+def test_foreign_keys_are_refused_by_every_item_operation(value: str) -> None:
+    for operation, params in item_requests(S(value)):
+        with pytest.raises(CrossTenantAccess):
+            call(operation, params)
+
+
+@pytest.mark.parametrize("pk", [{"N": "1"}, {"B": b"TENANT#acme"}, {"S": "TENANT#acme", "N": "1"}, None, "x"])
+def test_non_string_or_missing_partition_keys_are_refused(pk: Any) -> None:
+    for operation, params in item_requests(pk):
+        with pytest.raises(CrossTenantAccess):
+            call(operation, params)
+
+
+def test_a_batch_mixing_tenants_is_refused() -> None:
+    with pytest.raises(CrossTenantAccess):
+        call("BatchWriteItem", {"RequestItems": {"app": [
+            {"PutRequest": {"Item": {"pk": S("TENANT#acme#1")}}},
+            {"PutRequest": {"Item": {"pk": S("TENANT#globex#1")}}},
+        ]}})
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("Scan", {"TableName": "app"}),
+        ("ExecuteStatement", {"Statement": "SELECT * FROM app"}),
+        ("BatchExecuteStatement", {"Statements": []}),
+        ("ExecuteTransaction", {"TransactStatements": []}),
+        ("DescribeTable", {"TableName": "app"}),
+        ("DeleteTable", {"TableName": "app"}),
+        ("Query", {"TableName": "app", "KeyConditionExpression": "sk = :s",
+                   "ExpressionAttributeValues": {":s": S("TENANT#acme")}}),
+        ("Query", {"TableName": "app", "KeyConditions": {
+            "pk": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "BEGINS_WITH"}}}),
+        ("Query", {"TableName": "app", "IndexName": "unknown-index", "KeyConditionExpression": "pk = :p",
+                   "ExpressionAttributeValues": {":p": S("TENANT#acme")}}),
+        ("GetItem", {"TableName": "other-table", "Key": {"pk": S("TENANT#acme")}}),
+        ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}),
+        ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}),
+    ],
+)
+def test_table_wide_unknown_and_malformed_requests_are_refused(operation: str, params: dict[str, Any]) -> None:
+    with pytest.raises(CrossTenantAccess):
+        call(operation, params)
+
+
+def test_guard_refuses_use_outside_any_scope() -> None:
+    with pytest.raises(NoTenantContext):
+        call("GetItem", {"TableName": "app", "Key": {"pk": S("TENANT#acme")}}, scope=None)
+
+
+def test_guard_refuses_use_under_another_tenants_scope() -> None:
+    # A session made for acme and kept in a variable is useless once globex's scope is active.
+    with pytest.raises(CrossTenantAccess):
+        call("GetItem", {"TableName": "app", "Key": {"pk": S("TENANT#globex")}}, scope="globex")
+
+
+def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> None:
+    described: list[str] = []
+
+    def describe(table: str) -> dict[str, Any]:
+        described.append(table)
+        return {
+            "KeySchema": [{"AttributeName": "sk", "KeyType": "RANGE"}, {"AttributeName": "tpk", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [{"IndexName": "by-status",
+                                        "KeySchema": [{"AttributeName": "spk", "KeyType": "HASH"}]}],
+        }
+
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}), _KeySchemas(describe))
+    with tenant_scope("acme"):
+        for _ in range(3):
+            guard(params={"TableName": "t", "Key": {"tpk": S("TENANT#acme#1")}}, model=SimpleNamespace(name="GetItem"))
+        guard(params={"TableName": "t", "IndexName": "by-status", "KeyConditionExpression": "spk = :v",
+                      "ExpressionAttributeValues": {":v": S("TENANT#acme#OPEN")}}, model=SimpleNamespace(name="Query"))
+        with pytest.raises(CrossTenantAccess):
+            guard(params={"TableName": "t", "Key": {"pk": S("TENANT#acme#1")}}, model=SimpleNamespace(name="GetItem"))
+    assert described == ["t"]  # described once, then cached
+
+
+def test_tenant_key_builds_keys_in_the_current_partition() -> None:
+    with tenant_scope("acme"):
+        assert tenant_key() == "TENANT#acme"
+        assert tenant_key("ORDER", 7) == "TENANT#acme#ORDER#7"
+        for bad in ("", None, True, 1.5):
+            with pytest.raises(ValueError, match="key parts"):
+                tenant_key(bad)  # type: ignore[arg-type]
+    with pytest.raises(NoTenantContext):
+        tenant_key("ORDER")

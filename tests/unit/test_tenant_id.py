@@ -1,0 +1,73 @@
+"""The tenant id grammar."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tenantscope import InvalidTenantId, validate_tenant_id
+from tenantscope._tenant_id import TENANT_ID_PATTERN
+
+
+@pytest.mark.parametrize("value", ["ab", "acme", "acme-corp", "a1", "0-0", "a" * 64, "x" + "-" * 62 + "y"])
+def test_valid_ids_are_returned_unchanged(value: str) -> None:
+    assert validate_tenant_id(value) == value
+
+
+class StrSubclass(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("*", id="wildcard-star"),
+        pytest.param("acme*", id="trailing-star"),
+        pytest.param("ac?e", id="wildcard-question"),
+        pytest.param("acme#x", id="key-delimiter"),
+        pytest.param("acme:x", id="colon"),
+        pytest.param("acme/x", id="slash"),
+        pytest.param("acme\\x", id="backslash"),
+        pytest.param("ac..me", id="dot-dot"),
+        pytest.param("acme.x", id="dot"),
+        pytest.param("ac me", id="space"),
+        pytest.param("acme\t", id="tab"),
+        pytest.param("acme\n", id="trailing-newline"),
+        pytest.param("acme\x00", id="nul"),
+        pytest.param("ac\x7fme", id="del"),
+        pytest.param("\u0430cme", id="cyrillic-a-lookalike"),
+        pytest.param("acme\u200b", id="zero-width-space"),
+        pytest.param("ａｃｍｅ", id="fullwidth"),
+        pytest.param("ACME", id="uppercase"),
+        pytest.param("-acme", id="leading-hyphen"),
+        pytest.param("acme-", id="trailing-hyphen"),
+        pytest.param("a", id="too-short"),
+        pytest.param("", id="empty"),
+        pytest.param("a" * 65, id="too-long"),
+        pytest.param(None, id="none"),
+        pytest.param(42, id="int"),
+        pytest.param(b"acme", id="bytes"),
+        pytest.param(["acme"], id="list"),
+        pytest.param(StrSubclass("acme"), id="str-subclass"),
+    ],
+)
+def test_invalid_ids_raise(value: object) -> None:
+    with pytest.raises(InvalidTenantId) as raised:
+        validate_tenant_id(value)
+    # The refusal never echoes the value: it may be an attack payload bound for a log.
+    assert repr(value) not in str(raised.value) or value == ""
+
+
+@given(st.text(max_size=80))
+def test_anything_accepted_is_safe_for_policies_keys_and_session_names(value: str) -> None:
+    try:
+        accepted = validate_tenant_id(value)
+    except InvalidTenantId:
+        return
+    assert re.fullmatch(TENANT_ID_PATTERN, accepted)
+    assert 2 <= len(accepted) <= 64  # RoleSessionName and SourceIdentity bounds
+    assert not set(accepted) & set("*?#:/\\. \t\r\n")
+    assert accepted.isascii() and accepted == accepted.lower()
