@@ -30,8 +30,9 @@ class Demo:
         print(f"  [{mark}] {what}{f'  ({detail})' if detail else ''}")
 
 
-def api_event(token: str | None, method: str, path: str, record_id: str | None = None,
-              body: Any = None) -> dict[str, Any]:
+def api_event(
+    token: str | None, method: str, path: str, record_id: str | None = None, body: Any = None
+) -> dict[str, Any]:
     resource = path if record_id is None else path.replace(record_id, "{id}")
     headers = {"content-type": "application/json"}
     if token:
@@ -51,8 +52,11 @@ def api_event(token: str | None, method: str, path: str, record_id: str | None =
 def main() -> int:
     # Local AWS: fake function-role credentials, never a real account.
     os.environ.update(
-        AWS_ACCESS_KEY_ID="demo-function-role", AWS_SECRET_ACCESS_KEY="demo", AWS_SESSION_TOKEN="demo",
-        AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION,
+        AWS_ACCESS_KEY_ID="demo-function-role",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_SESSION_TOKEN="demo",
+        AWS_REGION=REGION,
+        AWS_DEFAULT_REGION=REGION,
     )
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
@@ -85,13 +89,17 @@ def main() -> int:
     with mock_aws():
         boto3.client("dynamodb").create_table(
             TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
         from app import api
-
         from tenantscope import CrossTenantAccess, tenant_scope, tenant_table
 
         call: Callable[..., dict[str, Any]] = lambda *a, **k: api.handler(api_event(*a, **k), None)  # noqa: E731
@@ -107,7 +115,9 @@ def main() -> int:
             demo.expect(f"{tenant} GET /items/widget sees its own colour {got!r}", got == colour)
             r = call(tokens[tenant], "GET", "/items")
             listed = json.loads(r["body"])["items"]
-            demo.expect(f"{tenant} GET /items lists only its own item", [i["colour"] for i in listed] == [colour])
+            demo.expect(
+                f"{tenant} GET /items lists only its own item", [i["colour"] for i in listed] == [colour]
+            )
 
         print("2. Attacks are refused")
         r = call(forger.token("acme"), "GET", "/items/widget", "widget")
@@ -121,7 +131,9 @@ def main() -> int:
                 tenant_table(TABLE).get_item(Key={"pk": "TENANT#acme#ITEM", "sk": "widget"})
                 demo.expect("globex code reading acme's key directly is refused by the guard", False)
             except CrossTenantAccess as refusal:
-                demo.expect("globex code reading acme's key directly is refused by the guard", True, str(refusal))
+                demo.expect(
+                    "globex code reading acme's key directly is refused by the guard", True, str(refusal)
+                )
 
         print("3. Summary")
         served = sts_backends[DEFAULT_ACCOUNT_ID]["global"].assumed_roles
@@ -130,7 +142,9 @@ def main() -> int:
             print(f"  {tenant}: {calls} STS AssumeRole call(s) for all its requests")
             demo.expect(f"{tenant} credentials were vended once and cached", calls == 1)
 
-    print("demo: all expectations held" if not demo.failures else f"demo: {demo.failures} expectation(s) FAILED")
+    print(
+        "demo: all expectations held" if not demo.failures else f"demo: {demo.failures} expectation(s) FAILED"
+    )
     return 1 if demo.failures else 0
 
 

@@ -100,4 +100,6 @@ class DevIssuer:
         payload = {**self.claims(tenant_id, subject=subject, lifetime=lifetime), **(claims or {})}
         for name in drop:
             payload.pop(name, None)
-        return jwt.encode(payload, self.private_key, algorithm="RS256", headers={"kid": self.kid, **(headers or {})})
+        return jwt.encode(
+            payload, self.private_key, algorithm="RS256", headers={"kid": self.kid, **(headers or {})}
+        )

@@ -89,9 +89,15 @@ class LambdaContext:
             self.tenant_id = tenant_id
 
 
-def http_api_event(token: str | None, *, method: str = "GET", path: str = "/items",
-                   body: Any = None, path_parameters: dict[str, str] | None = None,
-                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+def http_api_event(
+    token: str | None,
+    *,
+    method: str = "GET",
+    path: str = "/items",
+    body: Any = None,
+    path_parameters: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An API Gateway HTTP API (payload v2) proxy event."""
     all_headers = {"content-type": "application/json", **(headers or {})}
     if token is not None:
@@ -109,8 +115,9 @@ def http_api_event(token: str | None, *, method: str = "GET", path: str = "/item
     }
 
 
-def rest_api_event(token: str | None, *, header_name: str = "Authorization",
-                   multi_value: bool = False) -> dict[str, Any]:
+def rest_api_event(
+    token: str | None, *, header_name: str = "Authorization", multi_value: bool = False
+) -> dict[str, Any]:
     """An API Gateway REST API (payload v1) proxy event."""
     value = f"Bearer {token}" if token is not None else None
     headers = {header_name: value} if value is not None and not multi_value else {}

@@ -14,7 +14,9 @@ def respond(status: int, body: Any) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(body, default=lambda v: int(v) if isinstance(v, Decimal) and v % 1 == 0 else str(v)),
+        "body": json.dumps(
+            body, default=lambda v: int(v) if isinstance(v, Decimal) and v % 1 == 0 else str(v)
+        ),
     }
 
 

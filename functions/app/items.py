@@ -41,9 +41,7 @@ def list_all(kind: str, limit: int = 100) -> list[dict[str, Any]]:
 
 
 def delete(kind: str, record_id: str) -> bool:
-    response = table().delete_item(
-        Key={"pk": tenant_key(kind), "sk": record_id}, ReturnValues="ALL_OLD"
-    )
+    response = table().delete_item(Key={"pk": tenant_key(kind), "sk": record_id}, ReturnValues="ALL_OLD")
     return "Attributes" in response
 
 

@@ -39,7 +39,9 @@ def test_each_tenant_reads_and_writes_only_its_own_partition(sts_vendor: Credent
         table = tenant_table(TABLE)
         own = table.get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})["Item"]
         assert own["owner"] == "acme"
-        listed = table.query(KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": tenant_key("ITEM", "1")})
+        listed = table.query(
+            KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": tenant_key("ITEM", "1")}
+        )
         assert [i["owner"] for i in listed["Items"]] == ["acme"]
         with pytest.raises(CrossTenantAccess):
             table.get_item(Key={"pk": "TENANT#acme-corp#ITEM#1", "sk": "A"})

@@ -37,12 +37,13 @@ def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) ->
     return handler
 
 
-def test_http_api_v2_runs_handler_as_token_tenant(issuer: DevIssuer, jwks: JwksCache,
-                                                  vendor: CredentialVendor, fake_sts: FakeSts) -> None:
+def test_http_api_v2_runs_handler_as_token_tenant(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
     handler = make_handler(jwks, vendor)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
     assert response == {"statusCode": 200, "body": "acme"}
-    (tenant, credentials), = handler.seen
+    ((tenant, credentials),) = handler.seen
     assert tenant.source == "jwt" and tenant.subject == "user-1"
     assert credentials.tenant_id == "acme"
     assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
@@ -52,24 +53,26 @@ def test_http_api_v2_runs_handler_as_token_tenant(issuer: DevIssuer, jwks: JwksC
 
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
 @pytest.mark.parametrize("multi_value", [False, True])
-def test_rest_api_v1_headers_any_case_and_multi_value(issuer: DevIssuer, jwks: JwksCache,
-                                                      vendor: CredentialVendor, header_name: str,
-                                                      multi_value: bool) -> None:
+def test_rest_api_v1_headers_any_case_and_multi_value(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, header_name: str, multi_value: bool
+) -> None:
     handler = make_handler(jwks, vendor)
     event = rest_api_event(issuer.token("globex"), header_name=header_name, multi_value=multi_value)
     assert handler(event, LambdaContext())["body"] == "globex"
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
-def test_bearer_scheme_is_case_insensitive(issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor,
-                                           scheme: str) -> None:
+def test_bearer_scheme_is_case_insensitive(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, scheme: str
+) -> None:
     handler = make_handler(jwks, vendor)
     event = http_api_event(None, headers={"Authorization": f"{scheme} {issuer.token('acme')}"})
     assert handler(event, LambdaContext())["statusCode"] == 200
 
 
-def test_two_different_authorization_values_are_ambiguous(issuer: DevIssuer, jwks: JwksCache,
-                                                          vendor: CredentialVendor) -> None:
+def test_two_different_authorization_values_are_ambiguous(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
     handler = make_handler(jwks, vendor)
     event = rest_api_event(issuer.token("acme"), multi_value=True)
     event["multiValueHeaders"]["Authorization"].append(f"Bearer {issuer.token('globex')}")
@@ -77,8 +80,9 @@ def test_two_different_authorization_values_are_ambiguous(issuer: DevIssuer, jwk
     assert handler.seen == []
 
 
-def test_lambda_tenant_isolation_mode_must_match_token(issuer: DevIssuer, jwks: JwksCache,
-                                                       vendor: CredentialVendor, fake_sts: FakeSts) -> None:
+def test_lambda_tenant_isolation_mode_must_match_token(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
     handler = make_handler(jwks, vendor)
     ok = handler(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="acme"))
     refused = handler(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="globex"))
@@ -95,9 +99,9 @@ def test_lambda_tenant_isolation_mode_must_match_token(issuer: DevIssuer, jwks: 
         (RuntimeError("db password is hunter2"), 500),
     ],
 )
-def test_handler_errors_map_to_bodies_without_internals(issuer: DevIssuer, jwks: JwksCache,
-                                                        vendor: CredentialVendor, raised: Exception,
-                                                        status: int) -> None:
+def test_handler_errors_map_to_bodies_without_internals(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, raised: Exception, status: int
+) -> None:
     handler = make_handler(jwks, vendor, body=raised)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
     assert response["statusCode"] == status
@@ -108,8 +112,9 @@ def test_handler_errors_map_to_bodies_without_internals(issuer: DevIssuer, jwks:
         current_tenant()
 
 
-def test_sts_failure_is_503_and_handler_never_runs(issuer: DevIssuer, jwks: JwksCache,
-                                                   fake_sts: FakeSts) -> None:
+def test_sts_failure_is_503_and_handler_never_runs(
+    issuer: DevIssuer, jwks: JwksCache, fake_sts: FakeSts
+) -> None:
     fake_sts.refuse = True
     handler = make_handler(jwks, CredentialVendor(fake_sts, sleep=lambda _: None))
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
@@ -126,8 +131,9 @@ def test_missing_token_is_401_with_www_authenticate(jwks: JwksCache, vendor: Cre
     assert json.loads(response["body"]) == {"message": "Unauthorized"}
 
 
-def test_misconfiguration_fails_closed_with_500(monkeypatch: pytest.MonkeyPatch, issuer: DevIssuer,
-                                                jwks: JwksCache, vendor: CredentialVendor) -> None:
+def test_misconfiguration_fails_closed_with_500(
+    monkeypatch: pytest.MonkeyPatch, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
     monkeypatch.delenv("TENANTSCOPE_JWT_ISSUER")
     handler = make_handler(jwks, vendor)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
@@ -135,8 +141,9 @@ def test_misconfiguration_fails_closed_with_500(monkeypatch: pytest.MonkeyPatch,
     assert handler.seen == []
 
 
-def test_explicit_arguments_override_environment(issuer: DevIssuer, jwks: JwksCache,
-                                                 vendor: CredentialVendor) -> None:
+def test_explicit_arguments_override_environment(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
     @api_handler(jwks=jwks, vendor=vendor, jwt_audience=("another-client",))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": 200}

@@ -24,9 +24,13 @@ def test_no_scope_raises() -> None:
 
 
 def test_scope_sets_and_resets_even_on_error() -> None:
-    with pytest.raises(RuntimeError), tenant_scope("acme"):
-        assert current_tenant().tenant_id == "acme"
-        raise RuntimeError("boom")
+    def fail_inside_scope() -> None:
+        with tenant_scope("acme"):
+            assert current_tenant().tenant_id == "acme"
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_inside_scope()
     with pytest.raises(NoTenantContext):
         current_tenant()
 

@@ -14,7 +14,7 @@ from tenantscope._data import LeadingKeyGuard, _KeySchemas
 SETTINGS = Settings.load(environ={}, tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk"}),))
 
 
-def S(value: str) -> dict[str, str]:  # noqa: N802 - DynamoDB's own type tag
+def S(value: str) -> dict[str, str]:
     return {"S": value}
 
 
@@ -34,8 +34,18 @@ def call(operation: str, params: dict[str, Any], tenant: str = "acme", scope: st
 
 
 OWN = ["TENANT#acme", "TENANT#acme#ITEM#1", "TENANT#acme#"]
-FOREIGN = ["TENANT#acme-corp", "TENANT#acme1", "TENANT#acme-corp#ITEM#1", "TENANT#acmeX#1",
-           "TENANT#", "TENANT#*", "tenant#acme", "TENANT#ACME", "ITEM#1", ""]
+FOREIGN = [
+    "TENANT#acme-corp",
+    "TENANT#acme1",
+    "TENANT#acme-corp#ITEM#1",
+    "TENANT#acmeX#1",
+    "TENANT#",
+    "TENANT#*",
+    "tenant#acme",
+    "TENANT#ACME",
+    "ITEM#1",
+    "",
+]
 
 
 def item_requests(pk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -51,18 +61,55 @@ def item_requests(pk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("TransactGetItems", {"TransactItems": [{"Get": {"TableName": "app", "Key": key}}]}),
         ("TransactWriteItems", {"TransactItems": [{"Put": {"TableName": "app", "Item": key}}]}),
         ("TransactWriteItems", {"TransactItems": [{"ConditionCheck": {"TableName": "app", "Key": key}}]}),
-        ("Query", {"TableName": "app", "KeyConditionExpression": "#n0 = :v0",
-                   "ExpressionAttributeNames": {"#n0": "pk"}, "ExpressionAttributeValues": {":v0": pk}}),
-        ("Query", {"TableName": "app", "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
-                   "ExpressionAttributeValues": {":p": pk, ":s": S("ITEM#")}}),
-        ("Query", {"TableName": "app", "KeyConditionExpression": ":p = pk",
-                   "ExpressionAttributeValues": {":p": pk}}),
-        ("Query", {"TableName": "app", "KeyConditions": {
-            "pk": {"AttributeValueList": [pk], "ComparisonOperator": "EQ"}}}),
-        ("Query", {"TableName": "app", "IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :g",
-                   "ExpressionAttributeValues": {":g": pk}}),
-        ("Query", {"TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/app",
-                   "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": pk}}),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditionExpression": "#n0 = :v0",
+                "ExpressionAttributeNames": {"#n0": "pk"},
+                "ExpressionAttributeValues": {":v0": pk},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+                "ExpressionAttributeValues": {":p": pk, ":s": S("ITEM#")},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditionExpression": ":p = pk",
+                "ExpressionAttributeValues": {":p": pk},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditions": {"pk": {"AttributeValueList": [pk], "ComparisonOperator": "EQ"}},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :g",
+                "ExpressionAttributeValues": {":g": pk},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/app",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": pk},
+            },
+        ),
     ]
 
 
@@ -88,10 +135,17 @@ def test_non_string_or_missing_partition_keys_are_refused(pk: Any) -> None:
 
 def test_a_batch_mixing_tenants_is_refused() -> None:
     with pytest.raises(CrossTenantAccess):
-        call("BatchWriteItem", {"RequestItems": {"app": [
-            {"PutRequest": {"Item": {"pk": S("TENANT#acme#1")}}},
-            {"PutRequest": {"Item": {"pk": S("TENANT#globex#1")}}},
-        ]}})
+        call(
+            "BatchWriteItem",
+            {
+                "RequestItems": {
+                    "app": [
+                        {"PutRequest": {"Item": {"pk": S("TENANT#acme#1")}}},
+                        {"PutRequest": {"Item": {"pk": S("TENANT#globex#1")}}},
+                    ]
+                }
+            },
+        )
 
 
 @pytest.mark.parametrize(
@@ -103,18 +157,40 @@ def test_a_batch_mixing_tenants_is_refused() -> None:
         ("ExecuteTransaction", {"TransactStatements": []}),
         ("DescribeTable", {"TableName": "app"}),
         ("DeleteTable", {"TableName": "app"}),
-        ("Query", {"TableName": "app", "KeyConditionExpression": "sk = :s",
-                   "ExpressionAttributeValues": {":s": S("TENANT#acme")}}),
-        ("Query", {"TableName": "app", "KeyConditions": {
-            "pk": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "BEGINS_WITH"}}}),
-        ("Query", {"TableName": "app", "IndexName": "unknown-index", "KeyConditionExpression": "pk = :p",
-                   "ExpressionAttributeValues": {":p": S("TENANT#acme")}}),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditionExpression": "sk = :s",
+                "ExpressionAttributeValues": {":s": S("TENANT#acme")},
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditions": {
+                    "pk": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "BEGINS_WITH"}
+                },
+            },
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "IndexName": "unknown-index",
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": S("TENANT#acme")},
+            },
+        ),
         ("GetItem", {"TableName": "other-table", "Key": {"pk": S("TENANT#acme")}}),
         ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}),
         ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}),
     ],
 )
-def test_table_wide_unknown_and_malformed_requests_are_refused(operation: str, params: dict[str, Any]) -> None:
+def test_table_wide_unknown_and_malformed_requests_are_refused(
+    operation: str, params: dict[str, Any]
+) -> None:
     with pytest.raises(CrossTenantAccess):
         call(operation, params)
 
@@ -136,19 +212,36 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
     def describe(table: str) -> dict[str, Any]:
         described.append(table)
         return {
-            "KeySchema": [{"AttributeName": "sk", "KeyType": "RANGE"}, {"AttributeName": "tpk", "KeyType": "HASH"}],
-            "GlobalSecondaryIndexes": [{"IndexName": "by-status",
-                                        "KeySchema": [{"AttributeName": "spk", "KeyType": "HASH"}]}],
+            "KeySchema": [
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+                {"AttributeName": "tpk", "KeyType": "HASH"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {"IndexName": "by-status", "KeySchema": [{"AttributeName": "spk", "KeyType": "HASH"}]}
+            ],
         }
 
     guard = LeadingKeyGuard("acme", Settings.load(environ={}), _KeySchemas(describe))
     with tenant_scope("acme"):
         for _ in range(3):
-            guard(params={"TableName": "t", "Key": {"tpk": S("TENANT#acme#1")}}, model=SimpleNamespace(name="GetItem"))
-        guard(params={"TableName": "t", "IndexName": "by-status", "KeyConditionExpression": "spk = :v",
-                      "ExpressionAttributeValues": {":v": S("TENANT#acme#OPEN")}}, model=SimpleNamespace(name="Query"))
+            guard(
+                params={"TableName": "t", "Key": {"tpk": S("TENANT#acme#1")}},
+                model=SimpleNamespace(name="GetItem"),
+            )
+        guard(
+            params={
+                "TableName": "t",
+                "IndexName": "by-status",
+                "KeyConditionExpression": "spk = :v",
+                "ExpressionAttributeValues": {":v": S("TENANT#acme#OPEN")},
+            },
+            model=SimpleNamespace(name="Query"),
+        )
         with pytest.raises(CrossTenantAccess):
-            guard(params={"TableName": "t", "Key": {"pk": S("TENANT#acme#1")}}, model=SimpleNamespace(name="GetItem"))
+            guard(
+                params={"TableName": "t", "Key": {"pk": S("TENANT#acme#1")}},
+                model=SimpleNamespace(name="GetItem"),
+            )
     assert described == ["t"]  # described once, then cached
 
 

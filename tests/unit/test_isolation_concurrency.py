@@ -59,8 +59,9 @@ def tokens(issuer: DevIssuer) -> dict[str, str]:
     return {tenant: issuer.token(tenant) for tenant in TENANTS}
 
 
-def test_thousands_of_threaded_invocations_stay_isolated(jwks: JwksCache, vendor: CredentialVendor,
-                                                         tokens: dict[str, str]) -> None:
+def test_thousands_of_threaded_invocations_stay_isolated(
+    jwks: JwksCache, vendor: CredentialVendor, tokens: dict[str, str]
+) -> None:
     handler = build_handler(jwks, vendor)
     rng = random.Random(1234)
     jobs = [(tokens[t := rng.choice(TENANTS)], t, rng.random() < 0.2) for _ in range(3000)]
@@ -72,8 +73,9 @@ def test_thousands_of_threaded_invocations_stay_isolated(jwks: JwksCache, vendor
     assert len(vendor.sts.requests) == len(TENANTS)  # type: ignore[attr-defined]
 
 
-def test_thousands_of_asyncio_invocations_stay_isolated(jwks: JwksCache, vendor: CredentialVendor,
-                                                        tokens: dict[str, str]) -> None:
+def test_thousands_of_asyncio_invocations_stay_isolated(
+    jwks: JwksCache, vendor: CredentialVendor, tokens: dict[str, str]
+) -> None:
     handler = build_handler(jwks, vendor)
     rng = random.Random(99)
 

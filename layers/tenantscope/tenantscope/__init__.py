@@ -12,6 +12,7 @@ verified tenant, with AWS credentials that reach only that tenant's DynamoDB key
 from ._context import TenantContext, current_tenant, in_tenant_scope, tenant_scope
 from ._credentials import CredentialVendor, FakeSts, ScopedCredentials
 from ._data import tenant_key, tenant_session, tenant_table
+from ._envelope import InvalidEnvelope
 from ._errors import (
     CredentialsUnavailable,
     CrossTenantAccess,
@@ -23,20 +24,32 @@ from ._errors import (
     Unauthorized,
 )
 from ._jwt import JwksCache, StaticJwksSource
+from ._keys import KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
+from ._producer import seal_input, send_message, sign_message, start_execution
+from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard
 from ._tenant_id import validate_tenant_id
 from .api import api_handler
+from .sfn import sfn_task
+from .sqs import SqsRecord, sqs_handler
 
 __all__ = [
     "CredentialVendor",
     "CredentialsUnavailable",
     "CrossTenantAccess",
+    "DynamoDbReplayGuard",
     "FakeSts",
     "Forbidden",
+    "InMemoryReplayGuard",
+    "InvalidEnvelope",
     "InvalidTenantId",
     "JwksCache",
+    "KmsKeyRing",
     "NoTenantContext",
     "ScopedCredentials",
+    "SecretsManagerKeyRing",
+    "SqsRecord",
     "StaticJwksSource",
+    "StaticKeyRing",
     "TenantAuthError",
     "TenantContext",
     "TenantError",
@@ -44,6 +57,12 @@ __all__ = [
     "api_handler",
     "current_tenant",
     "in_tenant_scope",
+    "seal_input",
+    "send_message",
+    "sfn_task",
+    "sign_message",
+    "sqs_handler",
+    "start_execution",
     "tenant_key",
     "tenant_scope",
     "tenant_session",

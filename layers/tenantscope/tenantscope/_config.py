@@ -42,12 +42,20 @@ class ENV:
     TENANT_TAG_KEY = "TENANTSCOPE_TENANT_TAG_KEY"
     SESSION_DURATION = "TENANTSCOPE_SESSION_DURATION_SECONDS"
     REFRESH_MARGIN = "TENANTSCOPE_REFRESH_MARGIN_SECONDS"
+    SIGNING_KEYS = "TENANTSCOPE_SIGNING_KEYS"
+    SIGNING_KEYS_MAX_AGE = "TENANTSCOPE_SIGNING_KEYS_MAX_AGE_SECONDS"
+    SQS_ENVELOPE_TTL = "TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS"
+    SFN_ENVELOPE_TTL = "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS"
+    CLOCK_SKEW = "TENANTSCOPE_CLOCK_SKEW_SECONDS"
+    REPLAY_TABLE = "TENANTSCOPE_REPLAY_TABLE"
     REGION = "AWS_REGION"
 
 
 ISOLATION_SESSION_TAGS = "session-tags"
 ISOLATION_SESSION_POLICY = "session-policy"
 ISOLATION_STRATEGIES = (ISOLATION_SESSION_TAGS, ISOLATION_SESSION_POLICY)
+MIN_SESSION_SECONDS = 900  # the DurationSeconds minimum of AssumeRole
+MAX_CHAINED_SESSION_SECONDS = 3600  # role chaining (AssumeRole from a Lambda role) caps sessions here
 
 
 @dataclass(frozen=True)
@@ -123,10 +131,18 @@ class Settings:
     )
     tables: tuple[TableSpec, ...] = field(default=(), metadata={"env": ENV.TABLES, "parse": _parse_tables})
     tenant_tag_key: str = field(default="TenantId", metadata={"env": ENV.TENANT_TAG_KEY})
-    session_duration_seconds: int = field(
-        default=3600, metadata={"env": ENV.SESSION_DURATION, "parse": int}
-    )
+    session_duration_seconds: int = field(default=3600, metadata={"env": ENV.SESSION_DURATION, "parse": int})
     refresh_margin_seconds: int = field(default=300, metadata={"env": ENV.REFRESH_MARGIN, "parse": int})
+    signing_keys: str | None = field(default=None, metadata={"env": ENV.SIGNING_KEYS, "parse": _optional})
+    signing_keys_max_age_seconds: float = field(
+        default=300.0, metadata={"env": ENV.SIGNING_KEYS_MAX_AGE, "parse": float}
+    )
+    sqs_envelope_ttl_seconds: int = field(default=86400, metadata={"env": ENV.SQS_ENVELOPE_TTL, "parse": int})
+    sfn_envelope_ttl_seconds: int = field(
+        default=7 * 86400, metadata={"env": ENV.SFN_ENVELOPE_TTL, "parse": int}
+    )
+    clock_skew_seconds: int = field(default=60, metadata={"env": ENV.CLOCK_SKEW, "parse": int})
+    replay_table: str | None = field(default=None, metadata={"env": ENV.REPLAY_TABLE, "parse": _optional})
     region: str | None = field(default=None, metadata={"env": ENV.REGION, "parse": _optional})
 
     @classmethod
@@ -147,7 +163,14 @@ class Settings:
             raise TypeError(f"unknown settings: {', '.join(sorted(explicit))}")
         settings = cls(**values)
         _isolation(settings.isolation)
+        if settings.refresh_margin_seconds >= settings.session_seconds:
+            raise ValueError(f"{ENV.REFRESH_MARGIN} must be shorter than the session duration")
         return settings
+
+    @property
+    def session_seconds(self) -> int:
+        """The session length actually requested: within STS's minimum and the role-chaining cap."""
+        return max(MIN_SESSION_SECONDS, min(self.session_duration_seconds, MAX_CHAINED_SESSION_SECONDS))
 
     def table(self, name: str) -> TableSpec | None:
         """The configured spec of table ``name``, if any."""

@@ -36,8 +36,15 @@ __all__ = [
 logger = logging.getLogger("tenantscope")
 
 _THROTTLING_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-     "ServiceUnavailable", "InternalFailure", "IDPCommunicationError"}
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "IDPCommunicationError",
+    }
 )
 
 
@@ -107,7 +114,8 @@ class FakeSts:
 
     >>> from tenantscope._policy import AssumeRoleRequest
     >>> sts = FakeSts()
-    >>> creds = sts.assume_role(AssumeRoleRequest("acme", "arn:aws:iam::1:role/r", "session-tags", 900, (), None))
+    >>> request = AssumeRoleRequest("acme", "arn:aws:iam::1:role/r", "session-tags", 900, (), None)
+    >>> creds = sts.assume_role(request)
     >>> creds.tenant_id, len(sts.requests)
     ('acme', 1)
     """

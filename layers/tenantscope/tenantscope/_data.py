@@ -84,10 +84,14 @@ class _KeySchemas:
             def hash_key(schema: Iterable[Mapping[str, str]]) -> str:
                 return next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
 
-            indexes = [*description.get("GlobalSecondaryIndexes", []),
-                       *description.get("LocalSecondaryIndexes", [])]
-            known = (hash_key(description["KeySchema"]),
-                     {i["IndexName"]: hash_key(i["KeySchema"]) for i in indexes})
+            indexes = [
+                *description.get("GlobalSecondaryIndexes", []),
+                *description.get("LocalSecondaryIndexes", []),
+            ]
+            known = (
+                hash_key(description["KeySchema"]),
+                {i["IndexName"]: hash_key(i["KeySchema"]) for i in indexes},
+            )
             with self._lock:
                 self._described[table] = known
         return known

@@ -49,3 +49,9 @@ class NoTenantContext(TenantError, LookupError):
 
 class CredentialsUnavailable(TenantError):
     """Scoped credentials could not be obtained; the work fails closed (HTTP 503)."""
+
+
+def log_reason(error: BaseException) -> str:
+    """What may be logged about ``error``: our own errors carry a safe reason category;
+    anything else is named by its type only, since its message may hold data."""
+    return str(error) if isinstance(error, TenantError) else type(error).__name__

@@ -12,8 +12,6 @@ import logging
 import re
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,13 +48,15 @@ class UrlJwksSource:
     """
 
     def __init__(self, url: str, *, timeout: float = 2.0) -> None:
-        scheme = urllib.parse.urlsplit(url).scheme
+        scheme = url.partition("://")[0] if "://" in url else ""
         if scheme not in ("https", "file"):
             raise ValueError("TENANTSCOPE_JWKS_URL must use https:// or file://")
         self.url = url
         self.timeout = timeout
 
     def fetch(self) -> Mapping[str, Any]:
+        import urllib.request  # lazily: ~15 ms of http/ssl/email imports, needed only on a fetch
+
         request = urllib.request.Request(self.url, headers={"Accept": "application/json"})  # noqa: S310
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             body = response.read(_MAX_JWKS_BYTES + 1)
@@ -96,14 +96,15 @@ def _parse_keys(document: Mapping[str, Any]) -> dict[str, PyJWK]:
     if not isinstance(entries, list):
         raise ValueError("JWKS has no keys list")
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        # A JWKS is public: a symmetric ("oct") key in it is a secret anyone can read.
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
             continue
         kid = entry.get("kid")
         if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
             continue
         try:
             keys[kid] = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
+        except Exception:  # PyJWK also raises KeyError, TypeError, NotImplementedError: skip only this key
             logger.warning("tenantscope: skipped an unusable JWKS key")
     return keys
 
@@ -156,7 +157,9 @@ class JwksCache:
             try:
                 keys = _parse_keys(self._source.fetch())
             except Exception as error:  # any failure keeps the last good set
-                logger.warning("tenantscope: JWKS fetch failed (%s); keeping last good keys", type(error).__name__)
+                logger.warning(
+                    "tenantscope: JWKS fetch failed (%s); keeping last good keys", type(error).__name__
+                )
                 return
             self._keys = keys
             self._fetched_at = now
@@ -170,16 +173,23 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
     """The process-wide JWKS cache for the configured URL, shared by every handler."""
     if not settings.jwks_url:
         raise RuntimeError("TENANTSCOPE_JWKS_URL is not configured")
-    key = (settings.jwks_url, settings.jwks_ttl_seconds, settings.jwks_min_refetch_seconds,
-           settings.jwks_timeout_seconds)
+    key = (
+        settings.jwks_url,
+        settings.jwks_ttl_seconds,
+        settings.jwks_min_refetch_seconds,
+        settings.jwks_timeout_seconds,
+    )
     cache = _caches.get(key)
     if cache is None:
         with _caches_lock:
             cache = _caches.get(key)
             if cache is None:
                 source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
-                cache = JwksCache(source, ttl=settings.jwks_ttl_seconds,
-                                  min_refetch_interval=settings.jwks_min_refetch_seconds)
+                cache = JwksCache(
+                    source,
+                    ttl=settings.jwks_ttl_seconds,
+                    min_refetch_interval=settings.jwks_min_refetch_seconds,
+                )
                 _caches[key] = cache
     return cache
 

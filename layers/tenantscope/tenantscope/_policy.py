@@ -103,6 +103,7 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
 
     Raises :class:`CredentialsUnavailable` before a policy could exceed the STS limit.
     """
+    tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
     if not settings.tables:
         raise CredentialsUnavailable("session-policy needs TENANTSCOPE_TABLES")
     policy = {
@@ -134,7 +135,7 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
     tenant_id = validate_tenant_id(tenant_id)
     if not settings.role_arn:
         raise CredentialsUnavailable("TENANTSCOPE_ROLE_ARN is not configured")
-    duration = min(settings.session_duration_seconds, 3600)  # role chaining caps sessions at one hour
+    duration = settings.session_seconds
     tags = ((settings.tenant_tag_key, tenant_id),)
     if settings.isolation == ISOLATION_SESSION_TAGS:
         policy = None

@@ -13,11 +13,27 @@ from typing import Any
 
 from ._config import Settings
 from ._context import TenantContext
+from ._envelope import (
+    SFN_KEY,
+    Envelope,
+    InvalidEnvelope,
+    sfn_destination,
+    sqs_destination,
+    sqs_record_fields,
+)
+from ._envelope import verify as verify_envelope
 from ._errors import Forbidden, InvalidTenantId, Unauthorized
 from ._jwt import JwtVerifier
+from ._keys import KeyRing
 from ._tenant_id import validate_tenant_id
 
-__all__ = ["bearer_token", "resolve_api_event", "tenant_from_claims"]
+__all__ = [
+    "bearer_token",
+    "resolve_api_event",
+    "resolve_sfn_event",
+    "resolve_sqs_record",
+    "tenant_from_claims",
+]
 
 # Compact JWS: three base64url segments. Checked before any parsing.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -34,10 +50,14 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
     >>> bearer_token({"headers": {"authorization": "bearer a.b.c"}}, 100)
     'a.b.c'
     """
-    values: set[object] = set()
+    values: set[str] = set()
     headers = event.get("headers")
     if isinstance(headers, Mapping):
-        values.update(v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization")
+        for k, v in headers.items():
+            if isinstance(k, str) and k.lower() == "authorization":
+                if not isinstance(v, str):  # a list or dict value is unhashable: refuse, never crash
+                    raise Unauthorized("malformed Authorization header")
+                values.add(v)
     multi = event.get("multiValueHeaders")
     if isinstance(multi, Mapping):
         for k, vs in multi.items():
@@ -48,7 +68,7 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
     if len(values) > 1:
         raise Unauthorized("ambiguous Authorization header")
     value = values.pop()
-    if not isinstance(value, str) or len(value) > max_bytes + 16:
+    if len(value) > max_bytes + 16:
         raise Unauthorized("malformed Authorization header")
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
@@ -89,3 +109,67 @@ def resolve_api_event(
     if lambda_tenant_id is not None and lambda_tenant_id != context.tenant_id:
         raise Forbidden("token tenant differs from the Lambda tenant id")
     return context
+
+
+def resolve_sqs_record(
+    record: Mapping[str, Any], ring: KeyRing, settings: Settings, *, now: float
+) -> tuple[TenantContext, Envelope]:
+    """Resolve one Lambda SQS record to the tenant of its verified envelope.
+
+    The destination is the record's ``eventSourceARN``, so an envelope sealed for another
+    queue fails verification.
+    """
+    body = record.get("body")
+    source_arn = record.get("eventSourceARN")
+    attributes = record.get("messageAttributes")
+    if not isinstance(body, str) or not isinstance(source_arn, str) or not isinstance(attributes, Mapping):
+        raise InvalidEnvelope("malformed record")
+    tenant, header, signature = sqs_record_fields(attributes)
+    envelope = verify_envelope(
+        tenant=tenant,
+        header=header,
+        signature=signature,
+        body=body,
+        destination=sqs_destination(source_arn),
+        ring=ring,
+        now=now,
+        max_lifetime=settings.sqs_envelope_ttl_seconds,
+        clock_skew=settings.clock_skew_seconds,
+    )
+    message_id = record.get("messageId")
+    claims = {
+        "envelope_id": envelope.envelope_id,
+        "message_id": message_id if isinstance(message_id, str) else None,
+    }
+    return TenantContext(envelope.tenant_id, source="sqs", claims=claims), envelope
+
+
+def resolve_sfn_event(
+    event: Mapping[str, Any], ring: KeyRing, settings: Settings, *, now: float
+) -> tuple[TenantContext, Envelope, str]:
+    """Resolve a Step Functions task event to the tenant of its sealed input.
+
+    The event carries the envelope under ``"tenantscope"`` and, from the ``$$`` context
+    object, ``"execution": {"name": ..., "stateMachine": ...}``. Returns the context, the
+    envelope and the sealed body (a JSON string).
+    """
+    sealed = event.get(SFN_KEY)
+    execution = event.get("execution")
+    if not isinstance(sealed, Mapping) or not isinstance(execution, Mapping):
+        raise InvalidEnvelope("missing envelope")
+    name, machine, body = execution.get("name"), execution.get("stateMachine"), sealed.get("body")
+    if not isinstance(name, str) or not isinstance(machine, str) or not isinstance(body, str):
+        raise InvalidEnvelope("malformed envelope")
+    envelope = verify_envelope(
+        tenant=sealed.get("tenant"),
+        header=sealed.get("envelope"),
+        signature=sealed.get("signature"),
+        body=body,
+        destination=sfn_destination(machine, name),
+        ring=ring,
+        now=now,
+        max_lifetime=settings.sfn_envelope_ttl_seconds,
+        clock_skew=settings.clock_skew_seconds,
+    )
+    claims = {"envelope_id": envelope.envelope_id, "execution_name": name}
+    return TenantContext(envelope.tenant_id, source="sfn", subject=name, claims=claims), envelope, body

@@ -9,12 +9,11 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._config import Settings
-from ._context import _enter_scope
-from ._credentials import CredentialVendor, default_vendor
+from ._credentials import CredentialVendor
 from ._errors import CredentialsUnavailable, Forbidden, Unauthorized
-from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
+from ._jwt import JwksCache
 from ._resolve import resolve_api_event
+from ._runtime import lazy_runtime
 
 __all__ = ["api_handler"]
 
@@ -48,16 +47,6 @@ def internal_error() -> dict[str, Any]:
     return _response(500, "Internal Server Error")
 
 
-class _ApiRuntime:
-    """What one decorated handler needs, built on its first invocation (or at cold start)."""
-
-    def __init__(self, explicit: dict[str, Any], jwks: JwksCache | None, vendor: CredentialVendor | None):
-        self.settings = Settings.load(**explicit)
-        self.verifier = JwtVerifier(self.settings, jwks or jwks_cache_for(self.settings))
-        self.vendor = vendor or default_vendor()
-        self.explicit = bool(explicit)
-
-
 def api_handler(
     fn: H | None = None,
     *,
@@ -82,31 +71,26 @@ def api_handler(
     """
 
     def decorate(handler: H) -> H:
-        runtime: _ApiRuntime | None = None
-
-        def get_runtime() -> _ApiRuntime:
-            nonlocal runtime
-            if runtime is None:
-                runtime = _ApiRuntime(settings, jwks, vendor)
-            return runtime
+        runtime = lazy_runtime(settings, jwks=jwks, vendor=vendor)
 
         # At cold start in Lambda, fetch the JWKS during init rather than on the first request.
         if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
             try:
-                get_runtime().verifier.preload()
+                runtime().verifier.preload()
             except Exception:  # configuration errors surface on the first request instead
                 logger.warning("tenantscope: could not preload at cold start", exc_info=True)
 
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: Any) -> Any:
             try:
-                rt = get_runtime()
+                rt = runtime()
+                verifier = rt.verifier
             except Exception:
                 logger.exception("tenantscope: configuration error")
                 return internal_error()
             try:
                 tenant = resolve_api_event(
-                    event, rt.verifier, rt.settings, lambda_tenant_id=getattr(context, "tenant_id", None)
+                    event, verifier, rt.settings, lambda_tenant_id=getattr(context, "tenant_id", None)
                 )
             except Unauthorized as error:
                 logger.warning("tenantscope: 401 %s", error)
@@ -115,11 +99,11 @@ def api_handler(
                 logger.warning("tenantscope: 403 %s", error)
                 return forbidden()
             try:
-                credentials = rt.vendor.credentials_for(tenant.tenant_id, rt.settings)
+                credentials = rt.credentials(tenant)
             except CredentialsUnavailable as error:
                 logger.error("tenantscope: 503 %s", error)
                 return unavailable()
-            with _enter_scope(tenant, credentials, rt.settings if rt.explicit else None):
+            with rt.scope(tenant, credentials):
                 try:
                     return handler(event, context)
                 except Forbidden as error:

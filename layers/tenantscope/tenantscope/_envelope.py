@@ -1,0 +1,230 @@
+"""The signed tenant envelope, wire format version 1. Specified in docs/envelope.md.
+
+An envelope proves which tenant a message or an execution input belongs to, that its body
+is unchanged, and where it was sent. It is an HMAC-SHA256 over a canonical string:
+
+    TENANTSCOPE-ENVELOPE\\n<version>\\n<key id>\\n<tenant id>\\n<issued at>\\n<expires at>\\n
+    <envelope id>\\n<sha256 hex of the body bytes>\\n<destination>
+
+No field can contain a newline (each has a strict grammar), so field boundaries cannot be
+confused. The body hash and the destination are not transmitted: the consumer computes them
+from what it received and where it received it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import TenantAuthError
+from ._keys import KEY_ID_PATTERN, KeyRing
+from ._tenant_id import validate_tenant_id
+
+__all__ = [
+    "ATTR_ENVELOPE",
+    "ATTR_SIGNATURE",
+    "ATTR_TENANT",
+    "ENVELOPE_VERSION",
+    "SFN_KEY",
+    "Envelope",
+    "InvalidEnvelope",
+    "seal",
+    "sfn_destination",
+    "sfn_envelope",
+    "sqs_destination",
+    "sqs_message_attributes",
+    "sqs_record_fields",
+    "verify",
+]
+
+ENVELOPE_VERSION = "1"
+_MAGIC = "TENANTSCOPE-ENVELOPE"
+ATTR_TENANT = "tenantscope-tenant"
+ATTR_ENVELOPE = "tenantscope-envelope"
+ATTR_SIGNATURE = "tenantscope-signature"
+SFN_KEY = "tenantscope"
+MAX_FIELD_CHARS = 512
+
+_KEY_ID = re.compile(KEY_ID_PATTERN)
+_INT = re.compile(r"[0-9]{1,12}")
+_ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")
+_DESTINATION = re.compile(r"(sqs|sfn):[\x21-\x7e]{1,500}")
+
+
+class InvalidEnvelope(TenantAuthError):
+    """A missing, malformed, forged, expired or misaddressed envelope."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The signed fields of one envelope (the signature travels beside it)."""
+
+    key_id: str
+    tenant_id: str
+    issued_at: int
+    expires_at: int
+    envelope_id: str
+    body_sha256: str
+    destination: str
+    version: str = ENVELOPE_VERSION
+
+    def canonical(self) -> bytes:
+        """The exact bytes that are signed."""
+        return "\n".join(
+            (
+                _MAGIC,
+                self.version,
+                self.key_id,
+                self.tenant_id,
+                str(self.issued_at),
+                str(self.expires_at),
+                self.envelope_id,
+                self.body_sha256,
+                self.destination,
+            )
+        ).encode("ascii")
+
+    def header(self) -> str:
+        """The transmitted fields other than the tenant: ``<version> <key id> <iat> <exp> <envelope id>``."""
+        return f"{self.version} {self.key_id} {self.issued_at} {self.expires_at} {self.envelope_id}"
+
+
+def sqs_destination(queue_arn: str) -> str:
+    """The destination of a message sent to ``queue_arn`` (compared with a record's eventSourceARN)."""
+    return f"sqs:{queue_arn}"
+
+
+def sfn_destination(state_machine_arn: str, execution_name: str) -> str:
+    """The destination of an execution: ``sfn:<execution ARN>``.
+
+    >>> sfn_destination("arn:aws:states:us-east-1:123456789012:stateMachine:orders", "order-1")
+    'sfn:arn:aws:states:us-east-1:123456789012:execution:orders:order-1'
+    """
+    marker = ":stateMachine:"
+    if marker not in state_machine_arn or not execution_name:
+        raise InvalidEnvelope("not a state machine ARN and execution name")
+    return "sfn:" + state_machine_arn.replace(marker, ":execution:", 1) + ":" + execution_name
+
+
+def body_sha256(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def seal(
+    body: str,
+    *,
+    tenant_id: str,
+    destination: str,
+    ring: KeyRing,
+    now: int,
+    lifetime: int,
+    envelope_id: str | None = None,
+) -> tuple[Envelope, str]:
+    """Seal ``body`` for ``tenant_id`` and ``destination``; returns the envelope and its signature."""
+    if _DESTINATION.fullmatch(destination) is None:
+        raise ValueError("invalid destination")
+    envelope = Envelope(
+        key_id=ring.active_key_id(),
+        tenant_id=validate_tenant_id(tenant_id),
+        issued_at=now,
+        expires_at=now + lifetime,
+        envelope_id=envelope_id or secrets.token_hex(16),
+        body_sha256=body_sha256(body),
+        destination=destination,
+    )
+    return envelope, _b64url(ring.sign(envelope.key_id, envelope.canonical()))
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidEnvelope(f"missing {name}")
+    if len(value) > MAX_FIELD_CHARS:
+        raise InvalidEnvelope(f"oversized {name}")
+    return value
+
+
+def verify(
+    *,
+    tenant: object,
+    header: object,
+    signature: object,
+    body: str,
+    destination: str,
+    ring: KeyRing,
+    now: float,
+    max_lifetime: int,
+    clock_skew: int,
+) -> Envelope:
+    """Verify a received envelope against the body and destination it arrived with.
+
+    Raises :class:`InvalidEnvelope` with a reason category (never a secret) on any failure.
+    """
+    fields = _text(header, "envelope").split(" ")
+    tenant_text = _text(tenant, "tenant")
+    signature_text = _text(signature, "signature")
+    if len(fields) != 5:
+        raise InvalidEnvelope("malformed envelope")
+    version, key_id, iat, exp, envelope_id = fields
+    if version != ENVELOPE_VERSION:
+        raise InvalidEnvelope("unsupported envelope version")
+    if (
+        _KEY_ID.fullmatch(key_id) is None
+        or _INT.fullmatch(iat) is None
+        or _INT.fullmatch(exp) is None
+        or _ENVELOPE_ID.fullmatch(envelope_id) is None
+        or _SIGNATURE.fullmatch(signature_text) is None
+    ):
+        raise InvalidEnvelope("malformed envelope")
+    try:
+        tenant_id = validate_tenant_id(tenant_text)
+        mac = base64.urlsafe_b64decode(signature_text + "=")
+    except (TenantAuthError, binascii.Error, ValueError):
+        raise InvalidEnvelope("malformed envelope") from None
+    issued_at, expires_at = int(iat), int(exp)
+    if expires_at <= issued_at or expires_at - issued_at > max_lifetime:
+        raise InvalidEnvelope("envelope lifetime out of bounds")
+    if issued_at > now + clock_skew:
+        raise InvalidEnvelope("envelope issued in the future")
+    if now > expires_at + clock_skew:
+        raise InvalidEnvelope("envelope expired")
+    envelope = Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, body_sha256(body), destination)
+    if not ring.verify(key_id, envelope.canonical(), mac):
+        raise InvalidEnvelope("bad signature (tampered, or sealed for another destination)")
+    return envelope
+
+
+def sqs_message_attributes(envelope: Envelope, signature: str) -> dict[str, dict[str, str]]:
+    """The three SQS MessageAttributes (in SendMessage form) that carry an envelope."""
+    return {
+        ATTR_TENANT: {"DataType": "String", "StringValue": envelope.tenant_id},
+        ATTR_ENVELOPE: {"DataType": "String", "StringValue": envelope.header()},
+        ATTR_SIGNATURE: {"DataType": "String", "StringValue": signature},
+    }
+
+
+def sqs_record_fields(message_attributes: Mapping[str, Any]) -> tuple[object, object, object]:
+    """(tenant, header, signature) from a Lambda SQS record's messageAttributes; None where absent."""
+
+    def string(name: str) -> object:
+        attribute = message_attributes.get(name)
+        if not isinstance(attribute, Mapping) or attribute.get("dataType") != "String":
+            return None
+        return attribute.get("stringValue")
+
+    return string(ATTR_TENANT), string(ATTR_ENVELOPE), string(ATTR_SIGNATURE)
+
+
+def sfn_envelope(envelope: Envelope, signature: str, body: str) -> dict[str, str]:
+    """The envelope as carried in Step Functions input under :data:`SFN_KEY`, with its sealed body."""
+    return {"tenant": envelope.tenant_id, "envelope": envelope.header(), "signature": signature, "body": body}

@@ -1,0 +1,240 @@
+"""Signing key rings for tenant envelopes: sign with the active key, verify with any listed key.
+
+``TENANTSCOPE_SIGNING_KEYS`` names where the ring comes from:
+
+- ``secretsmanager:<secret id or ARN>``: a JSON ring in a secret (the deployed default).
+  Cached in memory with a maximum age; an unknown key id refreshes it at a bounded rate.
+- ``kms:<key>[,<key>...]``: AWS KMS HMAC keys (GenerateMac / VerifyMac). The first key signs.
+  Producers need only kms:GenerateMac and consumers only kms:VerifyMac.
+- ``inline:<JSON ring>``: local development and ``sam local invoke`` only; the secret then sits
+  in the function's environment, readable by anyone who can read its configuration.
+
+The JSON ring: ``{"active": "k2", "keys": {"k1": "<base64>", "k2": "<base64>"}}``, each key
+at least 32 random bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from ._errors import TenantAuthError
+
+__all__ = [
+    "KEY_ID_PATTERN",
+    "HmacKeyRing",
+    "KeyRing",
+    "KmsKeyRing",
+    "SecretsManagerKeyRing",
+    "StaticKeyRing",
+    "key_ring_from_spec",
+]
+
+logger = logging.getLogger("tenantscope")
+
+KEY_ID_PATTERN = r"[A-Za-z0-9._:/+=@-]{1,256}"
+_KEY_ID = re.compile(KEY_ID_PATTERN)
+MIN_KEY_BYTES = 32
+
+
+class KeyRing(Protocol):
+    """Signs with the active key and verifies with any listed key."""
+
+    def active_key_id(self) -> str: ...
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        """The MAC of ``message`` under ``key_id``; raises :class:`TenantAuthError` for an unknown key."""
+        ...
+
+    def verify(self, key_id: str, message: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is the MAC of ``message`` under ``key_id``, compared in constant time."""
+        ...
+
+
+def _parse_ring(document: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    active = document.get("active")
+    entries = document.get("keys")
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError("key ring has no keys")
+    keys: dict[str, bytes] = {}
+    for key_id, encoded in entries.items():
+        if not isinstance(key_id, str) or _KEY_ID.fullmatch(key_id) is None:
+            raise ValueError("key ring has an invalid key id")
+        try:
+            secret = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise ValueError("key ring has a key that is not base64") from None
+        if len(secret) < MIN_KEY_BYTES:
+            raise ValueError(f"key ring keys must be at least {MIN_KEY_BYTES} bytes")
+        keys[key_id] = secret
+    if active not in keys:
+        raise ValueError("key ring's active key is not listed")
+    return str(active), keys
+
+
+class HmacKeyRing:
+    """Local HMAC-SHA256 over a JSON ring loaded by ``load`` (cached; refreshed at a bounded rate)."""
+
+    def __init__(
+        self,
+        load: Callable[[], Mapping[str, Any]],
+        *,
+        max_age: float = 300.0,
+        min_refresh_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._max_age = max_age
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._active: str | None = None
+        self._keys: dict[str, bytes] = {}
+        self._loaded_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _refresh(self, *, force: bool) -> None:
+        with self._lock:
+            now = self._clock()
+            if not force and now - self._attempted_at < self._min_refresh_interval:
+                return
+            self._attempted_at = now
+            try:
+                self._active, self._keys = _parse_ring(self._load())
+                self._loaded_at = now
+            except Exception as error:  # keep the last good ring
+                logger.warning("tenantscope: signing key ring load failed (%s)", type(error).__name__)
+
+    def _key(self, key_id: str) -> bytes:
+        if self._clock() - self._loaded_at > self._max_age:
+            self._refresh(force=self._active is None)
+        key = self._keys.get(key_id)
+        if key is None:
+            self._refresh(force=False)
+            key = self._keys.get(key_id)
+        if key is None:
+            raise TenantAuthError("unknown signing key id")
+        return key
+
+    def active_key_id(self) -> str:
+        if self._active is None or self._clock() - self._loaded_at > self._max_age:
+            self._refresh(force=self._active is None)
+        if self._active is None:
+            raise TenantAuthError("signing key ring unavailable")
+        return self._active
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        return hmac.new(self._key(key_id), message, hashlib.sha256).digest()
+
+    def verify(self, key_id: str, message: bytes, mac: bytes) -> bool:
+        return hmac.compare_digest(self.sign(key_id, message), mac)
+
+
+class StaticKeyRing(HmacKeyRing):
+    """A ring from a fixed JSON document: ``inline:`` configuration, tests and fakes.
+
+    >>> ring = StaticKeyRing({"active": "k1", "keys": {"k1": base64.b64encode(bytes(32)).decode()}})
+    >>> ring.active_key_id(), len(ring.sign("k1", b"x"))
+    ('k1', 32)
+    """
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        _parse_ring(document)  # fail at configuration time, not on first message
+        super().__init__(lambda: document, max_age=float("inf"))
+
+
+class SecretsManagerKeyRing(HmacKeyRing):
+    """A JSON ring in AWS Secrets Manager, read on the function's own role."""
+
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        region: str | None = None,
+        client: Any = None,
+        max_age: float = 300.0,
+        min_refresh_interval: float = 30.0,
+    ) -> None:
+        self.secret_id = secret_id
+        self._region = region
+        self._client = client
+        super().__init__(self._fetch, max_age=max_age, min_refresh_interval=min_refresh_interval)
+
+    def _fetch(self) -> Mapping[str, Any]:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("secretsmanager", region_name=self._region)
+        document: Mapping[str, Any] = json.loads(
+            self._client.get_secret_value(SecretId=self.secret_id)["SecretString"]
+        )
+        return document
+
+
+class KmsKeyRing:
+    """AWS KMS HMAC keys: the MAC never leaves KMS's keys, at the price of one KMS call per operation."""
+
+    def __init__(self, key_ids: tuple[str, ...], *, region: str | None = None, client: Any = None) -> None:
+        if not key_ids or any(_KEY_ID.fullmatch(k) is None for k in key_ids):
+            raise ValueError("kms: needs one or more KMS key ids, ARNs or aliases")
+        self.key_ids = key_ids
+        self._region = region
+        self._client = client
+
+    def _kms(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("kms", region_name=self._region)
+        return self._client
+
+    def active_key_id(self) -> str:
+        return self.key_ids[0]
+
+    def _listed(self, key_id: str) -> str:
+        if key_id not in self.key_ids:
+            raise TenantAuthError("unknown signing key id")
+        return key_id
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        response = self._kms().generate_mac(
+            KeyId=self._listed(key_id), Message=message, MacAlgorithm="HMAC_SHA_256"
+        )
+        mac: bytes = response["Mac"]
+        return mac
+
+    def verify(self, key_id: str, message: bytes, mac: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._kms().verify_mac(
+                KeyId=self._listed(key_id), Message=message, Mac=mac, MacAlgorithm="HMAC_SHA_256"
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "KMSInvalidMacException":
+                return False
+            raise
+        return bool(response.get("MacValid"))
+
+
+def key_ring_from_spec(spec: str, *, region: str | None = None) -> KeyRing:
+    """Build the ring named by a ``TENANTSCOPE_SIGNING_KEYS`` value."""
+    kind, sep, value = spec.partition(":")
+    if not sep or not value:
+        raise ValueError("TENANTSCOPE_SIGNING_KEYS must be secretsmanager:<id>, kms:<key> or inline:<json>")
+    if kind == "secretsmanager":
+        return SecretsManagerKeyRing(value, region=region)
+    if kind == "kms":
+        return KmsKeyRing(tuple(k.strip() for k in value.split(",") if k.strip()), region=region)
+    if kind == "inline":
+        return StaticKeyRing(json.loads(value))
+    raise ValueError(f"unknown key ring kind {kind!r}")

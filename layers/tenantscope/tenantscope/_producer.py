@@ -1,0 +1,227 @@
+"""Producing tenant messages and executions: seal, then send on the function's own role.
+
+Inside a tenant scope the current tenant is used, and a different explicit tenant is
+refused: code acting for acme cannot send work as globex. Outside a scope (a trusted
+back-office job, the CLI) the tenant must be given explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+from ._config import Settings, get_settings
+from ._context import _current_scope
+from ._envelope import (
+    SFN_KEY,
+    seal,
+    sfn_destination,
+    sfn_envelope,
+    sqs_destination,
+    sqs_message_attributes,
+)
+from ._errors import Forbidden, NoTenantContext
+from ._keys import KeyRing
+from ._runtime import default_key_ring
+from ._tenant_id import validate_tenant_id
+
+__all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "start_execution"]
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+_SQS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+
+
+def _client(service: str, region: str | None) -> Any:
+    client = _clients.get(service)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(service)
+            if client is None:
+                import boto3
+
+                client = _clients[service] = boto3.client(service, region_name=region)  # type: ignore[call-overload]
+    return client
+
+
+def _producer_tenant(tenant_id: str | None) -> str:
+    scope = _current_scope.get()
+    if scope is not None:
+        current = scope.context.tenant_id
+        if tenant_id is not None and tenant_id != current:
+            raise Forbidden("cannot produce for another tenant inside a tenant scope")
+        return current
+    if tenant_id is None:
+        raise NoTenantContext("tenant_id is required outside a tenant scope")
+    return validate_tenant_id(tenant_id)
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
+    """The ARN of a queue from its URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``).
+
+    >>> queue_arn_from_url("https://sqs.eu-west-1.amazonaws.com/123456789012/orders")
+    'arn:aws:sqs:eu-west-1:123456789012:orders'
+    """
+    without_scheme = queue_url.split("://", 1)[-1]
+    host, _, path = without_scheme.partition("/")
+    parts = path.strip("/").split("/")
+    if len(parts) != 2 or not parts[0].isdigit():
+        raise ValueError("not an SQS queue URL")
+    match = _SQS_HOST.fullmatch(host)
+    queue_region = match[1] if match else region
+    if not queue_region:
+        raise ValueError("cannot tell the queue's region; set AWS_REGION")
+    return f"arn:{_partition(queue_region)}:sqs:{queue_region}:{parts[0]}:{parts[1]}"
+
+
+def _trace_header() -> str | None:
+    return os.environ.get("_X_AMZN_TRACE_ID") or None
+
+
+def sign_message(
+    body: str,
+    *,
+    destination: str,
+    tenant_id: str | None = None,
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+) -> dict[str, dict[str, str]]:
+    """The SQS MessageAttributes that seal ``body`` for the queue ARN ``destination``.
+
+    Three attributes of the ten SQS allows: ``tenantscope-tenant``, ``tenantscope-envelope``
+    and ``tenantscope-signature``.
+    """
+    settings = settings or get_settings()
+    envelope, signature = seal(
+        body,
+        tenant_id=_producer_tenant(tenant_id),
+        destination=sqs_destination(destination),
+        ring=ring or default_key_ring(settings),
+        now=int(time.time()),
+        lifetime=settings.sqs_envelope_ttl_seconds,
+    )
+    return sqs_message_attributes(envelope, signature)
+
+
+def send_message(
+    queue_url: str,
+    body: str,
+    *,
+    tenant_id: str | None = None,
+    ring: KeyRing | None = None,
+    client: Any = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Seal and send ``body`` to ``queue_url``; returns the SendMessage response.
+
+    ``MessageGroupId`` is the tenant id: required on FIFO queues, and on standard queues it
+    gives SQS fair-queue scheduling per tenant. The current X-Ray trace header is propagated.
+    Other SendMessage arguments pass through.
+    """
+    settings = get_settings()
+    tenant = _producer_tenant(tenant_id)
+    group = kwargs.pop("MessageGroupId", tenant)
+    if group != tenant:
+        raise ValueError("MessageGroupId is the tenant id")
+    attributes = sign_message(
+        body,
+        destination=queue_arn_from_url(queue_url, settings.region),
+        tenant_id=tenant,
+        ring=ring,
+        settings=settings,
+    )
+    extra = kwargs.pop("MessageAttributes", {}) or {}
+    if set(extra) & set(attributes):
+        raise ValueError("tenantscope message attributes cannot be overridden")
+    system = dict(kwargs.pop("MessageSystemAttributes", {}) or {})
+    trace = _trace_header()
+    if trace and "AWSTraceHeader" not in system:
+        system["AWSTraceHeader"] = {"DataType": "String", "StringValue": trace}
+    if system:
+        kwargs["MessageSystemAttributes"] = system
+    sqs = client or _client("sqs", settings.region)
+    response: dict[str, Any] = sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=body,
+        MessageAttributes={**extra, **attributes},
+        MessageGroupId=tenant,
+        **kwargs,
+    )
+    return response
+
+
+def seal_input(
+    payload: Any,
+    *,
+    state_machine_arn: str,
+    execution_name: str,
+    tenant_id: str | None = None,
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The execution input that carries ``payload`` sealed for one execution of one state machine.
+
+    The payload travels as an opaque JSON string inside the envelope, because Step Functions
+    re-serializes JSON between states.
+    """
+    settings = settings or get_settings()
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    envelope, signature = seal(
+        body,
+        tenant_id=_producer_tenant(tenant_id),
+        destination=sfn_destination(state_machine_arn, execution_name),
+        ring=ring or default_key_ring(settings),
+        now=int(time.time()),
+        lifetime=settings.sfn_envelope_ttl_seconds,
+    )
+    return {SFN_KEY: sfn_envelope(envelope, signature, body), "results": {}}
+
+
+def start_execution(
+    state_machine_arn: str,
+    payload: Any,
+    *,
+    tenant_id: str | None = None,
+    name: str | None = None,
+    ring: KeyRing | None = None,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Seal ``payload`` and start an execution; returns the StartExecution response.
+
+    The default execution name is ``<tenant>-<uuid>``, unique and readable in the console.
+    """
+    settings = get_settings()
+    tenant = _producer_tenant(tenant_id)
+    execution_name = name or f"{tenant[:47]}-{uuid.uuid4().hex}"
+    document = seal_input(
+        payload,
+        state_machine_arn=state_machine_arn,
+        execution_name=execution_name,
+        tenant_id=tenant,
+        ring=ring,
+        settings=settings,
+    )
+    params: dict[str, Any] = {
+        "stateMachineArn": state_machine_arn,
+        "name": execution_name,
+        "input": json.dumps(document),
+    }
+    trace = _trace_header()
+    if trace:
+        params["traceHeader"] = trace
+    sfn = client or _client("stepfunctions", settings.region)
+    response: dict[str, Any] = sfn.start_execution(**params)
+    return response

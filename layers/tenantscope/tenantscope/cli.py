@@ -1,0 +1,68 @@
+"""``tenantscope``: send tenant-sealed messages and start sealed executions from a shell.
+
+Works against real AWS or any endpoint given by ``AWS_ENDPOINT_URL``. The signing keys come
+from ``TENANTSCOPE_SIGNING_KEYS`` (or ``--signing-keys``). Prints the message id or the
+execution ARN; on failure prints one line to stderr and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenantscope", description=__doc__.splitlines()[0])
+    parser.add_argument("--signing-keys", help="key ring spec (default: $TENANTSCOPE_SIGNING_KEYS)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser("send", help="seal and send one SQS message")
+    send.add_argument("--queue-url", required=True)
+    send.add_argument("--tenant", required=True)
+    body = send.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", help="the message body (JSON text)")
+    body.add_argument("--body-file", type=Path, help="a file holding the message body")
+
+    start = commands.add_parser("start-execution", help="seal an input and start one execution")
+    start.add_argument("--state-machine-arn", required=True)
+    start.add_argument("--tenant", required=True)
+    start.add_argument("--input-file", type=Path, required=True, help="a JSON file: the execution payload")
+    start.add_argument("--name", help="execution name (default: <tenant>-<uuid>)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.signing_keys:
+        os.environ["TENANTSCOPE_SIGNING_KEYS"] = args.signing_keys
+    try:
+        from ._config import reset_settings
+        from ._producer import send_message, start_execution
+
+        reset_settings()
+        if args.command == "send":
+            text = args.body if args.body is not None else args.body_file.read_text(encoding="utf-8")
+            json.loads(text)  # bodies are JSON documents: refuse a typo before sealing it
+            print(send_message(args.queue_url, text, tenant_id=args.tenant)["MessageId"])
+        else:
+            payload = json.loads(args.input_file.read_text(encoding="utf-8"))
+            print(
+                start_execution(args.state_machine_arn, payload, tenant_id=args.tenant, name=args.name)[
+                    "executionArn"
+                ]
+            )
+    except Exception as error:  # one line, no traceback: this is a command-line tool
+        message = str(error).splitlines()[0] if str(error) else ""
+        print(f"tenantscope: error: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""The SQS adapter: ``@sqs_handler`` runs a function per record, each as its own tenant."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from ._credentials import CredentialVendor
+from ._envelope import InvalidEnvelope
+from ._errors import log_reason
+from ._keys import KeyRing
+from ._replay import ReplayGuard
+from ._resolve import resolve_sqs_record
+from ._runtime import Runtime, lazy_runtime
+
+__all__ = ["SqsRecord", "sqs_handler"]
+
+logger = logging.getLogger("tenantscope")
+
+
+@dataclass(frozen=True)
+class SqsRecord:
+    """One SQS record, as a record handler sees it. Its tenant is ``current_tenant()``."""
+
+    message_id: str
+    body: str
+    message_attributes: Mapping[str, Any] = field(repr=False)
+    attributes: Mapping[str, Any] = field(repr=False)
+    event_source_arn: str
+
+    @cached_property
+    def json(self) -> Any:
+        """The body parsed as JSON (parsed once)."""
+        return json.loads(self.body)
+
+    @property
+    def message_group_id(self) -> str | None:
+        group = self.attributes.get("MessageGroupId")
+        return group if isinstance(group, str) else None
+
+    @property
+    def receive_count(self) -> int:
+        return int(self.attributes.get("ApproximateReceiveCount", "1"))
+
+    @classmethod
+    def from_event_record(cls, record: Mapping[str, Any]) -> SqsRecord:
+        return cls(
+            message_id=record["messageId"],
+            body=record["body"],
+            message_attributes=record.get("messageAttributes") or {},
+            attributes=record.get("attributes") or {},
+            event_source_arn=record["eventSourceARN"],
+        )
+
+
+RecordHandler = Callable[[SqsRecord, Any], Any]
+
+
+def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any) -> None:
+    tenant, envelope = resolve_sqs_record(raw, rt.ring, rt.settings, now=time.time())
+    record = SqsRecord.from_event_record(raw)
+    guard = rt.replay_guard
+    if guard is not None and not guard.admit(envelope, record.message_id):
+        raise InvalidEnvelope("replayed envelope")
+    credentials = rt.credentials(tenant)
+    with rt.scope(tenant, credentials):
+        fn(record, context)
+
+
+def sqs_handler(
+    fn: RecordHandler | None = None,
+    *,
+    ring: KeyRing | None = None,
+    vendor: CredentialVendor | None = None,
+    replay_guard: ReplayGuard | None = None,
+    **settings: Any,
+) -> Any:
+    """Turn a per-record function ``(record, context)`` into an SQS batch handler.
+
+    Each record's envelope is verified on its own, and the function runs in that record's
+    tenant scope with that tenant's credentials. The handler returns the
+    ``batchItemFailures`` response (enable ``ReportBatchItemFailures`` on the event source):
+    a record fails when its envelope is missing, bad, expired, sealed for another queue or
+    replayed, when credentials cannot be vended, or when the function raises. Other records
+    go on. On a FIFO queue, once a record fails, the later records of its message group
+    fail too, so the group's order is kept.
+
+    >>> from tenantscope import current_tenant
+    >>> from tenantscope.sqs import sqs_handler
+    >>> @sqs_handler
+    ... def handler(record, context):
+    ...     print(current_tenant().tenant_id, record.json)
+    """
+
+    def decorate(record_handler: RecordHandler) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        runtime = lazy_runtime(settings, vendor=vendor, ring=ring, replay_guard=replay_guard)
+
+        @functools.wraps(record_handler)
+        def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            failures: list[dict[str, str]] = []
+            failed_groups: set[str] = set()
+            records = event.get("Records") if isinstance(event, Mapping) else None
+            for raw in records if isinstance(records, list) else []:
+                message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
+                # An unnamed record cannot be reported alone; "" makes Lambda retry the whole batch.
+                item = {"itemIdentifier": message_id if isinstance(message_id, str) else ""}
+                source = str(raw.get("eventSourceARN", "")) if isinstance(raw, Mapping) else ""
+                group = (
+                    (raw.get("attributes") or {}).get("MessageGroupId") if source.endswith(".fifo") else None
+                )
+                if group is not None and group in failed_groups:
+                    failures.append(item)
+                    continue
+                try:
+                    _process(runtime(), raw, record_handler, context)
+                except Exception as error:
+                    logger.warning(
+                        "tenantscope: SQS record %s failed: %s", item["itemIdentifier"], log_reason(error)
+                    )
+                    failures.append(item)
+                    if group is not None:
+                        failed_groups.add(group)
+            return {"batchItemFailures": failures}
+
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,487 @@
+"""CredentialVendor: caching, refresh, single flight, retries, brief failure memory; Boto3Sts errors.
+
+Time is a fake clock and sleeping is recorded, never done: no assertion depends on elapsed time.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from tenantscope._config import Settings, TableSpec
+from tenantscope._credentials import (
+    Boto3Sts,
+    CredentialVendor,
+    FakeSts,
+    ScopedCredentials,
+    StsThrottled,
+)
+from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
+from tenantscope._policy import AssumeRoleRequest, assume_role_request
+from tests.conftest import REGION, ROLE_ARN, TABLE
+
+OTHER_ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-other"
+TENANTS = [f"tenant-{i:02d}" for i in range(10)]
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SleepRecorder:
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def tag_settings(**overrides: Any) -> Settings:
+    return Settings.load(environ={}, **{"role_arn": ROLE_ARN, **overrides})
+
+
+def policy_settings(**overrides: Any) -> Settings:
+    return Settings.load(
+        environ={},
+        **{
+            "role_arn": ROLE_ARN,
+            "region": REGION,
+            "tables": (TableSpec(TABLE, "pk"),),
+            "isolation": "session-policy",
+            **overrides,
+        },
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def sts(clock: FakeClock) -> FakeSts:
+    return FakeSts(duration=3600.0, clock=clock)
+
+
+@pytest.fixture
+def make_vendor(sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder) -> Any:
+    def make(**options: Any) -> CredentialVendor:
+        return CredentialVendor(sts, clock=clock, sleep=sleeps, **options)
+
+    return make
+
+
+# --- caching and refresh ---------------------------------------------------------------------
+
+
+def test_a_thousand_calls_for_ten_tenants_make_ten_sts_calls(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    first: dict[str, ScopedCredentials] = {}
+    for i in range(1000):
+        tenant = TENANTS[i % 10]
+        credentials = vendor.credentials_for(tenant, settings)
+        assert credentials.tenant_id == tenant
+        assert first.setdefault(tenant, credentials) is credentials
+        clock.advance(1.0)  # 1000 s in all: still well before the refresh margin
+    assert len(sts.requests) == 10
+    assert sorted(r.tenant_id for r in sts.requests) == TENANTS
+
+
+def test_refreshed_once_inside_the_margin_and_not_before(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    # GIVEN credentials valid for 3600 s and a refresh margin of 300 s
+    vendor = make_vendor()
+    settings = tag_settings(refresh_margin_seconds=300)
+    first = vendor.credentials_for("acme", settings)
+    assert first.expiration == clock.now + 3600
+    # WHEN time reaches one second before the margin THEN the cached credentials are kept
+    clock.advance(3600 - 300 - 1)
+    assert vendor.credentials_for("acme", settings) is first
+    assert len(sts.requests) == 1
+    # WHEN time enters the margin THEN STS is called once, and the new credentials are cached
+    clock.advance(1)
+    second = vendor.credentials_for("acme", settings)
+    assert second is not first
+    assert second.session_token != first.session_token
+    for _ in range(50):
+        assert vendor.credentials_for("acme", settings) is second
+    assert len(sts.requests) == 2
+
+
+def test_expired_credentials_are_never_returned(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    first = vendor.credentials_for("acme", settings)
+    clock.advance(10_000)
+    assert vendor.credentials_for("acme", settings) is not first
+    assert len(sts.requests) == 2
+
+
+def test_roles_and_strategies_are_cached_separately(make_vendor: Any, sts: FakeSts) -> None:
+    vendor = make_vendor()
+    by_tags = vendor.credentials_for("acme", tag_settings())
+    by_policy = vendor.credentials_for("acme", policy_settings())
+    by_other_role = vendor.credentials_for("acme", tag_settings(role_arn=OTHER_ROLE_ARN))
+    assert len({id(by_tags), id(by_policy), id(by_other_role)}) == 3
+    assert [(r.role_arn, r.strategy) for r in sts.requests] == [
+        (ROLE_ARN, "session-tags"),
+        (ROLE_ARN, "session-policy"),
+        (OTHER_ROLE_ARN, "session-tags"),
+    ]
+    assert sts.requests[0].policy is None
+    assert sts.requests[1].policy is not None
+    # and each is served from its own cache entry afterwards
+    assert vendor.credentials_for("acme", tag_settings()) is by_tags
+    assert vendor.credentials_for("acme", policy_settings()) is by_policy
+    assert vendor.credentials_for("acme", tag_settings(role_arn=OTHER_ROLE_ARN)) is by_other_role
+    assert len(sts.requests) == 3
+
+
+def test_sts_receives_the_scoped_request(make_vendor: Any, sts: FakeSts) -> None:
+    settings = policy_settings()
+    make_vendor().credentials_for("acme", settings)
+    assert sts.requests == [assume_role_request("acme", settings)]
+
+
+def test_clear_forgets_cached_credentials(make_vendor: Any, sts: FakeSts) -> None:
+    vendor = make_vendor()
+    first = vendor.credentials_for("acme", tag_settings())
+    vendor.clear()
+    assert vendor.credentials_for("acme", tag_settings()) is not first
+    assert len(sts.requests) == 2
+
+
+def test_invalid_tenant_id_never_reaches_sts(make_vendor: Any, sts: FakeSts) -> None:
+    vendor = make_vendor()
+    for tenant in ["", "ACME", "acme#x", "acme*", "a"]:
+        with pytest.raises(InvalidTenantId):
+            vendor.credentials_for(tenant, tag_settings())
+    assert sts.requests == []
+
+
+# --- single flight ---------------------------------------------------------------------------
+
+
+class BlockingSts(FakeSts):
+    """A FakeSts whose calls wait until the test releases them."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        self.entered.set()
+        # a guard against a deadlock if the vendor is broken, not a timing assertion
+        if not self.release.wait(timeout=30):
+            raise CredentialsUnavailable("test was never released")
+        return super().assume_role(request)
+
+
+def test_concurrent_misses_for_one_tenant_make_one_sts_call() -> None:
+    # GIVEN 16 threads that ask for the same tenant at once, while STS is slow
+    threads_count = 16
+    clock = FakeClock()
+    sts = BlockingSts(clock=clock)
+    vendor = CredentialVendor(sts, clock=clock, sleep=SleepRecorder())
+    settings = tag_settings()
+    barrier = threading.Barrier(threads_count)
+    results: list[ScopedCredentials] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            credentials = vendor.credentials_for("acme", settings)
+            with lock:
+                results.append(credentials)
+        except BaseException as error:  # pragma: no cover - reported below
+            with lock:
+                errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    # WHEN the leader is inside STS and every thread has checked the cache under the vendor's
+    # lock (each miss reads the clock once there), so none of them can still find it filled
+    assert sts.entered.wait(timeout=30)
+    for _ in range(3000):
+        if clock.calls >= threads_count:
+            break
+        threading.Event().wait(0.01)
+    all_missed = clock.calls >= threads_count
+    sts.release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    # THEN one STS call served them all, with one credentials object
+    assert errors == []
+    assert len(results) == threads_count
+    assert len(sts.requests) == 1
+    assert all(credentials is results[0] for credentials in results)
+    assert all_missed, "not every thread missed the cache while STS was in flight"
+
+
+def test_a_failed_flight_fails_every_waiter_closed() -> None:
+    clock = FakeClock()
+    sts = BlockingSts(clock=clock)
+    sts.refuse = True
+    vendor = CredentialVendor(sts, clock=clock, sleep=SleepRecorder())
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            vendor.credentials_for("acme", tag_settings())
+            outcome: object = "credentials"
+        except CredentialsUnavailable as error:
+            outcome = type(error)
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    assert sts.entered.wait(timeout=30)
+    sts.release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes == [CredentialsUnavailable] * 8
+    assert len(sts.requests) == 1
+
+
+# --- throttling, refusal and the failure memory -----------------------------------------------
+
+
+def test_throttling_is_retried_with_capped_jitter(
+    make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder
+) -> None:
+    # GIVEN STS throttles the next two calls
+    vendor = make_vendor(max_attempts=3, backoff_base=0.05, backoff_cap=1.0)
+    sts.throttle_next = 2
+    # WHEN credentials are requested THEN the third attempt succeeds after two recorded sleeps
+    credentials = vendor.credentials_for("acme", tag_settings())
+    assert credentials.tenant_id == "acme"
+    assert len(sts.requests) == 3
+    assert len(sleeps.sleeps) == 2
+    for attempt, slept in enumerate(sleeps.sleeps):
+        assert 0 <= slept <= min(1.0, 0.05 * 2**attempt)
+
+
+def test_backoff_never_exceeds_the_cap(make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder) -> None:
+    vendor = make_vendor(max_attempts=8, backoff_base=0.5, backoff_cap=1.0)
+    sts.throttle_next = 7
+    vendor.credentials_for("acme", tag_settings())
+    assert len(sleeps.sleeps) == 7
+    for attempt, slept in enumerate(sleeps.sleeps):
+        assert 0 <= slept <= min(1.0, 0.5 * 2**attempt)
+
+
+def test_jitter_varies(sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder) -> None:
+    # full jitter: many throttled calls do not all sleep the same amount
+    for i in range(20):
+        vendor = CredentialVendor(sts, clock=clock, sleep=sleeps, max_attempts=2)
+        sts.throttle_next = 1
+        vendor.credentials_for(f"tenant-{i:02d}", tag_settings())
+    assert len(sleeps.sleeps) == 20
+    assert len(set(sleeps.sleeps)) > 1
+
+
+def test_exhausted_retries_are_credentials_unavailable(
+    make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder
+) -> None:
+    vendor = make_vendor(max_attempts=3)
+    sts.throttle_next = 5
+    with pytest.raises(CredentialsUnavailable, match="retries exhausted"):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 3
+    assert len(sleeps.sleeps) == 2  # no sleep after the last attempt
+
+
+def test_a_refusal_is_not_retried(make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder) -> None:
+    vendor = make_vendor()
+    sts.refuse = True
+    with pytest.raises(CredentialsUnavailable, match="refused"):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 1
+    assert sleeps.sleeps == []
+
+
+def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
+    # GIVEN STS refused once
+    vendor = make_vendor(failure_ttl=1.0)
+    settings = tag_settings()
+    sts.refuse = True
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", settings)
+    assert len(sts.requests) == 1
+    sts.refuse = False
+    # WHEN asked again at once THEN it fails without calling STS
+    with pytest.raises(CredentialsUnavailable, match="recent STS failure"):
+        vendor.credentials_for("acme", settings)
+    clock.advance(0.999)
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", settings)
+    assert len(sts.requests) == 1
+    # AND other tenants are not affected
+    assert vendor.credentials_for("globex", settings).tenant_id == "globex"
+    assert len(sts.requests) == 2
+    # WHEN failure_ttl has passed THEN STS is asked again and can succeed, and the memory is gone
+    clock.advance(0.001)
+    credentials = vendor.credentials_for("acme", settings)
+    assert credentials.tenant_id == "acme"
+    assert len(sts.requests) == 3
+    assert vendor.credentials_for("acme", settings) is credentials
+
+
+def test_exhausted_throttling_is_remembered_too(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
+    vendor = make_vendor(max_attempts=2, failure_ttl=5.0)
+    sts.throttle_next = 2
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", tag_settings())
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 2
+    clock.advance(5.0)
+    assert vendor.credentials_for("acme", tag_settings()).tenant_id == "acme"
+
+
+# --- ScopedCredentials -----------------------------------------------------------------------
+
+
+def test_repr_hides_every_secret(make_vendor: Any) -> None:
+    credentials = make_vendor().credentials_for("acme", tag_settings())
+    for text in (repr(credentials), str(credentials), f"{credentials}", f"{credentials!r}"):
+        assert credentials.secret_access_key not in text
+        assert credentials.session_token not in text
+        assert credentials.access_key_id not in text
+        assert "acme" in text
+    hand_made = ScopedCredentials("acme", "ASIAEXAMPLEKEYID", "s3cr3t/key+value", "t0ken==", 1.0)
+    assert "ASIAEXAMPLEKEYID" not in repr(hand_made)
+    assert "s3cr3t" not in repr(hand_made)
+    assert "t0ken" not in repr(hand_made)
+
+
+# --- Boto3Sts ------------------------------------------------------------------------------------
+
+
+class FakeStsClient:
+    """The one method of a boto3 STS client that Boto3Sts calls."""
+
+    def __init__(self, *, error: Exception | None = None, response: dict[str, Any] | None = None) -> None:
+        self.error = error
+        self.response = response
+        self.calls: list[dict[str, Any]] = []
+
+    def assume_role(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(params)
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
+
+
+def client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": f"{code} happened"}}, "AssumeRole")
+
+
+def a_request() -> AssumeRoleRequest:
+    return assume_role_request("acme", policy_settings())
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"],
+)
+def test_boto3_sts_maps_throttling_to_sts_throttled(code: str) -> None:
+    client = FakeStsClient(error=client_error(code))
+    with pytest.raises(StsThrottled):
+        Boto3Sts(client=client).assume_role(a_request())
+    assert len(client.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "AccessDenied",
+        "ValidationError",
+        "PackedPolicyTooLarge",
+        "RegionDisabledException",
+        "MalformedPolicyDocument",
+        "",
+    ],
+)
+def test_boto3_sts_maps_refusals_to_credentials_unavailable(code: str) -> None:
+    client = FakeStsClient(error=client_error(code))
+    with pytest.raises(CredentialsUnavailable) as caught:
+        Boto3Sts(client=client).assume_role(a_request())
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+def test_boto3_sts_treats_connection_errors_as_retryable() -> None:
+    client = FakeStsClient(error=EndpointConnectionError(endpoint_url="https://sts.amazonaws.com"))
+    with pytest.raises(StsThrottled):
+        Boto3Sts(client=client).assume_role(a_request())
+
+
+def test_vendor_on_boto3_sts_retries_throttling_then_fails_closed(sleeps: SleepRecorder) -> None:
+    client = FakeStsClient(error=client_error("Throttling"))
+    vendor = CredentialVendor(Boto3Sts(client=client), clock=FakeClock(), sleep=sleeps, max_attempts=3)
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", policy_settings())
+    assert len(client.calls) == 3
+    assert len(sleeps.sleeps) == 2
+
+
+def test_vendor_on_boto3_sts_does_not_retry_access_denied(sleeps: SleepRecorder) -> None:
+    client = FakeStsClient(error=client_error("AccessDenied"))
+    vendor = CredentialVendor(Boto3Sts(client=client), clock=FakeClock(), sleep=sleeps)
+    with pytest.raises(CredentialsUnavailable):
+        vendor.credentials_for("acme", policy_settings())
+    assert len(client.calls) == 1
+    assert sleeps.sleeps == []
+
+
+def test_boto3_sts_sends_the_request_and_reads_the_credentials() -> None:
+    expiration = datetime(2027, 1, 1, tzinfo=UTC)
+    client = FakeStsClient(
+        response={
+            "Credentials": {
+                "AccessKeyId": "ASIAREAL",
+                "SecretAccessKey": "secret",
+                "SessionToken": "token",
+                "Expiration": expiration,
+            }
+        }
+    )
+    request = a_request()
+    credentials = Boto3Sts(client=client).assume_role(request)
+    assert client.calls == [request.to_boto3()]
+    assert client.calls[0]["RoleSessionName"] == "acme"
+    assert client.calls[0]["SourceIdentity"] == "acme"
+    assert credentials == ScopedCredentials("acme", "ASIAREAL", "secret", "token", expiration.timestamp())

@@ -1,0 +1,384 @@
+"""JwksCache: lifespan, bounded refetch on unknown kids, last-good on failure; UrlJwksSource schemes and size.
+
+A fake clock drives every time-dependent case: nothing sleeps and nothing asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.issuer import DevIssuer
+from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
+
+TTL = 600.0
+INTERVAL = 30.0
+MAX_JWKS_BYTES = 256 * 1024
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def source(issuer: DevIssuer) -> StaticJwksSource:
+    return StaticJwksSource(issuer.jwks())
+
+
+@pytest.fixture
+def cache(source: StaticJwksSource, clock: FakeClock) -> JwksCache:
+    return JwksCache(source, ttl=TTL, min_refetch_interval=INTERVAL, clock=clock)
+
+
+@pytest.fixture(scope="module")
+def rotated() -> DevIssuer:
+    """The issuer's next signing key, published under a new kid."""
+    return DevIssuer.generate(kid="dev-key-2")
+
+
+# --- lifespan --------------------------------------------------------------------------------------
+
+
+def test_keys_are_cached_for_the_ttl_and_refetched_after(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+) -> None:
+    # GIVEN a first lookup, which fetches
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 1
+    # WHEN the key is used again until the TTL ends
+    clock.advance(TTL)
+    assert cache.get(issuer.kid) is not None
+    # THEN it came from the cache
+    assert source.fetches == 1
+    # AND once the TTL has passed the next use refetches
+    clock.advance(1)
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 2
+
+
+def test_a_key_removed_by_rotation_disappears_after_the_ttl(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer, rotated: DevIssuer
+) -> None:
+    assert cache.get(issuer.kid) is not None
+    # GIVEN the issuer rotated: the old key is withdrawn, a new one published
+    source.document = rotated.jwks()
+    # WHEN the TTL passes
+    clock.advance(TTL + 1)
+    # THEN the old kid is unknown and the new one is found
+    assert cache.get(issuer.kid) is None
+    assert cache.get(rotated.kid) is not None
+    assert source.fetches == 2
+
+
+# --- unknown kids ----------------------------------------------------------------------------------
+
+
+def test_flood_of_unknown_kids_fetches_at_most_once_per_interval(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock
+) -> None:
+    # GIVEN a cold cache
+    # WHEN 1,000 unknown kids arrive at the same moment
+    assert all(cache.get(f"random-{n}") is None for n in range(1000))
+    # THEN the source was fetched once
+    assert source.fetches == 1
+    # AND each later interval's flood costs at most one more fetch
+    for interval in range(1, 6):
+        clock.advance(INTERVAL)
+        assert all(cache.get(f"random-{interval}-{n}") is None for n in range(100))
+        assert source.fetches == 1 + interval
+
+
+def test_flood_just_before_the_interval_ends_fetches_nothing(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+) -> None:
+    assert cache.get(issuer.kid) is not None
+    clock.advance(INTERVAL - 0.001)
+    assert all(cache.get(f"random-{n}") is None for n in range(100))
+    assert source.fetches == 1
+
+
+def test_new_kid_is_found_once_the_interval_has_passed(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer, rotated: DevIssuer
+) -> None:
+    # GIVEN keys fetched before the issuer published a new kid
+    assert cache.get(issuer.kid) is not None
+    source.document = {"keys": [issuer.jwk(), rotated.jwk()]}
+    # WHEN the new kid is asked for within the interval, it is not refetched for yet
+    clock.advance(INTERVAL / 2)
+    assert cache.get(rotated.kid) is None
+    assert source.fetches == 1
+    # THEN after the interval the unknown kid triggers a refetch that finds it
+    clock.advance(INTERVAL / 2)
+    assert cache.get(rotated.kid) is not None
+    assert source.fetches == 2
+    # AND the old key is still there
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 2
+
+
+def test_concurrent_unknown_kids_make_a_single_fetch(cache: JwksCache, source: StaticJwksSource) -> None:
+    # GIVEN 16 threads that ask for unknown kids at the same (fake) instant
+    barrier = threading.Barrier(16)
+    results: list[object] = []
+
+    def ask(n: int) -> None:
+        barrier.wait()
+        results.append(cache.get(f"random-{n}"))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN they all miss and the source was fetched once
+    assert results == [None] * 16
+    assert source.fetches == 1
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+
+def test_failed_fetch_keeps_the_last_good_keys_even_after_the_ttl(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+) -> None:
+    # GIVEN keys fetched once
+    good = cache.get(issuer.kid)
+    assert good is not None
+    # WHEN the source fails and the TTL passes, again and again
+    source.fail = True
+    for _ in range(3):
+        clock.advance(TTL + 1)
+        # THEN the last good key is still served
+        assert cache.get(issuer.kid) is good
+    assert source.fetches == 4
+    # AND unknown kids still miss quietly
+    assert cache.get("random") is None
+
+
+def test_failing_source_is_retried_at_a_bounded_rate(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+) -> None:
+    # GIVEN a source that is down from the start
+    source.fail = True
+    # WHEN many requests arrive within one interval
+    assert all(cache.get(issuer.kid) is None for _ in range(100))
+    # THEN it was tried once
+    assert source.fetches == 1
+    # AND once it recovers, the next interval finds the key
+    source.fail = False
+    clock.advance(INTERVAL)
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 2
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param({}, id="no-keys"),
+        pytest.param({"keys": None}, id="keys-null"),
+        pytest.param({"keys": {"kid": "x"}}, id="keys-object"),
+        pytest.param({"keys": "dev-key-1"}, id="keys-string"),
+    ],
+)
+def test_broken_document_keeps_the_last_good_keys(
+    cache: JwksCache,
+    source: StaticJwksSource,
+    clock: FakeClock,
+    issuer: DevIssuer,
+    document: dict[str, Any],
+) -> None:
+    good = cache.get(issuer.kid)
+    assert good is not None
+    source.document = document
+    clock.advance(TTL + 1)
+    assert cache.get(issuer.kid) is good
+    assert source.fetches == 2
+
+
+# --- preload ---------------------------------------------------------------------------------------
+
+
+def test_preload_fetches_once_and_later_lookups_use_the_cache(
+    cache: JwksCache, source: StaticJwksSource, issuer: DevIssuer
+) -> None:
+    cache.preload()
+    assert source.fetches == 1
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 1
+
+
+def test_preload_swallows_errors(
+    cache: JwksCache,
+    source: StaticJwksSource,
+    clock: FakeClock,
+    issuer: DevIssuer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a source that is down at cold start
+    source.fail = True
+    # WHEN the keys are preloaded
+    with caplog.at_level(logging.WARNING, logger="tenantscope"):
+        cache.preload()
+    # THEN nothing is raised, the failure is logged, and the key is found once the source is back
+    assert source.fetches == 1
+    assert "JWKS fetch failed" in caplog.text
+    source.fail = False
+    clock.advance(INTERVAL)
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 2
+
+
+# --- which keys are kept ---------------------------------------------------------------------------
+
+
+def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: DevIssuer, rotated: DevIssuer) -> None:
+    # GIVEN a JWKS mixing one good key with keys that must be skipped
+    jwk = issuer.jwk()
+    document = {
+        "keys": [
+            jwk,
+            {**rotated.jwk(), "kid": "use-null", "use": None},
+            {**jwk, "kid": "enc-key", "use": "enc"},
+            {k: v for k, v in jwk.items() if k != "kid"},
+            {**jwk, "kid": 123},
+            {**jwk, "kid": ""},
+            {**jwk, "kid": "has space"},
+            {**jwk, "kid": "x" * 129},
+            {"kty": "XYZ", "kid": "unknown-kty"},
+            {"kty": "RSA", "kid": "rsa-without-e", "n": jwk["n"]},
+            {"kty": "EC", "kid": "ec-not-on-curve", "crv": "P-256", "x": "AA", "y": "AA"},
+            {"kty": "oct", "kid": "oct-without-k"},  # PyJWK raises KeyError
+            {**jwk, "kid": "alg-none", "alg": "none"},  # PyJWK raises NotImplementedError
+            {**jwk, "kid": "alg-list", "alg": ["RS256"]},  # PyJWK raises TypeError
+            {**jwk, "kid": "alg-mismatch", "alg": "ES256"},
+            "not-an-object",
+            None,
+        ]
+    }
+    cache = JwksCache(StaticJwksSource(document), clock=FakeClock())
+    # WHEN the keys are loaded
+    cache.preload()
+    # THEN the good key is usable and every other entry was skipped, not fatal to the set
+    key = cache.get(issuer.kid)
+    assert key is not None
+    assert key.algorithm_name == "RS256"
+    for kid in (
+        "enc-key",
+        "use-null",
+        "unknown-kty",
+        "rsa-without-e",
+        "ec-not-on-curve",
+        "oct-without-k",
+        "alg-none",
+        "alg-list",
+        "alg-mismatch",
+        "has space",
+        "x" * 129,
+        "",
+    ):
+        assert cache.get(kid) is None, kid
+
+
+def test_key_without_use_is_a_signing_key(issuer: DevIssuer) -> None:
+    jwk = {k: v for k, v in issuer.jwk().items() if k != "use"}
+    cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
+    assert cache.get(issuer.kid) is not None
+
+
+# --- UrlJwksSource ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://issuer.example/.well-known/jwks.json",
+        "HTTP://issuer.example/.well-known/jwks.json",
+        "ftp://issuer.example/jwks.json",
+        "data:application/json,{}",
+        "issuer.example/.well-known/jwks.json",
+        "",
+    ],
+)
+def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
+    with pytest.raises(ValueError, match="https:// or file://"):
+        UrlJwksSource(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://issuer.example/.well-known/jwks.json", "file:///var/task/jwks.json"]
+)
+def test_url_source_accepts_https_and_file(url: str) -> None:
+    assert UrlJwksSource(url).url == url
+
+
+def write_json(path: Path, document: object) -> str:
+    path.write_text(json.dumps(document))
+    return path.as_uri()
+
+
+def test_file_url_fetches_a_real_jwks(tmp_path: Path, issuer: DevIssuer) -> None:
+    # GIVEN the development issuer's JWKS in a file
+    url = write_json(tmp_path / "jwks.json", issuer.jwks())
+    source = UrlJwksSource(url)
+    # WHEN it is fetched, directly and through a cache
+    assert source.fetch() == issuer.jwks()
+    cache = JwksCache(source, clock=FakeClock())
+    # THEN the key is usable
+    assert cache.get(issuer.kid) is not None
+
+
+def test_document_at_the_size_limit_is_accepted(tmp_path: Path) -> None:
+    base = json.dumps({"keys": [], "pad": ""})
+    document = {"keys": [], "pad": "x" * (MAX_JWKS_BYTES - len(base))}
+    url = write_json(tmp_path / "jwks.json", document)
+    assert (tmp_path / "jwks.json").stat().st_size == MAX_JWKS_BYTES
+    assert UrlJwksSource(url).fetch() == document
+
+
+def test_oversized_document_is_refused(tmp_path: Path, issuer: DevIssuer) -> None:
+    # GIVEN a JWKS padded beyond 256 KiB
+    url = write_json(tmp_path / "jwks.json", {**issuer.jwks(), "pad": "x" * MAX_JWKS_BYTES})
+    # THEN fetching it fails
+    with pytest.raises(ValueError, match="too large"):
+        UrlJwksSource(url).fetch()
+    # AND a cache built on it has no keys, without raising
+    assert JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid) is None
+
+
+def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: DevIssuer) -> None:
+    url = write_json(tmp_path / "jwks.json", issuer.jwks()["keys"])
+    with pytest.raises(ValueError, match="not an object"):
+        UrlJwksSource(url).fetch()
+
+
+def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: DevIssuer) -> None:
+    # GIVEN keys fetched from a file that then disappears
+    path = tmp_path / "jwks.json"
+    clock = FakeClock()
+    cache = JwksCache(UrlJwksSource(write_json(path, issuer.jwks())), ttl=TTL, clock=clock)
+    good = cache.get(issuer.kid)
+    assert good is not None
+    path.unlink()
+    # WHEN the TTL passes
+    clock.advance(TTL + 1)
+    # THEN the last good key is still served
+    assert cache.get(issuer.kid) is good

@@ -1,0 +1,547 @@
+"""A catalogue of JWT and tenant-claim attacks (RFC 8725, OWASP JWT cheat sheet), each through a real handler.
+
+Every refusal is checked the same way: the status (401 for a bad token or header, 403 for a bad or
+mismatched tenant), a body without internals, the handler body never ran, STS was never called, and
+the token never reached the logs. A positive control proves the same machinery accepts a good token,
+so that the refusals mean something.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
+from tenantscope import api_handler, current_tenant
+from tenantscope._config import reset_settings
+from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope.api import forbidden, unauthorized
+from tests.conftest import LambdaContext, http_api_event
+
+# --------------------------------------------------------------------------------------------------
+# Hand-made tokens: base64url + JSON + a signer, so that any header or claim can be forged.
+# --------------------------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def segment(value: object) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def rs256(issuer: DevIssuer, signing_input: str) -> str:
+    return b64url(issuer.private_key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()))
+
+
+def hs256(secret: bytes, signing_input: str) -> str:
+    # Computed by hand: PyJWT refuses PEM and JWK strings as HMAC secrets, an attacker does not.
+    return b64url(hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest())
+
+
+def omit(mapping: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k not in names}
+
+
+def parts(token: str) -> list[str]:
+    return token.split(".")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The real issuer, a foreign key pair with the same kid, and an attacker with its own key."""
+
+    issuer: DevIssuer
+    foreign: DevIssuer
+    attacker: DevIssuer
+
+    def header(self, **changes: Any) -> dict[str, Any]:
+        return {"alg": "RS256", "typ": "JWT", "kid": self.issuer.kid, **changes}
+
+    def claims(self, **changes: Any) -> dict[str, Any]:
+        return {**self.issuer.claims("acme"), **changes}
+
+    def forge(
+        self,
+        header: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
+        *,
+        sign: Callable[[str], str] | None = None,
+    ) -> str:
+        """A compact token; ``sign`` maps the signing input to a signature segment (default: none)."""
+        signing_input = f"{segment(self.header() if header is None else header)}."
+        signing_input += segment(self.claims() if claims is None else claims)
+        return f"{signing_input}.{sign(signing_input) if sign else ''}"
+
+    def signed(
+        self,
+        header: dict[str, Any] | None = None,
+        claims: dict[str, Any] | None = None,
+        *,
+        by: DevIssuer | None = None,
+    ) -> str:
+        """A token RS256-signed by ``by`` (default: the real issuer)."""
+        signer = by or self.issuer
+        return self.forge(header, claims, sign=lambda signing_input: rs256(signer, signing_input))
+
+
+@pytest.fixture(scope="session")
+def attacker() -> DevIssuer:
+    """An attacker's own key pair; it claims to be the development issuer."""
+    return DevIssuer.generate(kid="attacker-key")
+
+
+@pytest.fixture
+def keys(issuer: DevIssuer, foreign_issuer: DevIssuer, attacker: DevIssuer) -> Keys:
+    return Keys(issuer, foreign_issuer, attacker)
+
+
+# --------------------------------------------------------------------------------------------------
+# One real @api_handler, and the one way every refusal is checked.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Api:
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]]
+    sts: FakeSts
+    source: StaticJwksSource
+    caplog: pytest.LogCaptureFixture
+    ran: list[str] = field(default_factory=list)
+
+    def call(self, event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+        return self.handler(event, context or LambdaContext())
+
+    def assert_refused(self, response: dict[str, Any], status: int, secret: str | None = None) -> None:
+        assert response["statusCode"] == status
+        expected = unauthorized() if status == 401 else forbidden()
+        message = "Unauthorized" if status == 401 else "Forbidden"
+        assert json.loads(response["body"]) == {"message": message}
+        assert response == expected  # nothing else: no reason, no claim, no token
+        assert self.ran == [], "the handler body ran"
+        assert self.sts.requests == [], "STS was called"
+        if secret:
+            assert secret not in self.caplog.text, "the token reached the logs"
+
+
+@pytest.fixture
+def api(
+    jwks: JwksCache,
+    vendor: CredentialVendor,
+    fake_sts: FakeSts,
+    jwks_source: StaticJwksSource,
+    caplog: pytest.LogCaptureFixture,
+) -> Api:
+    caplog.set_level(logging.DEBUG, logger="tenantscope")
+    ran: list[str] = []
+
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ran.append(current_tenant().tenant_id)
+        return {"statusCode": 200, "body": current_tenant().tenant_id}
+
+    return Api(handler, fake_sts, jwks_source, caplog, ran)
+
+
+Build = Callable[[Keys], str]
+
+# --------------------------------------------------------------------------------------------------
+# Positive controls: the same helpers and handler accept good tokens.
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda k: k.issuer.token("acme"), id="issuer-minted"),
+        pytest.param(lambda k: k.signed(), id="hand-forged-with-the-real-key"),
+        pytest.param(
+            lambda k: k.signed(claims=omit(k.claims(client_id=DEV_AUDIENCE), "aud")),
+            id="cognito-access-token-client-id",
+        ),
+    ],
+)
+def test_control_good_token_is_accepted(api: Api, keys: Keys, build: Build) -> None:
+    # GIVEN a token the real issuer signed, built by the same helpers as the attacks
+    # WHEN it is presented
+    response = api.call(http_api_event(build(keys)))
+    # THEN the handler runs as its tenant with scoped credentials
+    assert response == {"statusCode": 200, "body": "acme"}
+    assert api.ran == ["acme"]
+    assert [r.tenant_id for r in api.sts.requests] == ["acme"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Token attacks: 401
+# --------------------------------------------------------------------------------------------------
+
+
+def now() -> int:
+    return int(time.time())
+
+
+TOKEN_ATTACKS = [
+    # alg "none" in any spelling, with an empty signature (RFC 8725 2.1, 3.1)
+    *(
+        pytest.param(lambda k, alg=alg: k.forge(k.header(alg=alg)), id=f"alg-{alg}")
+        for alg in ("none", "None", "NONE", "nOnE")
+    ),
+    pytest.param(lambda k: k.forge(omit(k.header(alg="none"), "kid")), id="alg-none-without-kid"),
+    pytest.param(lambda k: ".".join([*parts(k.issuer.token())[:2], ""]), id="signature-stripped"),
+    pytest.param(
+        lambda k: ".".join([*parts(k.issuer.token("globex"))[:2], parts(k.issuer.token("acme"))[2]]),
+        id="signature-of-another-token-spliced-on",
+    ),
+    pytest.param(
+        lambda k: ".".join(
+            [parts(k.issuer.token())[0], segment(k.claims(tenant_id="globex")), parts(k.issuer.token())[2]]
+        ),
+        id="payload-tampered-signature-kept",
+    ),
+    # algorithms outside the allow-list, even with the real key
+    pytest.param(lambda k: k.issuer.token(headers={"alg": "RS512"}), id="alg-RS512-not-allowed"),
+    pytest.param(lambda k: k.signed(k.header(alg="PS256")), id="alg-PS256-not-allowed"),
+    pytest.param(lambda k: k.signed(k.header(alg="ES256")), id="alg-ES256-not-allowed"),
+    pytest.param(lambda k: k.signed(k.header(alg=["RS256"])), id="alg-list"),
+    pytest.param(lambda k: k.signed(omit(k.header(), "alg")), id="alg-missing"),
+    # key confusion: HS256 with the issuer's public key as the HMAC secret (RFC 8725 2.1)
+    pytest.param(
+        lambda k: k.forge(k.header(alg="HS256"), sign=lambda s: hs256(k.issuer.public_pem(), s)),
+        id="hs256-public-key-pem",
+    ),
+    pytest.param(
+        lambda k: k.forge(
+            k.header(alg="HS256"), sign=lambda s: hs256(json.dumps(k.issuer.jwk()).encode(), s)
+        ),
+        id="hs256-public-key-jwk-json",
+    ),
+    pytest.param(
+        lambda k: k.forge(
+            k.header(alg="HS256"),
+            sign=lambda s: hs256(jwt.algorithms.RSAAlgorithm.to_jwk(k.issuer.public_key).encode(), s),
+        ),
+        id="hs256-public-key-pyjwt-jwk",
+    ),
+    # key material or key locations chosen by the token's author
+    pytest.param(
+        lambda k: k.signed(k.header(kid=k.attacker.kid, jwk=k.attacker.jwk()), by=k.attacker),
+        id="embedded-jwk-attacker-key",
+    ),
+    pytest.param(
+        lambda k: k.signed(k.header(jwk=k.attacker.jwk()), by=k.attacker), id="embedded-jwk-with-our-kid"
+    ),
+    *(
+        pytest.param(
+            lambda k, name=name, real=real: k.signed(
+                k.header(**{name: "https://attacker.example/.well-known/jwks.json"}),
+                by=k.issuer if real else k.attacker,
+            ),
+            id=f"{name}-attacker-url-signed-by-{'real-key' if real else 'attacker'}",
+        )
+        for name in ("jku", "x5u")
+        for real in (False, True)
+    ),
+    pytest.param(lambda k: k.signed(k.header(x5c=["MIIBattackercert"])), id="x5c-signed-by-real-key"),
+    pytest.param(lambda k: k.signed(k.header(crit=["exp"])), id="crit-header"),
+    pytest.param(lambda k: k.issuer.token(headers={"crit": ["b64"], "b64": False}), id="crit-b64-false"),
+    pytest.param(lambda k: k.signed(k.header(b64=False)), id="b64-false-unencoded-payload"),
+    # kid: unknown, hostile, or missing
+    pytest.param(lambda k: k.signed(k.header(kid="unknown-kid"), by=k.attacker), id="kid-unknown"),
+    pytest.param(lambda k: k.signed(k.header(kid="dev-key-2")), id="kid-unknown-signed-by-real-key"),
+    pytest.param(lambda k: k.signed(k.header(kid="../../etc/passwd")), id="kid-path-traversal"),
+    pytest.param(lambda k: k.signed(k.header(kid="' OR 1=1 --")), id="kid-sql"),
+    pytest.param(lambda k: k.signed(k.header(kid="x" * 10 * 1024)), id="kid-10kb"),
+    pytest.param(lambda k: k.signed(k.header(kid="x" * 129)), id="kid-129-chars"),
+    pytest.param(lambda k: k.signed(k.header(kid=k.issuer.kid + "\n")), id="kid-trailing-newline"),
+    pytest.param(lambda k: k.signed(k.header(kid=k.issuer.kid + " ")), id="kid-trailing-space"),
+    pytest.param(lambda k: k.signed(k.header(kid="")), id="kid-empty"),
+    pytest.param(lambda k: k.signed(k.header(kid=1)), id="kid-number"),
+    pytest.param(lambda k: k.signed(k.header(kid=[k.issuer.kid])), id="kid-list"),
+    pytest.param(lambda k: k.signed(k.header(kid={"kid": k.issuer.kid})), id="kid-object"),
+    pytest.param(lambda k: k.signed(k.header(kid=None)), id="kid-null"),
+    pytest.param(lambda k: k.signed(k.header(kid=True)), id="kid-true"),
+    pytest.param(lambda k: k.signed(omit(k.header(), "kid")), id="kid-missing"),
+    # a valid signature by another issuer's key that reuses our kid
+    pytest.param(lambda k: k.foreign.token("acme"), id="foreign-issuer-same-kid"),
+    pytest.param(lambda k: k.signed(by=k.attacker), id="attacker-key-with-our-kid"),
+    # issuer: exact, typed match only
+    pytest.param(lambda k: k.issuer.token(claims={"iss": "https://evil.example"}), id="iss-wrong"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": DEV_ISSUER[:-1]}), id="iss-prefix"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": "https://issuer"}), id="iss-short-prefix"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "/evil"}), id="iss-extended-path"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "."}), id="iss-extended-dot"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "/"}), id="iss-trailing-slash"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": DEV_ISSUER.upper()}), id="iss-uppercase"),
+    pytest.param(lambda k: k.issuer.token(claims={"iss": "x" + DEV_ISSUER}), id="iss-contains-ours"),
+    pytest.param(lambda k: k.signed(claims=k.claims(iss=[DEV_ISSUER])), id="iss-list"),
+    pytest.param(lambda k: k.signed(claims=k.claims(iss=123)), id="iss-number"),
+    pytest.param(lambda k: k.signed(claims=k.claims(iss=None)), id="iss-null"),
+    pytest.param(lambda k: k.issuer.token(drop=("iss",)), id="iss-missing"),
+    # audience (or client_id for Cognito access tokens)
+    pytest.param(lambda k: k.issuer.token(claims={"aud": "another-client"}), id="aud-wrong"),
+    pytest.param(
+        lambda k: k.issuer.token(claims={"aud": ["a-client", "b-client"]}), id="aud-list-without-ours"
+    ),
+    pytest.param(lambda k: k.issuer.token(claims={"aud": []}), id="aud-empty-list"),
+    pytest.param(lambda k: k.issuer.token(claims={"aud": DEV_AUDIENCE + "-evil"}), id="aud-extended"),
+    pytest.param(lambda k: k.issuer.token(claims={"aud": DEV_AUDIENCE[:-1]}), id="aud-prefix"),
+    pytest.param(lambda k: k.issuer.token(claims={"aud": {DEV_AUDIENCE: True}}), id="aud-object"),
+    pytest.param(lambda k: k.issuer.token(claims={"aud": 123}), id="aud-number"),
+    pytest.param(lambda k: k.issuer.token(drop=("aud",)), id="aud-and-client-id-missing"),
+    pytest.param(
+        lambda k: k.issuer.token(claims={"client_id": "another-client"}, drop=("aud",)), id="client-id-wrong"
+    ),
+    pytest.param(
+        lambda k: k.issuer.token(claims={"aud": "another-client", "client_id": DEV_AUDIENCE}),
+        id="aud-wrong-client-id-right",
+    ),
+    # time claims
+    pytest.param(
+        lambda k: k.issuer.token(claims={"exp": now() - 31, "iat": now() - 3600}), id="exp-just-beyond-leeway"
+    ),
+    pytest.param(
+        lambda k: k.issuer.token(claims={"exp": now() - 3600, "iat": now() - 7200}), id="exp-an-hour-ago"
+    ),
+    pytest.param(lambda k: k.issuer.token(claims={"nbf": now() + 600}), id="nbf-in-the-future"),
+    pytest.param(lambda k: k.issuer.token(claims={"iat": now() + 600}), id="iat-in-the-future"),
+    pytest.param(lambda k: k.issuer.token(drop=("exp",)), id="exp-missing"),
+    pytest.param(lambda k: k.issuer.token(drop=("iat",)), id="iat-missing"),
+    pytest.param(lambda k: k.issuer.token(claims={"exp": None}), id="exp-null"),
+    pytest.param(lambda k: k.issuer.token(claims={"exp": "tomorrow"}), id="exp-string"),
+    pytest.param(lambda k: k.signed(claims=k.claims(exp=float("inf"))), id="exp-infinity"),
+    # structure and size
+    pytest.param(lambda k: k.issuer.token(claims={"pad": "x" * 9000}), id="oversized-token"),
+    pytest.param(lambda k: "abc.def.ghi", id="garbage-segments"),
+    pytest.param(lambda k: "a.b.c", id="segments-of-one-char"),
+    pytest.param(lambda k: "!!!.???.***", id="not-base64url"),
+    pytest.param(lambda k: k.issuer.token().replace("-", "+").replace("_", "/") + "==", id="base64-not-url"),
+    pytest.param(lambda k: f"{b64url(b'not json')}.{segment(k.claims())}.AAAA", id="header-not-json"),
+    pytest.param(lambda k: f"{segment([k.header()])}.{segment(k.claims())}.AAAA", id="header-json-array"),
+    pytest.param(lambda k: f"{segment('RS256')}.{segment(k.claims())}.AAAA", id="header-json-string"),
+    pytest.param(lambda k: f"{b64url(b'[' * 3000)}.{segment(k.claims())}.AAAA", id="header-deeply-nested"),
+    pytest.param(lambda k: f"{segment(k.header())}.a.AAAA", id="payload-bad-base64"),
+    pytest.param(
+        lambda k: (lambda s: f"{s}.{rs256(k.issuer, s)}")(f"{segment(k.header())}.{b64url(b'not json')}"),
+        id="payload-not-json-signed-by-real-key",
+    ),
+    pytest.param(lambda k: k.signed(claims=[k.claims()]), id="payload-json-array-signed-by-real-key"),  # type: ignore[arg-type]
+    pytest.param(lambda k: ".".join(parts(k.issuer.token())[:2]), id="two-segments"),
+    pytest.param(lambda k: k.issuer.token() + ".AAAA", id="four-segments"),
+    pytest.param(lambda k: k.issuer.token() + ".AAAA.BBBB", id="five-segments-jwe-shape"),
+    pytest.param(lambda k: "", id="empty"),
+]
+
+
+@pytest.mark.parametrize("build", TOKEN_ATTACKS)
+def test_token_attack_is_401(api: Api, keys: Keys, build: Build) -> None:
+    # GIVEN a forged, tampered or otherwise unacceptable token
+    token = build(keys)
+    # WHEN it is presented as a bearer token
+    response = api.call(http_api_event(token))
+    # THEN it is refused before the handler or STS, and leaves no trace of itself
+    api.assert_refused(response, 401, secret=token or None)
+
+
+def test_flood_of_unknown_kids_fetches_jwks_a_bounded_number_of_times(api: Api, keys: Keys) -> None:
+    # GIVEN 1,000 tokens with random kids (signatures are random: kids are looked up before any check)
+    tokens = [
+        keys.forge(
+            keys.header(kid=secrets.token_urlsafe(16)), sign=lambda _: b64url(secrets.token_bytes(256))
+        )
+        for _ in range(1000)
+    ]
+    # WHEN they are all presented
+    responses = [api.call(http_api_event(token)) for token in tokens]
+    # THEN every one is refused and the JWKS was fetched at most a couple of times
+    assert {r["statusCode"] for r in responses} == {401}
+    assert api.ran == []
+    assert api.sts.requests == []
+    assert 1 <= api.source.fetches <= 2
+    # AND a good token is still accepted without another fetch storm
+    assert api.call(http_api_event(keys.issuer.token("acme")))["statusCode"] == 200
+    assert api.source.fetches <= 2
+
+
+@pytest.mark.parametrize(
+    ("algorithms", "build"),
+    [
+        pytest.param(
+            "RS256,HS256",
+            lambda k: k.forge(k.header(alg="HS256"), sign=lambda s: hs256(k.issuer.public_pem(), s)),
+            id="hs256-allowed-public-pem-as-secret",
+        ),
+        pytest.param(
+            "RS256,HS256",
+            lambda k: k.forge(
+                k.header(alg="HS256"), sign=lambda s: hs256(json.dumps(k.issuer.jwk()).encode(), s)
+            ),
+            id="hs256-allowed-public-jwk-as-secret",
+        ),
+        pytest.param("RS256,none", lambda k: k.forge(k.header(alg="none")), id="none-allowed"),
+        pytest.param("RS256,RS512", lambda k: k.issuer.token(headers={"alg": "RS512"}), id="rs512-allowed"),
+    ],
+)
+def test_widened_algorithm_list_still_binds_the_algorithm_to_the_key(
+    monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys, algorithms: str, build: Build
+) -> None:
+    # GIVEN a misconfigured function that allows more algorithms than its issuer's RS256 key
+    monkeypatch.setenv("TENANTSCOPE_JWT_ALGORITHMS", algorithms)
+    reset_settings()
+    token = build(keys)
+    # WHEN a token claims one of the extra algorithms for the RSA key's kid
+    response = api.call(http_api_event(token))
+    # THEN the key's own algorithm wins: refused
+    api.assert_refused(response, 401, secret=token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"token_use": "id"}, id="id-token"),
+        pytest.param({"token_use": "ID"}, id="id-token-uppercase-access"),
+        pytest.param({"token_use": ["access"]}, id="token-use-list"),
+        pytest.param({"token_use": None}, id="token-use-null"),
+    ],
+)
+def test_id_token_where_access_token_is_required_is_401(
+    monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys, claims: dict[str, Any]
+) -> None:
+    # GIVEN a function that requires access tokens
+    monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
+    reset_settings()
+    token = keys.issuer.token("acme", claims=claims)
+    # WHEN an id token (or no token_use) is presented
+    response = api.call(http_api_event(token))
+    # THEN it is refused
+    api.assert_refused(response, 401, secret=token)
+
+
+def test_access_token_is_accepted_when_access_tokens_are_required(
+    monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
+    reset_settings()
+    assert api.call(http_api_event(keys.issuer.token("acme")))["statusCode"] == 200
+
+
+def test_missing_token_use_is_401_when_access_tokens_are_required(
+    monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
+    reset_settings()
+    token = keys.issuer.token("acme", drop=("token_use",))
+    api.assert_refused(api.call(http_api_event(token)), 401, secret=token)
+
+
+# --------------------------------------------------------------------------------------------------
+# Authorization header attacks: 401
+# --------------------------------------------------------------------------------------------------
+
+
+def with_authorization(value: Any) -> Callable[[Keys], dict[str, Any]]:
+    def build(k: Keys) -> dict[str, Any]:
+        event = http_api_event(None)
+        event["headers"]["authorization"] = value(k) if callable(value) else value
+        return event
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "build_event",
+    [
+        pytest.param(lambda k: http_api_event(None), id="missing"),
+        pytest.param(lambda k: {**http_api_event(None), "headers": None}, id="headers-null"),
+        pytest.param(with_authorization("Basic abc"), id="basic-scheme"),
+        pytest.param(with_authorization(lambda k: f"Basic {k.issuer.token()}"), id="basic-with-valid-token"),
+        pytest.param(
+            with_authorization(lambda k: f"Token {k.issuer.token()}"), id="other-scheme-valid-token"
+        ),
+        pytest.param(with_authorization(lambda k: k.issuer.token()), id="no-scheme-valid-token"),
+        pytest.param(with_authorization("Bearer"), id="bearer-only"),
+        pytest.param(with_authorization("Bearer "), id="bearer-space"),
+        pytest.param(with_authorization(""), id="empty"),
+        pytest.param(with_authorization("Bearer  two words"), id="bearer-two-words"),
+        pytest.param(
+            with_authorization(lambda k: f"Bearer {k.issuer.token()} extra"), id="bearer-token-and-more"
+        ),
+        pytest.param(with_authorization(lambda k: f"Bearer\t{k.issuer.token()}"), id="bearer-tab"),
+        pytest.param(with_authorization(123), id="value-number"),
+        pytest.param(with_authorization(None), id="value-null"),
+        pytest.param(with_authorization(lambda k: [f"Bearer {k.issuer.token()}"]), id="value-list"),
+        pytest.param(with_authorization(lambda k: {"Bearer": k.issuer.token()}), id="value-object"),
+        pytest.param(with_authorization(lambda k: f"Bearer {k.issuer.token()}".encode()), id="value-bytes"),
+    ],
+)
+def test_bad_authorization_header_is_401(
+    api: Api, keys: Keys, build_event: Callable[[Keys], dict[str, Any]]
+) -> None:
+    response = api.call(build_event(keys))
+    api.assert_refused(response, 401)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tenant claim attacks: a valid token whose tenant is refused, 403
+# --------------------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        pytest.param(_MISSING, id="missing"),
+        pytest.param("", id="empty"),
+        pytest.param("*", id="wildcard"),
+        pytest.param("acme*", id="wildcard-suffix"),
+        pytest.param("acme?", id="wildcard-question"),
+        pytest.param("acme#x", id="key-delimiter"),
+        pytest.param("\u0430cme", id="cyrillic-a-look-alike"),
+        pytest.param("ACME", id="uppercase"),
+        pytest.param("acme\n", id="trailing-newline"),
+        pytest.param(" acme", id="leading-space"),
+        pytest.param("acme/../globex", id="path"),
+        pytest.param("a", id="too-short"),
+        pytest.param("a" * 65, id="too-long"),
+        pytest.param(123, id="number"),
+        pytest.param(["acme"], id="list"),
+        pytest.param({"id": "acme"}, id="object"),
+        pytest.param(True, id="true"),
+        pytest.param(None, id="null"),
+    ],
+)
+def test_bad_tenant_claim_is_403(api: Api, keys: Keys, tenant: object) -> None:
+    # GIVEN a genuinely signed token whose tenant claim breaks the tenant id grammar
+    if tenant is _MISSING:
+        token = keys.issuer.token("acme", drop=("tenant_id",))
+    else:
+        token = keys.issuer.token(tenant)
+    # WHEN it is presented
+    response = api.call(http_api_event(token))
+    # THEN the identity is valid but the tenant is refused
+    api.assert_refused(response, 403, secret=token)
+
+
+@pytest.mark.parametrize("lambda_tenant", ["globex", "ACME", "acme ", "acme\n", ""])
+def test_token_tenant_differs_from_lambda_tenant_id_is_403(api: Api, keys: Keys, lambda_tenant: str) -> None:
+    # GIVEN Lambda tenant isolation mode invoked for another tenant than the token's
+    token = keys.issuer.token("acme")
+    # WHEN an acme token arrives
+    response = api.call(http_api_event(token), LambdaContext(tenant_id=lambda_tenant))
+    # THEN it is refused
+    api.assert_refused(response, 403, secret=token)

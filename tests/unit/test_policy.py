@@ -1,0 +1,743 @@
+"""Policies as data: what a tenant's STS session may do, under both isolation strategies.
+
+moto enforces neither session policies, nor session tags, nor StringLike/ForAllValues/Null
+conditions, so the documents are evaluated with the small IAM evaluator in tests/iam_eval.py.
+The first part of this file tests that evaluator itself.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from tenantscope import _policy
+from tenantscope._config import Settings, TableSpec
+from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
+from tenantscope._policy import (
+    ITEM_ACTIONS,
+    MAX_SESSION_POLICY_CHARS,
+    assume_role_request,
+    leading_key_patterns,
+    session_policy,
+    tenant_prefix,
+)
+from tenantscope._tenant_id import TENANT_ID_PATTERN
+from tests.conftest import REGION, ROLE_ARN, TABLE
+from tests.iam_eval import (
+    TENANT_TAG_VARIABLE,
+    NotModelled,
+    abac_policy,
+    allowed_by_all,
+    decide,
+    glob_match,
+    is_allowed,
+)
+
+ACCOUNT = "123456789012"
+TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
+INDEX_ARN = f"{TABLE_ARN}/index/gsi1"
+LEADING_KEYS = "dynamodb:LeadingKeys"
+
+# Actions a tenant session must never have, even with its own leading keys.
+SCAN_AND_PARTIQL = (
+    "dynamodb:Scan",
+    "dynamodb:ExecuteStatement",
+    "dynamodb:BatchExecuteStatement",
+    "dynamodb:ExecuteTransaction",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
+MANAGEMENT_ACTIONS = (
+    "dynamodb:CreateTable",
+    "dynamodb:DeleteTable",
+    "dynamodb:UpdateTable",
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateBackup",
+    "dynamodb:DeleteBackup",
+    "dynamodb:RestoreTableFromBackup",
+    "dynamodb:RestoreTableToPointInTime",
+    "dynamodb:UpdateContinuousBackups",
+    "dynamodb:ExportTableToPointInTime",
+    "dynamodb:ImportTable",
+    "dynamodb:UpdateTimeToLive",
+    "dynamodb:TagResource",
+    "dynamodb:UntagResource",
+    "dynamodb:PutResourcePolicy",
+    "dynamodb:DeleteResourcePolicy",
+    "dynamodb:CreateGlobalTable",
+    "dynamodb:UpdateGlobalTable",
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListTables",
+    "dynamodb:*",
+    "iam:PassRole",
+    "sts:AssumeRole",
+)
+OTHER_RESOURCES = (
+    f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/other",
+    f"{TABLE_ARN}-2",
+    f"{TABLE_ARN}2",
+    f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE[:-1]}",
+    f"arn:aws:dynamodb:us-west-2:{ACCOUNT}:table/{TABLE}",
+    f"arn:aws:dynamodb:{REGION}:210987654321:table/{TABLE}",
+    f"arn:aws-cn:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}",
+    f"{TABLE_ARN}/stream/2026-01-01T00:00:00.000",
+    f"{TABLE_ARN}/backup/01234567890123-abcdefgh",
+    f"{TABLE_ARN}/export/01234567890123-abcdefgh",
+    f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE.upper()}",
+    f"arn:aws:s3:::{TABLE}",
+    "*",
+)
+
+# Tenant ids that share prefixes: the classic way a "starts with" check leaks.
+PREFIX_FAMILY = ("acme", "acme-corp", "acme1", "acme-1", "acme-co", "a1", "a10", "a100", "ab", "abc")
+
+
+def random_tenant_ids(count: int, seed: int = 20261101) -> list[str]:
+    """``count`` valid tenant ids, many of them prefixes of each other (fixed seed)."""
+    rng = random.Random(seed)
+    alphabet = string.ascii_lowercase + string.digits
+    ids: set[str] = set()
+    while len(ids) < count:
+        length = rng.choice([2, 2, 3, 4, 5, 8, 12, 20, 40, 63, 64])
+        inner = "".join(rng.choice(alphabet + "-") for _ in range(length - 2))
+        base = rng.choice(alphabet) + inner + rng.choice(alphabet)
+        ids.add(base)
+        if len(base) <= 62:  # its "neighbours": longer ids that start with it
+            ids.update({base + rng.choice(alphabet), base + "-" + rng.choice(alphabet)})
+    return sorted(ids)[:count]
+
+
+RANDOM_IDS = random_tenant_ids(300)
+assert all(re.fullmatch(TENANT_ID_PATTERN, t) for t in RANDOM_IDS)
+
+
+def foreign_keys(a: str, b: str) -> list[str]:
+    """Leading keys that tenant ``a`` must never reach: ``b``'s keys and crafted look-alikes."""
+    return [
+        f"TENANT#{b}",
+        f"TENANT#{b}#",
+        f"TENANT#{b}#ITEM#1",
+        f"TENANT#{b}#TENANT#{a}",
+    ]
+
+
+def look_alike_keys(a: str) -> list[str]:
+    """Crafted keys near ``a``'s own (an id of digits has no upper case: those are left out)."""
+    candidates = [
+        "",
+        "TENANT#",
+        "TENANT##",
+        "TENANT#*",
+        "TENANT#?",
+        f"TENANT#{a}X",
+        f"TENANT#{a}1",
+        f"TENANT#{a}-corp",
+        f"TENANT#{a}-",
+        f"TENANT#{a[:-1]}",
+        f"TENANT#{a}*",
+        f"TENANT#{a} ",
+        f"TENANT#{a}\n",
+        f"TENANT#{a}\u0000",
+        f" TENANT#{a}",
+        f"TENANT{a}",
+        f"TENANT:{a}",
+        f"TENANT#{a.upper()}",
+        f"TENANT#{a.upper()}#ITEM#1",
+        f"tenant#{a}",
+        f"tenant#{a}#ITEM#1",
+        f"Tenant#{a}#ITEM#1",
+        f"{a}#ITEM#1",
+        f"ITEM#1#TENANT#{a}",
+        f"X#TENANT#{a}#1",
+    ]
+    return [k for k in candidates if not (k == f"TENANT#{a}" or k.startswith(f"TENANT#{a}#"))]
+
+
+def own_keys(a: str) -> list[str]:
+    return [f"TENANT#{a}", f"TENANT#{a}#", f"TENANT#{a}#ITEM#1", f"TENANT#{a}#ORDER#42#LINE#7"]
+
+
+# --- the evaluator itself ---------------------------------------------------------------------
+
+
+def one_statement(
+    condition: dict[str, Any] | None = None,
+    *,
+    effect: str = "Allow",
+    action: Any = "dynamodb:GetItem",
+    resource: Any = "*",
+    version: str = "2012-10-17",
+) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": effect, "Action": action, "Resource": resource}
+    if condition is not None:
+        statement["Condition"] = condition
+    return {"Version": version, "Statement": [statement]}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("TENANT#acme#*", "TENANT#acme#", True),
+        ("TENANT#acme#*", "TENANT#acme#ITEM#1", True),
+        ("TENANT#acme#*", "TENANT#acme", False),
+        ("TENANT#acme#*", "TENANT#acme1", False),
+        ("TENANT#acme", "TENANT#acme#ITEM", False),  # full match, not a prefix match
+        ("TENANT#acme", "xTENANT#acme", False),
+        ("*", "", True),
+        ("*", "any#thing:/at all\n", True),
+        ("a?c", "abc", True),
+        ("a?c", "ac", False),
+        ("a?c", "abbc", False),
+        ("a.c", "abc", False),  # '.' is literal, not a regex
+        ("a[b]c", "abc", False),
+        ("a[b]c", "a[b]c", True),
+        ("a+", "aa", False),
+        ("^a$", "^a$", True),
+        ("a\\d", "a1", False),
+        ("acme", "ACME", False),  # case-sensitive
+        ("a*b*c", "axxbyyc", True),
+        ("a*b*c", "axxbyy", False),
+    ],
+)
+def test_glob_match_is_the_iam_string_like_glob(pattern: str, value: str, expected: bool) -> None:
+    assert glob_match(pattern, value) is expected
+
+
+def test_for_all_values_is_vacuously_true_without_the_key() -> None:
+    # GIVEN a ForAllValues:StringLike condition alone
+    policy = one_statement({"ForAllValues:StringLike": {LEADING_KEYS: ["TENANT#acme"]}})
+    # THEN a request without the key, or with an empty list, passes: this is the Scan hole
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {})
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: []})
+    # AND every value has to match
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#acme"] * 2})
+    assert not is_allowed(
+        policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#acme", "TENANT#globex"]}
+    )
+    # AND a Null condition closes the hole
+    policy["Statement"][0]["Condition"]["Null"] = {LEADING_KEYS: "false"}
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: []})
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#acme"]})
+
+
+def test_for_any_value_needs_one_match_and_fails_without_the_key() -> None:
+    policy = one_statement({"ForAnyValue:StringEquals": {LEADING_KEYS: ["a", "b"]}})
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["x", "b"]})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["x", "y"]})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {})
+
+
+def test_string_equals_is_exact_and_has_no_wildcards() -> None:
+    policy = one_statement({"StringEquals": {"aws:SourceAccount": ["1*", "222"]}})
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"aws:SourceAccount": "222"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"aws:SourceAccount": "111"})
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"aws:SourceAccount": "1*"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {})  # absent key: no match
+
+
+def test_null_condition() -> None:
+    absent = one_statement({"Null": {"aws:SourceAccount": "true"}})
+    present = one_statement({"Null": {"aws:SourceAccount": "false"}})
+    assert is_allowed(absent, "dynamodb:GetItem", TABLE_ARN, {})
+    assert not is_allowed(absent, "dynamodb:GetItem", TABLE_ARN, {"aws:SourceAccount": "1"})
+    assert is_allowed(present, "dynamodb:GetItem", TABLE_ARN, {"aws:SourceAccount": "1"})
+    assert not is_allowed(present, "dynamodb:GetItem", TABLE_ARN, {})
+
+
+def test_operators_and_keys_are_anded_values_are_ored() -> None:
+    policy = one_statement(
+        {
+            "StringEquals": {"k1": ["a", "b"], "k2": "c"},
+            "StringLike": {"k3": "d*"},
+        }
+    )
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"k1": "b", "k2": "c", "k3": "dx"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"k1": "b", "k2": "c", "k3": "x"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {"k1": "b", "k3": "dx"})
+
+
+def test_condition_key_names_are_case_insensitive_values_are_not() -> None:
+    policy = one_statement(
+        {
+            "ForAllValues:StringLike": {"dynamodb:leadingkeys": "TENANT#acme"},
+            "Null": {"DYNAMODB:LEADINGKEYS": "false"},
+        }
+    )
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#acme"]})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#ACME"]})
+
+
+def test_explicit_deny_wins() -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "dynamodb:Scan", "Resource": "*"},
+        ],
+    }
+    assert decide(policy, "dynamodb:GetItem", TABLE_ARN) == "Allow"
+    assert decide(policy, "dynamodb:Scan", TABLE_ARN) == "ExplicitDeny"
+    assert decide(policy, "s3:GetObject", "arn:aws:s3:::b/k") == "ImplicitDeny"
+
+
+def test_actions_match_with_wildcards_case_insensitively_and_not_action() -> None:
+    policy = one_statement(action=["dynamodb:Get*", "dynamodb:?uery"])
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN)
+    assert is_allowed(policy, "DynamoDB:getitem", TABLE_ARN)
+    assert is_allowed(policy, "dynamodb:Query", TABLE_ARN)
+    assert not is_allowed(policy, "dynamodb:PutItem", TABLE_ARN)
+    not_action = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "NotAction": "dynamodb:Scan", "Resource": "*"}],
+    }
+    assert is_allowed(not_action, "dynamodb:GetItem", TABLE_ARN)
+    assert not is_allowed(not_action, "dynamodb:Scan", TABLE_ARN)
+
+
+def test_resources_match_with_wildcards_case_sensitively() -> None:
+    policy = one_statement(action="dynamodb:Query", resource=[TABLE_ARN, f"{TABLE_ARN}/index/*"])
+    assert is_allowed(policy, "dynamodb:Query", INDEX_ARN)
+    assert is_allowed(policy, "dynamodb:Query", TABLE_ARN)
+    assert not is_allowed(policy, "dynamodb:Query", f"{TABLE_ARN}/stream/x")
+    assert not is_allowed(policy, "dynamodb:Query", TABLE_ARN.upper())
+    not_resource = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem", "NotResource": f"{TABLE_ARN}*"}],
+    }
+    assert is_allowed(not_resource, "dynamodb:GetItem", OTHER_RESOURCES[0])
+    assert not is_allowed(not_resource, "dynamodb:GetItem", INDEX_ARN)
+
+
+def test_policy_variables_come_from_principal_tags() -> None:
+    policy = abac_policy([TABLE_ARN])
+    keys = {LEADING_KEYS: ["TENANT#acme#ITEM#1"]}
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, keys, {"TenantId": "acme"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, keys, {"TenantId": "globex"})
+    # a missing tag makes the pattern match nothing (the Null condition stops the no-key case)
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, keys, {})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, keys, {"tenantid": "acme"})
+    assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {}, {"TenantId": "acme"})
+
+
+def test_policy_variables_need_version_2012_and_support_escapes() -> None:
+    keys = {LEADING_KEYS: ["TENANT#acme"]}
+    condition = {"ForAllValues:StringLike": {LEADING_KEYS: f"TENANT#{TENANT_TAG_VARIABLE}"}}
+    old = one_statement(condition, version="2008-10-17")
+    assert not is_allowed(old, "dynamodb:GetItem", TABLE_ARN, keys, {"TenantId": "acme"})
+    assert is_allowed(old, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: [f"TENANT#{TENANT_TAG_VARIABLE}"]})
+    escaped = one_statement({"StringLike": {"k": "a${*}b*"}})
+    assert is_allowed(escaped, "dynamodb:GetItem", TABLE_ARN, {"k": "a*bxyz"})
+    assert not is_allowed(escaped, "dynamodb:GetItem", TABLE_ARN, {"k": "axbxyz"})
+    # conservatively, a wildcard inside a tag value acts as a wildcard: why ids may hold no '*'
+    star = {"TenantId": "*"}
+    assert is_allowed(
+        abac_policy([TABLE_ARN]), "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#globex"]}, star
+    )
+
+
+def test_allowed_by_all_is_an_intersection() -> None:
+    broad = one_statement(action="dynamodb:*")
+    narrow = one_statement(action="dynamodb:GetItem")
+    assert allowed_by_all([broad, narrow], "dynamodb:GetItem", TABLE_ARN)
+    assert not allowed_by_all([broad, narrow], "dynamodb:PutItem", TABLE_ARN)
+    assert not allowed_by_all([], "dynamodb:GetItem", TABLE_ARN)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        one_statement({"StringNotEquals": {"k": "v"}}),
+        one_statement({"StringLikeIfExists": {"k": "v"}}),
+        one_statement({"ArnLike": {"k": "v"}}),
+        one_statement({"ForAllValues:Null": {"k": "true"}}),
+        one_statement({"Null": {"k": "maybe"}}),
+        one_statement({"StringLike": {"k": "${aws:PrincipalTag/x, 'default'}"}}),
+        one_statement(effect="Permit"),
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*"}]},
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Principal": "*"}],
+        },
+        {"Version": "2012-10-17"},
+    ],
+)
+def test_unmodelled_semantics_raise_rather_than_guess(policy: dict[str, Any]) -> None:
+    with pytest.raises(NotModelled):
+        decide(policy, "dynamodb:GetItem", TABLE_ARN, {"k": "v"}, {"x": "y"})
+
+
+def test_unqualified_operator_on_a_multi_valued_key_raises() -> None:
+    policy = one_statement({"StringLike": {LEADING_KEYS: "TENANT#acme*"}})
+    with pytest.raises(NotModelled):
+        decide(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT#acme", "TENANT#acme#1"]})
+
+
+def test_json_string_policies_are_accepted() -> None:
+    assert is_allowed(json.dumps(one_statement()), "dynamodb:GetItem", TABLE_ARN)
+
+
+# --- the tenant policies under both strategies -------------------------------------------------
+
+
+def policy_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "role_arn": ROLE_ARN,
+        "region": REGION,
+        "tables": (TableSpec(TABLE, "pk"),),
+        "isolation": "session-policy",
+    }
+    values.update(overrides)
+    return Settings.load(environ={}, **values)
+
+
+@dataclass(frozen=True)
+class TenantSession:
+    """What IAM sees for one tenant's session: the policy that limits it and its principal tags."""
+
+    tenant_id: str
+    strategy: str
+    policy: dict[str, Any]
+    tags: dict[str, str]
+
+    def allows(
+        self, action: str, resource: str = TABLE_ARN, leading_keys: Sequence[str] | None = None
+    ) -> bool:
+        context = {} if leading_keys is None else {LEADING_KEYS: list(leading_keys)}
+        return is_allowed(self.policy, action, resource, context, self.tags)
+
+
+def session_policy_session(tenant_id: str) -> TenantSession:
+    request = assume_role_request(tenant_id, policy_settings())
+    assert request.policy is not None
+    return TenantSession(tenant_id, request.strategy, json.loads(request.policy), dict(request.tags))
+
+
+def session_tags_session(tenant_id: str) -> TenantSession:
+    request = assume_role_request(tenant_id, policy_settings(isolation="session-tags"))
+    assert request.policy is None  # the role's own ABAC policy does the limiting
+    return TenantSession(tenant_id, request.strategy, abac_policy([TABLE_ARN]), dict(request.tags))
+
+
+STRATEGIES: dict[str, Callable[[str], TenantSession]] = {
+    "session-policy": session_policy_session,
+    "session-tags": session_tags_session,
+}
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def make_session(request: pytest.FixtureRequest) -> Callable[[str], TenantSession]:
+    return STRATEGIES[request.param]
+
+
+def test_session_carries_the_expected_strategy(make_session: Callable[[str], TenantSession]) -> None:
+    session = make_session("acme")
+    assert session.strategy in STRATEGIES
+    assert session.tags == {"TenantId": "acme"}
+
+
+def test_session_policy_names_only_the_tenants_patterns() -> None:
+    (statement,) = json.loads(session_policy("acme", policy_settings()))["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == list(ITEM_ACTIONS)
+    assert statement["Resource"] == [TABLE_ARN, f"{TABLE_ARN}/index/*"]
+    assert statement["Condition"] == {
+        "ForAllValues:StringLike": {LEADING_KEYS: ["TENANT#acme", "TENANT#acme#*"]},
+        "Null": {LEADING_KEYS: "false"},
+    }
+    assert leading_key_patterns(TENANT_TAG_VARIABLE) == [
+        "TENANT#${aws:PrincipalTag/TenantId}",
+        "TENANT#${aws:PrincipalTag/TenantId}#*",
+    ]
+
+
+@pytest.mark.parametrize("action", ITEM_ACTIONS)
+@pytest.mark.parametrize("resource", [TABLE_ARN, INDEX_ARN])
+def test_tenant_reaches_its_own_keys(
+    make_session: Callable[[str], TenantSession], action: str, resource: str
+) -> None:
+    session = make_session("acme")
+    for key in own_keys("acme"):
+        assert session.allows(action, resource, [key]), key
+    assert session.allows(action, resource, own_keys("acme"))  # a batch of own keys
+
+
+@pytest.mark.parametrize("tenant", PREFIX_FAMILY)
+def test_tenant_never_reaches_prefix_sharing_tenants_or_look_alikes(
+    make_session: Callable[[str], TenantSession], tenant: str
+) -> None:
+    session = make_session(tenant)
+    others = [b for b in PREFIX_FAMILY if b != tenant]
+    keys = [k for b in others for k in foreign_keys(tenant, b)] + look_alike_keys(tenant)
+    for action in ITEM_ACTIONS:
+        for key in keys:
+            assert not session.allows(action, TABLE_ARN, [key]), (action, key)
+            assert not session.allows(action, INDEX_ARN, [key]), (action, key)
+    assert session.allows("dynamodb:GetItem", TABLE_ARN, [tenant_prefix(tenant)])
+
+
+def test_random_tenants_reach_only_their_own_keys(make_session: Callable[[str], TenantSession]) -> None:
+    # GIVEN a few hundred valid ids, many of them prefixes of others (fixed seed)
+    rng = random.Random(7)
+    checked = 0
+    for index, a in enumerate(RANDOM_IDS):
+        session = make_session(a)
+        # the sorted neighbours share the longest prefixes; add a few random others
+        others = {
+            *RANDOM_IDS[max(0, index - 3) : index],
+            *RANDOM_IDS[index + 1 : index + 4],
+            *rng.sample(RANDOM_IDS, 3),
+        } - {a}
+        # THEN own keys pass
+        for key in own_keys(a):
+            assert session.allows("dynamodb:GetItem", TABLE_ARN, [key]), (a, key)
+        # AND no key of another tenant, nor a look-alike, passes
+        for b in others:
+            for key in foreign_keys(a, b):
+                assert not session.allows("dynamodb:GetItem", TABLE_ARN, [key]), (a, key)
+                checked += 1
+        for key in look_alike_keys(a):
+            assert not session.allows("dynamodb:Query", INDEX_ARN, [key]), (a, key)
+            checked += 1
+    assert checked > 10_000
+
+
+@hypothesis_settings(max_examples=300, database=None, derandomize=True, deadline=None)
+@given(
+    a=st.from_regex(TENANT_ID_PATTERN, fullmatch=True),
+    b=st.from_regex(TENANT_ID_PATTERN, fullmatch=True),
+    suffix=st.text(max_size=8),
+)
+def test_any_two_tenants_are_separated(a: str, b: str, suffix: str) -> None:
+    # The key of b with any suffix is reachable by a only when a == b.
+    for make_session in STRATEGIES.values():
+        session = make_session(a)
+        key = f"TENANT#{b}#{suffix}"
+        assert session.allows("dynamodb:GetItem", TABLE_ARN, [key]) is (a == b)
+        assert session.allows("dynamodb:GetItem", TABLE_ARN, [f"TENANT#{b}"]) is (a == b)
+
+
+@pytest.mark.parametrize("action", ITEM_ACTIONS)
+def test_no_leading_key_is_denied(make_session: Callable[[str], TenantSession], action: str) -> None:
+    # A Scan-like request carries no dynamodb:LeadingKeys: ForAllValues alone would pass it.
+    session = make_session("acme")
+    assert not session.allows(action, TABLE_ARN, None)
+    assert not session.allows(action, TABLE_ARN, [])
+    assert not session.allows(action, INDEX_ARN, None)
+
+
+@pytest.mark.parametrize("action", SCAN_AND_PARTIQL + MANAGEMENT_ACTIONS)
+def test_scan_partiql_and_management_actions_are_denied(
+    make_session: Callable[[str], TenantSession], action: str
+) -> None:
+    session = make_session("acme")
+    for resource in (TABLE_ARN, INDEX_ARN, "*"):
+        assert not session.allows(action, resource, None)
+        assert not session.allows(action, resource, ["TENANT#acme#ITEM#1"])
+
+
+@pytest.mark.parametrize("resource", OTHER_RESOURCES)
+def test_other_tables_are_denied(make_session: Callable[[str], TenantSession], resource: str) -> None:
+    session = make_session("acme")
+    for action in ITEM_ACTIONS:
+        assert not session.allows(action, resource, ["TENANT#acme#ITEM#1"]), action
+
+
+@pytest.mark.parametrize("other", ["acme-corp", "acme1", "globex", "ac"])
+def test_a_batch_mixing_two_tenants_is_denied(
+    make_session: Callable[[str], TenantSession], other: str
+) -> None:
+    session = make_session("acme")
+    for action in ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query"):
+        assert session.allows(action, TABLE_ARN, ["TENANT#acme#1", "TENANT#acme#2"])
+        assert not session.allows(action, TABLE_ARN, ["TENANT#acme#1", f"TENANT#{other}#1"])
+        assert not session.allows(action, TABLE_ARN, [f"TENANT#{other}#1", "TENANT#acme#1"])
+
+
+def test_both_strategies_decide_alike() -> None:
+    tenants = [*PREFIX_FAMILY, *RANDOM_IDS[:40]]
+    for a in tenants:
+        by_policy, by_tags = session_policy_session(a), session_tags_session(a)
+        for b in tenants[:20]:
+            for key in [*foreign_keys(a, b), *own_keys(a)]:
+                assert by_policy.allows("dynamodb:PutItem", TABLE_ARN, [key]) == by_tags.allows(
+                    "dynamodb:PutItem", TABLE_ARN, [key]
+                ), (a, key)
+
+
+def test_session_tags_without_the_tag_reach_no_tenant() -> None:
+    policy = abac_policy([TABLE_ARN])
+    real_keys = ["TENANT#acme", "TENANT#acme#1", "TENANT#ab#x"]
+    for tags in ({}, {"OtherTag": "acme"}, {"TenantId": ""}):
+        for key in real_keys:
+            assert not is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: [key]}, tags), (
+                tags,
+                key,
+            )
+    # an EMPTY tag value would own the "TENANT#" space that no valid id can: this is why
+    # assume_role_request only ever tags a validated (non-empty) id
+    assert is_allowed(policy, "dynamodb:GetItem", TABLE_ARN, {LEADING_KEYS: ["TENANT##x"]}, {"TenantId": ""})
+    with pytest.raises(InvalidTenantId):
+        assume_role_request("", policy_settings(isolation="session-tags"))
+
+
+def test_abac_policy_covers_every_table_and_index() -> None:
+    other = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/other"
+    (statement,) = abac_policy([TABLE_ARN, other])["Statement"]
+    assert statement["Resource"] == [TABLE_ARN, f"{TABLE_ARN}/index/*", other, f"{other}/index/*"]
+    assert statement["Action"] == list(ITEM_ACTIONS)
+
+
+# --- limits and request parameters -----------------------------------------------------------
+
+
+SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+TAG_CHARS = re.compile(r"[\w .:/=+\-@]*")
+
+
+def test_session_policy_fits_the_sts_limit_for_the_longest_tenant_id() -> None:
+    longest = "a" + "-" * 62 + "z"
+    for isolation_tables in [
+        (TableSpec(TABLE, "pk"),),
+        (TableSpec(TABLE, "pk"), TableSpec("tenantscope-audit", "pk")),
+    ]:
+        document = session_policy(longest, policy_settings(tables=isolation_tables))
+        assert len(document) <= MAX_SESSION_POLICY_CHARS
+        assert json.loads(document)["Version"] == "2012-10-17"
+
+
+def test_too_many_tables_fail_before_any_sts_call() -> None:
+    # GIVEN forty configured tables with long names
+    tables = tuple(TableSpec(f"tenantscope-table-with-a-long-name-{i:02d}", "pk") for i in range(40))
+    settings = policy_settings(tables=tables)
+    sts = FakeSts()
+    vendor = CredentialVendor(sts, sleep=lambda _: None)
+    # WHEN credentials are requested THEN they are unavailable, and STS was never called
+    with pytest.raises(CredentialsUnavailable, match="limit"):
+        vendor.credentials_for("acme", settings)
+    assert sts.requests == []
+    with pytest.raises(CredentialsUnavailable):
+        session_policy("acme", settings)
+
+
+@pytest.mark.parametrize("isolation", sorted(STRATEGIES))
+@pytest.mark.parametrize("tenant", ["ab", "a" * 64, "acme-corp", *RANDOM_IDS[::30]])
+def test_session_name_source_identity_and_tag_fit_sts(isolation: str, tenant: str) -> None:
+    params = assume_role_request(tenant, policy_settings(isolation=isolation)).to_boto3()
+    assert params["RoleSessionName"] == tenant
+    assert params["SourceIdentity"] == tenant
+    assert SESSION_NAME.fullmatch(params["RoleSessionName"])
+    assert SESSION_NAME.fullmatch(params["SourceIdentity"])
+    assert params["RoleArn"] == ROLE_ARN
+    assert params["Tags"] == [{"Key": "TenantId", "Value": tenant}]
+    assert len(params["Tags"]) <= 50
+    for tag in params["Tags"]:
+        assert 1 <= len(tag["Key"]) <= 128
+        assert TAG_CHARS.fullmatch(tag["Key"])
+        assert len(tag["Value"]) <= 256
+        assert TAG_CHARS.fullmatch(tag["Value"])
+        assert not tag["Key"].lower().startswith("aws:")
+    assert ("Policy" in params) is (isolation == "session-policy")
+    if isolation == "session-policy":
+        assert len(params["Policy"]) <= MAX_SESSION_POLICY_CHARS
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [(43_200, 3600), (3601, 3600), (3600, 3600), (1800, 1800), (900, 900), (60, 900)],
+)
+def test_duration_fits_role_chaining_and_the_sts_minimum(configured: int, expected: int) -> None:
+    request = assume_role_request("acme", policy_settings(session_duration_seconds=configured))
+    assert request.duration_seconds == expected
+    assert request.to_boto3()["DurationSeconds"] == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "isolation"),
+    [
+        ({"role_arn": None}, "session-policy"),
+        ({"role_arn": None}, "session-tags"),
+        ({"tables": ()}, "session-policy"),
+        ({"region": None}, "session-policy"),
+        ({"role_arn": "not-an-arn"}, "session-policy"),
+    ],
+)
+def test_missing_configuration_is_credentials_unavailable(overrides: dict[str, Any], isolation: str) -> None:
+    # GIVEN settings missing one piece (None falls back to the empty environment, then the default)
+    settings = policy_settings(isolation=isolation, **overrides)
+    with pytest.raises(CredentialsUnavailable):
+        assume_role_request("acme", settings)
+
+
+def test_session_tags_need_no_tables_or_region() -> None:
+    request = assume_role_request("acme", Settings.load(environ={}, role_arn=ROLE_ARN))
+    assert request.policy is None
+    assert request.tags == (("TenantId", "acme"),)
+
+
+INVALID_IDS: list[object] = [
+    "",
+    "a",
+    "A",
+    "Acme",
+    "acme#x",
+    "acme*",
+    "ac?me",
+    "*",
+    "acme:1",
+    "acme/1",
+    "acme.corp",
+    "-acme",
+    "acme-",
+    "acme\n",
+    " acme",
+    "acme ",
+    "ácme",
+    "a" * 65,
+    "acme\x00",
+    "TENANT#acme",
+    None,
+    123,
+    b"acme",
+]
+
+
+@pytest.mark.parametrize("tenant", INVALID_IDS)
+@pytest.mark.parametrize("isolation", sorted(STRATEGIES))
+def test_invalid_tenant_id_is_refused_before_any_policy_is_built(
+    monkeypatch: pytest.MonkeyPatch, tenant: Any, isolation: str
+) -> None:
+    built: list[str] = []
+
+    def recording_session_policy(tenant_id: str, settings: Settings) -> str:
+        built.append(tenant_id)
+        return "{}"
+
+    monkeypatch.setattr(_policy, "session_policy", recording_session_policy)
+    with pytest.raises(InvalidTenantId):
+        assume_role_request(tenant, policy_settings(isolation=isolation))
+    # even with nothing else configured, the id is checked first
+    with pytest.raises(InvalidTenantId):
+        assume_role_request(tenant, Settings.load(environ={}, isolation=isolation))
+    assert built == []
+
+
+@pytest.mark.parametrize("tenant", INVALID_IDS)
+def test_session_policy_refuses_an_invalid_tenant_id_itself(tenant: Any) -> None:
+    with pytest.raises(InvalidTenantId):
+        session_policy(tenant, policy_settings())
