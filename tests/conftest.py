@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
@@ -54,6 +57,57 @@ def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _credentials.set_default_vendor(None)
     _data._sessions.clear()
     _data.key_schemas._described.clear()
+
+
+# Anything shaped like a JWT: its header segment always starts with base64url('{"').
+_JWT_FRAGMENT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
+
+
+@pytest.fixture(autouse=True)
+def no_secret_reaches_a_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Across the whole suite, attack tests included: no token, credential or signing key is ever logged.
+
+    Every token minted with PyJWT, every credential vended and every signing key loaded
+    during a test is recorded; after the test, its captured log lines (tenantscope at DEBUG,
+    everything else at INFO, exception text included) must contain none of them, nor
+    anything shaped like a JWT.
+    """
+    from tenantscope import _credentials, _keys
+
+    secrets: set[str] = set()
+    real_encode, real_parse = jwt.encode, _keys._parse_ring
+    real_assume = _credentials.CredentialVendor._assume
+
+    def encode(*args: Any, **kwargs: Any) -> str:
+        token = real_encode(*args, **kwargs)
+        secrets.add(token)
+        return token
+
+    def assume(self: Any, request: Any) -> Any:
+        credentials = real_assume(self, request)
+        secrets.update({credentials.secret_access_key, credentials.session_token})
+        return credentials
+
+    def parse_ring(document: Any) -> Any:
+        active, keys = real_parse(document)
+        secrets.update(str(v) for v in (document.get("keys") or {}).values())
+        secrets.update(k.hex() for k in keys.values())
+        return active, keys
+
+    monkeypatch.setattr(jwt, "encode", encode)
+    monkeypatch.setattr(_credentials.CredentialVendor, "_assume", assume)
+    monkeypatch.setattr(_keys, "_parse_ring", parse_ring)
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="tenantscope")
+    yield
+    formatter = logging.Formatter("%(message)s")
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    text = "\n".join(formatter.format(record) for record in records)
+    leaked = sorted(s[:12] + "..." for s in secrets if len(s) >= 8 and s in text)
+    assert not leaked, f"secrets reached the logs: {leaked}"
+    assert not _JWT_FRAGMENT.search(text), "a JWT-shaped string reached the logs"
 
 
 @pytest.fixture

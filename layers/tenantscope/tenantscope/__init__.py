@@ -25,9 +25,11 @@ from ._errors import (
 )
 from ._jwt import JwksCache, StaticJwksSource
 from ._keys import KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
+from ._logging import TenantJsonFormatter, TenantLogFilter, configure_logging
 from ._producer import seal_input, send_message, sign_message, start_execution
 from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard
 from ._tenant_id import validate_tenant_id
+from ._tracing import NoopTracer, Span, Tracer, XRayTracer, set_tracer
 from .api import api_handler
 from .sfn import sfn_task
 from .sqs import SqsRecord, sqs_handler
@@ -45,20 +47,28 @@ __all__ = [
     "JwksCache",
     "KmsKeyRing",
     "NoTenantContext",
+    "NoopTracer",
     "ScopedCredentials",
     "SecretsManagerKeyRing",
+    "Span",
     "SqsRecord",
     "StaticJwksSource",
     "StaticKeyRing",
     "TenantAuthError",
     "TenantContext",
     "TenantError",
+    "TenantJsonFormatter",
+    "TenantLogFilter",
+    "Tracer",
     "Unauthorized",
+    "XRayTracer",
     "api_handler",
+    "configure_logging",
     "current_tenant",
     "in_tenant_scope",
     "seal_input",
     "send_message",
+    "set_tracer",
     "sfn_task",
     "sign_message",
     "sqs_handler",

@@ -64,6 +64,9 @@ class _Scope:
     credentials: ScopedCredentials | None = None
     # The adapter's settings when they differ from the environment's (explicit arguments).
     settings: Settings | None = None
+    request_id: str | None = None
+    # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
+    trace_header: str | None = None
 
 
 _current_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
@@ -98,10 +101,12 @@ def _enter_scope(
     context: TenantContext,
     credentials: ScopedCredentials | None = None,
     settings: Settings | None = None,
+    request_id: str | None = None,
+    trace_header: str | None = None,
 ) -> Iterator[None]:
     if credentials is not None and credentials.tenant_id != context.tenant_id:
         raise ValueError("credentials belong to another tenant")
-    token = _current_scope.set(_Scope(context, credentials, settings))
+    token = _current_scope.set(_Scope(context, credentials, settings, request_id, trace_header))
     try:
         yield
     finally:

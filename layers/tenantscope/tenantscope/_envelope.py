@@ -52,9 +52,13 @@ SFN_KEY = "tenantscope"
 MAX_FIELD_CHARS = 512
 
 _KEY_ID = re.compile(KEY_ID_PATTERN)
-_INT = re.compile(r"[0-9]{1,12}")
+# Decimal without leading zeros, so that the transmitted text is the signed text.
+_INT = re.compile(r"0|[1-9][0-9]{0,11}")
+_MAX_TIME = 10**12 - 1
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
-_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")
+# The canonical unpadded base64url of 32 bytes: the last character carries 4 bits and two zero bits,
+# so exactly one string encodes each MAC.
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _DESTINATION = re.compile(r"(sqs|sfn):[\x21-\x7e]{1,500}")
 
 
@@ -134,11 +138,15 @@ def seal(
     """Seal ``body`` for ``tenant_id`` and ``destination``; returns the envelope and its signature."""
     if _DESTINATION.fullmatch(destination) is None:
         raise ValueError("invalid destination")
+    if envelope_id is not None and _ENVELOPE_ID.fullmatch(envelope_id) is None:
+        raise ValueError("an envelope id is 32 lowercase hex characters")
+    if now < 0 or lifetime < 1 or now + lifetime > _MAX_TIME:
+        raise ValueError("issued-at and lifetime out of range")
     envelope = Envelope(
         key_id=ring.active_key_id(),
         tenant_id=validate_tenant_id(tenant_id),
-        issued_at=now,
-        expires_at=now + lifetime,
+        issued_at=int(now),
+        expires_at=int(now + lifetime),
         envelope_id=envelope_id or secrets.token_hex(16),
         body_sha256=body_sha256(body),
         destination=destination,
@@ -198,8 +206,18 @@ def verify(
         raise InvalidEnvelope("envelope issued in the future")
     if now > expires_at + clock_skew:
         raise InvalidEnvelope("envelope expired")
-    envelope = Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, body_sha256(body), destination)
-    if not ring.verify(key_id, envelope.canonical(), mac):
+    if not isinstance(destination, str) or _DESTINATION.fullmatch(destination) is None:
+        raise InvalidEnvelope("malformed destination")
+    try:
+        digest = body_sha256(body)
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\\ud800" escape in JSON input
+        raise InvalidEnvelope("malformed body") from None
+    envelope = Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, digest, destination)
+    try:
+        valid = ring.verify(key_id, envelope.canonical(), mac)
+    except TenantAuthError:  # the ring does not list key_id
+        raise InvalidEnvelope("unknown signing key id") from None
+    if not valid:
         raise InvalidEnvelope("bad signature (tampered, or sealed for another destination)")
     return envelope
 

@@ -61,6 +61,8 @@ class KeyRing(Protocol):
 
 
 def _parse_ring(document: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
+    if not isinstance(document, Mapping):
+        raise ValueError("key ring is not a JSON object")
     active = document.get("active")
     entries = document.get("keys")
     if not isinstance(entries, dict) or not entries:
@@ -76,9 +78,9 @@ def _parse_ring(document: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
         if len(secret) < MIN_KEY_BYTES:
             raise ValueError(f"key ring keys must be at least {MIN_KEY_BYTES} bytes")
         keys[key_id] = secret
-    if active not in keys:
+    if not isinstance(active, str) or active not in keys:
         raise ValueError("key ring's active key is not listed")
-    return str(active), keys
+    return active, keys
 
 
 class HmacKeyRing:
@@ -226,13 +228,16 @@ class KmsKeyRing:
         return bool(response.get("MacValid"))
 
 
-def key_ring_from_spec(spec: str, *, region: str | None = None) -> KeyRing:
-    """Build the ring named by a ``TENANTSCOPE_SIGNING_KEYS`` value."""
+def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float = 300.0) -> KeyRing:
+    """Build the ring named by a ``TENANTSCOPE_SIGNING_KEYS`` value.
+
+    ``max_age`` (``TENANTSCOPE_SIGNING_KEYS_MAX_AGE_SECONDS``) is how long a Secrets Manager ring is cached.
+    """
     kind, sep, value = spec.partition(":")
     if not sep or not value:
         raise ValueError("TENANTSCOPE_SIGNING_KEYS must be secretsmanager:<id>, kms:<key> or inline:<json>")
     if kind == "secretsmanager":
-        return SecretsManagerKeyRing(value, region=region)
+        return SecretsManagerKeyRing(value, region=region, max_age=max_age)
     if kind == "kms":
         return KmsKeyRing(tuple(k.strip() for k in value.split(",") if k.strip()), region=region)
     if kind == "inline":

@@ -29,6 +29,7 @@ from ._errors import Forbidden, NoTenantContext
 from ._keys import KeyRing
 from ._runtime import default_key_ring
 from ._tenant_id import validate_tenant_id
+from ._tracing import get_tracer
 
 __all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "start_execution"]
 
@@ -88,7 +89,12 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
 
 
 def _trace_header() -> str | None:
-    return os.environ.get("_X_AMZN_TRACE_ID") or None
+    """The trace to continue downstream: the SQS record's own trace inside a record's scope
+    (so one request stays one trace across the queue), else the current span, else Lambda's."""
+    scope = _current_scope.get()
+    if scope is not None and scope.trace_header:
+        return scope.trace_header
+    return get_tracer().trace_header() or os.environ.get("_X_AMZN_TRACE_ID") or None
 
 
 def sign_message(

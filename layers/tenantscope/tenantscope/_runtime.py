@@ -18,7 +18,9 @@ from ._context import TenantContext, _enter_scope
 from ._credentials import CredentialVendor, ScopedCredentials, default_vendor
 from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
 from ._keys import KeyRing, key_ring_from_spec
+from ._logging import install_log_filter
 from ._replay import DynamoDbReplayGuard, ReplayGuard
+from ._tracing import Tracer, get_tracer
 
 __all__ = ["Runtime", "default_key_ring", "lazy_runtime"]
 
@@ -58,6 +60,8 @@ class Runtime:
         self._ring = ring
         self._replay_guard = replay_guard
         self.vendor = vendor or default_vendor()
+        self.tracer: Tracer = get_tracer()
+        install_log_filter()
 
     @cached_property
     def verifier(self) -> JwtVerifier:
@@ -78,9 +82,21 @@ class Runtime:
     def credentials(self, tenant: TenantContext) -> ScopedCredentials:
         return self.vendor.credentials_for(tenant.tenant_id, self.settings)
 
-    def scope(self, tenant: TenantContext, credentials: ScopedCredentials) -> AbstractContextManager[None]:
+    def scope(
+        self,
+        tenant: TenantContext,
+        credentials: ScopedCredentials,
+        lambda_context: Any,
+        trace_header: str | None = None,
+    ) -> AbstractContextManager[None]:
         # Explicit arguments must also reach tenant_table()/tenant_session() inside the scope.
-        return _enter_scope(tenant, credentials, self.settings if self._explicit else None)
+        return _enter_scope(
+            tenant,
+            credentials,
+            self.settings if self._explicit else None,
+            getattr(lambda_context, "aws_request_id", None),
+            trace_header,
+        )
 
 
 def lazy_runtime(explicit: dict[str, Any], **collaborators: Any) -> Callable[[], Runtime]:

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._credentials import CredentialVendor
-from ._errors import CredentialsUnavailable, Forbidden, Unauthorized
+from ._errors import CredentialsUnavailable, Forbidden, TenantError, Unauthorized
 from ._jwt import JwksCache
 from ._resolve import resolve_api_event
 from ._runtime import lazy_runtime
+from ._tracing import Span, take_cold_start
 
 __all__ = ["api_handler"]
 
@@ -45,6 +46,13 @@ def unavailable() -> dict[str, Any]:
 
 def internal_error() -> dict[str, Any]:
     return _response(500, "Internal Server Error")
+
+
+def _refused(span: Span, error: TenantError, response: dict[str, Any]) -> dict[str, Any]:
+    status = response["statusCode"]
+    logger.log(logging.ERROR if status >= 500 else logging.WARNING, "tenantscope: %d %s", status, error)
+    span.record_error(error, client_error=status < 500)
+    return response
 
 
 def api_handler(
@@ -88,33 +96,33 @@ def api_handler(
             except Exception:
                 logger.exception("tenantscope: configuration error")
                 return internal_error()
-            try:
-                tenant = resolve_api_event(
-                    event, verifier, rt.settings, lambda_tenant_id=getattr(context, "tenant_id", None)
-                )
-            except Unauthorized as error:
-                logger.warning("tenantscope: 401 %s", error)
-                return unauthorized()
-            except Forbidden as error:
-                logger.warning("tenantscope: 403 %s", error)
-                return forbidden()
-            try:
-                credentials = rt.credentials(tenant)
-            except CredentialsUnavailable as error:
-                logger.error("tenantscope: 503 %s", error)
-                return unavailable()
-            with rt.scope(tenant, credentials):
+            with rt.tracer.span("tenantscope.api") as span:
+                span.annotate("cold_start", take_cold_start())
                 try:
-                    return handler(event, context)
+                    tenant = resolve_api_event(
+                        event, verifier, rt.settings, lambda_tenant_id=getattr(context, "tenant_id", None)
+                    )
+                except Unauthorized as error:
+                    return _refused(span, error, unauthorized())
                 except Forbidden as error:
-                    logger.warning("tenantscope: 403 %s", error)
-                    return forbidden()
+                    return _refused(span, error, forbidden())
+                span.annotate("tenant_id", tenant.tenant_id)
+                span.annotate("tenant_source", tenant.source)
+                try:
+                    credentials = rt.credentials(tenant)
                 except CredentialsUnavailable as error:
-                    logger.error("tenantscope: 503 %s", error)
-                    return unavailable()
-                except Exception:
-                    logger.exception("tenantscope: unhandled error in handler")
-                    return internal_error()
+                    return _refused(span, error, unavailable())
+                with rt.scope(tenant, credentials, context):
+                    try:
+                        return handler(event, context)
+                    except Forbidden as error:
+                        return _refused(span, error, forbidden())
+                    except CredentialsUnavailable as error:
+                        return _refused(span, error, unavailable())
+                    except Exception as error:
+                        logger.exception("tenantscope: unhandled error in handler")
+                        span.record_error(error)
+                        return internal_error()
 
         return wrapper  # type: ignore[return-value]
 

@@ -67,28 +67,33 @@ def sfn_task(
         @functools.wraps(task)
         def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
             rt = runtime()
-            try:
-                if not isinstance(event, Mapping):
-                    raise TenantAuthError("task event is not an object")
-                tenant, _, body = resolve_sfn_event(event, rt.ring, rt.settings, now=time.time())
-                sealed_input = json.loads(body)
-            except (TenantAuthError, ValueError) as error:
-                logger.warning("tenantscope: task %s refused: %s", task_name, log_reason(error))
-                raise TenantAuthError("tenant envelope refused") from None
-            try:
-                credentials = rt.credentials(tenant)
-            except CredentialsUnavailable as error:
-                logger.error("tenantscope: task %s: %s", task_name, error)
-                raise CredentialsUnavailable("credentials unavailable") from None
-            results = event.get("results")
-            results = dict(results) if isinstance(results, Mapping) else {}
-            with rt.scope(tenant, credentials):
+            with rt.tracer.span("tenantscope.sfn") as span:
+                span.annotate("task", task_name)
                 try:
-                    output = task({"input": sealed_input, "results": results}, context)
-                except TenantAuthError as error:
-                    logger.warning("tenantscope: task %s refused: %s", task_name, error)
-                    raise TenantAuthError("tenant access refused") from None
-            return {SFN_KEY: event[SFN_KEY], "results": {**results, task_name: output}}
+                    if not isinstance(event, Mapping):
+                        raise TenantAuthError("task event is not an object")
+                    tenant, _, body = resolve_sfn_event(event, rt.ring, rt.settings, now=time.time())
+                    sealed_input = json.loads(body)
+                except (TenantAuthError, ValueError) as error:
+                    logger.warning("tenantscope: task %s refused: %s", task_name, log_reason(error))
+                    raise TenantAuthError("tenant envelope refused") from None
+                span.annotate("tenant_id", tenant.tenant_id)
+                span.annotate("tenant_source", tenant.source)
+                span.annotate("execution_name", tenant.claims["execution_name"])
+                try:
+                    credentials = rt.credentials(tenant)
+                except CredentialsUnavailable as error:
+                    logger.error("tenantscope: task %s: %s", task_name, error)
+                    raise CredentialsUnavailable("credentials unavailable") from None
+                results = event.get("results")
+                results = dict(results) if isinstance(results, Mapping) else {}
+                with rt.scope(tenant, credentials, context):
+                    try:
+                        output = task({"input": sealed_input, "results": results}, context)
+                    except TenantAuthError as error:
+                        logger.warning("tenantscope: task %s refused: %s", task_name, error)
+                        raise TenantAuthError("tenant access refused") from None
+                return {SFN_KEY: event[SFN_KEY], "results": {**results, task_name: output}}
 
         return wrapper
 

@@ -13,11 +13,12 @@ from typing import Any
 
 from ._credentials import CredentialVendor
 from ._envelope import InvalidEnvelope
-from ._errors import log_reason
+from ._errors import TenantAuthError, log_reason
 from ._keys import KeyRing
 from ._replay import ReplayGuard
 from ._resolve import resolve_sqs_record
 from ._runtime import Runtime, lazy_runtime
+from ._tracing import Span
 
 __all__ = ["SqsRecord", "sqs_handler"]
 
@@ -62,14 +63,17 @@ class SqsRecord:
 RecordHandler = Callable[[SqsRecord, Any], Any]
 
 
-def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any) -> None:
+def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any, span: Span) -> None:
     tenant, envelope = resolve_sqs_record(raw, rt.ring, rt.settings, now=time.time())
+    span.annotate("tenant_id", tenant.tenant_id)
+    span.annotate("tenant_source", tenant.source)
     record = SqsRecord.from_event_record(raw)
     guard = rt.replay_guard
     if guard is not None and not guard.admit(envelope, record.message_id):
         raise InvalidEnvelope("replayed envelope")
     credentials = rt.credentials(tenant)
-    with rt.scope(tenant, credentials):
+    trace = record.attributes.get("AWSTraceHeader")
+    with rt.scope(tenant, credentials, context, trace if isinstance(trace, str) else None):
         fn(record, context)
 
 
@@ -117,15 +121,19 @@ def sqs_handler(
                 if group is not None and group in failed_groups:
                     failures.append(item)
                     continue
-                try:
-                    _process(runtime(), raw, record_handler, context)
-                except Exception as error:
-                    logger.warning(
-                        "tenantscope: SQS record %s failed: %s", item["itemIdentifier"], log_reason(error)
-                    )
-                    failures.append(item)
-                    if group is not None:
-                        failed_groups.add(group)
+                rt = runtime()
+                with rt.tracer.span("tenantscope.sqs") as span:
+                    span.annotate("message_id", item["itemIdentifier"])
+                    try:
+                        _process(rt, raw, record_handler, context, span)
+                    except Exception as error:
+                        logger.warning(
+                            "tenantscope: SQS record %s failed: %s", item["itemIdentifier"], log_reason(error)
+                        )
+                        span.record_error(error, client_error=isinstance(error, TenantAuthError))
+                        failures.append(item)
+                        if group is not None:
+                            failed_groups.add(group)
             return {"batchItemFailures": failures}
 
         return wrapper

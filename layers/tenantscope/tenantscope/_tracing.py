@@ -1,0 +1,163 @@
+"""Per-tenant tracing behind one small interface. The only module that imports aws_xray_sdk.
+
+Every unit of work (API invocation, SQS record, Step Functions task) runs inside a span
+annotated with its tenant, so an operator finds it with ``annotation.tenant_id = "acme"``.
+AWS SDK calls made inside the span (STS, DynamoDB) nest under it.
+
+The X-Ray backend is used in Lambda with active tracing; elsewhere, or with
+``TENANTSCOPE_TRACING=off``, a no-op tracer costs a function call. Another backend (for
+example OpenTelemetry, as the X-Ray SDKs reach end of support in February 2027) only has to
+implement :class:`Tracer` and be installed with :func:`set_tracer`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
+
+__all__ = [
+    "NoopTracer",
+    "Span",
+    "Tracer",
+    "XRayTracer",
+    "get_tracer",
+    "set_tracer",
+    "take_cold_start",
+]
+
+AnnotationValue = str | int | float | bool
+
+
+class Span(Protocol):
+    def annotate(self, key: str, value: AnnotationValue) -> None:
+        """Add an indexed annotation. Never pass a token, key or credential."""
+        ...
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        """Mark the span failed: ``client_error`` for a refused caller (4xx), else a fault."""
+        ...
+
+
+class Tracer(Protocol):
+    def span(self, name: str) -> AbstractContextManager[Span]:
+        """Open a span for one unit of work; an exception escaping it is recorded."""
+        ...
+
+    def trace_header(self) -> str | None:
+        """The trace header that continues the current trace downstream, if tracing."""
+        ...
+
+
+class _NoopSpan:
+    def annotate(self, key: str, value: AnnotationValue) -> None:
+        pass
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        pass
+
+
+_NOOP_SPAN = _NoopSpan()
+
+
+class NoopTracer:
+    """Tracing off: spans cost one generator step and record nothing."""
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[Span]:
+        yield _NOOP_SPAN
+
+    def trace_header(self) -> str | None:
+        return None
+
+
+class _XRaySpan:
+    def __init__(self, subsegment: Any) -> None:
+        self._subsegment = subsegment
+
+    def annotate(self, key: str, value: AnnotationValue) -> None:
+        self._subsegment.put_annotation(key, value)
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        if getattr(error, "_tenantscope_recorded", False):
+            return
+        stack = traceback.extract_tb(error.__traceback__)
+        self._subsegment.add_exception(error, stack)
+        if client_error:  # add_exception marks a fault (5xx); a refused caller is an error (4xx)
+            self._subsegment.fault = False
+            self._subsegment.add_error_flag()
+
+
+class XRayTracer:
+    """AWS X-Ray through aws_xray_sdk, imported on first use; patches botocore once."""
+
+    def __init__(self, recorder: Any = None) -> None:
+        if recorder is None:
+            from aws_xray_sdk.core import patch, xray_recorder
+
+            patch(["botocore"])
+            recorder = xray_recorder
+        self.recorder = recorder
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[Span]:
+        subsegment = self.recorder.begin_subsegment(name)
+        if subsegment is None:  # no segment to attach to (not sampled, or no trace context)
+            yield _NOOP_SPAN
+            return
+        span = _XRaySpan(subsegment)
+        try:
+            yield span
+        except BaseException as error:
+            span.record_error(error)
+            raise
+        finally:
+            self.recorder.end_subsegment()
+
+    def trace_header(self) -> str | None:
+        entity = self.recorder.get_trace_entity()
+        if entity is None or not getattr(entity, "trace_id", None):
+            return None
+        sampled = 1 if entity.sampled else 0
+        return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
+
+
+_tracer: Tracer | None = None
+_lock = threading.Lock()
+_cold_start = True
+
+
+def _tracing_wanted() -> bool:
+    if os.environ.get("TENANTSCOPE_TRACING", "").lower() == "off":
+        return False
+    if os.environ.get("AWS_XRAY_SDK_ENABLED", "").lower() == "false":
+        return False
+    # Lambda sets LAMBDA_TASK_ROOT always; with active tracing it also sets the daemon address.
+    return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
+
+
+def get_tracer() -> Tracer:
+    """The process-wide tracer: X-Ray in Lambda with active tracing, else a no-op."""
+    global _tracer
+    if _tracer is None:
+        with _lock:
+            if _tracer is None:
+                _tracer = XRayTracer() if _tracing_wanted() else NoopTracer()
+    return _tracer
+
+
+def set_tracer(tracer: Tracer | None) -> None:
+    """Install a tracer (another backend, or a capturing one in tests); None re-detects."""
+    global _tracer
+    with _lock:
+        _tracer = tracer
+
+
+def take_cold_start() -> bool:
+    """True for the first unit of work in this process, False afterwards."""
+    global _cold_start
+    cold, _cold_start = _cold_start, False
+    return cold
