@@ -1,23 +1,55 @@
-"""`make demo`: two tenants use the sample API on an embedded local AWS (moto, in-process).
+"""`make demo`: the order-fulfilment application, end to end, on an embedded local AWS.
 
-Prints one line per step and exits 0 only if every expectation held.
+The resources come from template.yaml (see devtools/local_aws.py). Two tenants create items
+and place orders; the orders become signed queue messages; the worker takes them as a batch
+and starts sealed executions; the state machine's tasks run the real handlers. Then each
+attack is shown being stopped. Exits 0 only if every expectation held.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
-ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-demo-tenant"
-TABLE = "tenantscope-demo"
+from devtools.issuer import DevIssuer
+from devtools.local_aws import LocalAws, local_aws
+
+TENANTS = ("acme", "globex")
+
+
+class RecordingTracer:
+    """A tracing backend that keeps each span's name and annotations in memory."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict[str, Any]] = []
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[Any]:
+        record: dict[str, Any] = {"name": name, "error": None}
+        self.spans.append(record)
+
+        class Span:
+            def annotate(self, key: str, value: Any) -> None:
+                record[key] = value
+
+            def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+                record["error"] = type(error).__name__
+
+        try:
+            yield Span()
+        except BaseException as error:
+            record["error"] = type(error).__name__
+            raise
+
+    def trace_header(self) -> str | None:
+        return None
 
 
 class Demo:
@@ -25,122 +57,187 @@ class Demo:
         self.failures = 0
 
     def expect(self, what: str, ok: bool, detail: str = "") -> None:
-        mark = "ok  " if ok else "FAIL"
         self.failures += not ok
-        print(f"  [{mark}] {what}{f'  ({detail})' if detail else ''}")
+        print(f"  [{'ok  ' if ok else 'FAIL'}] {what}{f'  ({detail})' if detail else ''}")
 
 
-def api_event(
-    token: str | None, method: str, path: str, record_id: str | None = None, body: Any = None
-) -> dict[str, Any]:
-    resource = path if record_id is None else path.replace(record_id, "{id}")
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {resource}",
-        "rawPath": path,
-        "headers": headers,
-        "pathParameters": {"id": record_id} if record_id else {},
-        "requestContext": {"http": {"method": method, "path": path}, "requestId": "demo"},
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+def body(response: dict[str, Any]) -> Any:
+    return json.loads(response.get("body") or "null")
+
+
+def drain(aws: LocalAws, rounds: int = 10) -> list[tuple[int, list[str]]]:
+    """Let the worker's event source poll until the queue is empty."""
+    batches = []
+    for _ in range(rounds):
+        delivered, failed = aws.poll_queue("OrderWorkerFunction")
+        if not delivered:
+            break
+        batches.append((delivered, failed))
+    return batches
+
+
+def wait_for_executions(aws: LocalAws, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Every execution of the order state machine, once none is still running."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    arn = aws.physical["OrderStateMachine"]["Arn"]
+    deadline = time.monotonic() + timeout
+    while True:
+        executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+        if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
+            return {e["name"]: sfn.describe_execution(executionArn=e["executionArn"]) for e in executions}
+        time.sleep(0.05)
 
 
 def main() -> int:
-    # Local AWS: fake function-role credentials, never a real account.
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="demo-function-role",
-        AWS_SECRET_ACCESS_KEY="demo",
-        AWS_SESSION_TOKEN="demo",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-    )
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        os.environ.pop(name, None)
-
-    import boto3
-    from moto import mock_aws
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.sts.models import sts_backends
-
-    from devtools.issuer import DevIssuer
+    logging.getLogger().setLevel(logging.ERROR)
+    # The demo reports refusals itself; moto's Step Functions logs every Fail state it runs.
+    for noisy in ("tenantscope", "moto"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
     issuer = DevIssuer.generate()
-    forger = DevIssuer.generate()  # same issuer name and kid, different key
-    workdir = Path(tempfile.mkdtemp(prefix="tenantscope-demo-"))
-    jwks_file = workdir / "jwks.json"
+    forger = DevIssuer.generate()  # the same issuer name and kid, another key
+    jwks_file = Path(tempfile.mkdtemp(prefix="tenantscope-demo-")) / "jwks.json"
     jwks_file.write_text(json.dumps(issuer.jwks()))
-    os.environ.update(
-        TENANTSCOPE_JWT_ISSUER=issuer.issuer,
-        TENANTSCOPE_JWT_AUDIENCE=issuer.audience,
-        TENANTSCOPE_JWKS_URL=jwks_file.as_uri(),
-        TENANTSCOPE_ROLE_ARN=ROLE_ARN,
-        TENANTSCOPE_TABLES=f"{TABLE}=pk",
-        APP_TABLE_NAME=TABLE,
-    )
-    sys.path.insert(0, str(ROOT / "functions"))
-
-    # The layer logs each refusal; the demo reports them itself.
-    logging.getLogger("tenantscope").setLevel(logging.CRITICAL)
     demo = Demo()
-    with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+    tracer = RecordingTracer()
+
+    with local_aws(environment={"TENANTSCOPE_JWKS_URL": jwks_file.as_uri()}) as aws:
+        import boto3
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sts.models import sts_backends
+
+        from tenantscope import (
+            CrossTenantAccess,
+            seal_input,
+            set_tracer,
+            sign_message,
+            tenant_scope,
+            tenant_table,
         )
-        from app import api
-        from tenantscope import CrossTenantAccess, tenant_scope, tenant_table
 
-        call: Callable[..., dict[str, Any]] = lambda *a, **k: api.handler(api_event(*a, **k), None)  # noqa: E731
-        tokens = {t: issuer.token(t, subject=f"{t}-user") for t in ("acme", "globex")}
+        set_tracer(tracer)
+        implicit_roles = {f"{name}Role" for name in aws.functions}
+        created = [n for n in aws.physical if n not in aws.skipped and n not in implicit_roles]
+        print(f"Local AWS from template.yaml: {len(created)} resources ({', '.join(sorted(created))})")
+        tokens = {t: issuer.token(t, subject=f"{t}-user") for t in TENANTS}
+        table_name = aws.physical["AppTable"]["Ref"]
 
-        print("1. Two tenants write and read the same item id in one pooled table")
-        for tenant, colour in (("acme", "red"), ("globex", "blue")):
-            r = call(tokens[tenant], "PUT", "/items/widget", "widget", {"colour": colour})
-            demo.expect(f"{tenant} PUT /items/widget -> {r['statusCode']}", r["statusCode"] == 200)
-        for tenant, colour in (("acme", "red"), ("globex", "blue")):
-            r = call(tokens[tenant], "GET", "/items/widget", "widget")
-            got = json.loads(r["body"]).get("colour")
-            demo.expect(f"{tenant} GET /items/widget sees its own colour {got!r}", got == colour)
-            r = call(tokens[tenant], "GET", "/items")
-            listed = json.loads(r["body"])["items"]
+        print("1. Two tenants stock the same item id in one pooled table")
+        for tenant, stock in (("acme", 5), ("globex", 3)):
+            r = aws.http("PUT", "/items/widget", tokens[tenant], {"name": f"{tenant} widget", "stock": stock})
             demo.expect(
-                f"{tenant} GET /items lists only its own item", [i["colour"] for i in listed] == [colour]
+                f"{tenant} PUT /items/widget stock={stock} -> {r['statusCode']}", r["statusCode"] == 200
             )
 
-        print("2. Attacks are refused")
-        r = call(forger.token("acme"), "GET", "/items/widget", "widget")
+        print("2. Orders become signed messages, then sealed executions")
+        orders: dict[str, list[tuple[str, str]]] = defaultdict(list)  # tenant -> [(order id, expected)]
+        for tenant, quantity, fail in (
+            ("acme", 2, False),
+            ("acme", 2, False),
+            ("globex", 1, False),
+            ("globex", 1, True),
+        ):
+            request = {"item_id": "widget", "quantity": quantity, "simulate_payment_failure": fail}
+            r = aws.http("POST", "/orders", tokens[tenant], request)
+            orders[tenant].append((body(r)["id"], "FAILED" if fail else "COMPLETED"))
+            demo.expect(
+                f"{tenant} POST /orders quantity={quantity}{' (payment will fail)' if fail else ''}"
+                f" -> {r['statusCode']} {body(r).get('status')}",
+                r["statusCode"] == 202,
+            )
+        batches = drain(aws)
+        demo.expect(
+            f"worker took {sum(d for d, _ in batches)} records in {len(batches)} batch(es), "
+            f"{sum(len(f) for _, f in batches)} failures",
+            batches == [(4, [])],
+        )
+        executions = wait_for_executions(aws)
+        demo.expect(
+            f"{len(executions)} executions ran",
+            len(executions) == 4,
+            ", ".join(sorted(Counter(e["status"] for e in executions.values()).elements())),
+        )
+        for tenant in TENANTS:
+            for order_id, expected in orders[tenant]:
+                status = body(aws.http("GET", f"/orders/{order_id}", tokens[tenant])).get("status")
+                demo.expect(f"{tenant} order {order_id[:8]} is {status}", status == expected)
+        for tenant, expected in (("acme", 1), ("globex", 2)):
+            stock = body(aws.http("GET", "/items/widget", tokens[tenant])).get("stock")
+            demo.expect(
+                f"{tenant} widget stock is {stock} (failed payment released its reservation)"
+                if tenant == "globex"
+                else f"{tenant} widget stock is {stock}",
+                stock == expected,
+            )
+
+        print("3. Attacks are stopped")
+        r = aws.http("GET", "/items/widget", forger.token("acme"))
         demo.expect(f"forged JWT (right kid, wrong key) -> {r['statusCode']}", r["statusCode"] == 401)
-        r = call(issuer.token("acme", lifetime=-3600), "GET", "/items/widget", "widget")
+        r = aws.http("GET", "/items/widget", issuer.token("acme", lifetime=-3600))
         demo.expect(f"expired JWT -> {r['statusCode']}", r["statusCode"] == 401)
-        r = call(issuer.token("acme#globex"), "GET", "/items")
-        demo.expect(f"tenant claim 'acme#globex' -> {r['statusCode']}", r["statusCode"] == 403)
+        acme_order = orders["acme"][0][0]
+        r = aws.http("GET", f"/orders/{acme_order}", tokens["globex"])
+        demo.expect(f"globex GET acme's order -> {r['statusCode']}", r["statusCode"] == 404)
         with tenant_scope("globex"):
             try:
-                tenant_table(TABLE).get_item(Key={"pk": "TENANT#acme#ITEM", "sk": "widget"})
+                tenant_table(table_name).get_item(Key={"pk": "TENANT#acme#ORDER", "sk": acme_order})
                 demo.expect("globex code reading acme's key directly is refused by the guard", False)
             except CrossTenantAccess as refusal:
                 demo.expect(
                     "globex code reading acme's key directly is refused by the guard", True, str(refusal)
                 )
 
-        print("3. Summary")
+        sqs = boto3.client("sqs")
+        queue_url, queue_arn = aws.physical["OrderQueue"]["Ref"], aws.physical["OrderQueue"]["Arn"]
+        sealed = json.dumps({"order_id": acme_order})
+        attributes = sign_message(sealed, destination=queue_arn, tenant_id="acme")
+        tampered = sealed.replace(acme_order, "0" * 32)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=tampered, MessageAttributes=attributes)
+        batches = drain(aws)
+        dlq = sqs.receive_message(
+            QueueUrl=aws.physical["OrderDeadLetterQueue"]["Ref"], MaxNumberOfMessages=10
+        ).get("Messages", [])
+        demo.expect(
+            f"tampered queue message: a batch item failure on each of {len(batches)} deliveries, "
+            "then the DLQ",
+            all(len(f) == 1 for _, f in batches) and [m["Body"] for m in dlq] == [tampered],
+        )
+
+        sfn = boto3.client("stepfunctions")
+        machine = aws.physical["OrderStateMachine"]["Arn"]
+        document = seal_input(
+            {"order_id": acme_order, "item_id": "widget", "quantity": 1},
+            state_machine_arn=machine,
+            execution_name="sealed-for-this-one",
+            tenant_id="acme",
+        )
+        sfn.start_execution(stateMachineArn=machine, name="started-as-another", input=json.dumps(document))
+        failed = wait_for_executions(aws)["started-as-another"]
+        demo.expect(
+            f"input sealed for another execution -> {failed['status']} with {failed.get('error')}",
+            failed["status"] == "FAILED" and failed.get("error") == "TenantAuthError",
+        )
+
+        print("4. Per tenant")
         served = sts_backends[DEFAULT_ACCOUNT_ID]["global"].assumed_roles
-        for tenant in ("acme", "globex"):
-            calls = sum(1 for role in served if role.session_name == tenant)
-            print(f"  {tenant}: {calls} STS AssumeRole call(s) for all its requests")
-            demo.expect(f"{tenant} credentials were vended once and cached", calls == 1)
+        for tenant in TENANTS:
+            statuses = Counter(
+                body(aws.http("GET", f"/orders/{o}", tokens[tenant])).get("status") for o, _ in orders[tenant]
+            )
+            sts_calls = sum(1 for role in served if role.session_name == tenant)
+            spans = Counter(
+                s["name"].rsplit(".", 1)[-1] for s in tracer.spans if s.get("tenant_id") == tenant
+            )
+            print(
+                f"  {tenant:7} orders {dict(statuses)}; STS AssumeRole calls: {sts_calls}; "
+                f"traced units: {dict(spans)}"
+            )
+            demo.expect(f"{tenant} credentials were vended once and reused", sts_calls == 1)
+        refused = Counter(s["error"] for s in tracer.spans if s.get("tenant_id") is None and s["error"])
+        print(f"  refused before any tenant was trusted: {dict(refused)}")
+        set_tracer(None)
 
     print(
         "demo: all expectations held" if not demo.failures else f"demo: {demo.failures} expectation(s) FAILED"

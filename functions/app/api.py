@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from app import items
-from tenantscope import api_handler
+from tenantscope import api_handler, send_message
 
 
 def respond(status: int, body: Any) -> dict[str, Any]:
@@ -35,6 +37,22 @@ def route(event: dict[str, Any]) -> tuple[str, str | None]:
     return route_key, record_id
 
 
+def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
+    """Write the order as PENDING, then hand it to the worker as a signed tenant message."""
+    body = body or {}
+    item_id = items.valid_id(body.get("item_id"))
+    quantity = body.get("quantity")
+    if item_id is None or type(quantity) is not int or not 0 < quantity <= 1000:
+        return respond(400, {"message": "an order needs item_id and a quantity from 1 to 1000"})
+    order_id = uuid.uuid4().hex
+    attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}
+    if body.get("simulate_payment_failure") is True:
+        attributes["simulate_payment_failure"] = True
+    order = items.put("ORDER", order_id, attributes)
+    send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
+    return respond(202, order)
+
+
 @api_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     route_key, raw_id = route(event)
@@ -54,6 +72,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return respond(200, found) if found else respond(404, {"message": "not found"})
     if route_key == "DELETE /items/{id}" and record_id:
         return respond(204, {}) if items.delete("ITEM", record_id) else respond(404, {"message": "not found"})
+    if route_key == "POST /orders":
+        return place_order(parse_body(event))
     if route_key == "GET /orders/{id}" and record_id:
         found = items.get("ORDER", record_id)
         return respond(200, found) if found else respond(404, {"message": "not found"})

@@ -10,7 +10,9 @@
   in the function's environment, readable by anyone who can read its configuration.
 
 The JSON ring: ``{"active": "k2", "keys": {"k1": "<base64>", "k2": "<base64>"}}``, each key
-at least 32 random bytes.
+at least 32 random bytes; or the flat form ``{"active": "k2", "k1": "<base64>", "k2": "<base64>"}``
+that a generated Secrets Manager secret has (64 alphanumeric characters are valid base64 of
+48 bytes).
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def _parse_ring(document: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
     if not isinstance(document, Mapping):
         raise ValueError("key ring is not a JSON object")
     active = document.get("active")
-    entries = document.get("keys")
+    # The flat form, {"active": "k1", "k1": "<base64>"}, is what CloudFormation's
+    # GenerateSecretString produces (it cannot nest); both forms mean the same ring.
+    entries = document.get("keys", {k: v for k, v in document.items() if k != "active"})
     if not isinstance(entries, dict) or not entries:
         raise ValueError("key ring has no keys")
     keys: dict[str, bytes] = {}

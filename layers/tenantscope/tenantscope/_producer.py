@@ -7,6 +7,7 @@ back-office job, the CLI) the tenant must be given explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -35,7 +36,8 @@ __all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
-_SQS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+# sqs.<region>.amazonaws.com (and .com.cn), or the legacy <region>.queue.amazonaws.com.
+_SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?")
 
 
 def _client(service: str, region: str | None) -> Any:
@@ -82,7 +84,7 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
     if len(parts) != 2 or not parts[0].isdigit():
         raise ValueError("not an SQS queue URL")
     match = _SQS_HOST.fullmatch(host)
-    queue_region = match[1] if match else region
+    queue_region = (match[1] or match[2]) if match else region
     if not queue_region:
         raise ValueError("cannot tell the queue's region; set AWS_REGION")
     return f"arn:{_partition(queue_region)}:sqs:{queue_region}:{parts[0]}:{parts[1]}"
@@ -135,16 +137,19 @@ def send_message(
 
     ``MessageGroupId`` is the tenant id: required on FIFO queues, and on standard queues it
     gives SQS fair-queue scheduling per tenant. The current X-Ray trace header is propagated.
-    Other SendMessage arguments pass through.
+    On a FIFO queue the default ``MessageDeduplicationId`` hashes the tenant and the body:
+    content-based deduplication hashes the body only, so one tenant's message would suppress
+    another tenant's identical one. Other SendMessage arguments pass through.
     """
     settings = get_settings()
     tenant = _producer_tenant(tenant_id)
     group = kwargs.pop("MessageGroupId", tenant)
     if group != tenant:
         raise ValueError("MessageGroupId is the tenant id")
+    sqs = client or _client("sqs", settings.region)
     attributes = sign_message(
         body,
-        destination=queue_arn_from_url(queue_url, settings.region),
+        destination=queue_arn_from_url(queue_url, settings.region or getattr(sqs.meta, "region_name", None)),
         tenant_id=tenant,
         ring=ring,
         settings=settings,
@@ -158,7 +163,8 @@ def send_message(
         system["AWSTraceHeader"] = {"DataType": "String", "StringValue": trace}
     if system:
         kwargs["MessageSystemAttributes"] = system
-    sqs = client or _client("sqs", settings.region)
+    if queue_url.endswith(".fifo") and "MessageDeduplicationId" not in kwargs:
+        kwargs["MessageDeduplicationId"] = hashlib.sha256(f"{tenant}\n{body}".encode()).hexdigest()
     response: dict[str, Any] = sqs.send_message(
         QueueUrl=queue_url,
         MessageBody=body,

@@ -122,7 +122,13 @@ def resolve_sqs_record(
     body = record.get("body")
     source_arn = record.get("eventSourceARN")
     attributes = record.get("messageAttributes")
-    if not isinstance(body, str) or not isinstance(source_arn, str) or not isinstance(attributes, Mapping):
+    message_id = record.get("messageId")
+    if (
+        not isinstance(body, str)
+        or not isinstance(source_arn, str)
+        or not isinstance(message_id, str)
+        or not isinstance(attributes, Mapping)
+    ):
         raise InvalidEnvelope("malformed record")
     tenant, header, signature = sqs_record_fields(attributes)
     envelope = verify_envelope(
@@ -136,11 +142,7 @@ def resolve_sqs_record(
         max_lifetime=settings.sqs_envelope_ttl_seconds,
         clock_skew=settings.clock_skew_seconds,
     )
-    message_id = record.get("messageId")
-    claims = {
-        "envelope_id": envelope.envelope_id,
-        "message_id": message_id if isinstance(message_id, str) else None,
-    }
+    claims = {"envelope_id": envelope.envelope_id, "message_id": message_id}
     return TenantContext(envelope.tenant_id, source="sqs", claims=claims), envelope
 
 

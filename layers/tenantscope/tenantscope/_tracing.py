@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from ._errors import TenantAuthError
+
 __all__ = [
     "NoopTracer",
     "Span",
@@ -112,7 +114,8 @@ class XRayTracer:
         try:
             yield span
         except BaseException as error:
-            span.record_error(error)
+            # A refused envelope or token escaping a task (Step Functions) is the caller's error.
+            span.record_error(error, client_error=isinstance(error, TenantAuthError))
             raise
         finally:
             self.recorder.end_subsegment()
@@ -128,12 +131,14 @@ class XRayTracer:
 _tracer: Tracer | None = None
 _lock = threading.Lock()
 _cold_start = True
+# The values aws_xray_sdk itself reads as "disabled" in AWS_XRAY_SDK_ENABLED.
+_SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
 
 def _tracing_wanted() -> bool:
-    if os.environ.get("TENANTSCOPE_TRACING", "").lower() == "off":
+    if os.environ.get("TENANTSCOPE_TRACING", "").strip().lower() == "off":
         return False
-    if os.environ.get("AWS_XRAY_SDK_ENABLED", "").lower() == "false":
+    if os.environ.get("AWS_XRAY_SDK_ENABLED", "").strip().lower() in _SDK_DISABLED:
         return False
     # Lambda sets LAMBDA_TASK_ROOT always; with active tracing it also sets the daemon address.
     return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))

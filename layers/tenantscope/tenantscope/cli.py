@@ -19,7 +19,10 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenantscope", description=__doc__.splitlines()[0])
-    parser.add_argument("--signing-keys", help="key ring spec (default: $TENANTSCOPE_SIGNING_KEYS)")
+    parser.add_argument(
+        "--signing-keys",
+        help="where the key ring is: secretsmanager:<id> or kms:<key> (default: $TENANTSCOPE_SIGNING_KEYS)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", help="seal and send one SQS message")
@@ -38,8 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.signing_keys:
+        # A command line is visible in the process list and shell history: it may say where
+        # the keys are, never carry them.
+        if args.signing_keys.startswith("inline:"):
+            parser.error("--signing-keys cannot carry keys; set TENANTSCOPE_SIGNING_KEYS=inline:... instead")
         os.environ["TENANTSCOPE_SIGNING_KEYS"] = args.signing_keys
     try:
         from ._config import reset_settings

@@ -1,0 +1,64 @@
+"""The order-fulfilment state machine's tasks. Each runs as the tenant of its sealed input."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from app import items
+from tenantscope import sfn_task, tenant_key
+
+
+class InsufficientStock(Exception):
+    """Not enough stock to reserve: the order fails and nothing is held."""
+
+
+class PaymentDeclined(Exception):
+    """The (simulated) payment was declined: the reservation is released."""
+
+
+@sfn_task
+def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    order = payload["input"]
+    try:
+        items.table().update_item(
+            Key={"pk": tenant_key("ITEM"), "sk": order["item_id"]},
+            UpdateExpression="SET stock = stock - :q",
+            ConditionExpression="attribute_exists(sk) AND stock >= :q",
+            ExpressionAttributeValues={":q": order["quantity"]},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise InsufficientStock(order["item_id"]) from None
+        raise
+    return {"item_id": order["item_id"], "quantity": order["quantity"]}
+
+
+@sfn_task
+def charge_payment(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    order = payload["input"]
+    if order.get("simulate_payment_failure"):
+        raise PaymentDeclined(order["order_id"])
+    return {"charged": True, "reference": f"sim-{order['order_id']}"}
+
+
+@sfn_task
+def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    items.update("ORDER", payload["input"]["order_id"], status="COMPLETED")
+    return {"status": "COMPLETED"}
+
+
+@sfn_task
+def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    order = payload["input"]
+    reservation = payload["results"].get("reserve_inventory")
+    if reservation:
+        items.table().update_item(
+            Key={"pk": tenant_key("ITEM"), "sk": reservation["item_id"]},
+            UpdateExpression="SET stock = stock + :q",
+            ExpressionAttributeValues={":q": reservation["quantity"]},
+        )
+    items.update("ORDER", order["order_id"], status="FAILED")
+    return {"released": bool(reservation), "table": os.environ["APP_TABLE_NAME"]}

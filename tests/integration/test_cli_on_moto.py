@@ -1,0 +1,366 @@
+"""The ``tenantscope`` command: in-process on moto, and the installed console script on a moto server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tenantscope import _producer
+from tenantscope._config import Settings
+from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope.cli import main
+from tests.conftest import REGION
+from tests.envelopes import (
+    ACCOUNT_ID,
+    KEY,
+    RING,
+    RING_DOCUMENT,
+    record_from_received,
+    ring_spec,
+    task_event,
+)
+
+PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+SFN_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/tenantscope-sfn"
+
+
+@pytest.fixture(autouse=True)
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signing keys in the environment; no cached boto3 client from an earlier test."""
+    monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(RING_DOCUMENT))
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    monkeypatch.setattr(_producer, "_clients", {})
+
+
+def receive_records(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    messages = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", [])
+    return [record_from_received(m, queue_arn=arn) for m in messages]
+
+
+def verified_tenant(record: dict[str, Any]) -> str:
+    tenant, _ = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
+    return tenant.tenant_id
+
+
+def verified_execution(sfn: Any, execution_arn: str) -> tuple[str, Any]:
+    execution = sfn.describe_execution(executionArn=execution_arn)
+    event = task_event(
+        json.loads(execution["input"]),
+        execution_name=execution["name"],
+        state_machine_arn=execution["stateMachineArn"],
+    )
+    tenant, _, body = resolve_sfn_event(event, RING, Settings.load(environ={}), now=time.time())
+    return tenant.tenant_id, json.loads(body)
+
+
+# --- in process, on mock_aws ---------------------------------------------------------------
+
+
+@pytest.fixture
+def sqs(aws: None) -> Any:
+    return boto3.client("sqs", region_name=REGION)
+
+
+@pytest.fixture
+def queue_url(sqs: Any) -> str:
+    url: str = sqs.create_queue(QueueName="tenantscope-orders")["QueueUrl"]
+    return url
+
+
+@pytest.fixture
+def sfn(aws: None) -> Any:
+    return boto3.client("stepfunctions", region_name=REGION)
+
+
+@pytest.fixture
+def machine_arn(sfn: Any) -> str:
+    arn: str = sfn.create_state_machine(
+        name="tenantscope-orders", definition=json.dumps(PASS_MACHINE), roleArn=SFN_ROLE
+    )["stateMachineArn"]
+    return arn
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_send_prints_the_message_id(capsys: pytest.CaptureFixture[str], sqs: Any, queue_url: str) -> None:
+    code, out, err = run(capsys, "send", "--queue-url", queue_url, "--tenant", "acme", "--body", '{"n":1}')
+
+    assert (code, err) == (0, "")
+    (record,) = receive_records(sqs, queue_url)
+    assert out == record["messageId"] + "\n"
+    assert record["body"] == '{"n":1}'
+    assert verified_tenant(record) == "acme"
+
+
+def test_send_reads_the_body_from_a_file(
+    capsys: pytest.CaptureFixture[str], sqs: Any, queue_url: str, tmp_path: Path
+) -> None:
+    body_file = tmp_path / "body.json"
+    body_file.write_text('{"order": "o-1", "note": "ünïcode"}\n', encoding="utf-8")
+
+    code, out, err = run(
+        capsys, "send", "--queue-url", queue_url, "--tenant", "globex", "--body-file", str(body_file)
+    )
+
+    assert (code, err) == (0, "")
+    (record,) = receive_records(sqs, queue_url)
+    assert out.strip() == record["messageId"]
+    assert record["body"] == body_file.read_text(encoding="utf-8")  # sent byte for byte, as signed
+    assert verified_tenant(record) == "globex"
+
+
+def test_send_to_a_fifo_queue(capsys: pytest.CaptureFixture[str], sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="tenantscope-orders.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    code, _, err = run(capsys, "send", "--queue-url", url, "--tenant", "acme", "--body", "{}")
+    assert (code, err) == (0, "")
+    (record,) = receive_records(sqs, url)
+    assert record["attributes"]["MessageGroupId"] == "acme"
+    assert verified_tenant(record) == "acme"
+
+
+def test_signing_keys_option_names_a_secret(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sqs: Any, queue_url: str
+) -> None:
+
+    secret = boto3.client("secretsmanager", region_name=sqs.meta.region_name).create_secret(
+        Name="tenantscope-cli-ring", SecretString=json.dumps(RING_DOCUMENT)
+    )
+    monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", "")  # restored after the test; main() overwrites it
+    argv = ["--signing-keys", f"secretsmanager:{secret['ARN']}", "send", "--queue-url", queue_url]
+    code, _, err = run(capsys, *argv, "--tenant", "acme", "--body", "{}")
+    assert (code, err) == (0, "")
+    (record,) = receive_records(sqs, queue_url)
+    assert verified_tenant(record) == "acme"
+
+
+def test_signing_keys_option_refuses_inline_keys(capsys: pytest.CaptureFixture[str], queue_url: str) -> None:
+    # GIVEN keys on the command line, where the process list and shell history would keep them
+    with pytest.raises(SystemExit) as exited:
+        run(
+            capsys,
+            "--signing-keys",
+            ring_spec(RING_DOCUMENT),
+            "send",
+            "--queue-url",
+            queue_url,
+            "--tenant",
+            "acme",
+            "--body",
+            "{}",
+        )
+    # THEN the CLI refuses before sending anything
+    assert exited.value.code == 2
+    assert "cannot carry keys" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [None, "acme-order-1"])
+def test_start_execution_prints_the_execution_arn(
+    capsys: pytest.CaptureFixture[str], sfn: Any, machine_arn: str, tmp_path: Path, name: str | None
+) -> None:
+    input_file = tmp_path / "input.json"
+    input_file.write_text(json.dumps({"order_id": "o-1", "quantity": 3}))
+    argv = ["start-execution", "--state-machine-arn", machine_arn, "--tenant", "acme"]
+    argv += ["--input-file", str(input_file)] + (["--name", name] if name else [])
+
+    code, out, err = run(capsys, *argv)
+
+    assert (code, err) == (0, "")
+    (execution,) = sfn.list_executions(stateMachineArn=machine_arn)["executions"]
+    assert out == execution["executionArn"] + "\n"
+    assert execution["name"] == name if name else execution["name"].startswith("acme-")
+    assert verified_execution(sfn, execution["executionArn"]) == ("acme", {"order_id": "o-1", "quantity": 3})
+
+
+def failure_cases(tmp: Path, queue_url: str, machine_arn: str) -> dict[str, list[str]]:
+    (tmp / "bad.json").write_text("{not json")
+    (tmp / "ok.json").write_text("{}")
+    send = ["send", "--queue-url", queue_url, "--tenant", "acme"]
+    start = ["start-execution", "--state-machine-arn", machine_arn, "--tenant", "acme"]
+    missing_queue = queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    missing_machine = machine_arn.replace("tenantscope-orders", "no-such-machine")
+    return {
+        "bad JSON body": [*send, "--body", "{not json"],
+        "bad JSON body file": [*send, "--body-file", str(tmp / "bad.json")],
+        "missing body file": [*send, "--body-file", str(tmp / "missing.json")],
+        "invalid tenant": ["send", "--queue-url", queue_url, "--tenant", "acme#x", "--body", "{}"],
+        "uppercase tenant": ["send", "--queue-url", queue_url, "--tenant", "ACME", "--body", "{}"],
+        "missing signing keys": [*send, "--body", "{}"],
+        "malformed signing keys": [*send, "--body", "{}"],
+        "nonexistent queue": ["send", "--queue-url", missing_queue, "--tenant", "acme", "--body", "{}"],
+        "not a queue URL": [
+            "send",
+            "--queue-url",
+            "https://example.com/q",
+            "--tenant",
+            "acme",
+            "--body",
+            "{}",
+        ],
+        "missing input file": [*start, "--input-file", str(tmp / "missing.json")],
+        "bad JSON input file": [*start, "--input-file", str(tmp / "bad.json")],
+        "invalid tenant for an execution": [
+            "start-execution",
+            "--state-machine-arn",
+            machine_arn,
+            "--tenant",
+            "acme#x",
+            "--input-file",
+            str(tmp / "ok.json"),
+        ],
+        "nonexistent state machine": [
+            "start-execution",
+            "--state-machine-arn",
+            missing_machine,
+            "--tenant",
+            "acme",
+            "--input-file",
+            str(tmp / "ok.json"),
+        ],
+    }
+
+
+FAILURES = [
+    "bad JSON body",
+    "bad JSON body file",
+    "missing body file",
+    "invalid tenant",
+    "uppercase tenant",
+    "missing signing keys",
+    "malformed signing keys",
+    "nonexistent queue",
+    "not a queue URL",
+    "missing input file",
+    "bad JSON input file",
+    "invalid tenant for an execution",
+    "nonexistent state machine",
+]
+
+
+@pytest.mark.parametrize("case", FAILURES)
+def test_failures_exit_non_zero_with_one_line_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sqs: Any,
+    queue_url: str,
+    sfn: Any,
+    machine_arn: str,
+    case: str,
+) -> None:
+    if case == "missing signing keys":
+        monkeypatch.delenv("TENANTSCOPE_SIGNING_KEYS")
+    if case == "malformed signing keys":
+        short = {"active": "k1", "keys": {"k1": KEY[:16].hex()}}  # too short, and a secret-ish value
+        monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(short))
+
+    code, out, err = run(capsys, *failure_cases(tmp_path, queue_url, machine_arn)[case])
+
+    assert code != 0
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("tenantscope: error: ")
+    assert KEY.hex()[:16] not in err and RING_DOCUMENT["keys"]["k1"] not in err
+    assert receive_records(sqs, queue_url) == []
+    assert sfn.list_executions(stateMachineArn=machine_arn)["executions"] == []
+
+
+def test_missing_arguments_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["send", "--tenant", "acme", "--body", "{}"])
+    assert exited.value.code == 2
+    assert "--queue-url" in capsys.readouterr().err
+
+
+# --- the installed console script, against a moto server over loopback ---------------------
+
+
+def console_script() -> str:
+    script = shutil.which("tenantscope", path=str(Path(sys.executable).parent))
+    assert script is not None, "the tenantscope console script is not installed in this environment"
+    return script
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_console_script_sends_and_starts_through_aws_endpoint_url(moto_server: str, tmp_path: Path) -> None:
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
+    sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=moto_server)
+    queue_url = sqs.create_queue(QueueName="tenantscope-cli-orders")["QueueUrl"]
+    machine_arn = sfn.create_state_machine(
+        name="tenantscope-cli-orders", definition=json.dumps(PASS_MACHINE), roleArn=SFN_ROLE
+    )["stateMachineArn"]
+    input_file = tmp_path / "input.json"
+    input_file.write_text('{"order_id":"o-9"}')
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "TENANTSCOPE_SIGNING_KEYS": ring_spec(RING_DOCUMENT),
+    }
+
+    def tenantscope(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [console_script(), *argv], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    sent = tenantscope("send", "--queue-url", queue_url, "--tenant", "acme", "--body", '{"n":1}')
+    started = tenantscope(
+        "start-execution",
+        "--state-machine-arn",
+        machine_arn,
+        "--tenant",
+        "globex",
+        "--input-file",
+        str(input_file),
+    )
+    refused = tenantscope("send", "--queue-url", queue_url, "--tenant", "acme#x", "--body", "{}")
+
+    assert (sent.returncode, sent.stderr) == (0, "")
+    (record,) = receive_records(sqs, queue_url)
+    assert sent.stdout == record["messageId"] + "\n"
+    assert verified_tenant(record) == "acme"
+
+    assert (started.returncode, started.stderr) == (0, "")
+    execution_arn = started.stdout.strip()
+    assert execution_arn.startswith(machine_arn.replace(":stateMachine:", ":execution:") + ":globex-")
+    assert verified_execution(sfn, execution_arn) == ("globex", {"order_id": "o-9"})
+
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "InvalidTenantId" in refused.stderr

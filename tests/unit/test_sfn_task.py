@@ -1,0 +1,303 @@
+"""@sfn_task: a task runs as the tenant of its sealed execution input, or not at all.
+
+Refusals raise exactly ``TenantAuthError`` (a state machine Catches it by that name) and
+STS failures exactly ``CredentialsUnavailable`` (a state machine Retries it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tenantscope import (
+    CredentialsUnavailable,
+    CrossTenantAccess,
+    Forbidden,
+    NoTenantContext,
+    TenantAuthError,
+    current_tenant,
+    sfn_task,
+)
+from tenantscope._config import Settings
+from tenantscope._context import _current_scope
+from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
+from tests.conftest import LambdaContext
+from tests.envelopes import (
+    ACCOUNT_ID,
+    REGION,
+    RING,
+    STATE_MACHINE_ARN,
+    key_bytes,
+    make_ring,
+    sealed_input,
+    sfn_task_event,
+    task_event,
+)
+
+EXECUTION = "acme-3f1c"
+OTHER_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-refunds"
+PAYLOAD = {"order_id": "o-1", "quantity": 3, "note": "ünïcode ✓"}
+SFN_TTL = Settings.load(environ={}).sfn_envelope_ttl_seconds
+
+
+@pytest.fixture(autouse=True)
+def no_scope_leaks() -> Iterator[None]:
+    yield
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+
+
+def first_event(**kwargs: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"tenant_id": "acme", "execution_name": EXECUTION, **kwargs}
+    return sfn_task_event(PAYLOAD, **options)
+
+
+def recording_task(vendor: CredentialVendor, *, name: str | None = None, result: Any = None) -> Any:
+    calls: list[dict[str, Any]] = []
+
+    @sfn_task(name=name, ring=RING, vendor=vendor)
+    def reserve_inventory(payload: dict[str, Any], context: Any) -> Any:
+        scope = _current_scope.get()
+        assert scope is not None and scope.credentials is not None
+        calls.append(
+            {
+                "payload": copy.deepcopy(payload),
+                "tenant": current_tenant(),
+                "credentials_tenant": scope.credentials.tenant_id,
+            }
+        )
+        if isinstance(result, BaseException):
+            raise result
+        return result if result is not None else {"reserved": payload["input"]["quantity"]}
+
+    reserve_inventory.calls = calls  # type: ignore[attr-defined]
+    return reserve_inventory
+
+
+def test_task_runs_as_the_sealed_tenant_and_accumulates_results(
+    vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
+    task = recording_task(vendor)
+    event = first_event()
+
+    output = task(event, LambdaContext())
+
+    ((call),) = task.calls
+    assert call["payload"] == {"input": PAYLOAD, "results": {}}
+    assert call["tenant"].tenant_id == "acme" and call["tenant"].source == "sfn"
+    assert call["tenant"].subject == EXECUTION
+    assert call["credentials_tenant"] == "acme"
+    assert output == {SFN_KEY: event[SFN_KEY], "results": {"reserve_inventory": {"reserved": 3}}}
+    assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
+
+
+def test_a_second_task_verifies_the_first_tasks_output(vendor: CredentialVendor) -> None:
+    first = recording_task(vendor)
+    calls: list[dict[str, Any]] = []
+
+    @sfn_task(name="charge", ring=RING, vendor=vendor)
+    def charge_payment(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append({"payload": payload, "tenant": current_tenant().tenant_id})
+        return {"charged": payload["results"]["reserve_inventory"]["reserved"] * 10}
+
+    event = first_event()
+    envelope_before = copy.deepcopy(event[SFN_KEY])
+    state = first(event, LambdaContext())
+    # The state machine passes the state on: JSON round trip plus the $$ context fields.
+    second_output = charge_payment(task_event(state, execution_name=EXECUTION), LambdaContext())
+
+    assert calls == [
+        {"payload": {"input": PAYLOAD, "results": {"reserve_inventory": {"reserved": 3}}}, "tenant": "acme"}
+    ]
+    assert second_output == {
+        SFN_KEY: envelope_before,
+        "results": {"reserve_inventory": {"reserved": 3}, "charge": {"charged": 30}},
+    }
+
+
+def test_the_envelope_is_carried_forward_unchanged(vendor: CredentialVendor) -> None:
+    event = first_event()
+    original = json.dumps(event[SFN_KEY], sort_keys=True)
+    output = recording_task(vendor, result={"x": 1})(event, LambdaContext())
+    assert json.dumps(output[SFN_KEY], sort_keys=True) == original
+
+
+def test_results_of_earlier_tasks_are_not_mutated(vendor: CredentialVendor) -> None:
+    event = first_event()
+    event["results"] = {"earlier": {"ok": True}}
+    output = recording_task(vendor, name="later", result={"n": 1})(event, LambdaContext())
+    assert event["results"] == {"earlier": {"ok": True}}
+    assert output["results"] == {"earlier": {"ok": True}, "later": {"n": 1}}
+
+
+def tampered_tenant() -> Any:
+    event = first_event()
+    event[SFN_KEY]["tenant"] = "globex"
+    return event
+
+
+def tampered_body() -> Any:
+    event = first_event()
+    event[SFN_KEY]["body"] = event[SFN_KEY]["body"].replace('"quantity":3', '"quantity":300')
+    assert event[SFN_KEY]["body"] != first_event()[SFN_KEY]["body"]
+    return event
+
+
+def without(key: str) -> Callable[[], Any]:
+    def build() -> Any:
+        event = first_event()
+        del event[key]
+        return event
+
+    return build
+
+
+def with_execution(**changes: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        event = first_event()
+        event["execution"].update(changes)
+        return event
+
+    return build
+
+
+def body_not_json() -> Any:
+    """A forged envelope whose signed body is not JSON (sealed with the real key)."""
+    body = "not json"
+    envelope, signature = seal(
+        body,
+        tenant_id="acme",
+        destination=sfn_destination(STATE_MACHINE_ARN, EXECUTION),
+        ring=RING,
+        now=int(time.time()),
+        lifetime=60,
+    )
+    return task_event(
+        {SFN_KEY: sfn_envelope(envelope, signature, body), "results": {}}, execution_name=EXECUTION
+    )
+
+
+REFUSED: dict[str, Callable[[], Any]] = {
+    "an envelope from another execution": lambda: task_event(
+        sealed_input(PAYLOAD, tenant_id="acme", execution_name="acme-other"), execution_name=EXECUTION
+    ),
+    "another state machine": lambda: task_event(
+        sealed_input(PAYLOAD, tenant_id="acme", execution_name=EXECUTION),
+        execution_name=EXECUTION,
+        state_machine_arn=OTHER_MACHINE_ARN,
+    ),
+    "not a state machine ARN": with_execution(stateMachine="arn:aws:sqs:us-east-1:123456789012:q"),
+    "tampered tenant": tampered_tenant,
+    "tampered body": tampered_body,
+    "signed with another key": lambda: first_event(ring=make_ring({"k1": key_bytes("not-k1")})),
+    "signed with an unknown key id": lambda: first_event(ring=make_ring({"k9": key_bytes("k9")})),
+    "missing envelope": without(SFN_KEY),
+    "missing execution block": without("execution"),
+    "execution name missing": with_execution(name=None),
+    "execution block not an object": lambda: {**first_event(), "execution": "acme-3f1c"},
+    "envelope not an object": lambda: {**first_event(), SFN_KEY: json.dumps(first_event()[SFN_KEY])},
+    "expired envelope": lambda: first_event(issued_at=int(time.time()) - SFN_TTL - 3600),
+    "issued in the future": lambda: first_event(issued_at=int(time.time()) + 3600),
+    "sealed body not JSON": body_not_json,
+    "event is a list": lambda: [first_event()],
+    "event is a string": lambda: json.dumps(first_event()),
+    "event is None": lambda: None,
+}
+
+
+@pytest.mark.parametrize("build", list(REFUSED.values()), ids=list(REFUSED))
+def test_refusals_raise_exactly_tenant_auth_error_and_the_task_never_runs(
+    vendor: CredentialVendor, fake_sts: FakeSts, build: Callable[[], Any]
+) -> None:
+    task = recording_task(vendor)
+    with pytest.raises(TenantAuthError) as caught:
+        task(build(), LambdaContext())
+    assert type(caught.value) is TenantAuthError
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert task.calls == []
+    assert fake_sts.requests == []
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [CrossTenantAccess("key outside the current tenant's partition"), Forbidden("nope")],
+    ids=["CrossTenantAccess", "Forbidden"],
+)
+def test_a_refused_data_access_inside_the_task_surfaces_as_tenant_auth_error(
+    vendor: CredentialVendor, raised: Exception
+) -> None:
+    task = recording_task(vendor, result=raised)
+    with pytest.raises(TenantAuthError) as caught:
+        task(first_event(), LambdaContext())
+    assert type(caught.value) is TenantAuthError
+    assert "partition" not in str(caught.value)
+    assert len(task.calls) == 1
+
+
+def test_sts_failure_is_exactly_credentials_unavailable(fake_sts: FakeSts) -> None:
+    fake_sts.refuse = True
+    task = recording_task(CredentialVendor(fake_sts, sleep=lambda _: None))
+    with pytest.raises(CredentialsUnavailable) as caught:
+        task(first_event(), LambdaContext())
+    assert type(caught.value) is CredentialsUnavailable
+    assert task.calls == []
+
+
+def test_sts_throttling_exhausted_is_credentials_unavailable(fake_sts: FakeSts) -> None:
+    fake_sts.throttle_next = 10
+    task = recording_task(CredentialVendor(fake_sts, sleep=lambda _: None))
+    with pytest.raises(CredentialsUnavailable) as caught:
+        task(first_event(), LambdaContext())
+    assert type(caught.value) is CredentialsUnavailable
+    assert task.calls == []
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [PaymentDeclined("declined"), ValueError("bad quantity"), KeyError("sku"), NoTenantContext("x")],
+    ids=["custom", "ValueError", "KeyError", "NoTenantContext"],
+)
+def test_other_exceptions_propagate_unchanged(vendor: CredentialVendor, raised: Exception) -> None:
+    task = recording_task(vendor, result=raised)
+    with pytest.raises(type(raised)) as caught:
+        task(first_event(), LambdaContext())
+    assert caught.value is raised
+
+
+def test_scope_is_reset_after_every_task(vendor: CredentialVendor) -> None:
+    ok = recording_task(vendor)
+    failing = recording_task(vendor, result=PaymentDeclined("declined"))
+    ok(first_event(), LambdaContext())
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+    with pytest.raises(PaymentDeclined):
+        failing(first_event(), LambdaContext())
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+    with pytest.raises(TenantAuthError):
+        ok(tampered_tenant(), LambdaContext())
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+
+
+def test_two_tenants_in_turn_each_see_only_their_own(vendor: CredentialVendor, fake_sts: FakeSts) -> None:
+    task = recording_task(vendor)
+    for tenant in ("acme", "globex", "acme"):
+        name = f"{tenant}-run"
+        task(first_event(tenant_id=tenant, execution_name=name), LambdaContext())
+    assert [(c["tenant"].tenant_id, c["credentials_tenant"]) for c in task.calls] == [
+        ("acme", "acme"),
+        ("globex", "globex"),
+        ("acme", "acme"),
+    ]
+    assert sorted(r.tenant_id for r in fake_sts.requests) == ["acme", "globex"]

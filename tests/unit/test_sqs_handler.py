@@ -1,0 +1,526 @@
+"""@sqs_handler: each record is verified on its own, runs as its own tenant, and fails alone.
+
+Every envelope is sealed by the real producer (tests/envelopes.py) and delivered in the
+shape of a real Lambda SQS event.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tenantscope import (
+    CredentialsUnavailable,
+    InMemoryReplayGuard,
+    NoTenantContext,
+    SqsRecord,
+    TenantAuthError,
+    current_tenant,
+    sqs_handler,
+)
+from tenantscope import sqs as sqs_module
+from tenantscope._config import Settings
+from tenantscope._context import _current_scope
+from tenantscope._credentials import CredentialVendor, FakeSts, ScopedCredentials
+from tenantscope._policy import AssumeRoleRequest
+from tenantscope._replay import ReplayGuard
+from tenantscope._resolve import resolve_sqs_record
+from tests.conftest import LambdaContext
+from tests.envelopes import (
+    ACCOUNT_ID,
+    ATTR_ENVELOPE,
+    ATTR_SIGNATURE,
+    ATTR_TENANT,
+    FIFO_QUEUE_ARN,
+    KEY,
+    QUEUE_ARN,
+    REGION,
+    RING,
+    key_bytes,
+    make_ring,
+    sign_attributes,
+    signed_sqs_record,
+    sqs_event,
+    sqs_record,
+)
+
+OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"
+TTL = Settings.load(environ={}).sqs_envelope_ttl_seconds
+SKEW = Settings.load(environ={}).clock_skew_seconds
+BAD_ID = "bad-record"
+BAD_TENANT = "globex"
+GOOD = (("good-acme", "acme"), ("good-initech", "initech"))
+
+
+@pytest.fixture(autouse=True)
+def no_scope_leaks() -> Iterator[None]:
+    yield
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+
+
+def make_handler(
+    vendor: CredentialVendor, *, replay_guard: ReplayGuard | None = None, ring: Any = RING
+) -> Any:
+    """A record handler that notes what it saw; a body {"fail": ...} makes it raise after noting."""
+    seen: list[tuple[str, str, str]] = []
+    records: list[SqsRecord] = []
+
+    @sqs_handler(ring=ring, vendor=vendor, replay_guard=replay_guard)
+    def handler(record: SqsRecord, context: Any) -> None:
+        scope = _current_scope.get()
+        assert scope is not None and scope.credentials is not None
+        seen.append((record.message_id, current_tenant().tenant_id, scope.credentials.tenant_id))
+        records.append(record)
+        body = record.json
+        if isinstance(body, dict) and "fail" in body:
+            raise RuntimeError(str(body["fail"]))
+
+    handler.seen = seen  # type: ignore[attr-defined]
+    handler.records = records  # type: ignore[attr-defined]
+    return handler
+
+
+def good_records(queue_arn: str = QUEUE_ARN) -> list[dict[str, Any]]:
+    return [
+        signed_sqs_record(json.dumps({"tenant": t, "n": i}), tenant_id=t, queue_arn=queue_arn, message_id=m)
+        for i, (m, t) in enumerate(GOOD)
+    ]
+
+
+def bad(body: str = '{"order":1}', **kwargs: Any) -> dict[str, Any]:
+    return signed_sqs_record(body, tenant_id=BAD_TENANT, message_id=BAD_ID, **kwargs)
+
+
+def with_attribute(record: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        del record["messageAttributes"][name]
+    elif isinstance(value, dict):
+        record["messageAttributes"][name] = value
+    else:
+        record["messageAttributes"][name]["stringValue"] = value
+    return record
+
+
+def attribute(record: dict[str, Any], name: str) -> str:
+    value: str = record["messageAttributes"][name]["stringValue"]
+    return value
+
+
+def with_header_field(record: dict[str, Any], index: int, value: str) -> dict[str, Any]:
+    fields = attribute(record, ATTR_ENVELOPE).split(" ")
+    fields[index] = value
+    return with_attribute(record, ATTR_ENVELOPE, " ".join(fields))
+
+
+def body_changed_by_one_byte() -> dict[str, Any]:
+    record = bad('{"order":1}')
+    record["body"] = '{"order":2}'
+    return record
+
+
+def with_signature(text: str) -> Callable[[], dict[str, Any]]:
+    return lambda: with_attribute(bad(), ATTR_SIGNATURE, text)
+
+
+def binary(name: str) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        record = bad()
+        value = attribute(record, name).encode()
+        return with_attribute(
+            record,
+            name,
+            {
+                "binaryValue": base64.b64encode(value).decode(),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "Binary",
+            },
+        )
+
+    return build
+
+
+def oversized(name: str) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        record = bad()
+        return with_attribute(record, name, attribute(record, name) + "a" * 600)
+
+    return build
+
+
+def lifetime_beyond_maximum() -> dict[str, Any]:
+    now = int(time.time())
+    body = '{"order":1}'
+    attributes = sign_attributes(body, tenant_id=BAD_TENANT, issued_at=now, lifetime=TTL * 10)
+    return sqs_record(body, attributes, message_id=BAD_ID)
+
+
+# Each builds one record (message id BAD_ID, sealed for BAD_TENANT) that must be refused.
+BAD_RECORDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "body changed by one byte": body_changed_by_one_byte,
+    "tenant swapped to another valid tenant": lambda: with_attribute(bad(), ATTR_TENANT, "umbrella"),
+    "unknown key id": lambda: bad(ring=make_ring({"attacker-key": key_bytes("attacker")})),
+    "retired key id": lambda: bad(ring=make_ring({"k0": key_bytes("k0"), "k1": KEY}, active="k0")),
+    "listed key id with the wrong key": lambda: bad(ring=make_ring({"k1": key_bytes("not-k1")})),
+    "expired": lambda: bad(issued_at=int(time.time()) - TTL - 3600),
+    "issued in the future beyond the skew": lambda: bad(issued_at=int(time.time()) + SKEW + 600),
+    "lifetime beyond the maximum": lifetime_beyond_maximum,
+    "sealed for another queue": lambda: bad(sealed_for=OTHER_QUEUE_ARN),
+    "tenant attribute missing": lambda: with_attribute(bad(), ATTR_TENANT, None),
+    "envelope attribute missing": lambda: with_attribute(bad(), ATTR_ENVELOPE, None),
+    "signature attribute missing": lambda: with_attribute(bad(), ATTR_SIGNATURE, None),
+    "signature in the standard base64 alphabet": with_signature("+/" * 21 + "A"),
+    "signature with padding": with_signature("A" * 43 + "="),
+    "signature with invalid characters": with_signature("!" * 43),
+    "signature truncated": with_signature("A" * 42),
+    "signature empty": with_signature(""),
+    "tenant attribute oversized": oversized(ATTR_TENANT),
+    "envelope attribute oversized": oversized(ATTR_ENVELOPE),
+    "signature attribute oversized": oversized(ATTR_SIGNATURE),
+    "unknown version": lambda: with_header_field(bad(), 0, "2"),
+    "key id in the header swapped": lambda: with_header_field(bad(), 1, "k0"),
+    "expiry in the header extended": lambda: with_header_field(bad(), 3, str(int(time.time()) + 3600)),
+    "tenant attribute binary": binary(ATTR_TENANT),
+    "envelope attribute binary": binary(ATTR_ENVELOPE),
+    "signature attribute binary": binary(ATTR_SIGNATURE),
+    "no message attributes at all": lambda: {**bad(), "messageAttributes": {}},
+    "message attributes null": lambda: {**bad(), "messageAttributes": None},
+    "body not a string": lambda: {**bad(), "body": {"order": 1}},
+    "no eventSourceARN": lambda: {k: v for k, v in bad().items() if k != "eventSourceARN"},
+}
+
+
+# The reason category each case is refused for (what the log says), so none passes by accident.
+REASONS = {
+    "body changed by one byte": "bad signature",
+    "tenant swapped to another valid tenant": "bad signature",
+    "unknown key id": "unknown signing key id",
+    "retired key id": "unknown signing key id",
+    "listed key id with the wrong key": "bad signature",
+    "expired": "envelope expired",
+    "issued in the future beyond the skew": "issued in the future",
+    "lifetime beyond the maximum": "lifetime out of bounds",
+    "sealed for another queue": "bad signature",
+    "tenant attribute missing": "missing tenant",
+    "envelope attribute missing": "missing envelope",
+    "signature attribute missing": "missing signature",
+    "signature in the standard base64 alphabet": "malformed envelope",
+    "signature with padding": "malformed envelope",
+    "signature with invalid characters": "malformed envelope",
+    "signature truncated": "malformed envelope",
+    "signature empty": "malformed envelope",
+    "tenant attribute oversized": "oversized tenant",
+    "envelope attribute oversized": "oversized envelope",
+    "signature attribute oversized": "oversized signature",
+    "unknown version": "unsupported envelope version",
+    "key id in the header swapped": "unknown signing key id",
+    "expiry in the header extended": "bad signature",
+    "tenant attribute binary": "missing tenant",
+    "envelope attribute binary": "missing envelope",
+    "signature attribute binary": "missing signature",
+    "no message attributes at all": "missing envelope",
+    "message attributes null": "malformed record",
+    "body not a string": "malformed record",
+    "no eventSourceARN": "malformed record",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECORDS))
+def test_each_bad_record_is_refused_for_its_own_reason(case: str) -> None:
+    with pytest.raises(TenantAuthError) as caught:
+        resolve_sqs_record(BAD_RECORDS[case](), RING, Settings.load(environ={}), now=time.time())
+    assert REASONS[case] in str(caught.value)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("build_bad", list(BAD_RECORDS.values()), ids=list(BAD_RECORDS))
+def test_a_bad_record_fails_alone_and_never_runs(
+    vendor: CredentialVendor, fake_sts: FakeSts, build_bad: Callable[[], dict[str, Any]], position: int
+) -> None:
+    records = good_records()
+    records.insert(position, build_bad())
+    handler = make_handler(vendor)
+
+    response = handler(sqs_event(records), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": BAD_ID}]}
+    assert handler.seen == [(m, t, t) for m, t in GOOD]
+    assert sorted(r.tenant_id for r in fake_sts.requests) == ["acme", "initech"]
+
+
+def test_an_envelope_within_the_clock_skew_is_accepted(vendor: CredentialVendor) -> None:
+    handler = make_handler(vendor)
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1", issued_at=int(time.time()) + 30)
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    assert handler.seen == [("m-1", "acme", "acme")]
+
+
+def test_every_record_bad_reports_all_and_still_returns(vendor: CredentialVendor, fake_sts: FakeSts) -> None:
+    records = []
+    for n, build in enumerate(BAD_RECORDS.values()):
+        record = build()
+        record["messageId"] = f"bad-{n}"
+        records.append(record)
+    handler = make_handler(vendor)
+
+    response = handler(sqs_event(records), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"bad-{n}"} for n in range(len(records))]}
+    assert handler.seen == []
+    assert fake_sts.requests == []
+
+
+def test_a_failing_handler_fails_only_its_record(vendor: CredentialVendor) -> None:
+    records = good_records()
+    records.insert(1, signed_sqs_record('{"fail":"boom"}', tenant_id=BAD_TENANT, message_id=BAD_ID))
+    handler = make_handler(vendor)
+
+    response = handler(sqs_event(records), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": BAD_ID}]}
+    assert [s[0] for s in handler.seen] == ["good-acme", BAD_ID, "good-initech"]
+    assert all(tenant == creds for _, tenant, creds in handler.seen)
+
+
+class RefusingSts(FakeSts):
+    """STS that refuses the role for some tenants only."""
+
+    def __init__(self, refused: set[str]) -> None:
+        super().__init__()
+        self.refused = refused
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        if request.tenant_id in self.refused:
+            self.requests.append(request)
+            raise CredentialsUnavailable("AssumeRole refused (AccessDenied)")
+        return super().assume_role(request)
+
+
+def test_sts_refusing_one_tenant_fails_only_its_records() -> None:
+    sts = RefusingSts({BAD_TENANT})
+    handler = make_handler(CredentialVendor(sts, sleep=lambda _: None))
+    records = good_records()
+    records.insert(1, signed_sqs_record("{}", tenant_id=BAD_TENANT, message_id=BAD_ID))
+
+    response = handler(sqs_event(records), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": BAD_ID}]}
+    assert handler.seen == [(m, t, t) for m, t in GOOD]
+    assert sorted(r.tenant_id for r in sts.requests) == ["acme", BAD_TENANT, "initech"]
+
+
+def test_replay_guard_refuses_an_envelope_under_a_new_message_id(vendor: CredentialVendor) -> None:
+    handler = make_handler(vendor, replay_guard=InMemoryReplayGuard())
+    original = signed_sqs_record('{"pay":100}', tenant_id="acme", message_id="m-1")
+    replayed = {**copy.deepcopy(original), "messageId": "m-2", "receiptHandle": "AQEBreplayed"}
+    other = signed_sqs_record('{"pay":5}', tenant_id="initech", message_id="m-3")
+
+    first = handler(sqs_event([original, replayed, other]), LambdaContext())
+    redelivered = handler(sqs_event([original]), LambdaContext())
+    replayed_later = handler(sqs_event([replayed]), LambdaContext())
+
+    assert first == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert redelivered == {"batchItemFailures": []}
+    assert replayed_later == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert [s[0] for s in handler.seen] == ["m-1", "m-3", "m-1"]
+
+
+def test_without_a_replay_guard_a_copied_envelope_is_accepted(vendor: CredentialVendor) -> None:
+    """Documents the default: replay protection needs TENANTSCOPE_REPLAY_TABLE (or a guard)."""
+    handler = make_handler(vendor)
+    original = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    replayed = {**copy.deepcopy(original), "messageId": "m-2"}
+    assert handler(sqs_event([original, replayed]), LambdaContext()) == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize(
+    "tenants",
+    [[f"tenant-{n}" for n in range(10)], ["acme", "globex"] * 5],
+    ids=["ten-tenants", "alternating"],
+)
+def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
+    vendor: CredentialVendor, fake_sts: FakeSts, tenants: list[str]
+) -> None:
+    observed: list[tuple[str, str, str, str]] = []
+
+    @sqs_handler(ring=RING, vendor=vendor)
+    def handler(record: SqsRecord, context: Any) -> None:
+        scope = _current_scope.get()
+        assert scope is not None and scope.credentials is not None
+        observed.append(
+            (
+                record.json["tenant"],
+                current_tenant().tenant_id,
+                scope.credentials.tenant_id,
+                scope.credentials.access_key_id,
+            )
+        )
+
+    records = [
+        signed_sqs_record(json.dumps({"tenant": t, "n": n}), tenant_id=t, message_id=f"m-{n}")
+        for n, t in enumerate(tenants)
+    ]
+    assert handler(sqs_event(records), LambdaContext()) == {"batchItemFailures": []}
+
+    assert [o[0] for o in observed] == tenants
+    assert all(body == tenant == creds for body, tenant, creds, _ in observed)
+    keys = {tenant: key for _, tenant, _, key in observed}
+    assert len(set(keys.values())) == len(set(tenants))  # one credential set per tenant
+    assert sorted(r.tenant_id for r in fake_sts.requests) == sorted(set(tenants))
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+
+
+def ordered_batch(queue_arn: str, failure: str) -> list[dict[str, Any]]:
+    """acme-0 ok, acme-1 fails, then acme and globex records interleaved."""
+
+    def record(tenant: str, n: int, body: str = "{}") -> dict[str, Any]:
+        return signed_sqs_record(
+            body, tenant_id=tenant, queue_arn=queue_arn, message_id=f"{tenant}-{n}", group_id=tenant
+        )
+
+    failing = record("acme", 1, '{"fail":"boom"}' if failure == "handler raises" else '{"n":1}')
+    if failure == "tampered":
+        failing["body"] = '{"n":2}'
+    return [
+        record("acme", 0),
+        failing,
+        record("globex", 1),
+        record("acme", 2),
+        record("globex", 2),
+        record("acme", 3),
+    ]
+
+
+@pytest.mark.parametrize("failure", ["tampered", "handler raises"])
+def test_fifo_a_failed_record_fails_the_rest_of_its_group(vendor: CredentialVendor, failure: str) -> None:
+    handler = make_handler(vendor)
+    response = handler(sqs_event(ordered_batch(FIFO_QUEUE_ARN, failure)), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"acme-{n}"} for n in (1, 2, 3)]}
+    ran = [s[0] for s in handler.seen]
+    expected = ["acme-0", "acme-1", "globex-1", "globex-2"]
+    assert ran == (expected if failure == "handler raises" else [m for m in expected if m != "acme-1"])
+
+
+@pytest.mark.parametrize("failure", ["tampered", "handler raises"])
+def test_standard_queue_does_not_hold_back_a_group(vendor: CredentialVendor, failure: str) -> None:
+    handler = make_handler(vendor)
+    response = handler(sqs_event(ordered_batch(QUEUE_ARN, failure)), LambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "acme-1"}]}
+    ran = [s[0] for s in handler.seen]
+    expected = ["acme-0", "acme-1", "globex-1", "acme-2", "globex-2", "acme-3"]
+    assert ran == (expected if failure == "handler raises" else [m for m in expected if m != "acme-1"])
+
+
+def test_sqs_record_exposes_the_message(vendor: CredentialVendor, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[str] = []
+
+    def counting_loads(text: str) -> Any:
+        loads.append(text)
+        return json.loads(text)
+
+    monkeypatch.setattr(sqs_module, "json", SimpleNamespace(loads=counting_loads))
+    handler = make_handler(vendor)
+    record = signed_sqs_record('{"sku":"x","qty":2}', tenant_id="acme", queue_arn=FIFO_QUEUE_ARN)
+    record["messageAttributes"]["trace-note"] = {
+        "stringValue": "hello",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    record["attributes"]["ApproximateReceiveCount"] = "3"
+
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+
+    (seen,) = handler.records
+    assert seen.message_id == record["messageId"]
+    assert seen.body == '{"sku":"x","qty":2}'
+    assert seen.json == {"sku": "x", "qty": 2}
+    assert seen.json is seen.json
+    assert loads == ['{"sku":"x","qty":2}']  # parsed once (the test handler read it first)
+    assert seen.message_attributes["trace-note"]["stringValue"] == "hello"
+    assert set(seen.message_attributes) == {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE, "trace-note"}
+    assert seen.attributes["SenderId"] == record["attributes"]["SenderId"]
+    assert seen.message_group_id == "acme"
+    assert seen.receive_count == 3
+    assert seen.event_source_arn == FIFO_QUEUE_ARN
+    assert attribute(record, ATTR_SIGNATURE) not in repr(seen)
+
+
+def test_sqs_record_on_a_standard_queue_has_no_group(vendor: CredentialVendor) -> None:
+    handler = make_handler(vendor)
+    handler(sqs_event([signed_sqs_record("[1]", tenant_id="acme")]), LambdaContext())
+    (seen,) = handler.records
+    assert seen.message_group_id is None
+    assert seen.json == [1]
+
+
+@pytest.mark.parametrize("event", [{}, {"Records": []}, {"Records": None}, {"Records": "x"}, None], ids=repr)
+def test_empty_or_missing_records_is_an_empty_response(vendor: CredentialVendor, event: Any) -> None:
+    handler = make_handler(vendor)
+    assert handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert handler.seen == []
+
+
+@pytest.mark.parametrize("shape", ["no messageId", "not an object"])
+def test_an_unnamed_record_fails_the_whole_batch(vendor: CredentialVendor, shape: str) -> None:
+    record: Any = signed_sqs_record("{}", tenant_id="acme")
+    if shape == "no messageId":
+        del record["messageId"]
+    else:
+        record = "junk"
+    handler = make_handler(vendor)
+    response = handler({"Records": [record, *good_records()]}, LambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": ""}]}
+    assert handler.seen == [(m, t, t) for m, t in GOOD]
+
+
+def test_failure_logs_carry_no_signature_key_or_body(
+    vendor: CredentialVendor, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = io.StringIO()
+    direct = logging.StreamHandler(stream)
+    logger = logging.getLogger("tenantscope")
+    logger.addHandler(direct)
+    caplog.set_level(logging.DEBUG)
+    secrets = {base64.b64encode(KEY).decode(), KEY.hex(), "4111111111111111"}
+    records = []
+    try:
+        for n, build in enumerate(BAD_RECORDS.values()):
+            record = build()
+            record["messageId"] = f"bad-{n}"
+            records.append(record)
+        records.append(
+            signed_sqs_record('{"fail":"card 4111111111111111"}', tenant_id="acme", message_id="bad-raises")
+        )
+        for record in records:
+            attributes = record.get("messageAttributes") or {}
+            for name in (ATTR_SIGNATURE, ATTR_ENVELOPE):
+                value = (attributes.get(name) or {}).get("stringValue")
+                if isinstance(value, str) and len(value) >= 20:
+                    secrets.add(value)
+            if isinstance(record.get("body"), str) and len(record["body"]) > 8:
+                secrets.add(record["body"])
+
+        response = make_handler(vendor)(sqs_event(records), LambdaContext())
+    finally:
+        logger.removeHandler(direct)
+
+    assert len(response["batchItemFailures"]) == len(records)
+    captured = capsys.readouterr()
+    logged = "\n".join([caplog.text, stream.getvalue(), captured.out, captured.err])
+    assert "bad-0" in logged and "bad-raises" in logged  # failures are logged, by message id
+    leaked = sorted(s for s in secrets if s in logged)
+    assert leaked == []
