@@ -335,6 +335,37 @@ def test_replay_guard_refuses_an_envelope_under_a_new_message_id(vendor: Credent
     assert [s[0] for s in handler.seen] == ["m-1", "m-3", "m-1"]
 
 
+def test_a_failed_message_redriven_from_the_dlq_is_processed_once(vendor: CredentialVendor) -> None:
+    # GIVEN a guard, and a message whose handler failed on every delivery
+    now = [1_800_000_000.0]
+    handler = make_handler(vendor, replay_guard=InMemoryReplayGuard(lease_seconds=900, clock=lambda: now[0]))
+    failing = signed_sqs_record('{"fail": "downstream down"}', tenant_id="acme", message_id="m-1")
+    assert handler(sqs_event([failing]), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "m-1"}]
+    }
+    # WHEN the dead-letter queue redrives it later, under a new message id
+    redriven = {**copy.deepcopy(failing), "messageId": "m-dlq"}
+    now[0] += 3600
+    # THEN that one carrier is processed (and fails again here: the downstream is still down)
+    assert handler(sqs_event([redriven]), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "m-dlq"}]
+    }
+    assert [s[0] for s in handler.seen] == ["m-1", "m-dlq"]
+
+
+def test_a_completed_message_copied_under_a_new_id_is_refused_even_later(vendor: CredentialVendor) -> None:
+    now = [1_800_000_000.0]
+    handler = make_handler(vendor, replay_guard=InMemoryReplayGuard(lease_seconds=900, clock=lambda: now[0]))
+    original = signed_sqs_record('{"pay":100}', tenant_id="acme", message_id="m-1")
+    assert handler(sqs_event([original]), LambdaContext()) == {"batchItemFailures": []}
+    now[0] += 3600
+    replayed = {**copy.deepcopy(original), "messageId": "m-2"}
+    assert handler(sqs_event([replayed]), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "m-2"}]
+    }
+    assert [s[0] for s in handler.seen] == ["m-1"]
+
+
 def test_without_a_replay_guard_a_copied_envelope_is_accepted(vendor: CredentialVendor) -> None:
     """Documents the default: replay protection needs TENANTSCOPE_REPLAY_TABLE (or a guard)."""
     handler = make_handler(vendor)

@@ -18,6 +18,7 @@ __all__ = [
     "Settings",
     "TableSpec",
     "get_settings",
+    "refuse_inline_in_deployment",
     "reset_settings",
 ]
 
@@ -178,6 +179,16 @@ class Settings:
             if spec.name == name:
                 return spec
         return None
+
+
+def refuse_inline_in_deployment(setting: str) -> None:
+    """Refuse an ``inline:`` value inside a deployed Lambda function.
+
+    Inline key material sits in the function's configuration, readable by anyone who can
+    read it. It is for tests, local runs and ``sam local invoke`` (which sets AWS_SAM_LOCAL).
+    """
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_SAM_LOCAL") != "true":
+        raise ValueError(f"{setting}=inline:... is for local development only, not a deployed function")
 
 
 _lock = threading.Lock()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._config import Settings
+from ._config import ENV, Settings, refuse_inline_in_deployment
 from ._errors import Unauthorized
 
 if TYPE_CHECKING:
@@ -184,7 +184,12 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
         with _caches_lock:
             cache = _caches.get(key)
             if cache is None:
-                source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
+                source: JwksSource
+                if settings.jwks_url.startswith("inline:"):
+                    refuse_inline_in_deployment(ENV.JWKS_URL)
+                    source = StaticJwksSource(json.loads(settings.jwks_url.removeprefix("inline:")))
+                else:
+                    source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
                 cache = JwksCache(
                     source,
                     ttl=settings.jwks_ttl_seconds,

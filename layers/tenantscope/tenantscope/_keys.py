@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ._config import ENV, refuse_inline_in_deployment
 from ._errors import TenantAuthError
 
 __all__ = [
@@ -245,5 +246,6 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
     if kind == "kms":
         return KmsKeyRing(tuple(k.strip() for k in value.split(",") if k.strip()), region=region)
     if kind == "inline":
+        refuse_inline_in_deployment(ENV.SIGNING_KEYS)
         return StaticKeyRing(json.loads(value))
     raise ValueError(f"unknown key ring kind {kind!r}")

@@ -1,24 +1,44 @@
-"""The optional replay guard: each envelope is accepted under one SQS message id only.
+"""The optional replay guard: an envelope is processed successfully at most once.
 
-A valid message re-sent under a new message id within its lifetime is a replay. A DynamoDB
-table keyed by envelope id records the message id that first carried the envelope (with a
-TTL at the envelope's expiry). The same message id again is SQS redelivering after a failure
-and is accepted; a different one is refused.
+A valid message re-sent under a new SQS message id within its lifetime is a replay. A
+DynamoDB table keyed by envelope id records the message id that carries the envelope, when it
+was admitted, and whether its processing completed:
+
+- the same message id again is SQS redelivering it, and is admitted;
+- a different message id is refused while the first carrier is in flight (its lease) or once
+  it has completed;
+- a different message id is admitted when the first carrier failed and its lease has passed:
+  that is a redrive from the dead-letter queue, which gives a message a new id.
+
+The record lives until an hour after the envelope expires (TTL), so it outlasts the clock-skew
+allowance of verification.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._envelope import Envelope
 
 __all__ = ["DynamoDbReplayGuard", "InMemoryReplayGuard", "ReplayGuard"]
 
+# Longer than any Lambda invocation (15 minutes): a carrier younger than this may still be running.
+DEFAULT_LEASE_SECONDS = 900
+RETAIN_AFTER_EXPIRY_SECONDS = 3600
+
 
 class ReplayGuard(Protocol):
     def admit(self, envelope: Envelope, message_id: str) -> bool:
-        """True when ``message_id`` is the first (or the same) carrier of ``envelope``."""
+        """True when ``message_id`` may process ``envelope`` now."""
+        ...
+
+    def complete(self, envelope: Envelope, message_id: str) -> None:
+        """Record that ``message_id`` processed ``envelope`` successfully."""
         ...
 
 
@@ -28,40 +48,102 @@ class DynamoDbReplayGuard:
     Written with the function's own role: the table holds envelope ids, not tenant data.
     """
 
-    def __init__(self, table_name: str, *, region: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        region: str | None = None,
+        client: Any = None,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.table_name = table_name
         self._region = region
         self._client = client
+        self._lease = lease_seconds
+        self._clock = clock
 
-    def admit(self, envelope: Envelope, message_id: str) -> bool:
+    def _dynamodb(self) -> Any:
         if self._client is None:
             import boto3
 
             self._client = boto3.client("dynamodb", region_name=self._region)
+        return self._client
+
+    def admit(self, envelope: Envelope, message_id: str) -> bool:
+        dynamodb = self._dynamodb()
+        now = int(self._clock())
         try:
-            self._client.put_item(
+            dynamodb.update_item(
                 TableName=self.table_name,
-                Item={
-                    "envelope_id": {"S": envelope.envelope_id},
-                    "message_id": {"S": message_id},
-                    "tenant_id": {"S": envelope.tenant_id},
-                    "expires_at": {"N": str(envelope.expires_at)},
+                Key={"envelope_id": {"S": envelope.envelope_id}},
+                UpdateExpression=(
+                    "SET message_id = :m, tenant_id = :t, expires_at = :e, admitted_at = :now, "
+                    "completed = if_not_exists(completed, :false)"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(envelope_id) OR message_id = :m "
+                    "OR (completed = :false AND admitted_at < :stale)"
+                ),
+                ExpressionAttributeValues={
+                    ":m": {"S": message_id},
+                    ":t": {"S": envelope.tenant_id},
+                    ":e": {"N": str(envelope.expires_at + RETAIN_AFTER_EXPIRY_SECONDS)},
+                    ":now": {"N": str(now)},
+                    ":stale": {"N": str(now - self._lease)},
+                    ":false": {"BOOL": False},
                 },
-                ConditionExpression="attribute_not_exists(envelope_id) OR message_id = :m",
-                ExpressionAttributeValues={":m": {"S": message_id}},
             )
-        except self._client.exceptions.ConditionalCheckFailedException:
+        except dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
+    def complete(self, envelope: Envelope, message_id: str) -> None:
+        dynamodb = self._dynamodb()
+        # When another carrier took the envelope over, only its own completion counts.
+        with contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException):
+            dynamodb.update_item(
+                TableName=self.table_name,
+                Key={"envelope_id": {"S": envelope.envelope_id}},
+                UpdateExpression="SET completed = :true",
+                ConditionExpression="message_id = :m",
+                ExpressionAttributeValues={":m": {"S": message_id}, ":true": {"BOOL": True}},
+            )
+
+
+@dataclass
+class _Record:
+    message_id: str
+    admitted_at: float
+    completed: bool = False
+
 
 class InMemoryReplayGuard:
-    """A fake replay guard for tests and local runs: one container's memory only."""
+    """A fake replay guard with the same rules, in one process's memory (tests, local runs)."""
 
-    def __init__(self) -> None:
-        self.seen: dict[str, str] = {}
+    def __init__(
+        self, *, lease_seconds: int = DEFAULT_LEASE_SECONDS, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.records: dict[str, _Record] = {}
+        self._lease = lease_seconds
+        self._clock = clock
         self._lock = threading.Lock()
 
     def admit(self, envelope: Envelope, message_id: str) -> bool:
+        now = self._clock()
         with self._lock:
-            return self.seen.setdefault(envelope.envelope_id, message_id) == message_id
+            record = self.records.get(envelope.envelope_id)
+            if record is None or record.message_id == message_id:
+                completed = record.completed if record else False
+                self.records[envelope.envelope_id] = _Record(message_id, now, completed)
+                return True
+            if not record.completed and record.admitted_at < now - self._lease:
+                self.records[envelope.envelope_id] = _Record(message_id, now)
+                return True
+            return False
+
+    def complete(self, envelope: Envelope, message_id: str) -> None:
+        with self._lock:
+            record = self.records.get(envelope.envelope_id)
+            if record is not None and record.message_id == message_id:
+                record.completed = True

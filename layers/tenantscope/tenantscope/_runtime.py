@@ -38,7 +38,11 @@ def default_key_ring(settings: Settings) -> KeyRing:
         with _rings_lock:
             ring = _rings.get(key)
             if ring is None:
-                ring = _rings[key] = key_ring_from_spec(settings.signing_keys, region=settings.region)
+                ring = _rings[key] = key_ring_from_spec(
+                    settings.signing_keys,
+                    region=settings.region,
+                    max_age=settings.signing_keys_max_age_seconds,
+                )
     return ring
 
 

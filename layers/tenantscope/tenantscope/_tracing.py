@@ -91,6 +91,10 @@ class _XRaySpan:
         if client_error:  # add_exception marks a fault (5xx); a refused caller is an error (4xx)
             self._subsegment.fault = False
             self._subsegment.add_error_flag()
+        # X-Ray's fault/error keywords judge a trace by its response, and a failed SQS record
+        # does not fail its invocation: indexed annotations make every failure searchable.
+        self._subsegment.put_annotation("failure", "error" if client_error else "fault")
+        self._subsegment.put_annotation("error_type", type(error).__name__)
 
 
 class XRayTracer:

@@ -75,6 +75,13 @@ def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: An
     trace = record.attributes.get("AWSTraceHeader")
     with rt.scope(tenant, credentials, context, trace if isinstance(trace, str) else None):
         fn(record, context)
+    if guard is not None:
+        try:
+            guard.complete(envelope, record.message_id)
+        except Exception as error:  # processed already: failing the record would process it twice
+            logger.error(
+                "tenantscope: could not record completion of %s: %s", record.message_id, log_reason(error)
+            )
 
 
 def sqs_handler(

@@ -1,0 +1,330 @@
+"""Lambda events as the services deliver them: HTTP API requests, SQS records, Step Functions tasks.
+
+Every envelope here is made by tenantscope's own producer functions (``sign_message`` and
+``seal_input``) with a :class:`StaticKeyRing`, and every event has the shape Lambda and Step
+Functions really deliver. The tests, the embedded local AWS and the sample-event generator
+(``make events``) all build their events here.
+
+Only an envelope dated in the past or the future (``issued_at=...``) is sealed with the
+lower-level ``seal``, because the producer functions always seal "now"; the fields and the
+serialization are the same.
+
+>>> record = signed_sqs_record('{"n":1}', tenant_id="acme", message_id="m-1")
+>>> record["messageAttributes"]["tenantscope-tenant"]["stringValue"], record["eventSourceARN"] == QUEUE_ARN
+('acme', True)
+>>> event = sfn_task_event({"sku": "x"}, tenant_id="acme", execution_name="acme-1")
+>>> sorted(event), event["execution"]["name"]
+(['execution', 'results', 'tenantscope'], 'acme-1')
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tenantscope import StaticKeyRing, seal_input, sign_message
+from tenantscope._config import Settings
+from tenantscope._envelope import (
+    ATTR_ENVELOPE,
+    ATTR_SIGNATURE,
+    ATTR_TENANT,
+    SFN_KEY,
+    seal,
+    sfn_destination,
+    sfn_envelope,
+    sqs_destination,
+    sqs_message_attributes,
+)
+from tenantscope._keys import KeyRing
+
+__all__ = [
+    "ACCOUNT_ID",
+    "ATTR_ENVELOPE",
+    "ATTR_SIGNATURE",
+    "ATTR_TENANT",
+    "FIFO_QUEUE_ARN",
+    "KEY",
+    "KEY_ID",
+    "QUEUE_ARN",
+    "REGION",
+    "RING",
+    "RING_DOCUMENT",
+    "STATE_MACHINE_ARN",
+    "key_bytes",
+    "lambda_message_attributes",
+    "make_ring",
+    "record_from_received",
+    "ring_document",
+    "ring_spec",
+    "sealed_input",
+    "sfn_task_event",
+    "sign_attributes",
+    "signed_sqs_record",
+    "sqs_event",
+    "sqs_record",
+    "task_event",
+]
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-orders"
+FIFO_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-orders.fifo"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-orders"
+
+
+def key_bytes(label: str) -> bytes:
+    """A fixed 32-byte key derived from ``label`` (test material, never a real secret)."""
+    return hashlib.sha256(f"tenantscope-test-key:{label}".encode()).digest()
+
+
+def ring_document(keys: Mapping[str, bytes], active: str) -> dict[str, Any]:
+    """The JSON key ring document (``{"active": ..., "keys": {id: base64}}``)."""
+    return {"active": active, "keys": {k: base64.b64encode(v).decode("ascii") for k, v in keys.items()}}
+
+
+def make_ring(keys: Mapping[str, bytes] | None = None, active: str | None = None) -> StaticKeyRing:
+    """A :class:`StaticKeyRing` of ``keys`` (default: the one test key) signing with ``active``."""
+    keys = keys or {KEY_ID: KEY}
+    return StaticKeyRing(ring_document(keys, active or next(iter(keys))))
+
+
+def ring_spec(document: Mapping[str, Any]) -> str:
+    """The ``TENANTSCOPE_SIGNING_KEYS`` value for an inline ring."""
+    return "inline:" + json.dumps(document, separators=(",", ":"))
+
+
+KEY_ID = "k1"
+KEY = key_bytes(KEY_ID)
+RING_DOCUMENT = ring_document({KEY_ID: KEY}, KEY_ID)
+RING = StaticKeyRing(RING_DOCUMENT)
+
+
+# --- SQS ---------------------------------------------------------------------------------
+
+
+def sign_attributes(
+    body: str,
+    *,
+    tenant_id: str,
+    queue_arn: str = QUEUE_ARN,
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+    issued_at: int | None = None,
+    lifetime: int | None = None,
+) -> dict[str, dict[str, str]]:
+    """The SendMessage ``MessageAttributes`` that seal ``body`` for ``queue_arn``.
+
+    By default made by the producer's ``sign_message`` at the current time. With
+    ``issued_at`` (epoch seconds) the envelope is dated then, for expired or future ones.
+    """
+    ring = ring or RING
+    settings = settings or Settings.load(environ={})
+    if issued_at is None:
+        return sign_message(body, destination=queue_arn, tenant_id=tenant_id, ring=ring, settings=settings)
+    envelope, signature = seal(
+        body,
+        tenant_id=tenant_id,
+        destination=sqs_destination(queue_arn),
+        ring=ring,
+        now=issued_at,
+        lifetime=settings.sqs_envelope_ttl_seconds if lifetime is None else lifetime,
+    )
+    return sqs_message_attributes(envelope, signature)
+
+
+def lambda_message_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """SendMessage/ReceiveMessage ``MessageAttributes`` in the shape Lambda delivers them."""
+    converted: dict[str, dict[str, Any]] = {}
+    for name, attribute in attributes.items():
+        value: dict[str, Any] = {"stringListValues": [], "binaryListValues": []}
+        if "StringValue" in attribute:
+            value["stringValue"] = attribute["StringValue"]
+        if "BinaryValue" in attribute:
+            raw = attribute["BinaryValue"]
+            value["binaryValue"] = base64.b64encode(raw).decode("ascii") if isinstance(raw, bytes) else raw
+        value["dataType"] = attribute["DataType"]
+        converted[name] = value
+    return converted
+
+
+def _region_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else REGION
+
+
+def sqs_record(
+    body: str,
+    message_attributes: Mapping[str, Mapping[str, Any]],
+    *,
+    queue_arn: str = QUEUE_ARN,
+    message_id: str | None = None,
+    group_id: str | None = None,
+    receive_count: int = 1,
+    sent_at_ms: int | None = None,
+    extra_attributes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One record of a Lambda SQS event. ``message_attributes`` are in SendMessage form."""
+    sent = int(time.time() * 1000) if sent_at_ms is None else sent_at_ms
+    attributes = {
+        "ApproximateReceiveCount": str(receive_count),
+        "SentTimestamp": str(sent),
+        "SenderId": "AROAEXAMPLEPRODUCER:tenantscope-producer",
+        "ApproximateFirstReceiveTimestamp": str(sent + 5),
+        **(extra_attributes or {}),
+    }
+    if group_id is not None:
+        attributes["MessageGroupId"] = group_id
+    return {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": "AQEB" + uuid.uuid4().hex,
+        "body": body,
+        "attributes": attributes,
+        "messageAttributes": lambda_message_attributes(message_attributes),
+        "md5OfBody": hashlib.md5(body.encode("utf-8"), usedforsecurity=False).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": _region_of(queue_arn),
+    }
+
+
+def signed_sqs_record(
+    body: str,
+    *,
+    tenant_id: str,
+    queue_arn: str = QUEUE_ARN,
+    sealed_for: str | None = None,
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+    issued_at: int | None = None,
+    message_id: str | None = None,
+    group_id: str | None = None,
+) -> dict[str, Any]:
+    """A Lambda SQS record whose ``body`` is sealed for ``tenant_id``.
+
+    It arrives on ``queue_arn``; it was sealed for ``sealed_for`` (default: the same queue).
+    On a FIFO queue the group defaults to the tenant id, as the producer sends it.
+    """
+    attributes = sign_attributes(
+        body,
+        tenant_id=tenant_id,
+        queue_arn=sealed_for or queue_arn,
+        ring=ring,
+        settings=settings,
+        issued_at=issued_at,
+    )
+    if group_id is None and queue_arn.endswith(".fifo"):
+        group_id = tenant_id
+    return sqs_record(body, attributes, queue_arn=queue_arn, message_id=message_id, group_id=group_id)
+
+
+def sqs_event(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A Lambda SQS event (a batch)."""
+    return {"Records": [dict(r) for r in records]}
+
+
+def record_from_received(message: Mapping[str, Any], *, queue_arn: str) -> dict[str, Any]:
+    """The Lambda record for a message from ``ReceiveMessage`` (ask for all attributes).
+
+    This is what the SQS event source mapping builds: the message as stored, the queue's ARN.
+    """
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": lambda_message_attributes(message.get("MessageAttributes") or {}),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": _region_of(queue_arn),
+    }
+
+
+# --- Step Functions ----------------------------------------------------------------------
+
+
+def sealed_input(
+    payload: Any,
+    *,
+    tenant_id: str,
+    state_machine_arn: str = STATE_MACHINE_ARN,
+    execution_name: str = "execution-1",
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+    issued_at: int | None = None,
+) -> dict[str, Any]:
+    """The execution input for one execution, as ``start_execution`` sends it.
+
+    By default made by the producer's ``seal_input``; with ``issued_at`` it is dated then.
+    """
+    ring = ring or RING
+    settings = settings or Settings.load(environ={})
+    if issued_at is None:
+        return seal_input(
+            payload,
+            state_machine_arn=state_machine_arn,
+            execution_name=execution_name,
+            tenant_id=tenant_id,
+            ring=ring,
+            settings=settings,
+        )
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    envelope, signature = seal(
+        body,
+        tenant_id=tenant_id,
+        destination=sfn_destination(state_machine_arn, execution_name),
+        ring=ring,
+        now=issued_at,
+        lifetime=settings.sfn_envelope_ttl_seconds,
+    )
+    return {SFN_KEY: sfn_envelope(envelope, signature, body), "results": {}}
+
+
+def task_event(
+    state: Mapping[str, Any],
+    *,
+    execution_name: str = "execution-1",
+    state_machine_arn: str = STATE_MACHINE_ARN,
+) -> dict[str, Any]:
+    """The Payload a task state passes (see tenantscope.sfn) given the state's input ``state``.
+
+    Step Functions re-serializes JSON between states; so does this (a JSON round trip).
+    """
+    payload: dict[str, Any] = json.loads(
+        json.dumps(
+            {
+                SFN_KEY: state.get(SFN_KEY),
+                "results": state.get("results"),
+                "execution": {"name": execution_name, "stateMachine": state_machine_arn},
+            }
+        )
+    )
+    return payload
+
+
+def sfn_task_event(
+    payload: Any,
+    *,
+    tenant_id: str,
+    execution_name: str = "execution-1",
+    state_machine_arn: str = STATE_MACHINE_ARN,
+    ring: KeyRing | None = None,
+    settings: Settings | None = None,
+    issued_at: int | None = None,
+) -> dict[str, Any]:
+    """The event the first task of an execution started with ``payload`` receives."""
+    state = sealed_input(
+        payload,
+        tenant_id=tenant_id,
+        state_machine_arn=state_machine_arn,
+        execution_name=execution_name,
+        ring=ring,
+        settings=settings,
+        issued_at=issued_at,
+    )
+    return task_event(state, execution_name=execution_name, state_machine_arn=state_machine_arn)

@@ -1,0 +1,551 @@
+"""Key rings: ring validation, static rings, the cached ring's refresh rules, and ring specs.
+
+A fake clock and an injectable loader drive every time-dependent case: nothing sleeps, nothing
+asserts on elapsed time, and nothing touches the network (KMS and Secrets Manager are faked here;
+they run on moto in tests/integration/test_keys_and_replay_on_moto.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tenantscope._errors import TenantAuthError
+from tenantscope._keys import (
+    MIN_KEY_BYTES,
+    HmacKeyRing,
+    KmsKeyRing,
+    SecretsManagerKeyRing,
+    StaticKeyRing,
+    _parse_ring,
+    key_ring_from_spec,
+)
+
+MAX_AGE = 300.0
+INTERVAL = 30.0
+MESSAGE = b"TENANTSCOPE-ENVELOPE\n1\nk1\nacme"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+K1 = bytes(range(32))
+K2 = hashlib.sha256(b"k2").digest()
+K3 = hashlib.sha256(b"k3").digest() + b"longer keys are fine"
+
+
+def ring_document(active: str = "k1", **keys: bytes) -> dict[str, Any]:
+    return {"active": active, "keys": {kid: b64(key) for kid, key in (keys or {"k1": K1}).items()}}
+
+
+def mac(key: bytes, message: bytes = MESSAGE) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Loader:
+    """A ring source that counts its loads and can change or fail."""
+
+    def __init__(self, document: Any) -> None:
+        self.document = document
+        self.loads = 0
+        self.failure: Exception | None = None
+
+    def __call__(self) -> Mapping[str, Any]:
+        self.loads += 1
+        if self.failure is not None:
+            raise self.failure
+        loaded: Mapping[str, Any] = self.document
+        return loaded
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def loader() -> Loader:
+    return Loader(ring_document())
+
+
+@pytest.fixture
+def ring(loader: Loader, clock: FakeClock) -> HmacKeyRing:
+    return HmacKeyRing(loader, max_age=MAX_AGE, min_refresh_interval=INTERVAL, clock=clock)
+
+
+# --- _parse_ring ---------------------------------------------------------------------------------------
+
+
+def test_a_valid_ring_parses_to_its_active_id_and_key_bytes() -> None:
+    active, keys = _parse_ring(ring_document("k2", k1=K1, k2=K2, k3=K3))
+    assert active == "k2"
+    assert keys == {"k1": K1, "k2": K2, "k3": K3}
+
+
+def test_key_ids_of_the_whole_grammar_are_accepted() -> None:
+    key_id = "arn:aws:kms:us-east-1:123456789012:alias/Tenant.Scope_v2+x=y@z-1"
+    assert _parse_ring(ring_document(key_id, **{key_id: K1}))[0] == key_id
+    assert _parse_ring(ring_document("k" * 256, **{"k" * 256: K1}))[0] == "k" * 256
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"active": "k1"},
+        {"active": "k1", "keys": {}},
+        {"active": "k1", "keys": None},
+        {"active": "k1", "keys": [["k1", b64(K1)]]},
+        {"active": "k1", "keys": b64(K1)},
+        {},
+    ],
+    ids=["no keys member", "empty keys", "null keys", "keys as a list", "keys as a string", "empty object"],
+)
+def test_a_ring_without_keys_is_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="no keys"):
+        _parse_ring(document)
+
+
+@pytest.mark.parametrize("size", [0, 1, 16, MIN_KEY_BYTES - 1])
+def test_a_key_shorter_than_32_bytes_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        _parse_ring(ring_document(k1=bytes(size)))
+
+
+def test_a_short_key_spoils_the_whole_ring() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        _parse_ring(ring_document("k1", k1=K1, k2=bytes(31)))
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "not base64!",
+        b64(K1).rstrip("="),  # missing padding
+        base64.urlsafe_b64encode(bytes([0xFB, 0xFF, 0xBF] * 11)).decode(),  # "-_-_..."
+        b64(K1)[:20] + "\n" + b64(K1)[20:],
+        " " + b64(K1),
+        42,
+        None,
+        [b64(K1)],
+    ],
+    ids=[
+        "punctuation",
+        "unpadded",
+        "base64url",
+        "line break",
+        "leading space",
+        "number",
+        "null",
+        "list",
+    ],
+)
+def test_a_key_that_is_not_standard_base64_is_refused(encoded: Any) -> None:
+    with pytest.raises(ValueError, match=r"base64|at least 32 bytes"):
+        _parse_ring({"active": "k1", "keys": {"k1": encoded}})
+
+
+def test_hex_happens_to_be_base64_but_is_read_as_base64() -> None:
+    """A 64-character hex string is valid base64 of 48 bytes: it is accepted, but as other bytes."""
+    _, keys = _parse_ring({"active": "k1", "keys": {"k1": K1.hex()}})
+    assert len(keys["k1"]) == 48
+    assert keys["k1"] != K1
+
+
+GENERATED = "Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd4fGh7jKl0nOp3rSt6vWx9zAa2cEe5gIi8k"  # GenerateSecretString-like
+
+
+def test_the_flat_form_is_the_same_ring() -> None:
+    flat = {"active": "k2", "k1": b64(K1), "k2": b64(K2)}
+    assert _parse_ring(flat) == _parse_ring(ring_document("k2", k1=K1, k2=K2))
+
+
+def test_a_generated_alphanumeric_secret_is_read_as_base64_of_48_bytes() -> None:
+    assert len(GENERATED) == 64 and GENERATED.isalnum()
+    active, keys = _parse_ring({"active": "k1", "k1": GENERATED})
+    assert active == "k1"
+    assert keys["k1"] == base64.b64decode(GENERATED)
+    assert len(keys["k1"]) == 48
+
+
+def test_with_a_keys_member_the_nested_form_wins_and_flat_members_are_ignored() -> None:
+    active, keys = _parse_ring({"active": "k1", "keys": {"k1": b64(K1)}, "k2": b64(K2)})
+    assert (active, keys) == ("k1", {"k1": K1})
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"active": "k1"}, "no keys"),
+        ({"active": "k1", "k1": b64(bytes(31))}, "at least 32 bytes"),
+        ({"active": "k1", "k1": "not base64!"}, "base64"),
+        ({"active": "k2", "k1": b64(K1)}, "active key is not listed"),
+        ({"active": "k1", "k1": b64(K1), "bad id": b64(K2)}, "invalid key id"),
+    ],
+    ids=["no keys", "short key", "not base64", "active not listed", "bad key id"],
+)
+def test_the_flat_form_is_validated_like_the_nested_form(document: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        _parse_ring(document)
+
+
+@pytest.mark.parametrize("key_id", ["", "k 1", "k\n1", "k#1", "ключ", "k*", "k" * 257, "k,1"], ids=repr)
+def test_a_bad_key_id_is_refused(key_id: str) -> None:
+    with pytest.raises(ValueError, match="invalid key id"):
+        _parse_ring({"active": key_id, "keys": {key_id: b64(K1)}})
+
+
+@pytest.mark.parametrize(
+    "active",
+    [None, "k9", "", "K1", ["k1"], {"k1": 1}, 1],
+    ids=["missing", "unknown", "empty", "other case", "list", "object", "number"],
+)
+def test_an_active_key_that_is_not_listed_is_refused(active: Any) -> None:
+    document: dict[str, Any] = {"keys": {"k1": b64(K1)}}
+    if active is not None:
+        document["active"] = active
+    with pytest.raises(ValueError, match="active key is not listed"):
+        _parse_ring(document)
+
+
+@pytest.mark.parametrize("document", [[], "ring", None, 42], ids=["list", "string", "null", "number"])
+def test_a_ring_that_is_not_an_object_is_refused(document: Any) -> None:
+    with pytest.raises(ValueError, match="not a JSON object"):
+        _parse_ring(document)
+
+
+# --- StaticKeyRing ----------------------------------------------------------------------------------
+
+
+def test_a_static_ring_signs_with_hmac_sha256_and_verifies() -> None:
+    ring = StaticKeyRing(ring_document())
+    assert ring.active_key_id() == "k1"
+    signature = ring.sign("k1", MESSAGE)
+    assert signature == mac(K1)
+    assert ring.verify("k1", MESSAGE, signature)
+    assert not ring.verify("k1", MESSAGE + b"x", signature)
+    assert not ring.verify("k1", MESSAGE, signature[:-1] + bytes([signature[-1] ^ 1]))
+    assert not ring.verify("k1", MESSAGE, signature[:16])
+    assert not ring.verify("k1", MESSAGE, b"")
+
+
+def test_a_static_ring_verifies_with_any_listed_key_and_signs_with_the_active_one() -> None:
+    ring = StaticKeyRing(ring_document("k2", k1=K1, k2=K2, k3=K3))
+    assert ring.active_key_id() == "k2"
+    for key_id, key in (("k1", K1), ("k2", K2), ("k3", K3)):
+        assert ring.verify(key_id, MESSAGE, mac(key))
+        assert ring.sign(key_id, MESSAGE) == mac(key)
+    assert not ring.verify("k1", MESSAGE, mac(K2))  # a MAC under k2 presented as k1
+
+
+def test_a_static_ring_refuses_an_unknown_key_id() -> None:
+    ring = StaticKeyRing(ring_document())
+    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+        ring.sign("k9", MESSAGE)
+    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+        ring.verify("k9", MESSAGE, mac(K1))
+
+
+def test_a_static_ring_refuses_a_bad_document_when_built() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        StaticKeyRing(ring_document(k1=bytes(8)))
+
+
+# --- HmacKeyRing: caching, bounded refresh, last good ring -------------------------------------------
+
+
+def test_the_ring_is_loaded_once_on_first_use(ring: HmacKeyRing, loader: Loader) -> None:
+    assert loader.loads == 0  # nothing is loaded when the ring is built
+    assert ring.active_key_id() == "k1"
+    for _ in range(50):
+        assert ring.verify("k1", MESSAGE, mac(K1))
+    assert loader.loads == 1
+
+
+def test_the_ring_is_cached_up_to_its_max_age(ring: HmacKeyRing, loader: Loader, clock: FakeClock) -> None:
+    ring.active_key_id()
+    loader.document = ring_document("k2", k1=K1, k2=K2)
+    clock.advance(MAX_AGE)
+    assert ring.active_key_id() == "k1"  # still within max age: the cached ring
+    assert ring.sign("k1", MESSAGE) == mac(K1)
+    assert loader.loads == 1
+    clock.advance(1)
+    assert ring.active_key_id() == "k2"  # past max age: reloaded
+    assert loader.loads == 2
+    assert ring.sign("k2", MESSAGE) == mac(K2)
+    assert ring.verify("k1", MESSAGE, mac(K1))
+    assert loader.loads == 2
+
+
+def test_signing_past_max_age_reloads_too(ring: HmacKeyRing, loader: Loader, clock: FakeClock) -> None:
+    ring.sign("k1", MESSAGE)
+    loader.document = ring_document("k1", k1=K2)  # the same id, new material
+    clock.advance(MAX_AGE + 1)
+    assert ring.sign("k1", MESSAGE) == mac(K2)
+    assert loader.loads == 2
+
+
+def test_an_unknown_key_id_refreshes_the_ring_once(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    ring.active_key_id()
+    clock.advance(INTERVAL)
+    loader.document = ring_document("k1", k1=K1, k2=K2)  # a key added by a rotation
+    assert ring.verify("k2", MESSAGE, mac(K2))  # learned on first sight
+    assert loader.loads == 2
+
+
+def test_a_flood_of_unknown_key_ids_loads_at_most_once_per_interval(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    ring.active_key_id()
+    clock.advance(INTERVAL)
+    for i in range(1000):
+        with pytest.raises(TenantAuthError, match="unknown signing key id"):
+            ring.verify(f"attacker-{i}", MESSAGE, bytes(32))
+    assert loader.loads == 2
+    clock.advance(INTERVAL - 1)
+    for i in range(1000):
+        with pytest.raises(TenantAuthError):
+            ring.sign(f"attacker-{i}", MESSAGE)
+    assert loader.loads == 2
+    clock.advance(1)
+    with pytest.raises(TenantAuthError):
+        ring.verify("attacker-x", MESSAGE, bytes(32))
+    assert loader.loads == 3
+    assert ring.verify("k1", MESSAGE, mac(K1))  # the real key is unaffected
+    assert loader.loads == 3
+
+
+def test_an_unknown_key_id_right_after_the_first_load_does_not_load_again(
+    ring: HmacKeyRing, loader: Loader
+) -> None:
+    with pytest.raises(TenantAuthError):
+        ring.verify("k9", MESSAGE, bytes(32))
+    assert loader.loads == 1
+
+
+def test_a_failed_load_keeps_the_last_good_ring(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring.active_key_id()
+    loader.failure = ConnectionError("secret store down: s3cr3t-detail")
+    clock.advance(MAX_AGE + 1)
+    with caplog.at_level(logging.WARNING, logger="tenantscope"):
+        assert ring.active_key_id() == "k1"
+        assert ring.verify("k1", MESSAGE, mac(K1))
+    assert loader.loads == 2
+    assert "ConnectionError" in caplog.text
+    assert "s3cr3t-detail" not in caplog.text  # the error's message may hold data: its type only
+
+
+def test_failed_reloads_of_a_stale_ring_are_rate_limited(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    ring.active_key_id()
+    loader.failure = TimeoutError()
+    clock.advance(MAX_AGE + 1)
+    for _ in range(100):
+        assert ring.sign("k1", MESSAGE) == mac(K1)
+    assert loader.loads == 2
+    clock.advance(INTERVAL)
+    loader.failure = None
+    loader.document = ring_document("k2", k1=K1, k2=K2)
+    assert ring.active_key_id() == "k2"
+    assert loader.loads == 3
+
+
+@pytest.mark.parametrize(
+    "bad_document",
+    [{"active": "k1", "keys": {"k1": b64(bytes(8))}}, {"keys": {}}, [], "garbage"],
+    ids=["short key", "no keys", "list", "string"],
+)
+def test_an_invalid_new_ring_is_ignored_and_the_last_good_one_kept(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock, bad_document: Any
+) -> None:
+    ring.active_key_id()
+    loader.document = bad_document
+    clock.advance(MAX_AGE + 1)
+    assert ring.active_key_id() == "k1"
+    assert ring.sign("k1", MESSAGE) == mac(K1)
+
+
+def test_a_ring_that_never_loaded_is_unavailable(ring: HmacKeyRing, loader: Loader) -> None:
+    loader.failure = ConnectionError()
+    with pytest.raises(TenantAuthError, match="signing key ring unavailable"):
+        ring.active_key_id()
+    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+        ring.verify("k1", MESSAGE, mac(K1))
+    loader.failure = None
+    assert ring.active_key_id() == "k1"  # recovers once the source does
+
+
+def test_a_removed_key_stops_verifying_after_the_reload(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    loader.document = ring_document("k2", k1=K1, k2=K2)
+    assert ring.verify("k1", MESSAGE, mac(K1))
+    loader.document = ring_document("k2", k2=K2)  # k1 retired
+    clock.advance(MAX_AGE + 1)
+    with pytest.raises(TenantAuthError):
+        ring.verify("k1", MESSAGE, mac(K1))
+
+
+# --- SecretsManagerKeyRing and KmsKeyRing with fake clients (moto covers the real APIs) ---------------
+
+
+class FakeSecretsManager:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.calls: list[str] = []
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:
+        self.calls.append(SecretId)
+        return {"SecretString": self.secret}
+
+
+def test_a_secrets_manager_ring_reads_its_json_secret_lazily() -> None:
+    client = FakeSecretsManager(json.dumps(ring_document("k2", k1=K1, k2=K2)))
+    ring = SecretsManagerKeyRing("tenantscope/signing", client=client)
+    assert client.calls == []
+    assert ring.active_key_id() == "k2"
+    assert ring.verify("k1", MESSAGE, mac(K1))
+    assert client.calls == ["tenantscope/signing"]
+
+
+def test_a_secrets_manager_ring_with_a_malformed_secret_is_unavailable() -> None:
+    ring = SecretsManagerKeyRing("s", client=FakeSecretsManager("{not json"))
+    with pytest.raises(TenantAuthError, match="unavailable"):
+        ring.active_key_id()
+
+
+class FakeKms:
+    """GenerateMac / VerifyMac over local HMAC keys, with KMS's error for a wrong MAC."""
+
+    def __init__(self, keys: dict[str, bytes]) -> None:
+        self.keys = keys
+        self.calls: list[tuple[str, str]] = []
+
+    def generate_mac(self, *, KeyId: str, Message: bytes, MacAlgorithm: str) -> dict[str, Any]:
+        self.calls.append(("GenerateMac", KeyId))
+        assert MacAlgorithm == "HMAC_SHA_256"
+        return {"Mac": mac(self.keys[KeyId], Message), "KeyId": KeyId}
+
+    def verify_mac(self, *, KeyId: str, Message: bytes, Mac: bytes, MacAlgorithm: str) -> dict[str, Any]:
+        self.calls.append(("VerifyMac", KeyId))
+        if not hmac.compare_digest(mac(self.keys[KeyId], Message), Mac):
+            raise ClientError({"Error": {"Code": "KMSInvalidMacException", "Message": ""}}, "VerifyMac")
+        return {"MacValid": True, "KeyId": KeyId}
+
+
+def test_a_kms_ring_signs_with_the_first_key_and_verifies_with_any_listed_key() -> None:
+    kms = FakeKms({"alias/new": K2, "alias/old": K1, "alias/other": K3})
+    ring = KmsKeyRing(("alias/new", "alias/old"), client=kms)
+    assert ring.active_key_id() == "alias/new"
+    assert ring.sign("alias/new", MESSAGE) == mac(K2)
+    assert ring.verify("alias/old", MESSAGE, mac(K1))
+    assert not ring.verify("alias/old", MESSAGE, mac(K2))  # KMSInvalidMacException is a plain "no"
+    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+        ring.verify("alias/other", MESSAGE, mac(K3))  # exists in KMS, but not listed
+    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+        ring.sign("alias/other", MESSAGE)
+    assert ("VerifyMac", "alias/other") not in kms.calls
+    assert ("GenerateMac", "alias/other") not in kms.calls
+
+
+def test_a_kms_ring_lets_other_kms_errors_propagate() -> None:
+    class Throttled(FakeKms):
+        def verify_mac(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": ""}}, "VerifyMac")
+
+    ring = KmsKeyRing(("k",), client=Throttled({"k": K1}))
+    with pytest.raises(ClientError):
+        ring.verify("k", MESSAGE, mac(K1))
+
+
+@pytest.mark.parametrize("key_ids", [(), ("",), ("a b",), ("k", "k\n")], ids=repr)
+def test_a_kms_ring_refuses_bad_key_ids(key_ids: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="kms:"):
+        KmsKeyRing(key_ids)
+
+
+# --- key_ring_from_spec ---------------------------------------------------------------------------------
+
+
+def test_a_secretsmanager_spec_names_the_secret_and_reads_nothing_yet() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tenantscope/signing-AbCdEf"
+    ring = key_ring_from_spec(f"secretsmanager:{arn}", region="us-east-1")
+    assert isinstance(ring, SecretsManagerKeyRing)
+    assert ring.secret_id == arn
+    by_name = key_ring_from_spec("secretsmanager:tenantscope/signing")
+    assert isinstance(by_name, SecretsManagerKeyRing)
+    assert by_name.secret_id == "tenantscope/signing"
+
+
+def test_a_secretsmanager_spec_takes_the_cache_max_age() -> None:
+    ring = key_ring_from_spec("secretsmanager:s", max_age=60.0)
+    assert isinstance(ring, SecretsManagerKeyRing)
+    assert ring._max_age == 60.0
+
+
+def test_a_kms_spec_lists_its_keys_in_order() -> None:
+    ring = key_ring_from_spec("kms:alias/new, arn:aws:kms:us-east-1:123456789012:key/1234abcd ,,alias/old")
+    assert isinstance(ring, KmsKeyRing)
+    assert ring.key_ids == ("alias/new", "arn:aws:kms:us-east-1:123456789012:key/1234abcd", "alias/old")
+    assert ring.active_key_id() == "alias/new"
+
+
+def test_an_inline_spec_is_a_static_ring() -> None:
+    ring = key_ring_from_spec("inline:" + json.dumps(ring_document("k2", k1=K1, k2=K2)))
+    assert isinstance(ring, StaticKeyRing)
+    assert ring.active_key_id() == "k2"
+    assert ring.verify("k1", MESSAGE, mac(K1))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "secretsmanager",
+        "secretsmanager:",
+        "kms:",
+        "kms:,",
+        "kms: , ",
+        "kms:bad key",
+        "inline:",
+        "inline:not json",
+        "inline:[]",
+        'inline:{"active": "k1", "keys": {"k1": "c2hvcnQ="}}',
+        'inline:{"active": ["k1"], "keys": {"k1": "' + b64(K1) + '"}}',
+        "vault:secret/signing",
+        "SecretsManager:tenantscope/signing",
+        " secretsmanager:tenantscope/signing",
+        "tenantscope/signing",
+        b64(K1),
+    ],
+    ids=repr,
+)
+def test_bad_specs_are_refused_at_configuration_time(spec: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each kind has its own message
+        key_ring_from_spec(spec)
