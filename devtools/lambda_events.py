@@ -55,10 +55,12 @@ __all__ = [
     "RING",
     "RING_DOCUMENT",
     "STATE_MACHINE_ARN",
+    "http_api_event",
     "key_bytes",
     "lambda_message_attributes",
     "make_ring",
     "record_from_received",
+    "rest_api_event",
     "ring_document",
     "ring_spec",
     "sealed_input",
@@ -102,6 +104,55 @@ KEY_ID = "k1"
 KEY = key_bytes(KEY_ID)
 RING_DOCUMENT = ring_document({KEY_ID: KEY}, KEY_ID)
 RING = StaticKeyRing(RING_DOCUMENT)
+
+
+# --- API Gateway -------------------------------------------------------------------------
+
+
+def http_api_event(
+    token: str | None,
+    *,
+    method: str = "GET",
+    path: str = "/items",
+    route: str | None = None,
+    body: Any = None,
+    path_parameters: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload v2) proxy event; ``route`` is the matched path pattern."""
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    if token is not None:
+        all_headers["authorization"] = f"Bearer {token}"
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route or path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "pathParameters": path_parameters or {},
+        "requestContext": {"http": {"method": method, "path": path}, "requestId": str(uuid.uuid4())},
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def rest_api_event(
+    token: str | None, *, header_name: str = "Authorization", multi_value: bool = False
+) -> dict[str, Any]:
+    """An API Gateway REST API (payload v1) proxy event."""
+    value = f"Bearer {token}" if token is not None else None
+    headers = {header_name: value} if value is not None and not multi_value else {}
+    multi = {header_name: [value]} if value is not None and multi_value else {}
+    return {
+        "resource": "/items",
+        "path": "/items",
+        "httpMethod": "GET",
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "requestContext": {"requestId": "rest-req-1"},
+        "body": None,
+        "isBase64Encoded": False,
+    }
 
 
 # --- SQS ---------------------------------------------------------------------------------

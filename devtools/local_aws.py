@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from devtools.lambda_events import http_api_event, record_from_received, sqs_event
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
@@ -386,20 +388,14 @@ class LocalAws:
     def http(self, method: str, path: str, token: str | None = None, body: Any = None) -> dict[str, Any]:
         """An HTTP API (payload v2) request to the function that serves the route."""
         function, route_key, parameters = self.route(method, path)
-        headers = {"content-type": "application/json"}
-        if token is not None:
-            headers["authorization"] = f"Bearer {token}"
-        event = {
-            "version": "2.0",
-            "routeKey": route_key,
-            "rawPath": path,
-            "rawQueryString": "",
-            "headers": headers,
-            "pathParameters": parameters,
-            "requestContext": {"http": {"method": method, "path": path}, "requestId": str(uuid.uuid4())},
-            "body": json.dumps(body) if body is not None else None,
-            "isBase64Encoded": False,
-        }
+        event = http_api_event(
+            token,
+            method=method,
+            path=path,
+            route=route_key.split(" ", 1)[1],
+            body=body,
+            path_parameters=parameters,
+        )
         response: dict[str, Any] = self.invoke(function.logical_id, event)
         return response
 
@@ -422,7 +418,7 @@ class LocalAws:
         ).get("Messages", [])
         if not messages:
             return 0, []
-        event = {"Records": [sqs_record(m, function.queue_arn) for m in messages]}
+        event = sqs_event(record_from_received(m, queue_arn=function.queue_arn) for m in messages)
         response = self.invoke(logical_id, event) or {}
         failed = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
         for message in messages:
@@ -454,30 +450,6 @@ class _NoValue:
 
 
 _NO_VALUE = _NoValue()
-
-
-def sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
-    """A Lambda SQS event record for a message received with all attributes."""
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value["DataType"],
-            }
-            for name, value in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": message.get("MD5OfBody"),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": REGION,
-    }
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -12,10 +11,13 @@ import jwt
 import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
+from devtools.lambda_events import http_api_event, rest_api_event
 from tenantscope import _credentials, _data
 from tenantscope._config import reset_settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
+
+__all__ = ["LambdaContext", "http_api_event", "rest_api_event"]
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-tenant"
 TABLE = "tenantscope-app"
@@ -141,48 +143,3 @@ class LambdaContext:
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test-function"
         if tenant_id is not None:
             self.tenant_id = tenant_id
-
-
-def http_api_event(
-    token: str | None,
-    *,
-    method: str = "GET",
-    path: str = "/items",
-    body: Any = None,
-    path_parameters: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload v2) proxy event."""
-    all_headers = {"content-type": "application/json", **(headers or {})}
-    if token is not None:
-        all_headers["authorization"] = f"Bearer {token}"
-    return {
-        "version": "2.0",
-        "routeKey": f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": all_headers,
-        "pathParameters": path_parameters or {},
-        "requestContext": {"http": {"method": method, "path": path}, "requestId": "api-req-1"},
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
-
-
-def rest_api_event(
-    token: str | None, *, header_name: str = "Authorization", multi_value: bool = False
-) -> dict[str, Any]:
-    """An API Gateway REST API (payload v1) proxy event."""
-    value = f"Bearer {token}" if token is not None else None
-    headers = {header_name: value} if value is not None and not multi_value else {}
-    multi = {header_name: [value]} if value is not None and multi_value else {}
-    return {
-        "resource": "/items",
-        "path": "/items",
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "requestContext": {"requestId": "rest-req-1"},
-        "body": None,
-        "isBase64Encoded": False,
-    }

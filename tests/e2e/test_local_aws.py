@@ -1,0 +1,61 @@
+"""The embedded local AWS reads template.yaml and relies on one moto internal: guard both."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+from devtools.local_aws import LocalAws, load_template, local_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_moto_lambda_hook_keeps_the_signature_local_aws_replaces() -> None:
+    # local_aws replaces this internal method to run the real handlers for Step Functions tasks.
+    parameters = list(inspect.signature(LambdaSimpleBackend.invoke).parameters)
+    assert parameters == ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
+    pinned = re.search(r"^moto==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)
+    assert pinned, "moto must stay pinned: local_aws depends on one of its internals"
+
+
+def test_every_template_resource_is_created_or_knowingly_skipped() -> None:
+    resources = load_template()["Resources"]
+    with local_aws() as aws:
+        created = {name for name in aws.physical if name not in aws.skipped}
+        assert created | set(aws.skipped) >= set(resources)
+        # What runs locally: data, queues, keys, the tenant role, functions and the state machine.
+        for name, spec in resources.items():
+            if spec["Type"] in (
+                "AWS::DynamoDB::Table",
+                "AWS::SQS::Queue",
+                "AWS::Serverless::Function",
+                "AWS::Serverless::StateMachine",
+                "AWS::SecretsManager::Secret",
+            ):
+                assert name in created, name
+        assert set(aws.skipped) <= {
+            "TenantScopeLayer",
+            "HttpApi",
+            "OrderStateMachineLogs",
+            "UserPool",
+            "UserPoolClient",
+            "TenantSessionPolicyBoundary",
+        }
+
+
+def test_routes_and_event_sources_come_from_the_template() -> None:
+    aws = LocalAws()
+    routes = {
+        (event["Properties"]["Method"], event["Properties"]["Path"])
+        for spec in aws.template["Resources"].values()
+        for event in spec.get("Properties", {}).get("Events", {}).values()
+        if event["Type"] == "HttpApi"
+    }
+    assert ("POST", "/orders") in routes and ("GET", "/items/{id}") in routes
+    with local_aws() as local:
+        served = {route for f in local.functions.values() for route in f.routes}
+        assert served == routes
+        assert local.functions["OrderWorkerFunction"].queue_arn == local.physical["OrderQueue"]["Arn"]
