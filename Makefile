@@ -4,10 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_VERSION := 26.3
 # sam build needs the Lambda runtime's python (python3.13) on PATH; pyenv provides it where present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
-.PHONY: help install test lint typecheck unit integration e2e demo events bench deploy clean
+ENV ?= dev
+# samconfig.toml: [default] is the dev environment, [prod] production.
+CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
+SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
+
+.PHONY: help install test lint typecheck demo events bench build deploy clean
 
 help:
 	@echo "make demo   - the main job on an embedded local AWS (moto)"
@@ -18,7 +24,7 @@ help:
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -37,6 +43,15 @@ test: lint typecheck
 
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo
+
+events: $(STAMP)
+	$(BIN)/python -m devtools.events
+
+build: $(STAMP)
+	$(SAM) build
+
+deploy: build
+	$(SAM) deploy --config-env $(CONFIG_ENV)
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
