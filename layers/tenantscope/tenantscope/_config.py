@@ -49,6 +49,8 @@ class ENV:
     SFN_ENVELOPE_TTL = "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS"
     CLOCK_SKEW = "TENANTSCOPE_CLOCK_SKEW_SECONDS"
     REPLAY_TABLE = "TENANTSCOPE_REPLAY_TABLE"
+    METRICS = "TENANTSCOPE_METRICS"
+    TRACING = "TENANTSCOPE_TRACING"  # read by _tracing when the tracer is chosen
     REGION = "AWS_REGION"
 
 
@@ -102,6 +104,12 @@ def _optional(value: str) -> str | None:
     return value or None
 
 
+def _metrics(value: str) -> str:
+    if value not in ("off", "on", "per-tenant"):
+        raise ValueError(f"{ENV.METRICS} must be one of off, on, per-tenant")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Build with :func:`get_settings` or :meth:`Settings.load`.
@@ -144,6 +152,7 @@ class Settings:
     )
     clock_skew_seconds: int = field(default=60, metadata={"env": ENV.CLOCK_SKEW, "parse": int})
     replay_table: str | None = field(default=None, metadata={"env": ENV.REPLAY_TABLE, "parse": _optional})
+    metrics: str = field(default="off", metadata={"env": ENV.METRICS, "parse": _metrics})
     region: str | None = field(default=None, metadata={"env": ENV.REGION, "parse": _optional})
 
     @classmethod

@@ -19,6 +19,7 @@ from ._credentials import CredentialVendor, ScopedCredentials, default_vendor
 from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
 from ._keys import KeyRing, key_ring_from_spec
 from ._logging import install_log_filter
+from ._metrics import with_metrics
 from ._replay import DynamoDbReplayGuard, ReplayGuard
 from ._tracing import Tracer, get_tracer
 
@@ -64,8 +65,17 @@ class Runtime:
         self._ring = ring
         self._replay_guard = replay_guard
         self.vendor = vendor or default_vendor()
-        self.tracer: Tracer = get_tracer()
+        self._tracer_source: Tracer | None = None
+        self._tracer: Tracer | None = None
         install_log_filter()
+
+    @property
+    def tracer(self) -> Tracer:
+        """The process-wide tracer (with metrics when on), followed if it is replaced later."""
+        source = get_tracer()
+        if source is not self._tracer_source or self._tracer is None:
+            self._tracer_source, self._tracer = source, with_metrics(source, self.settings)
+        return self._tracer
 
     @cached_property
     def verifier(self) -> JwtVerifier:

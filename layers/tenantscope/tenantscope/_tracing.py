@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from ._config import ENV
 from ._errors import TenantAuthError
 
 __all__ = [
@@ -79,13 +80,13 @@ class NoopTracer:
 class _XRaySpan:
     def __init__(self, subsegment: Any) -> None:
         self._subsegment = subsegment
+        self.recorded = False
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         self._subsegment.put_annotation(key, value)
 
     def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
-        if getattr(error, "_tenantscope_recorded", False):
-            return
+        self.recorded = True
         stack = traceback.extract_tb(error.__traceback__)
         self._subsegment.add_exception(error, stack)
         if client_error:  # add_exception marks a fault (5xx); a refused caller is an error (4xx)
@@ -98,19 +99,34 @@ class _XRaySpan:
 
 
 class XRayTracer:
-    """AWS X-Ray through aws_xray_sdk, imported on first use; patches botocore once."""
+    """AWS X-Ray through aws_xray_sdk.
+
+    The SDK is imported, and botocore patched, on the first span of a sampled invocation: a
+    function whose invocations are not sampled (no active tracing) never pays for the import.
+    """
 
     def __init__(self, recorder: Any = None) -> None:
-        if recorder is None:
-            from aws_xray_sdk.core import patch, xray_recorder
+        self._recorder = recorder
+        self._lock = threading.Lock()
 
-            patch(["botocore"])
-            recorder = xray_recorder
-        self.recorder = recorder
+    @property
+    def recorder(self) -> Any:
+        if self._recorder is None:
+            with self._lock:
+                if self._recorder is None:
+                    from aws_xray_sdk.core import patch, xray_recorder
+
+                    patch(["botocore"])
+                    self._recorder = xray_recorder
+        return self._recorder
 
     @contextmanager
     def span(self, name: str) -> Iterator[Span]:
-        subsegment = self.recorder.begin_subsegment(name)
+        if self._recorder is None and "Sampled=1" not in os.environ.get("_X_AMZN_TRACE_ID", ""):
+            yield _NOOP_SPAN
+            return
+        recorder = self.recorder
+        subsegment = recorder.begin_subsegment(name)
         if subsegment is None:  # no segment to attach to (not sampled, or no trace context)
             yield _NOOP_SPAN
             return
@@ -118,13 +134,15 @@ class XRayTracer:
         try:
             yield span
         except BaseException as error:
-            # A refused envelope or token escaping a task (Step Functions) is the caller's error.
-            span.record_error(error, client_error=isinstance(error, TenantAuthError))
+            if not span.recorded:  # an adapter that classified the failure itself wins
+                span.record_error(error, client_error=isinstance(error, TenantAuthError))
             raise
         finally:
-            self.recorder.end_subsegment()
+            recorder.end_subsegment()
 
     def trace_header(self) -> str | None:
+        if self._recorder is None:
+            return None  # not traced yet: producers pass Lambda's own header on
         entity = self.recorder.get_trace_entity()
         if entity is None or not getattr(entity, "trace_id", None):
             return None
@@ -140,11 +158,13 @@ _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
 
 def _tracing_wanted() -> bool:
-    if os.environ.get("TENANTSCOPE_TRACING", "").strip().lower() == "off":
+    if os.environ.get(ENV.TRACING, "").strip().lower() == "off":
         return False
     if os.environ.get("AWS_XRAY_SDK_ENABLED", "").strip().lower() in _SDK_DISABLED:
         return False
-    # Lambda sets LAMBDA_TASK_ROOT always; with active tracing it also sets the daemon address.
+    # Lambda sets LAMBDA_TASK_ROOT always, and the daemon address where X-Ray can trace (possibly
+    # without active tracing: PassThrough still traces sampled upstream requests). Unsampled
+    # invocations record nothing; TENANTSCOPE_TRACING=off also saves the SDK import.
     return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
 
 

@@ -76,6 +76,7 @@ def sfn_task(
                     sealed_input = json.loads(body)
                 except (TenantAuthError, ValueError) as error:
                     logger.warning("tenantscope: task %s refused: %s", task_name, log_reason(error))
+                    span.record_error(error, client_error=True)
                     raise TenantAuthError("tenant envelope refused") from None
                 span.annotate("tenant_id", tenant.tenant_id)
                 span.annotate("tenant_source", tenant.source)
@@ -92,6 +93,7 @@ def sfn_task(
                         output = task({"input": sealed_input, "results": results}, context)
                     except TenantAuthError as error:
                         logger.warning("tenantscope: task %s refused: %s", task_name, error)
+                        span.record_error(error, client_error=True)
                         raise TenantAuthError("tenant access refused") from None
                 return {SFN_KEY: event[SFN_KEY], "results": {**results, task_name: output}}
 

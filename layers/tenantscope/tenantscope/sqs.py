@@ -63,6 +63,10 @@ class SqsRecord:
 RecordHandler = Callable[[SqsRecord, Any], Any]
 
 
+class _HandlerFailed(Exception):
+    """The record handler raised (already logged in the record's scope); its error is the cause."""
+
+
 def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any, span: Span) -> None:
     tenant, envelope = resolve_sqs_record(raw, rt.ring, rt.settings, now=time.time())
     span.annotate("tenant_id", tenant.tenant_id)
@@ -74,7 +78,14 @@ def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: An
     credentials = rt.credentials(tenant)
     trace = record.attributes.get("AWSTraceHeader")
     with rt.scope(tenant, credentials, context, trace if isinstance(trace, str) else None):
-        fn(record, context)
+        try:
+            fn(record, context)
+        except Exception as error:
+            # Logged inside the scope, so the line carries the record's tenant and message id.
+            logger.warning(
+                "tenantscope: SQS record %s failed in its handler: %s", record.message_id, log_reason(error)
+            )
+            raise _HandlerFailed from error
     if guard is not None:
         try:
             guard.complete(envelope, record.message_id)
@@ -134,10 +145,14 @@ def sqs_handler(
                     try:
                         _process(rt, raw, record_handler, context, span)
                     except Exception as error:
-                        logger.warning(
-                            "tenantscope: SQS record %s failed: %s", item["itemIdentifier"], log_reason(error)
-                        )
-                        span.record_error(error, client_error=isinstance(error, TenantAuthError))
+                        cause = error.__cause__ if isinstance(error, _HandlerFailed) else error
+                        if not isinstance(error, _HandlerFailed):
+                            logger.warning(
+                                "tenantscope: SQS record %s failed: %s",
+                                item["itemIdentifier"],
+                                log_reason(error),
+                            )
+                        span.record_error(cause or error, client_error=isinstance(cause, TenantAuthError))
                         failures.append(item)
                         if group is not None:
                             failed_groups.add(group)

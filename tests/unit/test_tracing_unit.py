@@ -1,0 +1,492 @@
+"""Tracing without X-Ray: the backend choice, cold start, and the spans every adapter opens.
+
+A fake :class:`Tracer` installed with ``set_tracer`` receives each adapter's spans; the
+X-Ray backend is exercised with a fake recorder (given a recorder, ``XRayTracer`` never
+imports aws_xray_sdk nor patches botocore). The real SDK is tested in
+tests/integration/test_tracing.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.issuer import DevIssuer
+from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
+from tenantscope import (
+    CredentialsUnavailable,
+    CrossTenantAccess,
+    InvalidEnvelope,
+    NoopTracer,
+    SqsRecord,
+    TenantAuthError,
+    Unauthorized,
+    XRayTracer,
+    _tracing,
+    api_handler,
+    current_tenant,
+    set_tracer,
+    sfn_task,
+    sqs_handler,
+)
+from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._jwt import JwksCache
+from tests.conftest import LambdaContext, http_api_event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- a fake backend ----------------------------------------------------------------------
+
+
+@dataclass
+class FakeSpan:
+    name: str
+    annotations: dict[str, Any] = field(default_factory=dict)
+    errors: list[tuple[type[BaseException], bool]] = field(default_factory=list)
+    escaped: type[BaseException] | None = None
+
+    def annotate(self, key: str, value: Any) -> None:
+        assert isinstance(value, str | int | float | bool), (key, value)
+        self.annotations[key] = value
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        self.errors.append((type(error), client_error))
+
+
+class FakeTracer:
+    """Keeps every span; notes the type of an exception escaping one (then lets it go)."""
+
+    def __init__(self) -> None:
+        self.spans: list[FakeSpan] = []
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[FakeSpan]:
+        span = FakeSpan(name)
+        self.spans.append(span)
+        try:
+            yield span
+        except BaseException as error:
+            span.escaped = type(error)
+            raise
+
+    def trace_header(self) -> str | None:
+        return None
+
+
+@pytest.fixture
+def tracer() -> Iterator[FakeTracer]:
+    fake = FakeTracer()
+    set_tracer(fake)
+    yield fake
+    set_tracer(None)
+
+
+@pytest.fixture
+def fresh_tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No tracer chosen yet, and a clean environment for the choice."""
+    for name in (
+        "LAMBDA_TASK_ROOT",
+        "AWS_XRAY_DAEMON_ADDRESS",
+        "TENANTSCOPE_TRACING",
+        "AWS_XRAY_SDK_ENABLED",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    set_tracer(None)
+    yield
+    set_tracer(None)
+
+
+# --- choosing the backend ----------------------------------------------------------------
+
+IN_LAMBDA_WITH_TRACING = {"LAMBDA_TASK_ROOT": "/var/task", "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "wanted"),
+    [
+        ({}, False),
+        ({"LAMBDA_TASK_ROOT": "/var/task"}, False),  # in Lambda, active tracing off
+        ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}, False),  # a daemon, but not Lambda
+        (IN_LAMBDA_WITH_TRACING, True),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "off"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "OFF"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "on"}, True),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "false"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "False"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "0"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "off"}, False),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "true"}, True),
+    ],
+)
+def test_xray_is_wanted_only_in_lambda_with_active_tracing_and_not_switched_off(
+    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None, environ: dict[str, str], wanted: bool
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert _tracing._tracing_wanted() is wanted
+
+
+def test_outside_lambda_the_tracer_is_the_noop(fresh_tracer: None) -> None:
+    tracer = _tracing.get_tracer()
+    assert isinstance(tracer, NoopTracer)
+    assert _tracing.get_tracer() is tracer  # chosen once per process
+
+
+@pytest.mark.parametrize("switch", [("TENANTSCOPE_TRACING", "off"), ("AWS_XRAY_SDK_ENABLED", "false")])
+def test_switched_off_in_lambda_the_tracer_is_the_noop(
+    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None, switch: tuple[str, str]
+) -> None:
+    for name, value in {**IN_LAMBDA_WITH_TRACING, switch[0]: switch[1]}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(_tracing, "XRayTracer", _Forbidden)
+    assert isinstance(_tracing.get_tracer(), NoopTracer)
+
+
+class _Forbidden:
+    def __init__(self) -> None:
+        raise AssertionError("XRayTracer must not be built")
+
+
+def test_in_lambda_with_active_tracing_the_tracer_is_xray(
+    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None
+) -> None:
+    built: list[object] = []
+
+    class StubXRay(NoopTracer):  # stands in for XRayTracer, which would patch botocore
+        def __init__(self) -> None:
+            built.append(self)
+
+    for name, value in IN_LAMBDA_WITH_TRACING.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(_tracing, "XRayTracer", StubXRay)
+    assert _tracing.get_tracer() is _tracing.get_tracer() is built[0]
+    assert len(built) == 1
+
+
+def test_set_tracer_installs_a_backend_and_none_detects_again(fresh_tracer: None) -> None:
+    fake = FakeTracer()
+    set_tracer(fake)
+    assert _tracing.get_tracer() is fake
+    set_tracer(None)
+    assert isinstance(_tracing.get_tracer(), NoopTracer)
+
+
+def test_cold_start_is_true_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tracing, "_cold_start", True)
+    assert [_tracing.take_cold_start() for _ in range(3)] == [True, False, False]
+
+
+def test_importing_tenantscope_does_not_import_the_xray_sdk() -> None:
+    code = (
+        "import sys, tenantscope\n"
+        "from tenantscope._tracing import get_tracer\n"
+        "before = 'aws_xray_sdk' in sys.modules\n"
+        "tracer = type(get_tracer()).__name__\n"
+        "print(before, 'aws_xray_sdk' in sys.modules, tracer)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LAMBDA_TASK_ROOT", "AWS_XRAY_DAEMON_ADDRESS")}
+    env["PYTHONPATH"] = str(ROOT / "layers" / "tenantscope")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.split() == ["False", "False", "NoopTracer"]
+
+
+# --- the no-op backend -------------------------------------------------------------------
+
+
+def test_the_noop_tracer_records_nothing_and_lets_errors_through() -> None:
+    tracer = NoopTracer()
+    with tracer.span("tenantscope.api") as span:
+        span.annotate("tenant_id", "acme")
+        span.record_error(RuntimeError("x"), client_error=True)
+    with pytest.raises(KeyError), tracer.span("tenantscope.sqs"):
+        raise KeyError("x")
+    assert tracer.trace_header() is None
+
+
+# --- the X-Ray backend, on a fake recorder -----------------------------------------------
+
+
+class FakeSubsegment:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.annotations: dict[str, Any] = {}
+        self.exceptions: list[BaseException] = []
+        self.fault = False
+        self.error = False
+        self.ended = False
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        self.annotations[key] = value
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        self.exceptions.append(exception)
+        self.fault = True  # what aws_xray_sdk's Entity.add_exception does
+
+    def add_error_flag(self) -> None:
+        self.error = True
+
+
+class FakeRecorder:
+    def __init__(self, *, segment: bool = True) -> None:
+        self.segment = segment
+        self.subsegments: list[FakeSubsegment] = []
+        self.open: list[FakeSubsegment] = []
+
+    def begin_subsegment(self, name: str) -> FakeSubsegment | None:
+        if not self.segment:
+            return None
+        subsegment = FakeSubsegment(name)
+        self.subsegments.append(subsegment)
+        self.open.append(subsegment)
+        return subsegment
+
+    def end_subsegment(self) -> None:
+        self.open.pop().ended = True
+
+    def get_trace_entity(self) -> Any:
+        if not self.segment:
+            return None
+        return type(
+            "Entity",
+            (),
+            {"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "53995c3f42cd8ad8", "sampled": True},
+        )()
+
+
+def test_xray_spans_are_subsegments_annotated_and_ended() -> None:
+    recorder = FakeRecorder()
+    tracer = XRayTracer(recorder)
+    with tracer.span("tenantscope.api") as span:
+        span.annotate("tenant_id", "acme")
+        span.annotate("cold_start", True)
+    (subsegment,) = recorder.subsegments
+    assert subsegment.name == "tenantscope.api"
+    assert subsegment.annotations == {"tenant_id": "acme", "cold_start": True}
+    assert subsegment.ended and not subsegment.fault and not subsegment.error
+
+
+@pytest.mark.parametrize(
+    ("error", "fault", "client"),
+    [
+        (RuntimeError("boom"), True, False),
+        (CredentialsUnavailable("credentials unavailable"), True, False),
+        (TenantAuthError("tenant envelope refused"), False, True),  # what @sfn_task raises
+        (InvalidEnvelope("bad signature"), False, True),
+    ],
+)
+def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
+    error: Exception, fault: bool, client: bool
+) -> None:
+    recorder = FakeRecorder()
+    with pytest.raises(type(error)), XRayTracer(recorder).span("tenantscope.sfn"):
+        raise error
+    (subsegment,) = recorder.subsegments
+    assert subsegment.exceptions == [error]
+    assert (subsegment.fault, subsegment.error) == (fault, client)
+    # Searchable, since X-Ray's fault/error keywords only judge a trace by its response.
+    assert subsegment.annotations == {
+        "failure": "error" if client else "fault",
+        "error_type": type(error).__name__,
+    }
+    assert subsegment.ended
+
+
+def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
+    recorder = FakeRecorder()
+    with XRayTracer(recorder).span("tenantscope.api") as span:
+        span.record_error(Unauthorized("missing Authorization header"), client_error=True)
+    (subsegment,) = recorder.subsegments
+    assert (subsegment.fault, subsegment.error) == (False, True)
+    assert subsegment.annotations == {"failure": "error", "error_type": "Unauthorized"}
+
+
+def test_without_a_segment_xray_spans_do_nothing() -> None:
+    recorder = FakeRecorder(segment=False)
+    tracer = XRayTracer(recorder)
+    with tracer.span("tenantscope.api") as span:
+        span.annotate("tenant_id", "acme")
+        span.record_error(RuntimeError("x"))
+    assert recorder.subsegments == []
+    assert tracer.trace_header() is None
+
+
+def test_the_xray_trace_header_continues_the_current_entity() -> None:
+    header = XRayTracer(FakeRecorder()).trace_header()
+    assert header == "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+# --- the spans each adapter opens --------------------------------------------------------
+
+
+def api(jwks: JwksCache, vendor: CredentialVendor, outcome: BaseException | None = None) -> Any:
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if outcome is not None:
+            raise outcome
+        return {"statusCode": 200, "body": current_tenant().tenant_id}
+
+    return handler
+
+
+def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
+    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
+    assert response["statusCode"] == 200
+    (span,) = tracer.spans
+    assert span.name == "tenantscope.api"
+    assert span.annotations["tenant_id"] == "acme"
+    assert span.annotations["tenant_source"] == "jwt"
+    assert isinstance(span.annotations["cold_start"], bool)
+    assert span.errors == [] and span.escaped is None
+
+
+@pytest.mark.parametrize(
+    ("token_tenant", "outcome", "status", "error", "client_error", "annotated"),
+    [
+        (None, None, 401, Unauthorized, True, False),  # no token: no tenant to annotate
+        ("acme", CrossTenantAccess("cross-tenant key"), 403, CrossTenantAccess, True, True),
+        ("acme", CredentialsUnavailable("credentials unavailable"), 503, CredentialsUnavailable, False, True),
+        ("acme", RuntimeError("boom"), 500, RuntimeError, False, True),
+    ],
+)
+def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
+    tracer: FakeTracer,
+    issuer: DevIssuer,
+    jwks: JwksCache,
+    vendor: CredentialVendor,
+    token_tenant: str | None,
+    outcome: BaseException | None,
+    status: int,
+    error: type[BaseException],
+    client_error: bool,
+    annotated: bool,
+) -> None:
+    token = issuer.token(token_tenant) if token_tenant else None
+    response = api(jwks, vendor, outcome)(http_api_event(token), LambdaContext())
+    assert response["statusCode"] == status
+    (span,) = tracer.spans
+    assert span.errors == [(error, client_error)]
+    assert span.escaped is None  # answered, not raised
+    assert ("tenant_id" in span.annotations) is annotated
+    assert "cold_start" in span.annotations
+
+
+def test_an_api_token_for_another_lambda_tenant_is_a_403_client_error(
+    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="globex"))
+    assert response["statusCode"] == 403
+    (span,) = tracer.spans
+    assert [(e.__name__, c) for e, c in span.errors] == [("Forbidden", True)]
+    assert "tenant_id" not in span.annotations  # the refused token's tenant is not trusted
+
+
+def test_credentials_unavailable_before_the_handler_is_a_fault(
+    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache
+) -> None:
+    sts = FakeSts()
+    sts.refuse = True
+    vendor = CredentialVendor(sts, sleep=lambda _: None)
+    response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
+    assert response["statusCode"] == 503
+    (span,) = tracer.spans
+    assert span.errors == [(CredentialsUnavailable, False)]
+    assert span.annotations["tenant_id"] == "acme"
+
+
+def test_each_sqs_record_is_its_own_span_with_its_tenant_and_message_id(
+    tracer: FakeTracer, vendor: CredentialVendor
+) -> None:
+    @sqs_handler(ring=RING, vendor=vendor)
+    def handler(record: SqsRecord, context: Any) -> None:
+        if record.json.get("fail"):
+            raise RuntimeError("handler failed")
+
+    tampered = signed_sqs_record('{"n":2}', tenant_id="globex", message_id="m-tampered")
+    tampered["body"] = '{"n":3}'
+    records = [
+        signed_sqs_record('{"n":0}', tenant_id="acme", message_id="m-acme"),
+        signed_sqs_record('{"n":1}', tenant_id="initech", message_id="m-initech"),
+        tampered,
+        signed_sqs_record('{"fail":true}', tenant_id="umbrella", message_id="m-raises"),
+    ]
+    result = handler(sqs_event(records), LambdaContext())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-tampered"}, {"itemIdentifier": "m-raises"}]}
+    assert [s.name for s in tracer.spans] == ["tenantscope.sqs"] * 4
+    by_message = {s.annotations["message_id"]: s for s in tracer.spans}
+    assert by_message["m-acme"].annotations == {
+        "message_id": "m-acme",
+        "tenant_id": "acme",
+        "tenant_source": "sqs",
+    }
+    assert by_message["m-initech"].annotations["tenant_id"] == "initech"
+    assert by_message["m-acme"].errors == by_message["m-initech"].errors == []
+    # A forged record has no trusted tenant: only its message id.
+    assert by_message["m-tampered"].annotations == {"message_id": "m-tampered"}
+    assert by_message["m-tampered"].errors == [(InvalidEnvelope, True)]
+    assert by_message["m-raises"].annotations["tenant_id"] == "umbrella"
+    assert by_message["m-raises"].errors == [(RuntimeError, False)]
+    assert all(s.escaped is None for s in tracer.spans)
+
+
+def test_a_step_functions_task_span_has_tenant_execution_and_task(
+    tracer: FakeTracer, vendor: CredentialVendor
+) -> None:
+    @sfn_task(ring=RING, vendor=vendor)
+    def reserve(payload: dict[str, Any], context: Any) -> str:
+        return current_tenant().tenant_id
+
+    event = sfn_task_event({"sku": "x"}, tenant_id="acme", execution_name="acme-exec-1")
+    assert reserve(event, LambdaContext())["results"] == {"reserve": "acme"}
+    (span,) = tracer.spans
+    assert span.name == "tenantscope.sfn"
+    assert span.annotations == {
+        "task": "reserve",
+        "tenant_id": "acme",
+        "tenant_source": "sfn",
+        "execution_name": "acme-exec-1",
+    }
+    assert span.errors == [] and span.escaped is None
+
+
+def test_a_refused_step_functions_task_escapes_its_span_as_tenant_auth_error(
+    tracer: FakeTracer, vendor: CredentialVendor
+) -> None:
+    @sfn_task(ring=RING, vendor=vendor, name="reserve")
+    def task(payload: dict[str, Any], context: Any) -> None:
+        raise AssertionError("must not run")
+
+    event = sfn_task_event({"sku": "x"}, tenant_id="acme", execution_name="acme-exec-1")
+    event["tenantscope"]["body"] = json.dumps({"sku": "y"})
+    with pytest.raises(TenantAuthError):
+        task(event, LambdaContext())
+    (span,) = tracer.spans
+    assert span.annotations == {"task": "reserve"}
+    assert span.escaped is TenantAuthError  # XRayTracer records it as a client error (see above)
+
+
+def test_a_failing_step_functions_task_escapes_its_span_with_its_own_type(
+    tracer: FakeTracer, vendor: CredentialVendor
+) -> None:
+    @sfn_task(ring=RING, vendor=vendor, name="reserve")
+    def task(payload: dict[str, Any], context: Any) -> None:
+        raise KeyError("sku")
+
+    with pytest.raises(KeyError):
+        task(sfn_task_event({"sku": "x"}, tenant_id="acme", execution_name="acme-exec-1"), LambdaContext())
+    (span,) = tracer.spans
+    assert span.annotations["tenant_id"] == "acme"
+    assert span.escaped is KeyError
