@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,20 +73,6 @@ def drain(aws: LocalAws, rounds: int = 10) -> list[tuple[int, list[str]]]:
             break
         batches.append((delivered, failed))
     return batches
-
-
-def wait_for_executions(aws: LocalAws, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
-    """Every execution of the order state machine, once none is still running."""
-    import boto3
-
-    sfn = boto3.client("stepfunctions")
-    arn = aws.physical["OrderStateMachine"]["Arn"]
-    deadline = time.monotonic() + timeout
-    while True:
-        executions = sfn.list_executions(stateMachineArn=arn)["executions"]
-        if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
-            return {e["name"]: sfn.describe_execution(executionArn=e["executionArn"]) for e in executions}
-        time.sleep(0.05)
 
 
 def main() -> int:
@@ -153,7 +138,7 @@ def main() -> int:
             f"{sum(len(f) for _, f in batches)} failures",
             batches == [(4, [])],
         )
-        executions = wait_for_executions(aws)
+        executions = aws.wait_for_executions()
         demo.expect(
             f"{len(executions)} executions ran",
             len(executions) == 4,
@@ -214,7 +199,7 @@ def main() -> int:
             tenant_id="acme",
         )
         sfn.start_execution(stateMachineArn=machine, name="started-as-another", input=json.dumps(document))
-        failed = wait_for_executions(aws)["started-as-another"]
+        failed = aws.wait_for_executions()["started-as-another"]
         demo.expect(
             f"input sealed for another execution -> {failed['status']} with {failed.get('error')}",
             failed["status"] == "FAILED" and failed.get("error") == "TenantAuthError",

@@ -430,6 +430,26 @@ class LocalAws:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages), failed
 
+    def wait_for_executions(self, timeout: float = 120.0) -> dict[str, dict[str, Any]]:
+        """Every execution of the template's state machines, once none is still running.
+
+        moto runs executions on background threads; they must not outlive the local AWS.
+        """
+        sfn = self._client("stepfunctions")
+        machines = [
+            p["Arn"]
+            for n, p in self.physical.items()
+            if self.template["Resources"].get(n, {}).get("Type") == "AWS::Serverless::StateMachine"
+        ]
+        deadline = time.monotonic() + timeout
+        while True:
+            executions = [
+                e for arn in machines for e in sfn.list_executions(stateMachineArn=arn)["executions"]
+            ]
+            if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
+                return {e["name"]: sfn.describe_execution(executionArn=e["executionArn"]) for e in executions}
+            time.sleep(0.05)
+
     def dispatch_lambda(self, function_name: str, payload: bytes | str | None) -> tuple[bytes, bool]:
         """Step Functions' Lambda invoke: run the named function; (response body, failed)."""
         name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
@@ -496,7 +516,10 @@ def local_aws(
             holder["aws"] = aws
             os.environ.update(aws.environment())
             os.environ.update(environment or {})
-            yield aws
+            try:
+                yield aws
+            finally:
+                aws.wait_for_executions()
     finally:
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
         os.environ.clear()

@@ -1,0 +1,239 @@
+"""Tenant isolation enforced by IAM itself, on a real deployment of template.yaml.
+
+moto ignores session policies and session tags, so only real AWS can show this. The suite reads the
+stack's outputs, assumes the tenant role for two fresh tenants with exactly the AssumeRole request
+tenantscope builds (:func:`tenantscope._policy.assume_role_request`, for the deployed isolation
+strategy), and then uses raw boto3 DynamoDB clients, NOT the tenantscope guard, so that every refusal
+below comes from IAM. Tenant A's id is a prefix of tenant B's (``acme-x`` and ``acme-x-corp``), so the
+``#`` after the id in the leading-key patterns is tested too.
+
+Skipped unless ``TENANTSCOPE_STACK_NAME`` and real AWS credentials are set; see conftest.py for the
+permissions the caller needs and for ``TENANTSCOPE_TEST_ROLE_ARN`` and ``TENANTSCOPE_ISOLATION``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tenantscope._config import ISOLATION_STRATEGIES, Settings, TableSpec
+from tenantscope._policy import assume_role_request
+from tests.aws.conftest import ISOLATION_ENV, TEST_ROLE_ENV, Target
+
+pytestmark = pytest.mark.aws
+
+RUN = uuid.uuid4().hex[:8]
+TENANTS = {"A": f"acme-{RUN}", "B": f"acme-{RUN}-corp"}
+ACCESS_DENIED = "AccessDeniedException"
+
+
+@dataclass(frozen=True)
+class Stack:
+    target: Target
+    table: str
+    tenant_role_arn: str
+    isolation: str
+
+
+def _error_code(error: Exception) -> str:
+    return error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+
+
+def _deployed_isolation(target: Target) -> str:
+    """TENANTSCOPE_ISOLATION, or the TENANTSCOPE_ISOLATION of a deployed function of the stack."""
+    configured = os.environ.get(ISOLATION_ENV, "").strip()
+    if configured:
+        assert configured in ISOLATION_STRATEGIES, f"{ISOLATION_ENV} must be one of {ISOLATION_STRATEGIES}"
+        return configured
+    try:
+        pages = target.client("cloudformation").get_paginator("list_stack_resources")
+        functions = [
+            resource["PhysicalResourceId"]
+            for page in pages.paginate(StackName=target.stack_name)
+            for resource in page["StackResourceSummaries"]
+            if resource["ResourceType"] == "AWS::Lambda::Function"
+        ]
+        for function in functions:
+            config = target.client("lambda").get_function_configuration(FunctionName=function)
+            value = config.get("Environment", {}).get("Variables", {}).get("TENANTSCOPE_ISOLATION")
+            if value:
+                return str(value)
+    except (BotoCoreError, ClientError) as error:
+        pytest.fail(
+            f"could not read the deployed isolation strategy ({_error_code(error)}): set "
+            f"{ISOLATION_ENV}=session-tags or session-policy, as deployed"
+        )
+    pytest.fail(f"no function of {target.stack_name} sets TENANTSCOPE_ISOLATION; set {ISOLATION_ENV}")
+
+
+@pytest.fixture(scope="session")
+def stack(aws_target: Target) -> Stack:
+    try:
+        (description,) = aws_target.client("cloudformation").describe_stacks(StackName=aws_target.stack_name)[
+            "Stacks"
+        ]
+    except ClientError as error:
+        pytest.fail(
+            f"cannot describe stack {aws_target.stack_name} in {aws_target.region} "
+            f"as {aws_target.caller_arn}: {_error_code(error)}"
+        )
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
+    missing = {"AppTableName", "TenantRoleArn"} - set(outputs)
+    assert not missing, (
+        f"{aws_target.stack_name} lacks outputs {sorted(missing)}: deploy the current template"
+    )
+    return Stack(
+        aws_target, outputs["AppTableName"], outputs["TenantRoleArn"], _deployed_isolation(aws_target)
+    )
+
+
+def _assumer(stack: Stack) -> Any:
+    """The STS client that assumes the tenant role: the caller's, or TENANTSCOPE_TEST_ROLE_ARN's."""
+    sts = stack.target.client("sts")
+    test_role = os.environ.get(TEST_ROLE_ENV, "").strip()
+    if not test_role:
+        return sts
+    try:
+        credentials = sts.assume_role(RoleArn=test_role, RoleSessionName="tenantscope-aws-tests")[
+            "Credentials"
+        ]
+    except ClientError as error:
+        pytest.fail(f"cannot assume {TEST_ROLE_ENV}={test_role} ({_error_code(error)})")
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=stack.target.region,
+    ).client("sts")
+
+
+@pytest.fixture(scope="session")
+def tenant_sessions(stack: Stack) -> dict[str, Any]:
+    """A boto3 session per tenant, scoped by IAM to that tenant (the request tenantscope builds)."""
+    settings = Settings.load(
+        environ={},
+        role_arn=stack.tenant_role_arn,
+        isolation=stack.isolation,
+        tables=(TableSpec(stack.table, "pk"),),
+        region=stack.target.region,
+    )
+    sts = _assumer(stack)
+    sessions = {}
+    for label, tenant in TENANTS.items():
+        request = assume_role_request(tenant, settings)
+        try:
+            credentials = sts.assume_role(**request.to_boto3())["Credentials"]
+        except ClientError as error:
+            pytest.fail(
+                f"cannot assume {stack.tenant_role_arn} ({_error_code(error)}): its trust policy admits only "
+                f"the stack's function roles; run as one of them, or add a test role to the trust policy "
+                f"(with sts:AssumeRole, sts:TagSession, sts:SetSourceIdentity) and set {TEST_ROLE_ENV}"
+            )
+        sessions[label] = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=stack.target.region,
+        )
+    return sessions
+
+
+def _key(label: str) -> dict[str, Any]:
+    return {"pk": {"S": f"TENANT#{TENANTS[label]}#ITEM"}, "sk": {"S": f"aws-probe-{RUN}"}}
+
+
+@pytest.fixture(scope="session")
+def probe_items(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[None]:
+    """Each tenant writes one item under its own keys, and deletes it at the end."""
+    for label, session in tenant_sessions.items():
+        item = {**_key(label), "owner": {"S": TENANTS[label]}}
+        session.client("dynamodb").put_item(TableName=stack.table, Item=item)
+    yield
+    for label, session in tenant_sessions.items():
+        session.client("dynamodb").delete_item(TableName=stack.table, Key=_key(label))
+
+
+def _owner(stack: Stack, session: Any, label: str) -> str | None:
+    item = session.client("dynamodb").get_item(TableName=stack.table, Key=_key(label), ConsistentRead=True)
+    owner = item.get("Item", {}).get("owner", {}).get("S")
+    return str(owner) if owner is not None else None
+
+
+def test_the_scoped_session_is_the_tenant_role_for_that_tenant(
+    stack: Stack, tenant_sessions: dict[str, Any]
+) -> None:
+    role_name = stack.tenant_role_arn.rsplit("/", 1)[-1]
+    arn = tenant_sessions["B"].client("sts").get_caller_identity()["Arn"]
+    assert arn.endswith(f":assumed-role/{role_name}/{TENANTS['B']}"), arn
+
+
+@pytest.mark.usefixtures("probe_items")
+def test_a_tenant_reads_and_writes_its_own_keys(stack: Stack, tenant_sessions: dict[str, Any]) -> None:
+    dynamodb = tenant_sessions["B"].client("dynamodb")
+    assert _owner(stack, tenant_sessions["B"], "B") == TENANTS["B"]
+    dynamodb.put_item(
+        TableName=stack.table, Item={**_key("B"), "owner": {"S": TENANTS["B"]}, "n": {"N": "2"}}
+    )
+    result = dynamodb.query(
+        TableName=stack.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": _key("B")["pk"]},
+        ConsistentRead=True,
+    )
+    assert result["Count"] >= 1
+
+
+def _cross_tenant_call(
+    stack: Stack, dynamodb: Any, victim: str, attacker: str, operation: str
+) -> Callable[[], Any]:
+    calls: dict[str, Callable[[], Any]] = {
+        "GetItem": lambda: dynamodb.get_item(TableName=stack.table, Key=_key(victim)),
+        "Query": lambda: dynamodb.query(
+            TableName=stack.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": _key(victim)["pk"]},
+        ),
+        "PutItem": lambda: dynamodb.put_item(
+            TableName=stack.table, Item={**_key(victim), "owner": {"S": TENANTS[attacker]}}
+        ),
+    }
+    return calls[operation]
+
+
+@pytest.mark.usefixtures("probe_items")
+@pytest.mark.parametrize("operation", ["GetItem", "Query", "PutItem"])
+@pytest.mark.parametrize(("attacker", "victim"), [("B", "A"), ("A", "B")], ids=["B-on-A", "A-on-B"])
+def test_another_tenants_keys_are_access_denied(
+    stack: Stack, tenant_sessions: dict[str, Any], attacker: str, victim: str, operation: str
+) -> None:
+
+    call = _cross_tenant_call(
+        stack, tenant_sessions[attacker].client("dynamodb"), victim, attacker, operation
+    )
+    with pytest.raises(ClientError) as raised:
+        call()
+    assert _error_code(raised.value) == ACCESS_DENIED
+    assert _owner(stack, tenant_sessions[victim], victim) == TENANTS[victim], "the victim's item changed"
+
+
+@pytest.mark.usefixtures("probe_items")
+def test_scan_is_access_denied(stack: Stack, tenant_sessions: dict[str, Any]) -> None:
+    with pytest.raises(ClientError) as raised:
+        tenant_sessions["B"].client("dynamodb").scan(TableName=stack.table, Limit=1)
+    assert _error_code(raised.value) == ACCESS_DENIED
+
+
+@pytest.mark.usefixtures("probe_items")
+def test_partiql_is_access_denied_even_on_own_keys(stack: Stack, tenant_sessions: dict[str, Any]) -> None:
+    with pytest.raises(ClientError) as raised:
+        tenant_sessions["B"].client("dynamodb").execute_statement(
+            Statement=f'SELECT * FROM "{stack.table}" WHERE pk = ?', Parameters=[_key("B")["pk"]]
+        )
+    assert _error_code(raised.value) == ACCESS_DENIED

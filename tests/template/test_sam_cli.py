@@ -1,0 +1,182 @@
+"""The SAM CLI gates of ``make test``: ``sam validate --lint`` and ``sam build``.
+
+``sam build`` runs without Docker here, so it needs the Lambda runtime's python (python3.13) on PATH.
+With pyenv that is ``PYENV_VERSION=3.11.7:3.12.1:3.13.0``, which the Makefile exports; these tests
+also try it when the inherited environment has no python3.13. Where the runtime's python (or make,
+for the layer's makefile build) is missing, the build tests are skipped with a reason naming it.
+
+Everything ``sam build`` writes goes to a temporary directory (``--build-dir``, ``--cache-dir`` and
+the working directory, which holds ``.aws-sam/deps``), never into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.template.conftest import ROOT, TEMPLATE, load_yaml, sam_template
+
+pytestmark = pytest.mark.sam
+
+SAM = Path(sys.executable).with_name("sam")
+MAKEFILE_PYENV_VERSION = "3.11.7:3.12.1:3.13.0"  # what the Makefile exports for sam build
+RUNTIME: str = sam_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
+APP_SOURCE = ROOT / "functions" / "app"
+LAYER_SOURCE = ROOT / "layers" / "tenantscope" / "tenantscope"
+EM_AARCH64 = 183  # ELF e_machine of arm64
+
+
+def _sam_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "SAM_CLI_TELEMETRY": "0", **extra}
+
+
+def _require_sam() -> None:
+    if not SAM.exists():
+        pytest.skip(f"aws-sam-cli is not installed: no {SAM} (run `make install`)")
+
+
+def _python_runs(python: str, env: dict[str, str]) -> bool:
+    # A pyenv shim is always on PATH; only running it tells whether the version is selected.
+    executable = shutil.which(python, path=env.get("PATH"))
+    if executable is None:
+        return False
+    try:
+        result = subprocess.run([executable, "-c", "pass"], env=env, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def _build_env() -> dict[str, str]:
+    """An environment in which the runtime's python resolves, or skip naming what is missing."""
+    tried = []
+    for extra in ({}, {"PYENV_VERSION": MAKEFILE_PYENV_VERSION}):
+        env = _sam_env(**extra)
+        tried.append(f"PYENV_VERSION={env.get('PYENV_VERSION', '<unset>')}")
+        if _python_runs(RUNTIME, env):
+            if shutil.which("make", path=env.get("PATH")) is None:
+                pytest.skip("make is missing: the tenantscope layer is built with BuildMethod: makefile")
+            return env
+    pytest.skip(
+        f"{RUNTIME} is missing: sam build without Docker needs the Lambda runtime's python on PATH "
+        f"(tried {' and '.join(tried)}); install it, e.g. `pyenv install 3.13`, and put {RUNTIME} on PATH, "
+        f"e.g. PYENV_VERSION={MAKEFILE_PYENV_VERSION}"
+    )
+
+
+def _tail(result: subprocess.CompletedProcess[str], lines: int = 40) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
+
+
+def test_sam_validate_lint_passes() -> None:
+    _require_sam()
+    result = subprocess.run(
+        [str(SAM), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=_sam_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"sam validate --lint failed:\n{_tail(result)}"
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@dataclass(frozen=True)
+class Build:
+    result: subprocess.CompletedProcess[str]
+    build_dir: Path
+
+    def template(self) -> dict[str, Any]:
+        if self.result.returncode != 0:
+            pytest.fail(f"sam build failed:\n{_tail(self.result)}")
+        return load_yaml(self.build_dir / "template.yaml")
+
+    def artifacts(self, kind: str) -> dict[str, Path]:
+        """``{logical id: built directory}`` of the resources of this SAM type."""
+        uri = "ContentUri" if kind == "AWS::Serverless::LayerVersion" else "CodeUri"
+        return {
+            name: self.build_dir / resource["Properties"][uri]
+            for name, resource in self.template()["Resources"].items()
+            if resource["Type"] == kind
+        }
+
+
+@pytest.fixture(scope="module")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    _require_sam()
+    env = _build_env()
+    work = tmp_path_factory.mktemp("sam-build")
+    result = subprocess.run(
+        [
+            str(SAM),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(work / "build"),
+            "--cache-dir",
+            str(work / "cache"),
+        ],
+        cwd=work,  # sam keeps .aws-sam/deps under the working directory
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return Build(result, work / "build")
+
+
+def test_sam_build_succeeds(sam_build: Build) -> None:
+    assert sam_build.result.returncode == 0, f"sam build failed:\n{_tail(sam_build.result)}"
+    assert "Build Succeeded" in sam_build.result.stdout + sam_build.result.stderr
+    assert (sam_build.build_dir / "template.yaml").is_file()
+
+
+def test_every_function_build_has_the_app_code(sam_build: Build) -> None:
+    functions = sam_build.artifacts("AWS::Serverless::Function")
+    assert functions
+    expected = {p.relative_to(APP_SOURCE.parent) for p in APP_SOURCE.glob("*.py")}
+    assert Path("app/api.py") in expected
+    for name, directory in functions.items():
+        built = {p.relative_to(directory) for p in (directory / "app").glob("*.py")}
+        assert expected <= built, f"{name} build lacks {sorted(map(str, expected - built))}"
+        assert not (directory / "tenantscope").exists(), (
+            f"{name} bundles tenantscope; it belongs in the layer"
+        )
+        for runtime_package in ("boto3", "botocore"):
+            assert not (directory / runtime_package).exists(), f"{name} bundles {runtime_package}"
+
+
+def _elf_machine(path: Path) -> int | None:
+    header = path.read_bytes()[:20]
+    if header[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def test_the_layer_has_tenantscope_and_its_dependencies_for_arm64_but_not_boto(sam_build: Build) -> None:
+    (layer,) = sam_build.artifacts("AWS::Serverless::LayerVersion").values()
+    python = layer / "python"
+    for package in ("tenantscope", "jwt", "aws_xray_sdk"):
+        assert (python / package / "__init__.py").is_file(), f"the layer lacks python/{package}"
+    source = {p.relative_to(LAYER_SOURCE) for p in LAYER_SOURCE.rglob("*.py")}
+    built = {p.relative_to(python / "tenantscope") for p in (python / "tenantscope").rglob("*.py")}
+    assert built == source, "the layer's tenantscope differs from layers/tenantscope/tenantscope"
+    bundled = sorted(
+        p.name
+        for p in python.iterdir()
+        if p.name.lower().split("-")[0] in ("boto3", "botocore") or p.name in ("boto3", "botocore")
+    )
+    assert not bundled, f"the runtime provides boto3/botocore; the layer must not bundle {bundled}"
+    machines = {p.relative_to(python): _elf_machine(p) for p in python.rglob("*.so")}
+    assert machines, "expected compiled extensions (cryptography)"
+    wrong = {str(p): m for p, m in machines.items() if m != EM_AARCH64}
+    assert not wrong, f"not arm64 (e_machine {EM_AARCH64}): {wrong}"

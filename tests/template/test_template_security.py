@@ -1,0 +1,682 @@
+"""Security gates on template.yaml, as CloudFormation would create it.
+
+The template is transformed with samtranslator and resolved for every IsolationStrategy and
+CreateUserPool value (see conftest.py), so the assertions are on the CloudFormation that would be
+deployed, including what SAM generates: execution roles, managed policies, event source mappings.
+Policies are compared and evaluated as data with :mod:`tests.iam_eval`, since moto cannot enforce them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tenantscope._config import Settings
+from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
+from tests.iam_eval import abac_policy, allowed_by_all, glob_match, is_allowed
+from tests.template.conftest import ROOT, Deployment, deployment_for, references, sam_template
+
+APP_TABLE = "AppTable"
+REPLAY_TABLE = "ReplayTable"
+TENANT_ROLE = "TenantRole"
+WORKER = "OrderWorkerFunction"
+STATE_MACHINE = "OrderStateMachine"
+RUNTIME = "python3.13"
+TENANT_TAG = "TenantId"
+
+# Never for a tenant role: Scan has no leading key (ForAllValues:StringLike is vacuously true) and
+# PartiQL is not limited by dynamodb:LeadingKeys the way item calls are.
+FORBIDDEN_TENANT_ACTIONS = (
+    "dynamodb:Scan",
+    "dynamodb:ExecuteStatement",
+    "dynamodb:BatchExecuteStatement",
+    "dynamodb:ExecuteTransaction",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
+DYNAMODB_WRITE_ACTIONS = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:ExecuteStatement",
+    "dynamodb:BatchExecuteStatement",
+    "dynamodb:ExecuteTransaction",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
+# AWS managed policies reviewed to hold no DynamoDB action (CloudWatch Logs, X-Ray, SQS receive and
+# delete). Any other managed policy on a role of this stack fails the gate until it is reviewed.
+REVIEWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+EXPECTED_ROUTES = {
+    ("PUT", "/items/{id}"),
+    ("GET", "/items/{id}"),
+    ("GET", "/items"),
+    ("DELETE", "/items/{id}"),
+    ("POST", "/orders"),
+    ("GET", "/orders/{id}"),
+}
+REQUIRED_OUTPUTS = {
+    # output name: the type of the resource it must name
+    "ApiUrl": "AWS::ApiGatewayV2::Api",
+    "OrderQueueUrl": "AWS::SQS::Queue",
+    "OrderStateMachineArn": "AWS::StepFunctions::StateMachine",
+    "AppTableName": "AWS::DynamoDB::Table",
+    "TenantScopeLayerArn": "AWS::Lambda::LayerVersion",
+    "TenantRoleArn": "AWS::IAM::Role",  # read by tests/aws
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allow_statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for statement in _as_list(document.get("Statement", [])):
+        if statement.get("Effect") == "Allow":
+            yield statement
+
+
+def _touches_dynamodb(pattern: str) -> bool:
+    """Could this Action pattern match some DynamoDB action? (``*``, ``dynamodb:*``, ``dynamo*:Get*``...)"""
+    service, colon, _ = pattern.partition(":")
+    if not colon:
+        return glob_match(pattern, "dynamodb:GetItem", ignore_case=True)
+    return glob_match(service, "dynamodb", ignore_case=True)
+
+
+def _matches_any_action(pattern: str, actions: tuple[str, ...]) -> bool:
+    return any(glob_match(pattern, action, ignore_case=True) for action in actions)
+
+
+def _reaches(deployment: Deployment, resource: Any, target: str) -> bool:
+    """Does a policy Resource value name ``target``: by Ref/GetAtt/Sub of it, or as a pattern
+    (``*``, ``arn:aws:dynamodb:*:*:table/*``...) matching its ARN, its indexes or its streams?"""
+    if target in references(resource):
+        return True
+    rendered = deployment.render(resource)
+    arn = deployment.arn(target)
+    return isinstance(rendered, str) and any(
+        glob_match(rendered, candidate) for candidate in (arn, f"{arn}/index/gsi1", f"{arn}/stream/2026")
+    )
+
+
+def _grants(deployment: Deployment, role: str, action_matches: Any, target: str) -> list[str]:
+    """Where ``role`` is allowed an action matching ``action_matches`` on ``target``."""
+    found = []
+    for source, document in deployment.policies_of_role(role):
+        for statement in _allow_statements(document):
+            actions = "NotAction" in statement or any(
+                action_matches(a) for a in _as_list(statement["Action"])
+            )
+            on_target = "NotResource" in statement or any(
+                _reaches(deployment, r, target) for r in _as_list(statement["Resource"])
+            )
+            if actions and on_target:
+                found.append(f"{source} statement {statement.get('Sid', '?')}")
+    return found
+
+
+def _normalise(policy: Any) -> Any:
+    """A policy with single values as lists and lists sorted: equal as IAM data, whatever the order."""
+    if isinstance(policy, dict):
+        return {key: _normalise(value) for key, value in policy.items()}
+    if isinstance(policy, list):
+        items = [_normalise(item) for item in policy]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    return policy
+
+
+def _normalise_statement_values(document: dict[str, Any]) -> dict[str, Any]:
+    statements = []
+    for statement in _as_list(document["Statement"]):
+        statement = dict(statement)
+        for key in ("Action", "NotAction", "Resource", "NotResource"):
+            if key in statement:
+                statement[key] = _as_list(statement[key])
+        statement["Condition"] = {
+            operator: {key: _as_list(values) for key, values in block.items()}
+            for operator, block in statement.get("Condition", {}).items()
+        }
+        statements.append(statement)
+    normalised: dict[str, Any] = _normalise({**document, "Statement": statements})
+    return normalised
+
+
+def _tenant_policies(deployment: Deployment) -> list[tuple[str, dict[str, Any]]]:
+    return deployment.policies_of_role(TENANT_ROLE)
+
+
+def _settings(deployment: Deployment, function: str = "ApiFunction") -> Settings:
+    """The tenantscope settings a deployed function would load from its environment."""
+    return Settings.load(environ=deployment.environment(function))
+
+
+# --- functions and layer ------------------------------------------------------------------------
+
+
+def test_every_function_is_traced_arm64_on_the_runtime_with_the_layer_and_json_logs(
+    deployment: Deployment,
+) -> None:
+    functions = deployment.of_type("AWS::Lambda::Function")
+    layers = deployment.of_type("AWS::Lambda::LayerVersion")
+    assert len(layers) == 1, f"expected the tenantscope layer, found {sorted(layers)}"
+    (layer,) = layers
+    assert len(functions) >= 6, sorted(functions)
+    for name, props in functions.items():
+        assert props.get("TracingConfig") == {"Mode": "Active"}, name
+        assert props.get("Architectures") == ["arm64"], name
+        assert props.get("Runtime") == RUNTIME, name
+        assert {"Ref": layer} in props.get("Layers", []), f"{name} lacks the tenantscope layer"
+        assert props.get("LoggingConfig", {}).get("LogFormat") == "JSON", name
+
+
+def test_the_layer_is_built_for_the_runtime_and_architecture(deployment: Deployment) -> None:
+    ((_, layer),) = deployment.of_type("AWS::Lambda::LayerVersion").items()
+    assert layer["CompatibleRuntimes"] == [RUNTIME]
+    assert layer["CompatibleArchitectures"] == ["arm64"]
+    (source,) = [
+        r for r in sam_template()["Resources"].values() if r["Type"] == "AWS::Serverless::LayerVersion"
+    ]
+    assert source["Metadata"].get("BuildArchitecture") == "arm64"
+
+
+def test_every_handler_exists_in_the_function_code() -> None:
+    template = sam_template()
+    code_uri = template.get("Globals", {}).get("Function", {}).get("CodeUri")
+    functions = {
+        n: r["Properties"]
+        for n, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert functions
+    for name, props in functions.items():
+        module, _, attribute = props["Handler"].rpartition(".")
+        path = ROOT / props.get("CodeUri", code_uri) / (module.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name}: {path} missing"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = {
+            node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        } | {
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        assert attribute in defined, f"{name}: {props['Handler']} is not defined at the top of {path.name}"
+
+
+# --- queue ----------------------------------------------------------------------------------------
+
+
+def _worker_mapping(deployment: Deployment) -> dict[str, Any]:
+    mappings = [
+        props
+        for props in deployment.of_type("AWS::Lambda::EventSourceMapping").values()
+        if props.get("FunctionName") == {"Ref": WORKER}
+    ]
+    assert len(mappings) == 1, f"expected one event source mapping for {WORKER}, found {len(mappings)}"
+    return mappings[0]
+
+
+def _queue_of(mapping: dict[str, Any]) -> str:
+    logical, attribute = mapping["EventSourceArn"]["Fn::GetAtt"]
+    assert attribute == "Arn"
+    return str(logical)
+
+
+def test_the_worker_takes_batches_of_10_and_reports_batch_item_failures(deployment: Deployment) -> None:
+    mapping = _worker_mapping(deployment)
+    assert deployment.type_of(_queue_of(mapping)) == "AWS::SQS::Queue"
+    assert mapping.get("FunctionResponseTypes") == ["ReportBatchItemFailures"]
+    assert mapping.get("BatchSize") == 10
+
+
+def test_the_order_queue_redrives_to_an_encrypted_dead_letter_queue(deployment: Deployment) -> None:
+    queue = _queue_of(_worker_mapping(deployment))
+    props = deployment.props(queue)
+    redrive = props.get("RedrivePolicy")
+    assert redrive, f"{queue} has no RedrivePolicy"
+    dlq, attribute = redrive["deadLetterTargetArn"]["Fn::GetAtt"]
+    assert attribute == "Arn" and dlq != queue and deployment.type_of(dlq) == "AWS::SQS::Queue"
+    assert isinstance(redrive.get("maxReceiveCount"), int) and 1 <= redrive["maxReceiveCount"] <= 10
+    default_retention = 345600
+    dlq_props = deployment.props(dlq)
+    assert dlq_props.get("MessageRetentionPeriod", default_retention) >= props.get(
+        "MessageRetentionPeriod", default_retention
+    ), "the DLQ must keep messages at least as long as the queue"
+    for name, queue_props in ((queue, props), (dlq, dlq_props)):
+        assert queue_props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue_props, name
+
+
+def test_the_visibility_timeout_is_at_least_six_worker_timeouts(deployment: Deployment) -> None:
+    queue = _queue_of(_worker_mapping(deployment))
+    visibility = deployment.props(queue).get("VisibilityTimeout", 30)
+    timeout = deployment.props(WORKER).get("Timeout", 3)
+    assert int(visibility) >= 6 * int(timeout), (
+        f"VisibilityTimeout {visibility} < 6 x {WORKER} Timeout {timeout}"
+    )
+
+
+# --- least privilege of the execution roles ------------------------------------------------------
+
+
+def test_no_role_but_the_tenant_role_reaches_the_app_table(deployment: Deployment) -> None:
+    roles = set(deployment.of_type("AWS::IAM::Role")) - {TENANT_ROLE}
+    function_roles = set(deployment.function_roles().values())
+    assert function_roles and function_roles <= roles
+    for role in sorted(roles):
+        grants = _grants(deployment, role, _touches_dynamodb, APP_TABLE)
+        assert not grants, f"{role} can call DynamoDB on {APP_TABLE}: {grants}"
+        unreviewed = set(deployment.external_managed_policies(role)) - REVIEWED_MANAGED_POLICIES
+        assert not unreviewed, f"{role} has managed policies not reviewed for DynamoDB access: {unreviewed}"
+
+
+def test_only_the_worker_writes_the_replay_table(deployment: Deployment) -> None:
+    env = deployment.environment(WORKER)
+    assert env["TENANTSCOPE_REPLAY_TABLE"] == deployment.name(REPLAY_TABLE)
+
+    def writes(pattern: str) -> bool:
+        return _matches_any_action(pattern, DYNAMODB_WRITE_ACTIONS)
+
+    writers = {
+        role
+        for role in deployment.of_type("AWS::IAM::Role")
+        if role != TENANT_ROLE and _grants(deployment, role, writes, REPLAY_TABLE)
+    }
+    assert writers == {deployment.function_roles()[WORKER]}
+
+
+def test_functions_may_assume_only_the_tenant_role(deployment: Deployment) -> None:
+    tenant_role_arn = deployment.arn(TENANT_ROLE)
+    for function, role in deployment.function_roles().items():
+        assert deployment.environment(function)["TENANTSCOPE_ROLE_ARN"] == tenant_role_arn, function
+        assumable = {
+            deployment.render(resource)
+            for _, document in deployment.policies_of_role(role)
+            for statement in _allow_statements(document)
+            if any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in _as_list(statement["Action"]))
+            for resource in _as_list(statement["Resource"])
+        }
+        assert assumable == {tenant_role_arn}, f"{role} may assume {assumable}"
+
+
+def _role_allows(deployment: Deployment, function: str, action: str, resource: str) -> bool:
+    role = deployment.function_roles()[function]
+    documents = [deployment.render(document) for _, document in deployment.policies_of_role(role)]
+    return any(is_allowed(document, action, resource) for document in documents)
+
+
+def test_function_roles_grant_what_tenantscope_calls_with_them(deployment: Deployment) -> None:
+    """Least privilege must still work: each function's own role can do what the layer does with it."""
+    secret, tenant_role = deployment.arn("SigningKeys"), deployment.arn(TENANT_ROLE)
+    queue = _queue_of(_worker_mapping(deployment))
+    assert deployment.environment("ApiFunction")["ORDER_QUEUE_URL"] == deployment.ref(queue)
+    needs = [("ApiFunction", "sqs:SendMessage", deployment.arn(queue))]
+    needs.append((WORKER, "states:StartExecution", deployment.arn(STATE_MACHINE)))
+    for function in deployment.function_roles():
+        assert deployment.environment(function)["TENANTSCOPE_SIGNING_KEYS"] == f"secretsmanager:{secret}"
+        needs.append((function, "secretsmanager:GetSecretValue", secret))
+        needs += [
+            (function, a, tenant_role) for a in ("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity")
+        ]
+    missing = [need for need in needs if not _role_allows(deployment, *need)]
+    assert not missing, f"denied: {missing}"
+
+
+class _RecordingDynamoDb:
+    """A DynamoDB client double that records the API operations called on it."""
+
+    class exceptions:  # the shape of a boto3 client
+        class ConditionalCheckFailedException(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.actions: list[str] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**_: Any) -> dict[str, Any]:
+            self.actions.append("dynamodb:" + operation.title().replace("_", ""))
+            return {}
+
+        return call
+
+
+def test_the_worker_role_grants_what_the_replay_guard_calls() -> None:
+    from tenantscope._replay import DynamoDbReplayGuard
+
+    deployment = deployment_for("session-tags", False)
+    client = _RecordingDynamoDb()
+    guard = DynamoDbReplayGuard(deployment.name(REPLAY_TABLE), client=client)
+    envelope: Any = SimpleNamespace(envelope_id="e-1", tenant_id="acme", expires_at=2_000_000_000)
+    guard.admit(envelope, "m-1")
+    guard.complete(envelope, "m-1")
+    assert client.actions
+    denied = {
+        a for a in client.actions if not _role_allows(deployment, WORKER, a, deployment.arn(REPLAY_TABLE))
+    }
+    assert not denied, f"{WORKER}'s role is denied {sorted(denied)} on {REPLAY_TABLE}"
+
+
+# --- the tenant role ----------------------------------------------------------------------------
+
+_ACCOUNT_ROOT = re.compile(r"^(arn:[^:]+:iam::)?\d{12}(:root)?$")
+
+
+def test_the_tenant_role_trusts_exactly_this_stacks_function_roles(deployment: Deployment) -> None:
+    document = deployment.props(TENANT_ROLE)["AssumeRolePolicyDocument"]
+    function_roles = set(deployment.function_roles().values())
+    trusted: set[str] = set()
+    actions: set[str] = set()
+    for statement in _as_list(document["Statement"]):
+        assert "NotPrincipal" not in statement
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement["Principal"]
+        assert principal != "*", "the trust policy is open to everyone"
+        assert set(principal) == {"AWS"}, f"unexpected principal types: {sorted(principal)}"
+        for entry in _as_list(principal["AWS"]):
+            rendered = deployment.render(entry)
+            assert rendered != "*", "the trust policy is open to every AWS principal"
+            assert not _ACCOUNT_ROOT.match(rendered), f"the trust policy is open to an account: {rendered}"
+            assert isinstance(entry, dict) and set(entry) == {"Fn::GetAtt"}, (
+                f"not a role of this stack: {entry}"
+            )
+            logical, attribute = entry["Fn::GetAtt"]
+            assert attribute == "Arn" and logical in function_roles, f"not a function role: {logical}"
+            trusted.add(logical)
+        actions.update(_as_list(statement["Action"]))
+    assert trusted == function_roles
+    assert {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"} <= actions
+
+
+def test_the_tenant_role_never_gets_scan_partiql_or_wildcards(deployment: Deployment) -> None:
+    assert not deployment.props(TENANT_ROLE).get("ManagedPolicyArns"), "no managed policy on the tenant role"
+    policies = _tenant_policies(deployment)
+    expected = {"session-tags": "TenantAbacPolicy", "session-policy": "TenantSessionPolicyBoundary"}
+    assert [source for source, _ in policies] == [expected[deployment.isolation]]
+    table_arn = deployment.arn(APP_TABLE)
+    for source, document in policies:
+        for statement in _allow_statements(document):
+            assert "NotAction" not in statement and "NotResource" not in statement, source
+            for action in _as_list(statement["Action"]):
+                assert not _matches_any_action(action, FORBIDDEN_TENANT_ACTIONS), f"{source} allows {action}"
+                assert action in ITEM_ACTIONS, f"{source} allows {action}, not an item action"
+            resources = set(deployment.render(_as_list(statement["Resource"])))
+            assert resources <= {table_arn, f"{table_arn}/index/*"}, f"{source} reaches {resources}"
+            null = statement.get("Condition", {}).get("Null", {}).get("dynamodb:LeadingKeys")
+            assert str(null).lower() == "false", f"{source} lacks Null dynamodb:LeadingKeys false"
+
+
+@pytest.mark.parametrize("user_pool", [False, True], ids=["no-userpool", "userpool"])
+def test_the_session_tags_policy_is_the_abac_policy(user_pool: bool) -> None:
+    deployment = deployment_for("session-tags", user_pool)
+    ((_, document),) = _tenant_policies(deployment)
+    expected = abac_policy([deployment.arn(APP_TABLE)])
+    assert _normalise_statement_values(deployment.render(document)) == _normalise_statement_values(expected)
+
+
+def _effective(deployment: Deployment, tenant: str | None) -> Any:
+    """``allowed(action, leading_keys, resource=table)`` for a session of the tenant role assumed with
+    the exact request tenantscope builds from a deployed function's environment."""
+    (_, role_policy) = _tenant_policies(deployment)[0]
+    role_policy = deployment.render(role_policy)
+    settings = _settings(deployment)
+    assert settings.isolation == deployment.isolation
+    request = assume_role_request(tenant, settings) if tenant else None
+    policies = [role_policy]
+    if request is not None and request.policy is not None:
+        policies.append(json.loads(request.policy))
+    tags = dict(request.tags) if request is not None else {}
+    table_arn = deployment.arn(APP_TABLE)
+
+    def allowed(action: str, keys: list[str] | None, resource: str = table_arn) -> bool:
+        context = {"dynamodb:LeadingKeys": keys} if keys is not None else None
+        return allowed_by_all(policies, action, resource, context, tags)
+
+    return allowed
+
+
+@pytest.mark.parametrize(("tenant", "other"), [("acme", "acme-corp"), ("acme-corp", "acme")])
+def test_a_tenant_session_reaches_its_own_keys_only(deployment: Deployment, tenant: str, other: str) -> None:
+    allowed = _effective(deployment, tenant)
+    own = [f"TENANT#{tenant}", f"TENANT#{tenant}#ITEM"]
+    theirs = [f"TENANT#{other}", f"TENANT#{other}#ITEM"]
+    index = f"{deployment.arn(APP_TABLE)}/index/gsi1"
+    for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"):
+        for key in own:
+            assert allowed(action, [key]), f"{tenant} denied {action} on its own {key}"
+            assert allowed(action, [key], index), f"{tenant} denied {action} on its own {key} in an index"
+        for key in theirs:
+            assert not allowed(action, [key]), f"{tenant} allowed {action} on {key}"
+    assert not allowed("dynamodb:BatchWriteItem", [own[1], theirs[1]]), "a mixed batch must be denied"
+    assert not allowed("dynamodb:Scan", None), "Scan must be denied"
+    assert not allowed("dynamodb:Query", []), "a request without leading keys must be denied"
+    assert not allowed("dynamodb:ExecuteStatement", None), "PartiQL must be denied"
+    assert not allowed("dynamodb:GetItem", [own[1]], f"{deployment.arn(APP_TABLE)}-other"), "other tables"
+
+
+def test_a_session_without_tenant_tags_reaches_nothing() -> None:
+    deployment = deployment_for("session-tags", False)
+    allowed = _effective(deployment, None)
+    assert not allowed("dynamodb:GetItem", ["TENANT#acme#ITEM"])
+    assert not allowed("dynamodb:GetItem", ["TENANT##ITEM"])
+
+
+def test_the_session_policy_fits_the_sts_limits() -> None:
+    deployment = deployment_for("session-policy", False)
+    settings = _settings(deployment)
+    document = session_policy("a" * 64, settings)
+    assert len(document) <= 2048
+    assert is_allowed(
+        document,
+        "dynamodb:GetItem",
+        deployment.arn(APP_TABLE),
+        {"dynamodb:LeadingKeys": ["TENANT#" + "a" * 64]},
+    )
+
+
+# --- data, state machine, Cognito, API ------------------------------------------------------------
+
+
+def test_the_tables_are_recoverable_and_encrypted(deployment: Deployment) -> None:
+    app = deployment.props(APP_TABLE)
+    pitr = app.get("PointInTimeRecoverySpecification", {})
+    assert pitr.get("PointInTimeRecoveryEnabled") is True, f"{APP_TABLE} has no point-in-time recovery"
+    assert deployment.resources[APP_TABLE].get("DeletionPolicy") == "Retain"
+    assert {k["AttributeName"]: k["KeyType"] for k in app["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    assert deployment.environment("ApiFunction")["TENANTSCOPE_TABLES"] == f"{deployment.name(APP_TABLE)}=pk"
+    for name, props in deployment.of_type("AWS::DynamoDB::Table").items():
+        assert props.get("SSESpecification", {}).get("SSEEnabled") is True, f"{name} is not encrypted"
+
+
+def test_the_state_machine_is_traced_and_logged_without_execution_data(deployment: Deployment) -> None:
+    machine = deployment.props(STATE_MACHINE)
+    assert machine.get("TracingConfiguration") == {"Enabled": True}, "the state machine is not traced"
+    logging = machine.get("LoggingConfiguration", {})
+    assert logging.get("Level") in ("ALL", "ERROR", "FATAL"), "the state machine does not log"
+    assert logging["IncludeExecutionData"] is False, "sealed order data must stay out of the logs"
+    (destination,) = logging["Destinations"]
+    group, attribute = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"]
+    assert attribute == "Arn" and deployment.type_of(group) == "AWS::Logs::LogGroup"
+
+
+def test_the_tenant_attribute_is_never_writable_by_users_or_clients(deployment: Deployment) -> None:
+    pools = deployment.of_type("AWS::Cognito::UserPool")
+    clients = deployment.of_type("AWS::Cognito::UserPoolClient")
+    env = deployment.environment("ApiFunction")
+    if not deployment.user_pool:
+        assert not pools and not clients
+        assert env["TENANTSCOPE_JWT_ISSUER"] == deployment.parameters["JwtIssuer"]
+        return
+    ((pool_name, pool),) = pools.items()
+    ((_, client),) = clients.items()
+    # Without WriteAttributes a client may write every writable attribute.
+    assert "WriteAttributes" in client, "WriteAttributes must be listed explicitly"
+    assert "custom:tenant_id" not in client["WriteAttributes"]
+    (tenant_attribute,) = [a for a in pool["Schema"] if a["Name"] == "tenant_id"]
+    assert tenant_attribute.get("Mutable") is False
+    assert env["TENANTSCOPE_TENANT_CLAIM"] == "custom:tenant_id"
+    assert (
+        env["TENANTSCOPE_JWT_ISSUER"]
+        == f"https://cognito-idp.{deployment.ref('AWS::Region')}.amazonaws.com/{deployment.ref(pool_name)}"
+    )
+
+
+def test_every_route_requires_the_jwt_authorizer_of_the_functions_issuer(deployment: Deployment) -> None:
+    ((_, api),) = deployment.of_type("AWS::ApiGatewayV2::Api").items()
+    body = api["Body"]
+    routes = {(method.upper(), path) for path, methods in body["paths"].items() for method in methods}
+    assert routes == EXPECTED_ROUTES
+    schemes = body["components"]["securitySchemes"]
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            (requirement,) = operation.get("security", [{}])
+            assert set(requirement) == {"JwtAuthorizer"}, (
+                f"{method.upper()} {path} is not behind the JWT authorizer"
+            )
+    jwt = deployment.render(schemes["JwtAuthorizer"]["x-amazon-apigateway-authorizer"]["jwtConfiguration"])
+    env = deployment.environment("ApiFunction")
+    assert jwt["issuer"] == env["TENANTSCOPE_JWT_ISSUER"]
+    assert jwt["audience"] == [env["TENANTSCOPE_JWT_AUDIENCE"]]
+
+
+def test_the_outputs_name_what_users_need(deployment: Deployment) -> None:
+    outputs = deployment.outputs
+    missing = set(REQUIRED_OUTPUTS) - set(outputs)
+    assert not missing, f"missing outputs: {sorted(missing)}"
+    for name, kind in REQUIRED_OUTPUTS.items():
+        referenced = {r for r in references(outputs[name]["Value"]) if r in deployment.resources}
+        assert [deployment.type_of(r) for r in referenced] == [kind], f"{name} does not name a {kind}"
+    assert outputs["AppTableName"]["Value"] == {"Ref": APP_TABLE}
+    assert outputs["TenantRoleArn"]["Value"] == {"Fn::GetAtt": [TENANT_ROLE, "Arn"]}
+    assert "execute-api" in deployment.render(outputs["ApiUrl"]["Value"])
+
+
+# --- the state machine definition ---------------------------------------------------------------
+
+
+def _asl_path() -> Path:
+    machine = sam_template()["Resources"][STATE_MACHINE]["Properties"]
+    return ROOT / str(machine["DefinitionUri"])
+
+
+ASL: dict[str, Any] = json.loads(_asl_path().read_text(encoding="utf-8"))
+
+
+def _states(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in definition["States"].items():
+        yield name, state
+        for branch in state.get("Branches", []):
+            yield from _states(branch)
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                yield from _states(state[key])
+
+
+STATES = dict(_states(ASL))
+TASKS = [name for name, state in STATES.items() if state["Type"] == "Task"]
+COMPENSATION = "ReleaseInventory"
+
+
+def _fail_state(name: str) -> bool:
+    return bool(STATES[name]["Type"] == "Fail")
+
+
+def test_the_definition_has_the_tasks_and_a_compensation_path() -> None:
+    assert set(TASKS) >= {"ReserveInventory", "ChargePayment", "CompleteOrder", COMPENSATION}
+    release = STATES[COMPENSATION]
+    assert release["Parameters"]["FunctionName"] == "${ReleaseInventoryFunctionArn}"
+    assert _fail_state(release["Next"]), "compensation ends the execution as failed"
+    for task in ("ChargePayment", "CompleteOrder"):
+        catch_all = [c for c in STATES[task].get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+        assert [c["Next"] for c in catch_all] == [COMPENSATION], f"{task} does not compensate on failure"
+
+
+def test_every_state_is_reachable_and_every_target_exists() -> None:
+    seen, todo = set(), [ASL["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        assert name in ASL["States"], f"transition to missing state {name}"
+        seen.add(name)
+        state = ASL["States"][name]
+        todo += [state["Next"]] if "Next" in state else []
+        todo += [c["Next"] for c in state.get("Catch", [])]
+        todo += [c["Next"] for c in state.get("Choices", [])] + (
+            [state["Default"]] if "Default" in state else []
+        )
+    assert seen == set(ASL["States"]), f"unreachable: {sorted(set(ASL['States']) - seen)}"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_passes_the_envelope_and_the_execution_context(task: str) -> None:
+    state = STATES[task]
+    assert state["Resource"] == "arn:aws:states:::lambda:invoke"
+    payload = state["Parameters"]["Payload"]
+    assert payload["tenantscope.$"] == "$.tenantscope"
+    assert payload["execution"] == {"name.$": "$$.Execution.Name", "stateMachine.$": "$$.StateMachine.Id"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_retries(task: str) -> None:
+    retriers = STATES[task].get("Retry", [])
+    assert any(r.get("MaxAttempts", 3) >= 1 for r in retriers), f"{task} has no Retry"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_catches_tenant_auth_error_into_a_fail_state(task: str) -> None:
+    catchers = STATES[task].get("Catch", [])
+    matching = [c for c in catchers if {"TenantAuthError", "States.ALL"} & set(c["ErrorEquals"])]
+    assert matching, f"{task} does not catch TenantAuthError"
+    first = matching[0]  # catchers are tried in order: the first that matches wins
+    assert "TenantAuthError" in first["ErrorEquals"] and _fail_state(first["Next"]), (
+        f"{task}: TenantAuthError goes to {first['Next']}, not a Fail state"
+    )
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_tenant_auth_error_is_never_retried(task: str) -> None:
+    for retrier in STATES[task].get("Retry", []):
+        if {"TenantAuthError", "States.ALL"} & set(retrier["ErrorEquals"]):
+            assert retrier.get("MaxAttempts", 3) == 0, f"{task} retries TenantAuthError: {retrier}"
+            break  # retriers are tried in order
+
+
+def test_definition_substitutions_and_placeholders_match(deployment: Deployment) -> None:
+    substitutions = deployment.props(STATE_MACHINE)["DefinitionSubstitutions"]
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", _asl_path().read_text(encoding="utf-8")))
+    assert placeholders == set(substitutions)
+    invocable = {
+        ref
+        for _, document in deployment.policies_of_role(
+            deployment.props(STATE_MACHINE)["RoleArn"]["Fn::GetAtt"][0]
+        )
+        for statement in _allow_statements(document)
+        if "lambda:InvokeFunction" in _as_list(statement["Action"])
+        for ref in references(statement["Resource"])
+    }
+    for key, value in substitutions.items():
+        function, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn" and deployment.type_of(function) == "AWS::Lambda::Function", key
+        assert function in invocable, f"the state machine role cannot invoke {function}"
