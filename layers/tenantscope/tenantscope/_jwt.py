@@ -7,6 +7,8 @@ never used. Algorithms are pinned by configuration and bound to each key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import re
@@ -199,6 +201,22 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
     return cache
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The token's header, read only to choose the key; PyJWT parses it again, strictly, to verify.
+
+    Parsing it here rather than with ``jwt.get_unverified_header`` saves a second full pass of
+    PyJWT's character-by-character base64url check over the whole token (~20 us).
+    """
+    segment = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise Unauthorized("malformed token") from None
+    if not isinstance(header, dict):
+        raise Unauthorized("malformed token")
+    return header
+
+
 class JwtVerifier:
     """Verifies a compact JWT against the configured issuer, audience and algorithms.
 
@@ -228,10 +246,7 @@ class JwtVerifier:
         settings = self._settings
         if len(token) > settings.max_token_bytes:
             raise Unauthorized("token too long")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthorized("malformed token") from None
+        header = _unverified_header(token)
         alg = header.get("alg")
         if alg not in settings.jwt_algorithms:
             raise Unauthorized("algorithm not allowed")
