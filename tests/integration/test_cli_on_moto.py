@@ -16,12 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tenantscope import _producer
-from tenantscope._config import Settings
-from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
-from tenantscope.cli import main
-from tests.conftest import REGION
-from tests.envelopes import (
+from devtools.lambda_events import (
     ACCOUNT_ID,
     KEY,
     RING,
@@ -30,6 +25,11 @@ from tests.envelopes import (
     ring_spec,
     task_event,
 )
+from tenantscope import _producer
+from tenantscope._config import Settings
+from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope.cli import main
+from tests.conftest import REGION
 
 PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 SFN_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/tenantscope-sfn"

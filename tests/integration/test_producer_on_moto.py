@@ -15,6 +15,17 @@ from typing import Any
 import boto3
 import pytest
 
+from devtools.lambda_events import (
+    ATTR_ENVELOPE,
+    ATTR_SIGNATURE,
+    ATTR_TENANT,
+    RING,
+    RING_DOCUMENT,
+    record_from_received,
+    ring_spec,
+    sqs_event,
+    task_event,
+)
 from tenantscope import (
     Forbidden,
     InvalidEnvelope,
@@ -35,17 +46,6 @@ from tenantscope._envelope import SFN_KEY
 from tenantscope._producer import queue_arn_from_url
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 from tests.conftest import REGION, LambdaContext
-from tests.envelopes import (
-    ATTR_ENVELOPE,
-    ATTR_SIGNATURE,
-    ATTR_TENANT,
-    RING,
-    RING_DOCUMENT,
-    record_from_received,
-    ring_spec,
-    sqs_event,
-    task_event,
-)
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}
 TRACE = "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"

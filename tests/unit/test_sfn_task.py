@@ -14,6 +14,17 @@ from typing import Any
 
 import pytest
 
+from devtools.lambda_events import (
+    ACCOUNT_ID,
+    REGION,
+    RING,
+    STATE_MACHINE_ARN,
+    key_bytes,
+    make_ring,
+    sealed_input,
+    sfn_task_event,
+    task_event,
+)
 from tenantscope import (
     CredentialsUnavailable,
     CrossTenantAccess,
@@ -28,17 +39,6 @@ from tenantscope._context import _current_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
 from tests.conftest import LambdaContext
-from tests.envelopes import (
-    ACCOUNT_ID,
-    REGION,
-    RING,
-    STATE_MACHINE_ARN,
-    key_bytes,
-    make_ring,
-    sealed_input,
-    sfn_task_event,
-    task_event,
-)
 
 EXECUTION = "acme-3f1c"
 OTHER_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-refunds"

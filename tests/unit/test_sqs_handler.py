@@ -18,6 +18,23 @@ from typing import Any
 
 import pytest
 
+from devtools.lambda_events import (
+    ACCOUNT_ID,
+    ATTR_ENVELOPE,
+    ATTR_SIGNATURE,
+    ATTR_TENANT,
+    FIFO_QUEUE_ARN,
+    KEY,
+    QUEUE_ARN,
+    REGION,
+    RING,
+    key_bytes,
+    make_ring,
+    sign_attributes,
+    signed_sqs_record,
+    sqs_event,
+    sqs_record,
+)
 from tenantscope import (
     CredentialsUnavailable,
     InMemoryReplayGuard,
@@ -35,23 +52,6 @@ from tenantscope._policy import AssumeRoleRequest
 from tenantscope._replay import ReplayGuard
 from tenantscope._resolve import resolve_sqs_record
 from tests.conftest import LambdaContext
-from tests.envelopes import (
-    ACCOUNT_ID,
-    ATTR_ENVELOPE,
-    ATTR_SIGNATURE,
-    ATTR_TENANT,
-    FIFO_QUEUE_ARN,
-    KEY,
-    QUEUE_ARN,
-    REGION,
-    RING,
-    key_bytes,
-    make_ring,
-    sign_attributes,
-    signed_sqs_record,
-    sqs_event,
-    sqs_record,
-)
 
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"
 TTL = Settings.load(environ={}).sqs_envelope_ttl_seconds
