@@ -48,11 +48,14 @@ STACK = "tenantscope-local"
 
 
 # ---------------------------------------------------------------- template parsing
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form intrinsic tags (!Ref, !Sub, !GetAtt, ...)."""
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short-form tags: ``!Ref X`` -> ``{"Ref": "X"}``, ``!Sub`` -> ``Fn::Sub``."""
 
 
-def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if suffix == "GetAtt" and isinstance(node, yaml.ScalarNode):
+        return {name: loader.construct_scalar(node).split(".", 1)}  # !GetAtt A.B -> [A, B]
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -60,39 +63,40 @@ def _intrinsic(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, An
         value = loader.construct_sequence(node, deep=True)
     else:
         value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+    return {name: value}
 
 
-_CfnLoader.add_multi_constructor("!", _intrinsic)
+CfnLoader.add_multi_constructor("!", _intrinsic)
+_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """template.yaml as a dictionary, intrinsic functions in their long form."""
-    document: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    return document
+    """A CloudFormation YAML file as plain JSON data (YAML anchors become independent copies)."""
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.load(handle, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return result
 
 
-def _references(value: Any) -> set[str]:
-    """Logical ids a value refers to (Ref, GetAtt, and ${...} inside Sub)."""
+def references(value: Any) -> set[str]:
+    """The names ``value`` refers to through Ref, GetAtt and Sub (logical ids or parameters)."""
     found: set[str] = set()
     if isinstance(value, dict):
-        for key, inner in value.items():
-            if key == "Ref" and isinstance(inner, str):
-                found.add(inner)
-            elif key == "Fn::GetAtt":
-                found.add(inner[0])
-            elif key == "Fn::Sub":
-                text = inner if isinstance(inner, str) else inner[0]
-                found.update(m.split(".")[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", text))
-                if not isinstance(inner, str):
-                    found |= _references(inner[1])
+        for function, argument in value.items():
+            if function == "Ref" and isinstance(argument, str):
+                found.add(argument)
+            elif function == "Fn::GetAtt":
+                found.add((argument if isinstance(argument, list) else argument.split("."))[0])
+            elif function == "Fn::Sub":
+                text, variables = (argument, {}) if isinstance(argument, str) else argument
+                names = (m.group(1) for m in _SUB_VARIABLE.finditer(text) if not m.group(1).startswith("!"))
+                found.update(name.split(".", 1)[0] for name in names if name not in variables)
+                found |= references(variables)
             else:
-                found |= _references(inner)
+                found |= references(argument)
     elif isinstance(value, list):
-        for inner in value:
-            found |= _references(inner)
+        for item in value:
+            found |= references(item)
     return found
 
 
@@ -221,13 +225,12 @@ class LocalAws:
         return self
 
     def _dependencies(self, name: str, spec: dict[str, Any], resources: Mapping[str, Any]) -> set[str]:
-        references = _references(spec)
+        named = references(spec)
         if spec["Type"] == "AWS::Serverless::Function":
-            references |= _references(self.template.get("Globals", {}).get("Function", {}))
+            named |= references(self.template.get("Globals", {}).get("Function", {}))
         # SAM makes a role per function (<Function>Role), created here with its function.
         return {
-            r[: -len("Role")] if r.endswith("Role") and r[: -len("Role")] in resources else r
-            for r in references
+            r[: -len("Role")] if r.endswith("Role") and r[: -len("Role")] in resources else r for r in named
         } - {name}
 
     def _create(self, name: str, spec: dict[str, Any]) -> None:

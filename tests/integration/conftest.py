@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,3 +45,24 @@ def sts_vendor(aws: None) -> CredentialVendor:
     vendor = CredentialVendor(Boto3Sts(REGION))
     set_default_vendor(vendor)
     return vendor
+
+
+@pytest.fixture
+def sqs(aws: None) -> Any:
+    return boto3.client("sqs", region_name=REGION)
+
+
+@pytest.fixture
+def sfn(aws: None) -> Any:
+    return boto3.client("stepfunctions", region_name=REGION)
+
+
+@pytest.fixture
+def machine_arn(sfn: Any) -> str:
+    """A trivial state machine to start executions on (tests here do not need it to run)."""
+    arn: str = sfn.create_state_machine(
+        name="tenantscope-orders",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/tenantscope-sfn",
+    )["stateMachineArn"]
+    return arn

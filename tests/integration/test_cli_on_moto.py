@@ -17,7 +17,6 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from devtools.lambda_events import (
-    ACCOUNT_ID,
     KEY,
     RING,
     RING_DOCUMENT,
@@ -30,9 +29,6 @@ from tenantscope._config import Settings
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 from tenantscope.cli import main
 from tests.conftest import REGION
-
-PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-SFN_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/tenantscope-sfn"
 
 
 @pytest.fixture(autouse=True)
@@ -74,27 +70,9 @@ def verified_execution(sfn: Any, execution_arn: str) -> tuple[str, Any]:
 
 
 @pytest.fixture
-def sqs(aws: None) -> Any:
-    return boto3.client("sqs", region_name=REGION)
-
-
-@pytest.fixture
 def queue_url(sqs: Any) -> str:
     url: str = sqs.create_queue(QueueName="tenantscope-orders")["QueueUrl"]
     return url
-
-
-@pytest.fixture
-def sfn(aws: None) -> Any:
-    return boto3.client("stepfunctions", region_name=REGION)
-
-
-@pytest.fixture
-def machine_arn(sfn: Any) -> str:
-    arn: str = sfn.create_state_machine(
-        name="tenantscope-orders", definition=json.dumps(PASS_MACHINE), roleArn=SFN_ROLE
-    )["stateMachineArn"]
-    return arn
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -317,7 +295,9 @@ def test_console_script_sends_and_starts_through_aws_endpoint_url(moto_server: s
     sfn = boto3.client("stepfunctions", region_name=REGION, endpoint_url=moto_server)
     queue_url = sqs.create_queue(QueueName="tenantscope-cli-orders")["QueueUrl"]
     machine_arn = sfn.create_state_machine(
-        name="tenantscope-cli-orders", definition=json.dumps(PASS_MACHINE), roleArn=SFN_ROLE
+        name="tenantscope-cli-orders",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/tenantscope-sfn",
     )["stateMachineArn"]
     input_file = tmp_path / "input.json"
     input_file.write_text('{"order_id":"o-9"}')

@@ -24,6 +24,7 @@ from tenantscope._errors import TenantAuthError
 from tenantscope._keys import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from tests.conftest import REGION
+from tests.fakes import FakeClock
 
 SECRET = "tenantscope/signing-keys"
 REPLAY_TABLE = "tenantscope-replay"
@@ -41,17 +42,6 @@ def key(seed: str) -> str:
 
 def ring_json(active: str, *key_ids: str) -> str:
     return json.dumps({"active": active, "keys": {k: key(k) for k in key_ids}})
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CallCounter:
@@ -302,23 +292,13 @@ def dynamodb(moto: None) -> Any:
     return client
 
 
-class Clock:
-    """A settable clock for the replay guard's lease."""
-
-    def __init__(self) -> None:
-        self.now = float(NOW)
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(float(NOW))
 
 
 @pytest.fixture(params=["dynamodb", "in-memory"])
-def guard(request: pytest.FixtureRequest, clock: Clock) -> ReplayGuard:
+def guard(request: pytest.FixtureRequest, clock: FakeClock) -> ReplayGuard:
     if request.param == "dynamodb":
         request.getfixturevalue("dynamodb")
         return DynamoDbReplayGuard(REPLAY_TABLE, region=REGION, lease_seconds=900, clock=clock)
@@ -343,7 +323,9 @@ def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
     assert not guard.admit(second, "message-1")
 
 
-def test_a_completed_envelope_is_never_admitted_under_another_id(guard: ReplayGuard, clock: Clock) -> None:
+def test_a_completed_envelope_is_never_admitted_under_another_id(
+    guard: ReplayGuard, clock: FakeClock
+) -> None:
     envelope = envelope_for("0123456789abcdef0123456789abcdef")
     assert guard.admit(envelope, "message-1")
     guard.complete(envelope, "message-1")
@@ -354,7 +336,7 @@ def test_a_completed_envelope_is_never_admitted_under_another_id(guard: ReplayGu
 
 
 def test_a_failed_carrier_can_be_redriven_under_a_new_id_after_its_lease(
-    guard: ReplayGuard, clock: Clock
+    guard: ReplayGuard, clock: FakeClock
 ) -> None:
     # GIVEN a message whose processing failed (admitted, never completed)
     envelope = envelope_for("0123456789abcdef0123456789abcdef")
@@ -374,7 +356,7 @@ def test_a_failed_carrier_can_be_redriven_under_a_new_id_after_its_lease(
     assert not guard.admit(envelope, "dlq-redrive-2")
 
 
-def test_completion_by_a_superseded_carrier_is_ignored(guard: ReplayGuard, clock: Clock) -> None:
+def test_completion_by_a_superseded_carrier_is_ignored(guard: ReplayGuard, clock: FakeClock) -> None:
     envelope = envelope_for("0123456789abcdef0123456789abcdef")
     assert guard.admit(envelope, "message-1")
     clock.now += 901

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 
 from devtools.lambda_events import (
@@ -45,11 +44,10 @@ from tenantscope._credentials import CredentialVendor
 from tenantscope._envelope import SFN_KEY
 from tenantscope._producer import queue_arn_from_url
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
-from tests.conftest import REGION, LambdaContext
+from tests.conftest import LambdaContext
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}
 TRACE = "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
-PASS_MACHINE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 
 
 class Queue:
@@ -74,11 +72,6 @@ class Queue:
             if not messages:
                 return records
             records.extend(record_from_received(m, queue_arn=self.arn) for m in messages)
-
-
-@pytest.fixture
-def sqs(aws: None) -> Any:
-    return boto3.client("sqs", region_name=REGION)
 
 
 @pytest.fixture
@@ -279,21 +272,6 @@ def test_the_default_client_and_key_ring_come_from_the_environment(
 
 
 # --- Step Functions ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sfn(aws: None) -> Any:
-    return boto3.client("stepfunctions", region_name=REGION)
-
-
-@pytest.fixture
-def machine_arn(sfn: Any) -> str:
-    arn: str = sfn.create_state_machine(
-        name="tenantscope-orders",
-        definition=json.dumps(PASS_MACHINE),
-        roleArn="arn:aws:iam::123456789012:role/tenantscope-sfn",
-    )["stateMachineArn"]
-    return arn
 
 
 def wire_requests(client: Any) -> list[dict[str, Any]]:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
+
+from devtools.local_aws import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -49,38 +50,9 @@ COMBINATIONS = [(isolation, pool) for isolation in ISOLATION_STRATEGIES for pool
 # --- loading ----------------------------------------------------------------------------------
 
 
-class CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that also reads CloudFormation's short-form tags (``!Ref X`` -> ``{"Ref": "X"}``)."""
-
-
-def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if suffix == "GetAtt" and isinstance(node, yaml.ScalarNode):
-        return {name: loader.construct_scalar(node).split(".", 1)}  # !GetAtt A.B -> [A, B]
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    """A CloudFormation YAML file as plain JSON data (YAML anchors become independent copies)."""
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=CfnLoader)  # a SafeLoader subclass
-    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return result
-
-
 @functools.cache
 def _raw_template() -> str:
-    return json.dumps(load_yaml(TEMPLATE))
+    return json.dumps(load_template(TEMPLATE))
 
 
 def sam_template() -> dict[str, Any]:
@@ -418,28 +390,6 @@ class Deployment:
         if isinstance(value, list):
             return [self.render(item) for item in value]
         return value
-
-
-def references(value: Any) -> set[str]:
-    """The names that ``value`` refers to through Ref, GetAtt and Sub (logical ids or parameters)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for function, argument in value.items():
-            if function == "Ref" and isinstance(argument, str):
-                found.add(argument)
-            elif function == "Fn::GetAtt":
-                found.add((argument if isinstance(argument, list) else argument.split("."))[0])
-            elif function == "Fn::Sub":
-                text, variables = (argument, {}) if isinstance(argument, str) else argument
-                names = (m.group(1) for m in _SUB_VARIABLE.finditer(text) if not m.group(1).startswith("!"))
-                found.update(name.split(".", 1)[0] for name in names if name not in variables)
-                found |= references(variables)
-            else:
-                found |= references(argument)
-    elif isinstance(value, list):
-        for item in value:
-            found |= references(item)
-    return found
 
 
 @functools.cache

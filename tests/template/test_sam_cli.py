@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.template.conftest import ROOT, TEMPLATE, load_yaml, sam_template
+from devtools.local_aws import load_template
+from tests.template.conftest import ROOT, TEMPLATE, sam_template
 
 pytestmark = pytest.mark.sam
 
@@ -97,7 +98,7 @@ class Build:
     def template(self) -> dict[str, Any]:
         if self.result.returncode != 0:
             pytest.fail(f"sam build failed:\n{_tail(self.result)}")
-        return load_yaml(self.build_dir / "template.yaml")
+        return load_template(self.build_dir / "template.yaml")
 
     def artifacts(self, kind: str) -> dict[str, Path]:
         """``{logical id: built directory}`` of the resources of this SAM type."""

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
+from devtools.local_aws import references
 from tenantscope._config import Settings
 from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
 from tests.iam_eval import abac_policy, allowed_by_all, glob_match, is_allowed
-from tests.template.conftest import ROOT, Deployment, deployment_for, references, sam_template
+from tests.template.conftest import ROOT, Deployment, deployment_for, sam_template
 
 APP_TABLE = "AppTable"
 REPLAY_TABLE = "ReplayTable"

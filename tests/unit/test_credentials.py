@@ -23,24 +23,10 @@ from tenantscope._credentials import (
 from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
 from tenantscope._policy import AssumeRoleRequest, assume_role_request
 from tests.conftest import REGION, ROLE_ARN, TABLE
+from tests.fakes import FakeClock
 
 OTHER_ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-other"
 TENANTS = [f"tenant-{i:02d}" for i in range(10)]
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self.calls = 0
-
-    def __call__(self) -> float:
-        self.calls += 1
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SleepRecorder:

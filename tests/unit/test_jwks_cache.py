@@ -15,23 +15,11 @@ import pytest
 
 from devtools.issuer import DevIssuer
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
+from tests.fakes import FakeClock
 
 TTL = 600.0
 INTERVAL = 30.0
 MAX_JWKS_BYTES = 256 * 1024
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tenantscope._keys import (
     _parse_ring,
     key_ring_from_spec,
 )
+from tests.fakes import FakeClock
 
 MAX_AGE = 300.0
 INTERVAL = 30.0
@@ -49,19 +50,6 @@ def ring_document(active: str = "k1", **keys: bytes) -> dict[str, Any]:
 
 def mac(key: bytes, message: bytes = MESSAGE) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Loader:

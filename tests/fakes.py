@@ -1,0 +1,19 @@
+"""Fakes shared by the tests. (The layer's own fakes, FakeSts, StaticJwksSource, StaticKeyRing and
+InMemoryReplayGuard, ship with it.)"""
+
+from __future__ import annotations
+
+
+class FakeClock:
+    """A clock that moves only when told to; counts how often it is read."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
