@@ -419,23 +419,17 @@ def write_results(bench: Bench) -> None:
 
 
 def main() -> int:
+    sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "tenantscope"), str(ROOT / "functions")]
+    from devtools.local_aws import use_local_credentials
+
+    use_local_credentials()
     os.environ.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench",
-        AWS_SESSION_TOKEN="bench",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
         TENANTSCOPE_TRACING="off",
-    )
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_LAMBDA_FUNCTION_NAME"):
-        os.environ.pop(name, None)
-    os.environ.update(
         TENANTSCOPE_JWT_ISSUER="https://issuer.tenantscope.dev",
         TENANTSCOPE_JWT_AUDIENCE="tenantscope-dev-client",
         TENANTSCOPE_ROLE_ARN=ROLE_ARN,
         TENANTSCOPE_TABLES=f"{TABLE}=pk",
     )
-    sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "tenantscope"), str(ROOT / "functions")]
     import logging
 
     logging.getLogger("tenantscope").setLevel(logging.CRITICAL)

@@ -475,6 +475,19 @@ class _NoValue:
 _NO_VALUE = _NoValue()
 
 
+def use_local_credentials() -> None:
+    """Fake function-role credentials and the local region: nothing can reach a real account."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="local-function-role",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_SESSION_TOKEN="local",
+        AWS_REGION=REGION,
+        AWS_DEFAULT_REGION=REGION,
+    )
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_LAMBDA_FUNCTION_NAME"):
+        os.environ.pop(name, None)
+
+
 @contextmanager
 def local_aws(
     parameters: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None
@@ -486,15 +499,7 @@ def local_aws(
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="local-function-role",
-        AWS_SECRET_ACCESS_KEY="local",
-        AWS_SESSION_TOKEN="local",
-        AWS_REGION=REGION,
-        AWS_DEFAULT_REGION=REGION,
-    )
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        os.environ.pop(name, None)
+    use_local_credentials()
     functions_dir = str(ROOT / "functions")
     if functions_dir not in sys.path:
         sys.path.insert(0, functions_dir)

@@ -355,3 +355,17 @@ def allowed_by_all(
     (the effective permissions of a session are their intersection)."""
     decisions = [decide(p, action, resource, context, principal_tags) for p in policies]
     return bool(decisions) and all(d == "Allow" for d in decisions)
+
+
+# Never for a tenant role: Scan has no leading key (ForAllValues:StringLike is vacuously true for
+# it) and PartiQL is not limited by dynamodb:LeadingKeys the way item calls are.
+TABLE_WIDE_ACTIONS = (
+    "dynamodb:Scan",
+    "dynamodb:ExecuteStatement",
+    "dynamodb:BatchExecuteStatement",
+    "dynamodb:ExecuteTransaction",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)

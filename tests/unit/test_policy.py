@@ -35,6 +35,7 @@ from tenantscope._policy import (
 from tenantscope._tenant_id import TENANT_ID_PATTERN
 from tests.conftest import REGION, ROLE_ARN, TABLE
 from tests.iam_eval import (
+    TABLE_WIDE_ACTIONS,
     TENANT_TAG_VARIABLE,
     NotModelled,
     abac_policy,
@@ -49,17 +50,6 @@ TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
 INDEX_ARN = f"{TABLE_ARN}/index/gsi1"
 LEADING_KEYS = "dynamodb:LeadingKeys"
 
-# Actions a tenant session must never have, even with its own leading keys.
-SCAN_AND_PARTIQL = (
-    "dynamodb:Scan",
-    "dynamodb:ExecuteStatement",
-    "dynamodb:BatchExecuteStatement",
-    "dynamodb:ExecuteTransaction",
-    "dynamodb:PartiQLSelect",
-    "dynamodb:PartiQLInsert",
-    "dynamodb:PartiQLUpdate",
-    "dynamodb:PartiQLDelete",
-)
 MANAGEMENT_ACTIONS = (
     "dynamodb:CreateTable",
     "dynamodb:DeleteTable",
@@ -541,7 +531,7 @@ def test_no_leading_key_is_denied(make_session: Callable[[str], TenantSession], 
     assert not session.allows(action, INDEX_ARN, None)
 
 
-@pytest.mark.parametrize("action", SCAN_AND_PARTIQL + MANAGEMENT_ACTIONS)
+@pytest.mark.parametrize("action", TABLE_WIDE_ACTIONS + MANAGEMENT_ACTIONS)
 def test_scan_partiql_and_management_actions_are_denied(
     make_session: Callable[[str], TenantSession], action: str
 ) -> None:
