@@ -12,7 +12,7 @@ import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from devtools.lambda_events import http_api_event, rest_api_event
-from tenantscope import _credentials, _data
+from tenantscope import _aws, _credentials, _data
 from tenantscope._config import reset_settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
@@ -57,7 +57,8 @@ def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     reset_settings()
     _credentials.set_default_vendor(None)
-    _data._sessions.clear()
+    _data._cache.clear()
+    _aws.reset_clients()
     _data.key_schemas._described.clear()
 
 

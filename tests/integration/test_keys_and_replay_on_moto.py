@@ -19,8 +19,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from tenantscope import KeysUnavailable
 from tenantscope._envelope import Envelope, InvalidEnvelope, seal, sqs_destination, verify
-from tenantscope._errors import TenantAuthError
 from tenantscope._keys import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from tests.conftest import REGION
@@ -178,7 +178,7 @@ def test_a_bad_secret_version_keeps_the_last_good_ring(secrets: Any) -> None:
 
 def test_a_missing_secret_leaves_the_ring_unavailable(moto: None) -> None:
     ring = SecretsManagerKeyRing("no-such-secret", region=REGION)
-    with pytest.raises(TenantAuthError, match="unavailable"):
+    with pytest.raises(KeysUnavailable, match="unavailable"):
         ring.active_key_id()
 
 

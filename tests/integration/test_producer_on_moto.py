@@ -31,7 +31,7 @@ from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
     SqsRecord,
-    _producer,
+    _aws,
     current_tenant,
     send_message,
     sfn_task,
@@ -261,7 +261,7 @@ def test_the_trace_header_is_propagated(sqs: Any, standard: Queue, monkeypatch: 
 def test_the_default_client_and_key_ring_come_from_the_environment(
     standard: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_producer, "_clients", {})
+    _aws.reset_clients()
     monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(RING_DOCUMENT))
     from tenantscope._config import reset_settings
 

@@ -17,7 +17,7 @@ from tenantscope import (
 )
 from tenantscope._context import _current_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
-from tenantscope._jwt import JwksCache
+from tenantscope._jwt import JwksCache, StaticJwksSource
 from tests.conftest import LambdaContext, http_api_event, rest_api_event
 
 
@@ -151,3 +151,39 @@ def test_explicit_arguments_override_environment(
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 401
     other = issuer.token("acme", claims={"aud": "another-client"})
     assert handler(http_api_event(other), LambdaContext())["statusCode"] == 200
+
+
+def test_an_explicit_audience_string_is_one_audience_not_a_substring(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    @api_handler(jwks=jwks, vendor=vendor, jwt_audience="my-client")
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200}
+
+    for audience in ("my", "client", "-", "my-client-2"):
+        token = issuer.token("acme", claims={"aud": audience})
+        assert handler(http_api_event(token), LambdaContext())["statusCode"] == 401, audience
+    token = issuer.token("acme", claims={"aud": "my-client"})
+    assert handler(http_api_event(token), LambdaContext())["statusCode"] == 200
+
+
+def test_issuer_keys_that_never_loaded_are_a_503_not_a_401(
+    issuer: DevIssuer, jwks_source: StaticJwksSource, vendor: CredentialVendor
+) -> None:
+    # GIVEN an issuer whose JWKS endpoint is down from cold start
+    jwks_source.fail = True
+    handler = make_handler(JwksCache(jwks_source), vendor)
+    # THEN a valid token is answered "try again", not "your token is bad"
+    response = handler(http_api_event(issuer.token("acme")), LambdaContext())
+    assert response["statusCode"] == 503
+    assert handler.seen == []
+
+
+def test_a_handler_error_is_logged_without_its_message(
+    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = make_handler(jwks, vendor, body=ValueError("card 4111111111111111 declined"))
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 500
+    logged = "\n".join(caplog.text.splitlines())
+    assert "ValueError" in logged
+    assert "4111111111111111" not in logged

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -119,3 +122,32 @@ def test_asyncio_tasks_each_keep_their_own_scope() -> None:
     assert asyncio.run(many()) == [f"t{n:02d}" for n in range(50)]
     with pytest.raises(NoTenantContext):
         current_tenant()
+
+
+def test_an_abandoned_generator_fails_closed_rather_than_bringing_its_tenant_back() -> None:
+    # GIVEN a generator that opened a scope inside acme's block and was abandoned there
+    def rows() -> Iterator[int]:
+        with tenant_scope("acme"):
+            yield 1
+            yield 2
+
+    with tenant_scope("acme"):
+        abandoned = rows()
+        next(abandoned)
+    # WHEN the garbage collector finalizes it during globex's block, in the same context
+    with tenant_scope("globex"):
+        del abandoned
+        gc.collect()
+        # THEN what it restores is acme's ended scope, which counts as no scope: never acme
+        with pytest.raises(NoTenantContext):
+            current_tenant()
+
+
+def test_a_scope_carried_elsewhere_ends_with_its_block() -> None:
+    with tenant_scope("acme"):
+        carried = in_tenant_scope(current_tenant)
+        copied = contextvars.copy_context()
+    with pytest.raises(NoTenantContext):
+        carried()
+    with pytest.raises(NoTenantContext):
+        copied.run(current_tenant)

@@ -11,7 +11,12 @@ from tenantscope import CrossTenantAccess, NoTenantContext, tenant_key, tenant_s
 from tenantscope._config import Settings, TableSpec
 from tenantscope._data import LeadingKeyGuard, _KeySchemas
 
-SETTINGS = Settings.load(environ={}, tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk"}),))
+SETTINGS = Settings.load(
+    environ={},
+    region="us-east-1",
+    role_arn="arn:aws:iam::123456789012:role/tenantscope-tenant",
+    tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk"}),),
+)
 
 
 def S(value: str) -> dict[str, str]:
@@ -254,3 +259,121 @@ def test_tenant_key_builds_keys_in_the_current_partition() -> None:
                 tenant_key(bad)  # type: ignore[arg-type]
     with pytest.raises(NoTenantContext):
         tenant_key("ORDER")
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:dynamodb:us-east-1:999999999999:table/app",  # another account
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/app",  # another region
+        "arn:aws:dynamodb:us-east-1:123456789012:index/app",  # not a table
+    ],
+)
+def test_table_arns_outside_this_account_and_region_are_refused(arn: str) -> None:
+    with pytest.raises(CrossTenantAccess):
+        call("GetItem", {"TableName": arn, "Key": {"pk": S("TENANT#acme#1")}})
+
+
+OWN_ITEM = {"pk": S("TENANT#acme#1"), "sk": S("A")}
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("PutItem", {"TableName": "app", "Item": {**OWN_ITEM, "gsi1pk": S("TENANT#globex#OPEN")}}),
+        (
+            "BatchWriteItem",
+            {"RequestItems": {"app": [{"PutRequest": {"Item": {**OWN_ITEM, "gsi1pk": S("x")}}}]}},
+        ),
+        (
+            "TransactWriteItems",
+            {"TransactItems": [{"Put": {"TableName": "app", "Item": {**OWN_ITEM, "gsi1pk": {"N": "1"}}}}]},
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "UpdateExpression": "SET #g = :g",
+                "ExpressionAttributeNames": {"#g": "gsi1pk"},
+                "ExpressionAttributeValues": {":g": S("TENANT#globex#OPEN")},
+            },
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "UpdateExpression": "SET gsi1pk = :g",
+                "ExpressionAttributeValues": {":g": S("TENANT#acme-corp#OPEN")},
+            },
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "UpdateExpression": "SET gsi1pk = if_not_exists(gsi1pk, :g)",
+                "ExpressionAttributeValues": {":g": S("TENANT#acme#OPEN")},
+            },
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "AttributeUpdates": {"gsi1pk": {"Value": S("TENANT#globex"), "Action": "PUT"}},
+            },
+        ),
+        (
+            "TransactWriteItems",
+            {
+                "TransactItems": [
+                    {
+                        "Update": {
+                            "TableName": "app",
+                            "Key": OWN_ITEM,
+                            "UpdateExpression": "SET gsi1pk = :g",
+                            "ExpressionAttributeValues": {":g": S("TENANT#globex")},
+                        }
+                    }
+                ]
+            },
+        ),
+    ],
+)
+def test_writes_cannot_put_an_item_under_another_tenants_index_key(
+    operation: str, params: dict[str, Any]
+) -> None:
+    # IAM's dynamodb:LeadingKeys sees a write's table key only; the guard checks its index keys too.
+    with pytest.raises(CrossTenantAccess):
+        call(operation, params)
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("PutItem", {"TableName": "app", "Item": {**OWN_ITEM, "gsi1pk": S("TENANT#acme#OPEN")}}),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "UpdateExpression": "SET #g = :g, colour = :c",
+                "ExpressionAttributeNames": {"#g": "gsi1pk"},
+                "ExpressionAttributeValues": {":g": S("TENANT#acme#OPEN"), ":c": S("red")},
+            },
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "UpdateExpression": "SET stock = stock - :q",
+                "ExpressionAttributeValues": {":q": {"N": "1"}},
+            },
+        ),
+    ],
+)
+def test_writes_keeping_index_keys_in_the_partition_pass(operation: str, params: dict[str, Any]) -> None:
+    call(operation, params)

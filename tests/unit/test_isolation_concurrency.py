@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -94,3 +96,29 @@ def test_thousands_of_asyncio_invocations_stay_isolated(
     assert sorted({status for status, _ in results}) == [200, 500]
     with pytest.raises(NoTenantContext):
         current_tenant()
+
+
+def test_a_generator_abandoned_in_one_invocation_cannot_reach_the_next(
+    jwks: JwksCache, vendor: CredentialVendor, tokens: dict[str, str]
+) -> None:
+    kept: list[Iterator[int]] = []
+
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        def rows() -> Iterator[int]:
+            with tenant_scope(current_tenant().tenant_id):
+                yield 1
+                yield 2
+
+        if not kept:  # the first invocation leaves a generator suspended inside its scope
+            generator = rows()
+            next(generator)
+            kept.append(generator)
+        else:  # the next one drops it, and the garbage collector finalizes it right here
+            kept.clear()
+            gc.collect()
+        return {"statusCode": 200, "body": current_tenant().tenant_id}
+
+    first = handler(http_api_event(tokens[TENANTS[0]]), LambdaContext())
+    second = handler(http_api_event(tokens[TENANTS[1]]), LambdaContext())
+    assert (first["body"], second["body"]) == (TENANTS[0], TENANTS[1])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.issuer import DevIssuer
+from tenantscope import KeysUnavailable
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
 from tests.fakes import FakeClock
 
@@ -167,15 +168,22 @@ def test_failing_source_is_retried_at_a_bounded_rate(
 ) -> None:
     # GIVEN a source that is down from the start
     source.fail = True
-    # WHEN many requests arrive within one interval
-    assert all(cache.get(issuer.kid) is None for _ in range(100))
-    # THEN it was tried once
+    # WHEN many requests arrive within one second
+    for _ in range(100):
+        # THEN each is an outage (503), not a bad token: no key set has ever loaded
+        with pytest.raises(KeysUnavailable):
+            cache.get(issuer.kid)
+    # AND the source was tried once; until a first load it is retried every second
     assert source.fetches == 1
-    # AND once it recovers, the next interval finds the key
-    source.fail = False
-    clock.advance(INTERVAL)
-    assert cache.get(issuer.kid) is not None
+    clock.advance(1.0)
+    with pytest.raises(KeysUnavailable):
+        cache.get(issuer.kid)
     assert source.fetches == 2
+    # AND once it recovers, the next try finds the key
+    source.fail = False
+    clock.advance(1.0)
+    assert cache.get(issuer.kid) is not None
+    assert source.fetches == 3
 
 
 @pytest.mark.parametrize(
@@ -348,8 +356,9 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: DevIssuer) -> Non
     # THEN fetching it fails
     with pytest.raises(ValueError, match="too large"):
         UrlJwksSource(url).fetch()
-    # AND a cache built on it has no keys, without raising
-    assert JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid) is None
+    # AND a cache built on it has no keys: an outage, not a bad token
+    with pytest.raises(KeysUnavailable):
+        JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid)
 
 
 def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: DevIssuer) -> None:

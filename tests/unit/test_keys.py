@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from tenantscope import KeysUnavailable
 from tenantscope._errors import TenantAuthError
 from tenantscope._keys import (
     MIN_KEY_BYTES,
@@ -379,13 +380,16 @@ def test_an_invalid_new_ring_is_ignored_and_the_last_good_one_kept(
     assert ring.sign("k1", MESSAGE) == mac(K1)
 
 
-def test_a_ring_that_never_loaded_is_unavailable(ring: HmacKeyRing, loader: Loader) -> None:
+def test_a_ring_that_never_loaded_is_unavailable(ring: HmacKeyRing, loader: Loader, clock: FakeClock) -> None:
     loader.failure = ConnectionError()
-    with pytest.raises(TenantAuthError, match="signing key ring unavailable"):
+    # An outage on our side is retried (KeysUnavailable), never a refusal of the sender.
+    with pytest.raises(KeysUnavailable, match="signing key ring unavailable"):
         ring.active_key_id()
-    with pytest.raises(TenantAuthError, match="unknown signing key id"):
+    with pytest.raises(KeysUnavailable):
         ring.verify("k1", MESSAGE, mac(K1))
+    assert not issubclass(KeysUnavailable, TenantAuthError)
     loader.failure = None
+    clock.advance(1.0)  # until a first load, retried every second
     assert ring.active_key_id() == "k1"  # recovers once the source does
 
 
@@ -424,7 +428,7 @@ def test_a_secrets_manager_ring_reads_its_json_secret_lazily() -> None:
 
 def test_a_secrets_manager_ring_with_a_malformed_secret_is_unavailable() -> None:
     ring = SecretsManagerKeyRing("s", client=FakeSecretsManager("{not json"))
-    with pytest.raises(TenantAuthError, match="unavailable"):
+    with pytest.raises(KeysUnavailable, match="unavailable"):
         ring.active_key_id()
 
 

@@ -38,6 +38,7 @@ from tenantscope._config import Settings
 from tenantscope._context import _current_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
+from tenantscope._keys import HmacKeyRing
 from tests.conftest import LambdaContext
 
 EXECUTION = "acme-3f1c"
@@ -301,3 +302,21 @@ def test_two_tenants_in_turn_each_see_only_their_own(vendor: CredentialVendor, f
         ("acme", "acme"),
     ]
     assert sorted(r.tenant_id for r in fake_sts.requests) == ["acme", "globex"]
+
+
+def test_a_signing_key_outage_is_retryable_not_a_tenant_rejection(vendor: CredentialVendor) -> None:
+    # GIVEN a key ring whose source is down since cold start (Secrets Manager unreachable)
+    def unreachable() -> dict[str, Any]:
+        raise ConnectionError("secrets manager unreachable")
+
+    ran: list[bool] = []
+
+    @sfn_task(ring=HmacKeyRing(unreachable), vendor=vendor)
+    def reserve_inventory(payload: dict[str, Any], context: Any) -> None:
+        ran.append(True)
+
+    # THEN the state machine sees CredentialsUnavailable, which it retries, not TenantAuthError
+    with pytest.raises(CredentialsUnavailable) as raised:
+        reserve_inventory(sfn_task_event({"sku": "x"}, tenant_id="acme"), LambdaContext())
+    assert type(raised.value) is CredentialsUnavailable
+    assert ran == []

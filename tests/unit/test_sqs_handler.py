@@ -555,3 +555,21 @@ def test_failure_logs_carry_no_signature_key_or_body(
     assert "bad-0" in logged and "bad-raises" in logged  # failures are logged, by message id
     leaked = sorted(s for s in secrets if s in logged)
     assert leaked == []
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"messageId": "m-bad", "eventSourceARN": FIFO_QUEUE_ARN, "attributes": ["not", "a", "map"]},
+        {"messageId": "m-bad", "eventSourceARN": FIFO_QUEUE_ARN, "attributes": {"MessageGroupId": ["x"]}},
+        {"messageId": "m-bad", "eventSourceARN": QUEUE_ARN, "attributes": None, "messageAttributes": "x"},
+        "not a record",
+    ],
+)
+def test_a_malformed_record_fails_alone(vendor: CredentialVendor, malformed: Any) -> None:
+    handler = make_handler(vendor)
+    batch = sqs_event(good_records())
+    batch["Records"].insert(1, malformed)
+    expected = "m-bad" if isinstance(malformed, dict) else ""
+    assert handler(batch, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": expected}]}
+    assert [m for m, _, _ in handler.seen] == [m for m, _ in GOOD]

@@ -29,6 +29,7 @@ from tenantscope import (
     NoopTracer,
     SqsRecord,
     TenantAuthError,
+    TenantError,
     Unauthorized,
     XRayTracer,
     _tracing,
@@ -293,7 +294,10 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
     with pytest.raises(type(error)), XRayTracer(recorder).span("tenantscope.sfn"):
         raise error
     (subsegment,) = recorder.subsegments
-    assert subsegment.exceptions == [error]
+    (recorded,) = subsegment.exceptions
+    assert type(recorded).__name__ == type(error).__name__
+    # Our errors carry a safe reason; anything else is recorded without its message.
+    assert str(recorded) == (str(error) if isinstance(error, TenantError) else "")
     assert (subsegment.fault, subsegment.error) == (fault, client)
     # Searchable, since X-Ray's fault/error keywords only judge a trace by its response.
     assert subsegment.annotations == {
@@ -378,7 +382,7 @@ def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
     response = api(jwks, vendor, outcome)(http_api_event(token), LambdaContext())
     assert response["statusCode"] == status
     (span,) = tracer.spans
-    assert span.errors == [(error, client_error)]
+    assert [(e.__name__, c) for e, c in span.errors] == [(error.__name__, client_error)]
     assert span.escaped is None  # answered, not raised
     assert ("tenant_id" in span.annotations) is annotated
     assert "cold_start" in span.annotations

@@ -71,7 +71,18 @@ class TableSpec:
 
     name: str
     partition_key: str | None = None
-    index_partition_keys: Mapping[str, str] = field(default_factory=dict)
+    # (index, partition key) pairs; a mapping is accepted and stored as sorted pairs, so that a
+    # spec, and the Settings holding it, are hashable.
+    index_partition_keys: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        pairs = self.index_partition_keys
+        items = pairs.items() if isinstance(pairs, Mapping) else pairs
+        object.__setattr__(self, "index_partition_keys", tuple(sorted((str(i), str(k)) for i, k in items)))
+
+    def index_key(self, index: str) -> str | None:
+        """The configured partition key attribute of ``index``, if any."""
+        return dict(self.index_partition_keys).get(index)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -87,7 +98,7 @@ def _parse_tables(value: str) -> tuple[TableSpec, ...]:
         if index:
             if not key:
                 raise ValueError(f"{ENV.TABLES}: index entry {entry!r} needs '=<partition key>'")
-            spec = replace(spec, index_partition_keys={**spec.index_partition_keys, index: key.strip()})
+            spec = replace(spec, index_partition_keys=(*spec.index_partition_keys, (index, key.strip())))
         elif key:
             spec = replace(spec, partition_key=key.strip())
         tables[name] = spec
@@ -161,21 +172,36 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if explicit.get(f.name) is not None:
-                values[f.name] = explicit.pop(f.name)
-                continue
-            explicit.pop(f.name, None)
-            raw = env.get(f.metadata["env"])
-            if raw is not None:
-                parse: Callable[[str], Any] = f.metadata.get("parse", str)
-                values[f.name] = parse(raw.strip())
+            parse: Callable[[str], Any] = f.metadata.get("parse", str)
+            value = explicit.pop(f.name, None)
+            if value is None:
+                value = env.get(f.metadata["env"])
+            if isinstance(value, str):
+                # Arguments get the environment's parsing and checks: jwt_audience="app" is a
+                # one-element tuple, not a string that `in` would search for substrings.
+                values[f.name] = parse(value.strip())
+            elif isinstance(value, list):
+                values[f.name] = tuple(value)
+            elif value is not None:
+                values[f.name] = value
         if explicit:
             raise TypeError(f"unknown settings: {', '.join(sorted(explicit))}")
+        for name in ("jwt_audience", "jwt_algorithms", "tables"):
+            if not isinstance(values.get(name, ()), tuple):
+                raise TypeError(f"{name} must be a tuple")
         settings = cls(**values)
         _isolation(settings.isolation)
         if settings.refresh_margin_seconds >= settings.session_seconds:
             raise ValueError(f"{ENV.REFRESH_MARGIN} must be shorter than the session duration")
         return settings
+
+    def __hash__(self) -> int:
+        # Settings key the credential and session caches on every invocation: hash once.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
     @property
     def session_seconds(self) -> int:

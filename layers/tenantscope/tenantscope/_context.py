@@ -8,12 +8,13 @@ of a warm container.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args
 
 from ._errors import NoTenantContext
 from ._tenant_id import validate_tenant_id
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["TenantContext", "TenantSource", "current_tenant", "in_tenant_scope", "tenant_scope"]
 
 TenantSource = Literal["jwt", "sqs", "sfn", "custom"]
-_SOURCES = ("jwt", "sqs", "sfn", "custom")
+_SOURCES = get_args(TenantSource)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,7 +56,7 @@ class TenantContext:
             object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Scope:
     context: TenantContext
     # Set by the adapters, which vend credentials before the handler runs so that a
@@ -67,6 +68,9 @@ class _Scope:
     request_id: str | None = None
     # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
     trace_header: str | None = None
+    # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
+    # task, an abandoned generator) may still hold it: a closed scope is no scope.
+    closed: bool = False
 
 
 _current_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
@@ -83,15 +87,12 @@ def current_tenant() -> TenantContext:
     ...     current_tenant().tenant_id
     'acme'
     """
-    scope = _current_scope.get()
-    if scope is None:
-        raise NoTenantContext("no tenant scope is active")
-    return scope.context
+    return _current_scope_or_raise().context
 
 
 def _current_scope_or_raise() -> _Scope:
     scope = _current_scope.get()
-    if scope is None:
+    if scope is None or scope.closed:
         raise NoTenantContext("no tenant scope is active")
     return scope
 
@@ -106,11 +107,16 @@ def _enter_scope(
 ) -> Iterator[None]:
     if credentials is not None and credentials.tenant_id != context.tenant_id:
         raise ValueError("credentials belong to another tenant")
-    token = _current_scope.set(_Scope(context, credentials, settings, request_id, trace_header))
+    scope = _Scope(context, credentials, settings, request_id, trace_header)
+    token = _current_scope.set(scope)
     try:
         yield
     finally:
-        _current_scope.reset(token)
+        scope.closed = True
+        # An abandoned generator is finalized in whatever context runs the garbage collector:
+        # its reset must not touch that (another unit of work's) context.
+        with contextlib.suppress(ValueError):
+            _current_scope.reset(token)
 
 
 @contextmanager
@@ -139,7 +145,8 @@ def in_tenant_scope(fn: Callable[P, R]) -> Callable[P, R]:
 
     Threads do not inherit ContextVars. Wrap the callable in the thread that holds the
     scope, then submit the wrapper: it runs in a copy of that context, so the worker
-    sees the same tenant and its own changes do not leak back.
+    sees the same tenant and its own changes do not leak back. Once the scope has ended,
+    the wrapper raises :class:`NoTenantContext`: it cannot carry a tenant beyond its scope.
 
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> with tenant_scope("acme"), ThreadPoolExecutor(1) as pool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ._aws import aws_client
 from ._config import Settings
 from ._errors import CredentialsUnavailable
 from ._policy import AssumeRoleRequest, assume_role_request
@@ -75,16 +76,10 @@ class Boto3Sts:
     def __init__(self, region: str | None = None, *, client: Any = None) -> None:
         self._region = region
         self._client = client
-        self._lock = threading.Lock()
 
     def _sts(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    import boto3  # lazily: keeps cold start cheap for code that never vends
-
-                    self._client = boto3.client("sts", region_name=self._region)
-        return self._client
+        # One attempt per call: the vendor retries throttling itself, with jitter.
+        return self._client or aws_client("sts", self._region, attempts=1)
 
     def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -153,7 +148,7 @@ class _Flight:
 
 
 class CredentialVendor:
-    """Vends and caches :class:`ScopedCredentials` per (role, strategy, tenant).
+    """Vends and caches :class:`ScopedCredentials` per tenant and settings (role, strategy, ...).
 
     >>> from tenantscope._config import Settings
     >>> vendor = CredentialVendor(FakeSts())
@@ -182,14 +177,16 @@ class CredentialVendor:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._failure_ttl = failure_ttl
-        self._cache: dict[tuple[str, str, str], ScopedCredentials] = {}
-        self._failed_until: dict[tuple[str, str, str], float] = {}
-        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._cache: dict[tuple[str, Settings], ScopedCredentials] = {}
+        self._failed_until: dict[tuple[str, Settings], float] = {}
+        self._flights: dict[tuple[str, Settings], _Flight] = {}
         self._lock = threading.Lock()
 
     def credentials_for(self, tenant_id: str, settings: Settings) -> ScopedCredentials:
         """Cached credentials for ``tenant_id``, fetched from STS when missing or near expiry."""
-        key = (settings.role_arn or "", settings.isolation, tenant_id)
+        # Everything that shapes the AssumeRole request (role, strategy, tables, region, tag key,
+        # duration) is in the settings, so two handlers configured differently never share.
+        key = (tenant_id, settings)
         margin = settings.refresh_margin_seconds
         cached = self._cache.get(key)
         if cached is not None and cached.expiration - margin > self._clock():
@@ -205,7 +202,8 @@ class CredentialVendor:
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
-            flight.done.wait()
+            # Bounded: the leader's STS calls have short timeouts, so this is a backstop.
+            flight.done.wait(timeout=15)
             if flight.credentials is None:
                 raise CredentialsUnavailable("STS call failed")
             return flight.credentials

@@ -1,25 +1,28 @@
-"""Tenant data access: boto3 sessions on scoped credentials, and the leading-key guard.
+"""Tenant data access: DynamoDB on scoped credentials, and the leading-key guard.
 
 The guard is the second lock. It stands in front of every DynamoDB call made through a
-tenant session, after boto3 has serialized the request, so it sees exactly what is sent
-whether the code uses the Table resource, ``meta.client`` or a low-level client. It
-refuses any key outside the current tenant's prefix and every table-wide operation.
-It holds where IAM is not enforced (moto, or a misconfigured role).
+tenant session or table, after boto3 has serialized the request, so it sees exactly what is
+sent whether the code uses the Table resource, ``meta.client`` or a low-level client. It
+refuses any key outside the current tenant's prefix, every write that would put an item under
+another tenant's index key, and every table-wide operation. It holds where IAM is not enforced
+(moto, or a misconfigured role), and where IAM cannot see: ``dynamodb:LeadingKeys`` covers a
+write's table key only, not the index keys inside the item.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._aws import aws_client, tenant_resource
 from ._config import Settings, get_settings
-from ._context import _current_scope_or_raise, current_tenant
+from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess
-from ._policy import tenant_prefix
 
 __all__ = ["LeadingKeyGuard", "tenant_key", "tenant_session", "tenant_table"]
 
@@ -32,28 +35,24 @@ def tenant_key(*parts: str | int) -> str:
     ...     tenant_key("ORDER", 42)
     'TENANT#acme#ORDER#42'
     """
-    prefix = tenant_prefix(current_tenant().tenant_id)
     for part in parts:
         if isinstance(part, bool) or not isinstance(part, str | int) or part == "":
             raise ValueError("key parts must be non-empty strings or integers")
-    return "#".join([prefix, *map(str, parts)])
+    # The context's tenant id was validated when the context was made.
+    return "#".join(["TENANT", _current_scope_or_raise().context.tenant_id, *map(str, parts)])
 
 
 _EQUALITY = re.compile(r"(#?[A-Za-z0-9_.]+)\s*=\s*(:[A-Za-z0-9_]+)|(:[A-Za-z0-9_]+)\s*=\s*(#?[A-Za-z0-9_.]+)")
-
-
-def _table_name(value: object) -> str:
-    if not isinstance(value, str):
-        raise CrossTenantAccess("missing table name")
-    # TableName may be an ARN: arn:aws:dynamodb:region:account:table/name
-    return value.split(":table/", 1)[1] if value.startswith("arn:") and ":table/" in value else value
+_NAME = re.compile(r"#?[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _KeySchemas:
-    """Partition key names per table and index: from configuration, else DescribeTable.
+    """Partition key names of each table and its indexes: from configuration, else DescribeTable.
 
-    DescribeTable runs on the function's own role (it reads metadata, not data), so the
-    tenant role needs nothing beyond item access. The answer is cached per container.
+    A table configured with its partition key (``TENANTSCOPE_TABLES=name=pk``) is taken as
+    having exactly the indexes configured with it (``name/index=pk``). Otherwise DescribeTable
+    runs once per container on the function's own role: it reads metadata, not data, so the
+    tenant role needs nothing beyond item access.
     """
 
     def __init__(self, describe: Callable[[str], Mapping[str, Any]] | None = None) -> None:
@@ -61,25 +60,16 @@ class _KeySchemas:
         self._described: dict[str, tuple[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
-    def partition_key(self, settings: Settings, table: str, index: str | None) -> str:
+    def keys(self, settings: Settings, table: str) -> tuple[str, dict[str, str]]:
+        """(table partition key, {index: partition key}) of ``table``."""
         spec = settings.table(table)
         if settings.tables and spec is None:
             raise CrossTenantAccess("table is not in TENANTSCOPE_TABLES")
-        if spec is not None:
-            configured = spec.index_partition_keys.get(index) if index else spec.partition_key
-            if configured:
-                return configured
-        table_pk, index_pks = self._from_key_schema(table)
-        pk = index_pks.get(index) if index else table_pk
-        if pk is None:
-            raise CrossTenantAccess("unknown index")
-        return pk
-
-    def _from_key_schema(self, table: str) -> tuple[str, dict[str, str]]:
+        if spec is not None and spec.partition_key:
+            return spec.partition_key, dict(spec.index_partition_keys)
         known = self._described.get(table)
         if known is None:
-            describe = self._describe or _describe_with_function_role
-            description = describe(table)
+            description = (self._describe or _describe_with_function_role)(table)
 
             def hash_key(schema: Iterable[Mapping[str, str]]) -> str:
                 return next(k["AttributeName"] for k in schema if k["KeyType"] == "HASH")
@@ -96,13 +86,20 @@ class _KeySchemas:
                 self._described[table] = known
         return known
 
+    def partition_key(self, settings: Settings, table: str, index: str | None) -> str:
+        table_key, index_keys = self.keys(settings, table)
+        if index is None:
+            return table_key
+        key = index_keys.get(index)
+        if key is None:
+            raise CrossTenantAccess("unknown index")
+        return key
+
 
 def _describe_with_function_role(table: str) -> Mapping[str, Any]:
-    import boto3
-
-    description: Mapping[str, Any] = boto3.client(
-        "dynamodb", region_name=get_settings().region
-    ).describe_table(TableName=table)["Table"]
+    description: Mapping[str, Any] = aws_client("dynamodb", get_settings().region).describe_table(
+        TableName=table
+    )["Table"]
     return description
 
 
@@ -122,12 +119,12 @@ class LeadingKeyGuard:
     schemas: _KeySchemas = field(default_factory=lambda: key_schemas)
 
     def __post_init__(self) -> None:
-        self._prefix = tenant_prefix(self.tenant_id)
+        self._prefix = f"TENANT#{self.tenant_id}"
         self._checks: dict[str, Callable[[Mapping[str, Any]], None]] = {
-            "GetItem": self._key_check("Key"),
-            "DeleteItem": self._key_check("Key"),
-            "UpdateItem": self._key_check("Key"),
-            "PutItem": self._key_check("Item"),
+            "GetItem": self._check_key_request,
+            "DeleteItem": self._check_key_request,
+            "UpdateItem": self._check_update,
+            "PutItem": lambda params: self._check_written_item(params.get("TableName"), params.get("Item")),
             "Query": self._check_query,
             "BatchGetItem": self._check_batch_get,
             "BatchWriteItem": self._check_batch_write,
@@ -144,6 +141,24 @@ class LeadingKeyGuard:
             raise CrossTenantAccess(f"{model.name} is not allowed on a tenant session")
         check(params)
 
+    def _table(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise CrossTenantAccess("missing table name")
+        if not value.startswith("arn:"):
+            return value
+        # arn:<partition>:dynamodb:<region>:<account>:table/<name>: only this account and region.
+        parts = value.split(":", 5)
+        role = (self.settings.role_arn or "").split(":")
+        account = role[4] if len(role) > 4 else None
+        if (
+            len(parts) != 6
+            or not parts[5].startswith("table/")
+            or parts[3] != self.settings.region
+            or (parts[4] != account)
+        ):
+            raise CrossTenantAccess("table ARN outside this account and region")
+        return parts[5].removeprefix("table/")
+
     def _check_value(self, value: object) -> None:
         if isinstance(value, Mapping) and len(value) == 1:
             s = value.get("S")
@@ -151,21 +166,54 @@ class LeadingKeyGuard:
                 return
         raise CrossTenantAccess("key outside the current tenant's partition")
 
-    def _check_item(self, table: object, item: object, index: str | None = None) -> None:
-        pk = self.schemas.partition_key(self.settings, _table_name(table), index)
-        if not isinstance(item, Mapping):
+    def _check_key(self, table: str, key: object) -> None:
+        table_key, _ = self.schemas.keys(self.settings, table)
+        if not isinstance(key, Mapping):
             raise CrossTenantAccess("missing key")
-        self._check_value(item.get(pk))
+        self._check_value(key.get(table_key))
 
-    def _key_check(self, field_name: str) -> Callable[[Mapping[str, Any]], None]:
-        def check(params: Mapping[str, Any]) -> None:
-            self._check_item(params.get("TableName"), params.get(field_name))
+    def _check_written_item(self, table: object, item: object) -> None:
+        """A new item: its table key and every index key it carries stay in the partition."""
+        name = self._table(table)
+        self._check_key(name, item)
+        assert isinstance(item, Mapping)
+        for index_key in set(self.schemas.keys(self.settings, name)[1].values()):
+            if index_key in item:
+                self._check_value(item[index_key])
 
-        return check
+    def _check_key_request(self, params: Mapping[str, Any]) -> None:
+        self._check_key(self._table(params.get("TableName")), params.get("Key"))
+
+    def _check_update(self, params: Mapping[str, Any]) -> None:
+        table = self._table(params.get("TableName"))
+        self._check_key(table, params.get("Key"))
+        index_keys = set(self.schemas.keys(self.settings, table)[1].values())
+        if not index_keys:
+            return
+        legacy = params.get("AttributeUpdates") or {}
+        for name in index_keys & set(legacy):
+            if legacy[name].get("Action", "PUT") == "PUT":
+                self._check_value(legacy[name].get("Value"))
+        expression = params.get("UpdateExpression")
+        if isinstance(expression, str):
+            names = params.get("ExpressionAttributeNames") or {}
+            values = params.get("ExpressionAttributeValues") or {}
+            assigned = {}
+            for match in _EQUALITY.finditer(expression):
+                name, placeholder = (match[1], match[2]) if match[1] else (match[4], match[3])
+                assigned[names.get(name, name)] = values.get(placeholder)
+            for token in _NAME.findall(expression):
+                attribute = names.get(token, token)
+                if attribute in index_keys:
+                    # An index key may only be set to a plain value, and that value is checked.
+                    if attribute not in assigned:
+                        raise CrossTenantAccess("index key updated by an expression the guard cannot check")
+                    self._check_value(assigned[attribute])
 
     def _check_query(self, params: Mapping[str, Any]) -> None:
-        index = params.get("IndexName")
-        pk = self.schemas.partition_key(self.settings, _table_name(params.get("TableName")), index)
+        pk = self.schemas.partition_key(
+            self.settings, self._table(params.get("TableName")), params.get("IndexName")
+        )
         values: list[object] = []
         expression = params.get("KeyConditionExpression")
         if isinstance(expression, str):
@@ -188,15 +236,15 @@ class LeadingKeyGuard:
     def _check_batch_get(self, params: Mapping[str, Any]) -> None:
         for table, request in (params.get("RequestItems") or {}).items():
             for key in request.get("Keys") or [None]:
-                self._check_item(table, key)
+                self._check_key(self._table(table), key)
 
     def _check_batch_write(self, params: Mapping[str, Any]) -> None:
         for table, requests in (params.get("RequestItems") or {}).items():
             for request in requests:
                 if "PutRequest" in request:
-                    self._check_item(table, request["PutRequest"].get("Item"))
+                    self._check_written_item(table, request["PutRequest"].get("Item"))
                 elif "DeleteRequest" in request:
-                    self._check_item(table, request["DeleteRequest"].get("Key"))
+                    self._check_key(self._table(table), request["DeleteRequest"].get("Key"))
                 else:
                     raise CrossTenantAccess("unknown batch write request")
 
@@ -204,58 +252,78 @@ class LeadingKeyGuard:
         for entry in params.get("TransactItems") or [None]:
             if not isinstance(entry, Mapping) or len(entry) != 1:
                 raise CrossTenantAccess("malformed transaction item")
-            ((_, operation),) = entry.items()
-            self._check_item(operation.get("TableName"), operation.get("Key", operation.get("Item")))
+            ((kind, operation),) = entry.items()
+            if kind == "Put":
+                self._check_written_item(operation.get("TableName"), operation.get("Item"))
+            elif kind == "Update":
+                self._check_update(operation)
+            else:
+                self._check_key(self._table(operation.get("TableName")), operation.get("Key"))
 
 
 @dataclass
-class _BoundSession:
+class _TenantData:
+    """What a tenant's code uses, built on one set of its credentials, with the guard attached."""
+
     credentials: ScopedCredentials
-    session: Any
+    guard: LeadingKeyGuard
+    session: Any = None
     resource: Any = None
     tables: dict[str, Any] = field(default_factory=dict)
-    # boto3 sessions and resources are not safe to build from several threads at once.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_sessions: dict[str, _BoundSession] = {}
-_sessions_lock = threading.Lock()
+# Bounded: a pooled container may serve many tenants; the least recently used are rebuilt.
+MAX_CACHED_TENANTS = 256
+_cache: OrderedDict[tuple[str, Settings], _TenantData] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
-def _bound_session() -> _BoundSession:
+def _tenant_data() -> _TenantData:
     scope = _current_scope_or_raise()
     settings = scope.settings or get_settings()
     credentials = scope.credentials or default_vendor().credentials_for(scope.context.tenant_id, settings)
-    bound = _sessions.get(credentials.tenant_id)
-    if bound is not None and bound.credentials is credentials:
-        return bound
-    import boto3
+    key = (credentials.tenant_id, settings)
+    data = _cache.get(key)
+    if data is not None and data.credentials is credentials:
+        return data
+    data = _TenantData(credentials, LeadingKeyGuard(credentials.tenant_id, settings))
+    with _cache_lock:
+        _cache[key] = data
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED_TENANTS:
+            _cache.popitem(last=False)
+    return data
 
-    session = boto3.session.Session(
-        aws_access_key_id=credentials.access_key_id,
-        aws_secret_access_key=credentials.secret_access_key,
-        aws_session_token=credentials.session_token,
-        region_name=settings.region,
-    )
-    session.events.register_last(
-        "before-parameter-build.dynamodb",
-        LeadingKeyGuard(credentials.tenant_id, settings),
-        unique_id="tenantscope-leading-key-guard",
-    )
-    bound = _BoundSession(credentials, session)
-    with _sessions_lock:
-        _sessions[credentials.tenant_id] = bound
-    return bound
+
+def _guarded(events: Any, guard: LeadingKeyGuard) -> None:
+    events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
 
 
 def tenant_session() -> Any:
     """A boto3 Session on the current tenant's scoped credentials, with the leading-key guard.
 
-    Sessions are cached with their credentials, so they are built once per tenant per
-    credential lifetime, not per invocation. Raises :class:`NoTenantContext` outside a
+    Every DynamoDB client made from it is guarded. A Session is built once per tenant per
+    credential lifetime (it costs tens of milliseconds); prefer :func:`tenant_table`, which
+    shares the process's loaded service models. Raises :class:`NoTenantContext` outside a
     scope and :class:`CredentialsUnavailable` when credentials cannot be vended.
     """
-    return _bound_session().session
+    data = _tenant_data()
+    if data.session is None:
+        import boto3
+
+        with data.lock:
+            if data.session is None:
+                credentials = data.credentials
+                session = boto3.session.Session(
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                    aws_session_token=credentials.session_token,
+                    region_name=data.guard.settings.region,
+                )
+                _guarded(session.events, data.guard)
+                data.session = session
+    return data.session
 
 
 def tenant_table(name: str) -> Any:
@@ -267,12 +335,14 @@ def tenant_table(name: str) -> Any:
     >>> # with tenant_scope("acme"):
     >>> #     tenant_table("app").put_item(Item={"pk": tenant_key("ITEM", "1"), "sk": "A"})
     """
-    bound = _bound_session()
-    table = bound.tables.get(name)
+    data = _tenant_data()
+    table = data.tables.get(name)
     if table is None:
-        with bound.lock:
-            if bound.resource is None:
-                bound.resource = bound.session.resource("dynamodb")
-            table = bound.tables.get(name) or bound.resource.Table(name)
-            bound.tables[name] = table
+        with data.lock:
+            if data.resource is None:
+                resource = tenant_resource("dynamodb", data.guard.settings.region, data.credentials)
+                _guarded(resource.meta.client.meta.events, data.guard)
+                data.resource = resource
+            table = data.tables.get(name) or data.resource.Table(name)
+            data.tables[name] = table
     return table

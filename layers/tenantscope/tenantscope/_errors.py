@@ -12,6 +12,7 @@ __all__ = [
     "CrossTenantAccess",
     "Forbidden",
     "InvalidTenantId",
+    "KeysUnavailable",
     "NoTenantContext",
     "TenantAuthError",
     "TenantError",
@@ -51,7 +52,24 @@ class CredentialsUnavailable(TenantError):
     """Scoped credentials could not be obtained; the work fails closed (HTTP 503)."""
 
 
+class KeysUnavailable(CredentialsUnavailable):
+    """The keys needed to verify a caller (the issuer's JWKS, the signing key ring) could not be
+    loaded: a passing outage on our side, not a bad caller. Answered like missing credentials
+    (HTTP 503, a retried SQS record or task), never as a refusal of the caller."""
+
+
 def log_reason(error: BaseException) -> str:
     """What may be logged about ``error``: our own errors carry a safe reason category;
     anything else is named by its type only, since its message may hold data."""
     return str(error) if isinstance(error, TenantError) else type(error).__name__
+
+
+def without_message(error: BaseException) -> BaseException:
+    """``error`` for a log or a trace: ours as they are; any other exception as a stand-in of the
+    same type name and traceback, without its message, which may hold data (a key, an item)."""
+    if isinstance(error, TenantError):
+        return error
+    stand_in: BaseException = type(
+        type(error).__name__, (Exception,), {"__module__": type(error).__module__}
+    )()
+    return stand_in.with_traceback(error.__traceback__)

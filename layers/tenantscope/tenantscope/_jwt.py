@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import ENV, Settings, refuse_inline_in_deployment
-from ._errors import Unauthorized
+from ._errors import KeysUnavailable, Unauthorized
 
 if TYPE_CHECKING:
     from jwt import PyJWK
@@ -142,18 +142,26 @@ class JwksCache:
         self._refresh(force=True)
 
     def get(self, kid: str) -> PyJWK | None:
-        """The key for ``kid``, or None when the issuer does not publish it."""
+        """The key for ``kid``, or None when the issuer does not publish it.
+
+        Raises :class:`KeysUnavailable` while no key set has ever loaded: the caller's token
+        cannot be judged, which is an outage (503), not a bad token (401).
+        """
         now = self._clock()
         key = self._keys.get(kid)
         if key is None or now - self._fetched_at > self._ttl:
             self._refresh(force=False)
             key = self._keys.get(kid)
+        if key is None and self._fetched_at == float("-inf"):
+            raise KeysUnavailable("issuer keys unavailable")
         return key
 
     def _refresh(self, *, force: bool) -> None:
         with self._lock:
             now = self._clock()
-            if not force and now - self._attempted_at < self._min_refetch_interval:
+            # Until a key set has loaded, retry every second; afterwards at most once per interval.
+            interval = self._min_refetch_interval if self._fetched_at > float("-inf") else 1.0
+            if not force and now - self._attempted_at < interval:
                 return
             self._attempted_at = now
             try:

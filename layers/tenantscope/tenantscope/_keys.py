@@ -29,8 +29,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ._aws import aws_client
 from ._config import ENV, refuse_inline_in_deployment
-from ._errors import TenantAuthError
+from ._errors import KeysUnavailable, TenantAuthError
 
 __all__ = [
     "KEY_ID_PATTERN",
@@ -47,6 +48,7 @@ logger = logging.getLogger("tenantscope")
 KEY_ID_PATTERN = r"[A-Za-z0-9._:/+=@-]{1,256}"
 _KEY_ID = re.compile(KEY_ID_PATTERN)
 MIN_KEY_BYTES = 32
+NEVER_LOADED_RETRY_SECONDS = 1.0
 
 
 class KeyRing(Protocol):
@@ -109,10 +111,12 @@ class HmacKeyRing:
         self._attempted_at = float("-inf")
         self._lock = threading.Lock()
 
-    def _refresh(self, *, force: bool) -> None:
+    def _refresh(self) -> None:
         with self._lock:
             now = self._clock()
-            if not force and now - self._attempted_at < self._min_refresh_interval:
+            # Until a ring has loaded, retry every second; afterwards at most once per interval.
+            interval = self._min_refresh_interval if self._active is not None else NEVER_LOADED_RETRY_SECONDS
+            if now - self._attempted_at < interval:
                 return
             self._attempted_at = now
             try:
@@ -121,23 +125,25 @@ class HmacKeyRing:
             except Exception as error:  # keep the last good ring
                 logger.warning("tenantscope: signing key ring load failed (%s)", type(error).__name__)
 
+    def _loaded(self) -> str:
+        if self._active is None or self._clock() - self._loaded_at > self._max_age:
+            self._refresh()
+        if self._active is None:
+            raise KeysUnavailable("signing key ring unavailable")
+        return self._active
+
     def _key(self, key_id: str) -> bytes:
-        if self._clock() - self._loaded_at > self._max_age:
-            self._refresh(force=self._active is None)
+        self._loaded()
         key = self._keys.get(key_id)
         if key is None:
-            self._refresh(force=False)
+            self._refresh()
             key = self._keys.get(key_id)
         if key is None:
             raise TenantAuthError("unknown signing key id")
         return key
 
     def active_key_id(self) -> str:
-        if self._active is None or self._clock() - self._loaded_at > self._max_age:
-            self._refresh(force=self._active is None)
-        if self._active is None:
-            raise TenantAuthError("signing key ring unavailable")
-        return self._active
+        return self._loaded()
 
     def sign(self, key_id: str, message: bytes) -> bytes:
         return hmac.new(self._key(key_id), message, hashlib.sha256).digest()
@@ -177,12 +183,9 @@ class SecretsManagerKeyRing(HmacKeyRing):
         super().__init__(self._fetch, max_age=max_age, min_refresh_interval=min_refresh_interval)
 
     def _fetch(self) -> Mapping[str, Any]:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("secretsmanager", region_name=self._region)
+        client = self._client or aws_client("secretsmanager", self._region)
         document: Mapping[str, Any] = json.loads(
-            self._client.get_secret_value(SecretId=self.secret_id)["SecretString"]
+            client.get_secret_value(SecretId=self.secret_id)["SecretString"]
         )
         return document
 
@@ -198,11 +201,7 @@ class KmsKeyRing:
         self._client = client
 
     def _kms(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("kms", region_name=self._region)
-        return self._client
+        return self._client or aws_client("kms", self._region)
 
     def active_key_id(self) -> str:
         return self.key_ids[0]

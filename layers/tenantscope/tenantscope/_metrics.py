@@ -166,9 +166,7 @@ class MetricsTracer:
 
 def with_metrics(tracer: Tracer, settings: Settings) -> Tracer:
     """``tracer`` itself when metrics are off, else wrapped to write EMF lines."""
-    mode = settings.metrics
-    if mode not in METRICS_MODES:
-        raise ValueError(f"metrics must be one of {', '.join(METRICS_MODES)}")
+    mode = settings.metrics  # checked by Settings.load, from the environment or an argument
     if mode == METRICS_OFF:
         return tracer
     return MetricsTracer(tracer, per_tenant=mode == METRICS_PER_TENANT)

@@ -68,10 +68,6 @@ class AssumeRoleRequest:
     tags: tuple[tuple[str, str], ...]
     policy: str | None
 
-    @property
-    def cache_key(self) -> tuple[str, str, str]:
-        return (self.role_arn, self.strategy, self.tenant_id)
-
     def to_boto3(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "RoleArn": self.role_arn,

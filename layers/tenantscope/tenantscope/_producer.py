@@ -11,11 +11,11 @@ import hashlib
 import json
 import os
 import re
-import threading
 import time
 import uuid
 from typing import Any
 
+from ._aws import aws_client
 from ._config import Settings, get_settings
 from ._context import _current_scope
 from ._envelope import (
@@ -34,22 +34,8 @@ from ._tracing import get_tracer
 
 __all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "start_execution"]
 
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
 # sqs.<region>.amazonaws.com (and .com.cn), or the legacy <region>.queue.amazonaws.com.
 _SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?")
-
-
-def _client(service: str, region: str | None) -> Any:
-    client = _clients.get(service)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(service)
-            if client is None:
-                import boto3
-
-                client = _clients[service] = boto3.client(service, region_name=region)  # type: ignore[call-overload]
-    return client
 
 
 def _producer_tenant(tenant_id: str | None) -> str:
@@ -146,7 +132,7 @@ def send_message(
     group = kwargs.pop("MessageGroupId", tenant)
     if group != tenant:
         raise ValueError("MessageGroupId is the tenant id")
-    sqs = client or _client("sqs", settings.region)
+    sqs = client or aws_client("sqs", settings.region)
     attributes = sign_message(
         body,
         destination=queue_arn_from_url(queue_url, settings.region or getattr(sqs.meta, "region_name", None)),
@@ -234,6 +220,6 @@ def start_execution(
     trace = _trace_header()
     if trace:
         params["traceHeader"] = trace
-    sfn = client or _client("stepfunctions", settings.region)
+    sfn = client or aws_client("stepfunctions", settings.region)
     response: dict[str, Any] = sfn.start_execution(**params)
     return response

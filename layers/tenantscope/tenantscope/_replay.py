@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._aws import aws_client
 from ._envelope import Envelope
 
 __all__ = ["DynamoDbReplayGuard", "InMemoryReplayGuard", "ReplayGuard"]
@@ -64,11 +65,7 @@ class DynamoDbReplayGuard:
         self._clock = clock
 
     def _dynamodb(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("dynamodb", region_name=self._region)
-        return self._client
+        return self._client or aws_client("dynamodb", self._region)
 
     def admit(self, envelope: Envelope, message_id: str) -> bool:
         dynamodb = self._dynamodb()

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ._config import ENV
-from ._errors import TenantAuthError
+from ._errors import TenantAuthError, without_message
 
 __all__ = [
     "NoopTracer",
@@ -88,7 +88,7 @@ class _XRaySpan:
     def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
         self.recorded = True
         stack = traceback.extract_tb(error.__traceback__)
-        self._subsegment.add_exception(error, stack)
+        self._subsegment.add_exception(without_message(error), stack)
         if client_error:  # add_exception marks a fault (5xx); a refused caller is an error (4xx)
             self._subsegment.fault = False
             self._subsegment.add_error_flag()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._credentials import CredentialVendor
-from ._errors import CredentialsUnavailable, Forbidden, TenantError, Unauthorized
+from ._errors import CredentialsUnavailable, Forbidden, TenantError, Unauthorized, without_message
 from ._jwt import JwksCache
 from ._resolve import resolve_api_event
 from ._runtime import lazy_runtime
@@ -90,6 +91,11 @@ def api_handler(
 
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: Any) -> Any:
+            # A fresh copy of the context per invocation: nothing the handler leaves in it (a
+            # suspended generator's scope, a task) can reach the next invocation.
+            return contextvars.copy_context().run(invoke, event, context)
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
             try:
                 rt = runtime()
                 verifier = rt.verifier
@@ -106,6 +112,8 @@ def api_handler(
                     return _refused(span, error, unauthorized())
                 except Forbidden as error:
                     return _refused(span, error, forbidden())
+                except CredentialsUnavailable as error:  # the issuer's keys could not be loaded
+                    return _refused(span, error, unavailable())
                 span.annotate("tenant_id", tenant.tenant_id)
                 span.annotate("tenant_source", tenant.source)
                 try:
@@ -120,8 +128,9 @@ def api_handler(
                     except CredentialsUnavailable as error:
                         return _refused(span, error, unavailable())
                     except Exception as error:
-                        logger.exception("tenantscope: unhandled error in handler")
-                        span.record_error(error)
+                        logged = without_message(error)
+                        logger.error("tenantscope: unhandled error in handler", exc_info=logged)
+                        span.record_error(logged)
                         return internal_error()
 
         return wrapper  # type: ignore[return-value]

@@ -15,6 +15,7 @@ and each task state passes it with the execution from the ``$$`` context object:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -66,6 +67,9 @@ def sfn_task(
 
         @functools.wraps(task)
         def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            return contextvars.copy_context().run(run_task, event, context)
+
+        def run_task(event: dict[str, Any], context: Any) -> dict[str, Any]:
             rt = runtime()
             with rt.tracer.span("tenantscope.sfn") as span:
                 span.annotate("task", task_name)
@@ -74,7 +78,11 @@ def sfn_task(
                         raise TenantAuthError("task event is not an object")
                     tenant, _, body = resolve_sfn_event(event, rt.ring, rt.settings, now=time.time())
                     sealed_input = json.loads(body)
-                except (TenantAuthError, ValueError) as error:
+                except CredentialsUnavailable as error:  # the key ring could not be loaded: retry
+                    logger.error("tenantscope: task %s: %s", task_name, error)
+                    span.record_error(error)
+                    raise CredentialsUnavailable("credentials unavailable") from None
+                except (TenantAuthError, json.JSONDecodeError) as error:
                     logger.warning("tenantscope: task %s refused: %s", task_name, log_reason(error))
                     span.record_error(error, client_error=True)
                     raise TenantAuthError("tenant envelope refused") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -61,6 +62,15 @@ class SqsRecord:
 
 
 RecordHandler = Callable[[SqsRecord, Any], Any]
+
+
+def _fifo_group(raw: object) -> str | None:
+    """The message group of a record from a FIFO queue; None otherwise or when malformed."""
+    if not isinstance(raw, Mapping) or not str(raw.get("eventSourceARN", "")).endswith(".fifo"):
+        return None
+    attributes = raw.get("attributes")
+    group = attributes.get("MessageGroupId") if isinstance(attributes, Mapping) else None
+    return group if isinstance(group, str) else None
 
 
 class _HandlerFailed(Exception):
@@ -132,10 +142,7 @@ def sqs_handler(
                 message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
                 # An unnamed record cannot be reported alone; "" makes Lambda retry the whole batch.
                 item = {"itemIdentifier": message_id if isinstance(message_id, str) else ""}
-                source = str(raw.get("eventSourceARN", "")) if isinstance(raw, Mapping) else ""
-                group = (
-                    (raw.get("attributes") or {}).get("MessageGroupId") if source.endswith(".fifo") else None
-                )
+                group = _fifo_group(raw)
                 if group is not None and group in failed_groups:
                     failures.append(item)
                     continue
@@ -143,7 +150,8 @@ def sqs_handler(
                 with rt.tracer.span("tenantscope.sqs") as span:
                     span.annotate("message_id", item["itemIdentifier"])
                     try:
-                        _process(rt, raw, record_handler, context, span)
+                        # Each record in a fresh copy of the context, like each API invocation.
+                        contextvars.copy_context().run(_process, rt, raw, record_handler, context, span)
                     except Exception as error:
                         cause = error.__cause__ if isinstance(error, _HandlerFailed) else error
                         if not isinstance(error, _HandlerFailed):
