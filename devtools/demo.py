@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.issuer import DevIssuer
-from devtools.local_aws import LocalAws, local_aws
+from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
 
 TENANTS = ("acme", "globex")
 
@@ -88,7 +88,8 @@ def main() -> int:
     demo = Demo()
     tracer = RecordingTracer()
 
-    with local_aws(environment={"TENANTSCOPE_JWKS_URL": jwks_file.as_uri()}) as aws:
+    # The stack trusts the development issuer (its tokens are minted here), its JWKS from a local file.
+    with local_aws(LOCAL_PARAMETERS, environment={"TENANTSCOPE_JWKS_URL": jwks_file.as_uri()}) as aws:
         import boto3
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.sts.models import sts_backends

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from devtools.lambda_events import http_api_event, record_from_received, sqs_event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,11 @@ TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STACK = "tenantscope-local"
+# What local_aws() deploys with when given no parameters. The template's JwtIssuer and JwtAudience
+# have no default (a stack must not trust an issuer its deployer does not control) and its Rules
+# require them without the user pool, which has no local meaning; locally the trusted issuer is the
+# development one (devtools.issuer), whose tokens the demo and the tests mint.
+LOCAL_PARAMETERS: Mapping[str, str] = {"JwtIssuer": DEV_ISSUER, "JwtAudience": DEV_AUDIENCE}
 
 
 # ---------------------------------------------------------------- template parsing
@@ -149,6 +155,12 @@ class LocalAws:
         self.conditions = {
             name: bool(self.resolve(expr)) for name, expr in self.template.get("Conditions", {}).items()
         }
+        # The template's Rules, as CloudFormation checks them before creating anything.
+        for rule_name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" not in rule or self.resolve(rule["RuleCondition"]):
+                for assertion in rule["Assertions"]:
+                    if not self.resolve(assertion["Assert"]):
+                        raise ValueError(f"rule {rule_name}: {assertion.get('AssertDescription', 'failed')}")
         self.physical: dict[str, dict[str, str]] = {}  # logical id -> {"Ref": ..., "Arn": ..., ...}
         self.functions: dict[str, LocalFunction] = {}
         self.skipped: list[str] = []
@@ -175,6 +187,8 @@ class LocalAws:
             if key == "Fn::Equals":
                 left, right = self.resolve(arg)
                 return left == right
+            if key == "Fn::Not":
+                return not self.resolve(arg[0])
             if key == "Fn::Join":
                 separator, parts = arg
                 return separator.join(str(p) for p in self.resolve(parts))
@@ -494,7 +508,9 @@ def local_aws(
 ) -> Iterator[LocalAws]:
     """moto with Step Functions executing, the template's resources, and Lambda dispatch.
 
-    ``environment`` overrides function environment variables (e.g. a local JWKS URL).
+    ``parameters`` are the stack's parameter values (default :data:`LOCAL_PARAMETERS`: the
+    development issuer); ``environment`` overrides function environment variables (e.g. a local
+    JWKS URL).
     """
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -520,7 +536,7 @@ def local_aws(
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     try:
         with mock_aws(config=config):  # type: ignore[arg-type]
-            aws = LocalAws(parameters).create()
+            aws = LocalAws(LOCAL_PARAMETERS if parameters is None else parameters).create()
             holder["aws"] = aws
             os.environ.update(aws.environment())
             os.environ.update(environment or {})

@@ -12,19 +12,30 @@ from app import items
 from tenantscope import api_handler, send_message
 
 
+def json_value(value: Any) -> Any:
+    """DynamoDB numbers (Decimal) back as JSON numbers; anything else as its string."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def respond(status: int, body: Any) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(
-            body, default=lambda v: int(v) if isinstance(v, Decimal) and v % 1 == 0 else str(v)
-        ),
+        "body": json.dumps(body, default=json_value),
     }
 
 
+def reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON object of the request body, or None. Non-integral numbers are parsed as Decimal
+    (boto3's DynamoDB serializer refuses floats); NaN and Infinity, not JSON, are refused."""
     try:
-        body = json.loads(event.get("body") or "{}")
+        body = json.loads(event.get("body") or "{}", parse_float=Decimal, parse_constant=reject_constant)
     except ValueError:
         return None
     return body if isinstance(body, dict) else None

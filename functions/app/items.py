@@ -45,15 +45,23 @@ def delete(kind: str, record_id: str) -> bool:
     return "Attributes" in response
 
 
-def update(kind: str, record_id: str, **attributes: Any) -> None:
+def update(kind: str, record_id: str, *, only_if: dict[str, Any] | None = None, **attributes: Any) -> None:
+    """Set ``attributes`` on the record; with ``only_if`` ({attribute: value}), only while each of
+    those attributes has that value (else botocore raises ConditionalCheckFailedException)."""
     names = {f"#a{n}": name for n, name in enumerate(attributes)}
     values = {f":v{n}": value for n, value in enumerate(attributes.values())}
     assignments = ", ".join(f"#a{n} = :v{n}" for n in range(len(attributes)))
+    condition: dict[str, str] = {}
+    if only_if:
+        names.update({f"#c{n}": name for n, name in enumerate(only_if)})
+        values.update({f":c{n}": value for n, value in enumerate(only_if.values())})
+        condition["ConditionExpression"] = " AND ".join(f"#c{n} = :c{n}" for n in range(len(only_if)))
     table().update_item(
         Key={"pk": tenant_key(kind), "sk": record_id},
         UpdateExpression=f"SET {assignments}",
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
+        **condition,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -52,13 +51,22 @@ def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @sfn_task
 def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Compensation for any failure after the order started: give back the reserved stock, refund
+    the payment when it was charged (CompleteOrder failed after ChargePayment), mark the order FAILED."""
     order = payload["input"]
-    reservation = payload["results"].get("reserve_inventory")
+    results = payload["results"]
+    reservation = results.get("reserve_inventory")
     if reservation:
         items.table().update_item(
             Key={"pk": tenant_key("ITEM"), "sk": reservation["item_id"]},
             UpdateExpression="SET stock = stock + :q",
             ExpressionAttributeValues={":q": reservation["quantity"]},
         )
+    output: dict[str, Any] = {"released": bool(reservation)}
+    charge = results.get("charge_payment")
+    if charge:
+        # Simulated, as the charge is: a real provider refunds by the charge's reference, idempotently
+        # (this task is retried).
+        output.update(refunded=True, charge_reference=charge["reference"])
     items.update("ORDER", order["order_id"], status="FAILED")
-    return {"released": bool(reservation), "table": os.environ["APP_TABLE_NAME"]}
+    return output

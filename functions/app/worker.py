@@ -6,10 +6,18 @@ import logging
 import os
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from app import items
 from tenantscope import SqsRecord, current_tenant, sqs_handler, start_execution
 
 logger = logging.getLogger(__name__)
+
+FINAL_STATUSES = ("COMPLETED", "FAILED")
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 @sqs_handler
@@ -21,17 +29,28 @@ def handler(record: SqsRecord, context: Any) -> None:
     stored = items.get("ORDER", order_id)
     if stored is None:
         raise LookupError("order not found for this tenant")
-    if stored.get("status") != "PENDING":
-        logger.info("order %s already %s; nothing to start", order_id, stored.get("status"))
+    status = stored.get("status")
+    if status in FINAL_STATUSES:
+        logger.info("order %s already %s; nothing to start", order_id, status)
         return
+    if status == "PENDING":
+        # Before the execution starts, and only from PENDING: the execution's own COMPLETED or
+        # FAILED is never overwritten.
+        try:
+            items.update("ORDER", order_id, only_if={"status": "PENDING"}, status="PROCESSING")
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            logger.info("order %s left PENDING in another delivery; going on", order_id)
     payload = {"order_id": order_id, "item_id": stored["item_id"], "quantity": int(stored["quantity"])}
     if stored.get("simulate_payment_failure"):
         payload["simulate_payment_failure"] = True
     # The order id names the execution: a redelivered message cannot start a second one.
     try:
         start_execution(os.environ["ORDER_STATE_MACHINE_ARN"], payload, name=order_id)
-    except Exception as error:
-        if type(error).__name__ != "ExecutionAlreadyExists":
+    except ClientError as error:
+        if error_code(error) != "ExecutionAlreadyExists":
             raise
-    items.update("ORDER", order_id, status="PROCESSING")
+        logger.info("order %s: its execution was started by an earlier delivery", order_id)
+        return
     logger.info("order %s started for tenant %s", order_id, current_tenant().tenant_id)

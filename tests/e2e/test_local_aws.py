@@ -6,9 +6,11 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from devtools.local_aws import LocalAws, load_template, local_aws
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
+from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, load_template, local_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +49,7 @@ def test_every_template_resource_is_created_or_knowingly_skipped() -> None:
 
 
 def test_routes_and_event_sources_come_from_the_template() -> None:
-    aws = LocalAws()
+    aws = LocalAws(LOCAL_PARAMETERS)
     routes = {
         (event["Properties"]["Method"], event["Properties"]["Path"])
         for spec in aws.template["Resources"].values()
@@ -59,3 +61,17 @@ def test_routes_and_event_sources_come_from_the_template() -> None:
         served = {route for f in local.functions.values() for route in f.routes}
         assert served == routes
         assert local.functions["OrderWorkerFunction"].queue_arn == local.physical["OrderQueue"]["Arn"]
+
+
+def test_the_local_stack_trusts_the_development_issuer_given_explicitly() -> None:
+    # The template has no usable issuer default; its Rules refuse a stack without one, locally too.
+    with pytest.raises(ValueError, match="JwtIssuer is required"):
+        LocalAws({})
+    with pytest.raises(ValueError, match="JwtAudience is required"):
+        LocalAws({"JwtIssuer": DEV_ISSUER})
+    assert not LocalAws({"CreateUserPool": "true"}).parameters["JwtIssuer"]
+    with local_aws() as aws:
+        assert aws.parameters["JwtIssuer"] == DEV_ISSUER
+        environment = aws.functions["ApiFunction"].environment
+        assert environment["TENANTSCOPE_JWT_ISSUER"] == DEV_ISSUER
+        assert environment["TENANTSCOPE_JWT_AUDIENCE"] == DEV_AUDIENCE

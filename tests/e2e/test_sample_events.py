@@ -16,7 +16,7 @@ import pytest
 
 from devtools import events as samples
 from devtools.issuer import DevIssuer
-from devtools.local_aws import LocalAws, local_aws
+from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
 from tenantscope import TenantAuthError, tenant_key, tenant_scope, tenant_table
 
 COMMITTED = Path(__file__).resolve().parents[2] / "events"
@@ -32,7 +32,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def aws(generated: Path) -> Iterator[LocalAws]:
     """One local deployment, configured like `sam local invoke --env-vars events/env.json`."""
-    with local_aws(environment=load(generated, "env")["Parameters"]) as deployed:
+    with local_aws(LOCAL_PARAMETERS, environment=load(generated, "env")["Parameters"]) as deployed:
         yield deployed
 
 

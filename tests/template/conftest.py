@@ -96,8 +96,16 @@ class FakeManagedPolicyLoader(ManagedPolicyLoader):
         return {}
 
 
+# Without the user pool the stack trusts an external issuer, which must be given (template Rules).
+EXTERNAL_ISSUER = "https://idp.example.com/tenantscope"
+EXTERNAL_AUDIENCE = "tenantscope-api"
+
+
 def parameter_values(isolation: str, user_pool: bool) -> dict[str, str]:
-    return {"IsolationStrategy": isolation, "CreateUserPool": "true" if user_pool else "false"}
+    values = {"IsolationStrategy": isolation, "CreateUserPool": "true" if user_pool else "false"}
+    if not user_pool:
+        values.update(JwtIssuer=EXTERNAL_ISSUER, JwtAudience=EXTERNAL_AUDIENCE)
+    return values
 
 
 def transform_template(parameters: dict[str, str]) -> dict[str, Any]:
@@ -141,6 +149,10 @@ class _Conditions:
             return str(value).lower() if isinstance(value, bool) else str(value)
         raise NotImplementedError(f"condition operand not modelled: {value!r}")
 
+    def holds(self, expression: Any) -> bool:
+        """The truth of a condition expression (as in Conditions, or a Rules condition or assertion)."""
+        return self._truth(expression)
+
     def _truth(self, expression: Any) -> bool:
         (function, args), *rest = expression.items()
         assert not rest, f"one function per condition: {expression!r}"
@@ -172,13 +184,36 @@ def _resolve_ifs(value: Any, conditions: _Conditions) -> Any:
     return value
 
 
-def resolve(transformed: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
-    """The transformed template for these parameter values: conditions applied, Fn::If resolved."""
-    declared = transformed.get("Parameters", {})
+def parameter_values_with_defaults(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, str]:
+    """Every parameter's value: the given ones, else the declared default ("" when none)."""
+    declared = template.get("Parameters", {})
     values = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
     unknown = set(parameters) - set(values)
     assert not unknown, f"not parameters of the template: {sorted(unknown)}"
     values.update(parameters)
+    return values
+
+
+def rule_violations(template: dict[str, Any], parameters: dict[str, str]) -> list[str]:
+    """The AssertDescription of every template Rules assertion that fails for these parameters:
+    what CloudFormation would refuse the stack for before creating anything."""
+    evaluate = _Conditions({}, parameter_values_with_defaults(template, parameters)).holds
+    violations = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not evaluate(assertion["Assert"]):
+                violations.append(f"{name}: {assertion.get('AssertDescription', assertion['Assert'])}")
+    return violations
+
+
+def resolve(transformed: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """The transformed template for these parameter values: conditions applied, Fn::If resolved.
+    The parameters must satisfy the template's Rules, as CloudFormation requires."""
+    values = parameter_values_with_defaults(transformed, parameters)
+    violations = rule_violations(transformed, parameters)
+    assert not violations, f"CloudFormation would refuse these parameters: {violations}"
     conditions = _Conditions(transformed.get("Conditions", {}), values)
     result = {key: value for key, value in transformed.items() if key not in ("Resources", "Outputs")}
     result["ParameterValues"] = values

@@ -22,7 +22,16 @@ from devtools.local_aws import references
 from tenantscope._config import Settings
 from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
 from tests.iam_eval import TABLE_WIDE_ACTIONS, abac_policy, allowed_by_all, glob_match, is_allowed
-from tests.template.conftest import ROOT, Deployment, deployment_for, sam_template
+from tests.template.conftest import (
+    EXTERNAL_AUDIENCE,
+    EXTERNAL_ISSUER,
+    ROOT,
+    Deployment,
+    deployment_for,
+    parameter_values,
+    rule_violations,
+    sam_template,
+)
 
 APP_TABLE = "AppTable"
 REPLAY_TABLE = "ReplayTable"
@@ -515,7 +524,9 @@ def test_the_tenant_attribute_is_never_writable_by_users_or_clients(deployment: 
     env = deployment.environment("ApiFunction")
     if not deployment.user_pool:
         assert not pools and not clients
-        assert env["TENANTSCOPE_JWT_ISSUER"] == deployment.parameters["JwtIssuer"]
+        assert env["TENANTSCOPE_JWT_ISSUER"] == deployment.parameters["JwtIssuer"] == EXTERNAL_ISSUER
+        assert env["TENANTSCOPE_JWT_AUDIENCE"] == deployment.parameters["JwtAudience"] == EXTERNAL_AUDIENCE
+        assert env["TENANTSCOPE_JWKS_URL"] == f"{EXTERNAL_ISSUER}/.well-known/jwks.json"
         return
     ((pool_name, pool),) = pools.items()
     ((_, client),) = clients.items()
@@ -529,6 +540,30 @@ def test_the_tenant_attribute_is_never_writable_by_users_or_clients(deployment: 
         env["TENANTSCOPE_JWT_ISSUER"]
         == f"https://cognito-idp.{deployment.ref('AWS::Region')}.amazonaws.com/{deployment.ref(pool_name)}"
     )
+
+
+def test_without_the_user_pool_the_issuer_and_audience_must_be_given() -> None:
+    template = sam_template()
+    # No usable default: a deploy without overrides must not trust an issuer its deployer does not control.
+    for name in ("JwtIssuer", "JwtAudience"):
+        assert template["Parameters"][name].get("Default", "") == "", f"{name} has a default"
+    without_pool = {"Fn::Equals": [{"Ref": "CreateUserPool"}, "false"]}
+    rules = [r for r in template.get("Rules", {}).values() if r.get("RuleCondition") == without_pool]
+    assert rules, "no Rules entry applies when CreateUserPool is false"
+    asserted = {
+        name
+        for rule in rules
+        for assertion in rule["Assertions"]
+        if assertion.get("AssertDescription")
+        for name in references(assertion["Assert"])
+    }
+    assert asserted >= {"JwtIssuer", "JwtAudience"}
+    # CloudFormation refuses the defaults without the user pool, and accepts explicit values.
+    assert len(rule_violations(template, {})) == 2
+    assert len(rule_violations(template, {"JwtIssuer": EXTERNAL_ISSUER})) == 1
+    assert not rule_violations(template, parameter_values("session-tags", False))
+    # With the user pool the issuer and audience are the pool's, and the parameters are not needed.
+    assert not rule_violations(template, {"CreateUserPool": "true"})
 
 
 def test_every_route_requires_the_jwt_authorizer_of_the_functions_issuer(deployment: Deployment) -> None:
