@@ -156,6 +156,29 @@ def _tampered_tenant(ctx: Context) -> dict[str, Any]:
     return event
 
 
+def _header_field(index: int, value: str) -> Callable[[dict[str, Any]], None]:
+    def change(record: dict[str, Any]) -> None:
+        attribute = record["messageAttributes"]["tenantscope-envelope"]
+        fields = attribute["stringValue"].split(" ")
+        fields[index] = value
+        attribute["stringValue"] = " ".join(fields)
+
+    return change
+
+
+# One sample per way of tampering with the three envelope attributes (docs/envelope.md).
+_ATTRIBUTE_TAMPERING: dict[str, Callable[[dict[str, Any]], None]] = {
+    "missing_tenant": lambda r: r["messageAttributes"].pop("tenantscope-tenant"),
+    "missing_envelope": lambda r: r["messageAttributes"].pop("tenantscope-envelope"),
+    "malformed_signature": lambda r: r["messageAttributes"]["tenantscope-signature"].update(
+        stringValue="!" * 43
+    ),
+    "oversized_attribute": lambda r: r["messageAttributes"]["tenantscope-tenant"].update(
+        stringValue="a" * 600
+    ),
+    "unknown_version": _header_field(0, "2"),
+}
+
 RESERVED = {"reserve_inventory": {"item_id": "widget", "quantity": 2}}
 
 SAMPLES: dict[str, Sample] = {
@@ -286,6 +309,40 @@ SAMPLES: dict[str, Sample] = {
                     _order_record(ctx, "acme", "m-2"),
                     lambda r: r["messageAttributes"].pop("tenantscope-signature"),
                 ),
+            ]
+        ),
+    ),
+    **{
+        f"sqs_{name}": Sample(
+            "OrderWorkerFunction",
+            "failures m-2",
+            _sqs(
+                lambda ctx, change=change: [
+                    _order_record(ctx, "acme", "m-1"),
+                    _tampered(_order_record(ctx, "acme", "m-2"), change),
+                ]
+            ),
+        )
+        for name, change in _ATTRIBUTE_TAMPERING.items()
+    },
+    "sqs_wrong_key": Sample(
+        "OrderWorkerFunction",
+        "failures m-2",
+        _sqs(
+            lambda ctx: [
+                _order_record(ctx, "acme", "m-1"),
+                # the listed key id, signed with another key
+                _order_record(ctx, "acme", "m-2", ring=make_ring({"dev-1": key_bytes("not-the-dev-key")})),
+            ]
+        ),
+    ),
+    "sqs_issued_in_future": Sample(
+        "OrderWorkerFunction",
+        "failures m-2",
+        _sqs(
+            lambda ctx: [
+                _order_record(ctx, "acme", "m-1"),
+                _order_record(ctx, "acme", "m-2", issued_at=ctx.now + 3600),
             ]
         ),
     ),
