@@ -166,17 +166,40 @@ def _header_field(index: int, value: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-# One sample per way of tampering with the three envelope attributes (docs/envelope.md).
-_ATTRIBUTE_TAMPERING: dict[str, Callable[[dict[str, Any]], None]] = {
-    "missing_tenant": lambda r: r["messageAttributes"].pop("tenantscope-tenant"),
-    "missing_envelope": lambda r: r["messageAttributes"].pop("tenantscope-envelope"),
-    "malformed_signature": lambda r: r["messageAttributes"]["tenantscope-signature"].update(
-        stringValue="!" * 43
+def _changed(change: Callable[[dict[str, Any]], None]) -> Callable[[Context], dict[str, Any]]:
+    """A record sealed properly, then changed in transit."""
+    return lambda ctx: _tampered(_order_record(ctx, "acme", "m-2"), change)
+
+
+def _sealed(**wrongly: Any) -> Callable[[Context], dict[str, Any]]:
+    """A record sealed with one thing wrong (keys, dates or destination)."""
+    return lambda ctx: _order_record(
+        ctx, "acme", "m-2", **{k: v(ctx) if callable(v) else v for k, v in wrongly.items()}
+    )
+
+
+# One sample per kind of bad envelope (docs/envelope.md, verification).
+_BAD_RECORDS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "tampered_body": _changed(lambda r: r.update(body=r["body"].replace("0f8f", "0f8e"))),
+    "tampered_tenant": _changed(
+        lambda r: r["messageAttributes"]["tenantscope-tenant"].update(stringValue="globex")
     ),
-    "oversized_attribute": lambda r: r["messageAttributes"]["tenantscope-tenant"].update(
-        stringValue="a" * 600
+    "missing_tenant": _changed(lambda r: r["messageAttributes"].pop("tenantscope-tenant")),
+    "missing_envelope": _changed(lambda r: r["messageAttributes"].pop("tenantscope-envelope")),
+    "missing_signature": _changed(lambda r: r["messageAttributes"].pop("tenantscope-signature")),
+    "malformed_signature": _changed(
+        lambda r: r["messageAttributes"]["tenantscope-signature"].update(stringValue="!" * 43)
     ),
-    "unknown_version": _header_field(0, "2"),
+    "oversized_attribute": _changed(
+        lambda r: r["messageAttributes"]["tenantscope-tenant"].update(stringValue="a" * 600)
+    ),
+    "unknown_version": _changed(_header_field(0, "2")),
+    "wrong_queue": _sealed(sealed_for=OTHER_QUEUE_ARN),
+    "expired": _sealed(issued_at=lambda ctx: ctx.now - 2 * LIFETIME),
+    "issued_in_future": _sealed(issued_at=lambda ctx: ctx.now + 3600),
+    "unknown_key": _sealed(ring=make_ring({"retired-key": key_bytes("retired-key")})),
+    # the listed key id, signed with another key
+    "wrong_key": _sealed(ring=make_ring({"dev-1": key_bytes("not-the-dev-key")})),
 }
 
 RESERVED = {"reserve_inventory": {"item_id": "widget", "quantity": 2}}
@@ -243,109 +266,15 @@ SAMPLES: dict[str, Sample] = {
             ]
         ),
     ),
-    "sqs_tampered_body": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _tampered(
-                    _order_record(ctx, "acme", "m-2"),
-                    lambda r: r.update(body=r["body"].replace("0f8f", "0f8e")),
-                ),
-            ]
-        ),
-    ),
-    "sqs_tampered_tenant": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _tampered(
-                    _order_record(ctx, "acme", "m-2"),
-                    lambda r: r["messageAttributes"]["tenantscope-tenant"].update(stringValue="globex"),
-                ),
-            ]
-        ),
-    ),
-    "sqs_wrong_queue": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _order_record(ctx, "acme", "m-2", sealed_for=OTHER_QUEUE_ARN),
-            ]
-        ),
-    ),
-    "sqs_expired": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _order_record(ctx, "acme", "m-2", issued_at=ctx.now - 2 * LIFETIME),
-            ]
-        ),
-    ),
-    "sqs_unknown_key": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _order_record(ctx, "acme", "m-2", ring=make_ring({"retired-key": key_bytes("retired-key")})),
-            ]
-        ),
-    ),
-    "sqs_missing_signature": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _tampered(
-                    _order_record(ctx, "acme", "m-2"),
-                    lambda r: r["messageAttributes"].pop("tenantscope-signature"),
-                ),
-            ]
-        ),
-    ),
+    # A good record and, as m-2, one bad in a single way: only m-2 may fail.
     **{
         f"sqs_{name}": Sample(
             "OrderWorkerFunction",
             "failures m-2",
-            _sqs(
-                lambda ctx, change=change: [
-                    _order_record(ctx, "acme", "m-1"),
-                    _tampered(_order_record(ctx, "acme", "m-2"), change),
-                ]
-            ),
+            _sqs(lambda ctx, bad=bad: [_order_record(ctx, "acme", "m-1"), bad(ctx)]),
         )
-        for name, change in _ATTRIBUTE_TAMPERING.items()
+        for name, bad in _BAD_RECORDS.items()
     },
-    "sqs_wrong_key": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                # the listed key id, signed with another key
-                _order_record(ctx, "acme", "m-2", ring=make_ring({"dev-1": key_bytes("not-the-dev-key")})),
-            ]
-        ),
-    ),
-    "sqs_issued_in_future": Sample(
-        "OrderWorkerFunction",
-        "failures m-2",
-        _sqs(
-            lambda ctx: [
-                _order_record(ctx, "acme", "m-1"),
-                _order_record(ctx, "acme", "m-2", issued_at=ctx.now + 3600),
-            ]
-        ),
-    ),
     # ---------------------------------------------------------------- Step Functions tasks
     "sfn_reserve_inventory": Sample("ReserveInventoryFunction", "returns results.reserve_inventory", _task()),
     "sfn_charge_payment": Sample(
