@@ -23,6 +23,7 @@ from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess
+from ._policy import tenant_prefix
 
 __all__ = ["LeadingKeyGuard", "tenant_key", "tenant_session", "tenant_table"]
 
@@ -39,7 +40,7 @@ def tenant_key(*parts: str | int) -> str:
         if isinstance(part, bool) or not isinstance(part, str | int) or part == "":
             raise ValueError("key parts must be non-empty strings or integers")
     # The context's tenant id was validated when the context was made.
-    return "#".join(["TENANT", _current_scope_or_raise().context.tenant_id, *map(str, parts)])
+    return "#".join([tenant_prefix(_current_scope_or_raise().context.tenant_id), *map(str, parts)])
 
 
 _EQUALITY = re.compile(r"(#?[A-Za-z0-9_.]+)\s*=\s*(:[A-Za-z0-9_]+)|(:[A-Za-z0-9_]+)\s*=\s*(#?[A-Za-z0-9_.]+)")
@@ -119,7 +120,7 @@ class LeadingKeyGuard:
     schemas: _KeySchemas = field(default_factory=lambda: key_schemas)
 
     def __post_init__(self) -> None:
-        self._prefix = f"TENANT#{self.tenant_id}"
+        self._prefix = tenant_prefix(self.tenant_id)
         self._checks: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "GetItem": self._check_key_request,
             "DeleteItem": self._check_key_request,

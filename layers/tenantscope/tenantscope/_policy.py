@@ -39,13 +39,16 @@ ITEM_ACTIONS = (
 MAX_SESSION_POLICY_CHARS = 2048
 
 
-def tenant_prefix(tenant_id: str) -> str:
-    """The partition key prefix owned by a tenant.
+def tenant_prefix(tenant_ref: str) -> str:
+    """The partition key prefix owned by a tenant: the one place its format is defined.
+
+    ``tenant_ref`` is an id already validated (a TenantContext's, or at an AssumeRole request)
+    or an IAM policy variable.
 
     >>> tenant_prefix("acme")
     'TENANT#acme'
     """
-    return f"TENANT#{validate_tenant_id(tenant_id)}"
+    return f"TENANT#{tenant_ref}"
 
 
 def leading_key_patterns(tenant_ref: str) -> list[str]:
@@ -54,7 +57,8 @@ def leading_key_patterns(tenant_ref: str) -> list[str]:
     The '#' after the id is what keeps ``acme`` from matching ``acme-corp`` or ``acme1``.
     ``tenant_ref`` is a validated id or an IAM policy variable.
     """
-    return [f"TENANT#{tenant_ref}", f"TENANT#{tenant_ref}#*"]
+    prefix = tenant_prefix(tenant_ref)
+    return [prefix, f"{prefix}#*"]
 
 
 @dataclass(frozen=True)
