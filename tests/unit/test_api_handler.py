@@ -15,7 +15,7 @@ from tenantscope import (
     api_handler,
     current_tenant,
 )
-from tenantscope._context import _current_scope
+from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tests.conftest import LambdaContext, http_api_event, rest_api_event
@@ -27,7 +27,7 @@ def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) ->
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         tenant = current_tenant()
-        scope = _current_scope.get()
+        scope = active_scope()
         seen.append((tenant, scope.credentials if scope else None))
         if isinstance(body, BaseException):
             raise body

@@ -1,24 +1,33 @@
-"""The tenant context: one ContextVar, always reset, carried into threads only on request."""
+"""The tenant context: one ContextVar, read only through active_scope(), carried to threads on request."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextvars
 import gc
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+import tenantscope
+from devtools.lambda_events import QUEUE_ARN, RING
 from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
     TenantContext,
+    TenantLogFilter,
+    _context,
     current_tenant,
     in_tenant_scope,
+    sign_message,
     tenant_scope,
 )
+from tenantscope._context import active_scope
 
 
 def test_no_scope_raises() -> None:
@@ -124,7 +133,7 @@ def test_asyncio_tasks_each_keep_their_own_scope() -> None:
         current_tenant()
 
 
-def test_an_abandoned_generator_fails_closed_rather_than_bringing_its_tenant_back() -> None:
+def test_an_abandoned_generator_finalized_in_another_block_leaves_that_block_alone() -> None:
     # GIVEN a generator that opened a scope inside acme's block and was abandoned there
     def rows() -> Iterator[int]:
         with tenant_scope("acme"):
@@ -138,9 +147,142 @@ def test_an_abandoned_generator_fails_closed_rather_than_bringing_its_tenant_bac
     with tenant_scope("globex"):
         del abandoned
         gc.collect()
-        # THEN what it restores is acme's ended scope, which counts as no scope: never acme
-        with pytest.raises(NoTenantContext):
-            current_tenant()
+        # THEN globex's block is still globex's: acme's ended scope never comes back
+        assert current_tenant().tenant_id == "globex"
+    with pytest.raises(NoTenantContext):
+        current_tenant()
+
+
+def test_a_batch_job_never_seals_or_logs_for_the_tenant_of_an_abandoned_generator() -> None:
+    # GIVEN a job that loops over tenants, each block using a helper generator with its own scope
+    def orders(tenant: str) -> Iterator[str]:
+        with tenant_scope(tenant):
+            yield from ("o1", "o2")
+
+    sealed: dict[str, object] = {}
+    logged: dict[str, object] = {}
+    pending: list[Iterator[str]] = []
+    for tenant in ("acme", "globex"):
+        with tenant_scope(tenant):
+            if pending:  # WHEN acme's abandoned generator is finalized inside globex's block
+                pending.clear()
+                gc.collect()
+            # ... after which this block seals a message and logs a line
+            attributes = sign_message("{}", destination=QUEUE_ARN, ring=RING)
+            sealed[tenant] = attributes["tenantscope-tenant"]["StringValue"]
+            record = logging.LogRecord("job", logging.INFO, __file__, 1, "sent", None, None)
+            TenantLogFilter().filter(record)
+            logged[tenant] = getattr(record, "tenant_id", None)
+            pending.append(orders(tenant))
+            next(pending[-1])  # abandoned early: its scope is left open in this context
+    # THEN every block sealed and logged as its own tenant
+    assert sealed == {"acme": "acme", "globex": "globex"}
+    assert logged == {"acme": "acme", "globex": "globex"}
+
+
+def test_an_outer_scope_ending_first_ends_the_scopes_opened_inside_it() -> None:
+    # GIVEN a generator that opened globex's scope inside acme's block and is still suspended
+    inner_scopes = []
+
+    def inner() -> Iterator[str]:
+        with tenant_scope("globex"):
+            inner_scopes.append(active_scope())
+            yield current_tenant().tenant_id
+
+    with tenant_scope("acme"):
+        suspended = inner()
+        assert next(suspended) == "globex"
+    # WHEN acme's block ends first THEN nothing is current, and the scope opened inside it ended too
+    assert active_scope() is None
+    assert inner_scopes[0] is not None and inner_scopes[0].closed
+    suspended.close()
+    assert active_scope() is None
+
+
+def test_nothing_seals_or_logs_for_a_tenant_after_its_scope_ended() -> None:
+    # GIVEN a context copied while acme's scope was open (a thread, a task, a callback)
+    with tenant_scope("acme"):
+        copied = contextvars.copy_context()
+    # WHEN code in that copy produces or logs after the scope ended
+    with pytest.raises(NoTenantContext):
+        copied.run(sign_message, "{}", destination=QUEUE_ARN, ring=RING)
+    record = logging.LogRecord("late", logging.INFO, __file__, 1, "late", None, None)
+    copied.run(TenantLogFilter().filter, record)
+    # THEN it cannot seal without naming a tenant, and its lines carry no tenant
+    assert not hasattr(record, "tenant_id")
+
+
+def test_in_tenant_scope_refuses_to_run_after_its_scope_ended() -> None:
+    ran: list[str] = []
+    with tenant_scope("acme"):
+        carried = in_tenant_scope(lambda: ran.append("ran"))
+    with pytest.raises(NoTenantContext, match="ended"):
+        carried()
+    assert ran == []
+
+
+def test_a_worker_thread_still_running_when_its_scope_ends_cannot_seal() -> None:
+    # GIVEN work started in a thread with in_tenant_scope, still running when the invocation ends
+    started, scope_ended = threading.Event(), threading.Event()
+
+    def work() -> object:
+        started.set()
+        scope_ended.wait(timeout=30)
+        try:
+            return sign_message("{}", destination=QUEUE_ARN, ring=RING)
+        except NoTenantContext as error:
+            return error
+
+    with ThreadPoolExecutor(1) as pool:
+        with tenant_scope("acme"):
+            future = pool.submit(in_tenant_scope(work))
+            assert started.wait(timeout=30)
+        scope_ended.set()
+        # THEN its late send is refused rather than sealed for acme
+        assert isinstance(future.result(timeout=30), NoTenantContext)
+
+
+def test_an_asyncio_task_outliving_its_scope_cannot_seal() -> None:
+    async def late_send(release: asyncio.Event) -> object:
+        await release.wait()
+        try:
+            return sign_message("{}", destination=QUEUE_ARN, ring=RING)
+        except NoTenantContext as error:
+            return error
+
+    async def invocation() -> object:
+        release = asyncio.Event()
+        with tenant_scope("acme"):
+            task = asyncio.ensure_future(late_send(release))
+            await asyncio.sleep(0)
+        release.set()
+        return await task
+
+    assert isinstance(asyncio.run(invocation()), NoTenantContext)
+
+
+def test_only_the_context_module_reads_the_scope_variable() -> None:
+    # The rule that keeps ended scopes out of every reader: one accessor, active_scope().
+    variables = {name for name, value in vars(_context).items() if isinstance(value, contextvars.ContextVar)}
+    assert variables, "the scope variable moved: update this test"
+    package = Path(tenantscope.__file__).parent
+    offenders = []
+    for module in package.glob("*.py"):
+        if module.name == "_context.py":
+            continue
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.ImportFrom)
+                else [node.attr]
+                if isinstance(node, ast.Attribute)
+                else [node.id]
+                if isinstance(node, ast.Name)
+                else []
+            )
+            offenders += [f"{module.name}: {name}" for name in names if name in variables]
+    assert offenders == []
 
 
 def test_a_scope_carried_elsewhere_ends_with_its_block() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from devtools.issuer import DevIssuer
 from tenantscope import NoTenantContext, api_handler, current_tenant, tenant_scope
-from tenantscope._context import _current_scope
+from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tests.conftest import LambdaContext, http_api_event
@@ -33,7 +33,7 @@ def build_handler(jwks: JwksCache, vendor: CredentialVendor) -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         expected = event["headers"]["x-expected-tenant"]
         for _ in range(3):
-            scope = _current_scope.get()
+            scope = active_scope()
             assert scope is not None and scope.credentials is not None
             if current_tenant().tenant_id != expected or scope.credentials.tenant_id != expected:
                 return {"statusCode": 599, "body": "LEAK"}

@@ -35,7 +35,7 @@ from tenantscope import (
     sfn_task,
 )
 from tenantscope._config import Settings
-from tenantscope._context import _current_scope
+from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
 from tenantscope._keys import HmacKeyRing
@@ -64,7 +64,7 @@ def recording_task(vendor: CredentialVendor, *, name: str | None = None, result:
 
     @sfn_task(name=name, ring=RING, vendor=vendor)
     def reserve_inventory(payload: dict[str, Any], context: Any) -> Any:
-        scope = _current_scope.get()
+        scope = active_scope()
         assert scope is not None and scope.credentials is not None
         calls.append(
             {

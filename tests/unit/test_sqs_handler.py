@@ -46,7 +46,7 @@ from tenantscope import (
 )
 from tenantscope import sqs as sqs_module
 from tenantscope._config import Settings
-from tenantscope._context import _current_scope
+from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts, ScopedCredentials
 from tenantscope._policy import AssumeRoleRequest
 from tenantscope._replay import ReplayGuard
@@ -77,7 +77,7 @@ def make_handler(
 
     @sqs_handler(ring=ring, vendor=vendor, replay_guard=replay_guard)
     def handler(record: SqsRecord, context: Any) -> None:
-        scope = _current_scope.get()
+        scope = active_scope()
         assert scope is not None and scope.credentials is not None
         seen.append((record.message_id, current_tenant().tenant_id, scope.credentials.tenant_id))
         records.append(record)
@@ -386,7 +386,7 @@ def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
 
     @sqs_handler(ring=RING, vendor=vendor)
     def handler(record: SqsRecord, context: Any) -> None:
-        scope = _current_scope.get()
+        scope = active_scope()
         assert scope is not None and scope.credentials is not None
         observed.append(
             (

@@ -1,14 +1,13 @@
 """The tenant context: one ContextVar holding the scope of the current unit of work.
 
 A unit of work is one API invocation, one SQS record or one Step Functions task. Its
-scope is set on entry and reset with its token on exit, whatever happens inside, so
-nothing of a tenant is visible after its scope ends, including in the next invocation
-of a warm container.
+scope is set on entry and ended on exit, whatever happens inside, so nothing of a tenant
+is visible after its scope ends, including in the next invocation of a warm container.
+:func:`active_scope` is the only reader of the ContextVar, and it sees an ended scope as none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,7 +22,14 @@ if TYPE_CHECKING:
     from ._config import Settings
     from ._credentials import ScopedCredentials
 
-__all__ = ["TenantContext", "TenantSource", "current_tenant", "in_tenant_scope", "tenant_scope"]
+__all__ = [
+    "TenantContext",
+    "TenantSource",
+    "active_scope",
+    "current_tenant",
+    "in_tenant_scope",
+    "tenant_scope",
+]
 
 TenantSource = Literal["jwt", "sqs", "sfn", "custom"]
 _SOURCES = get_args(TenantSource)
@@ -68,14 +74,25 @@ class _Scope:
     request_id: str | None = None
     # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
     trace_header: str | None = None
+    # The scope that was current when this one was entered: what its exit restores.
+    parent: _Scope | None = None
     # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
     # task, an abandoned generator) may still hold it: a closed scope is no scope.
     closed: bool = False
 
 
-_current_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
-    "tenantscope_scope", default=None
-)
+# Private to this module: every reader goes through active_scope(), which hides ended scopes.
+_scope_var: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("tenantscope_scope", default=None)
+
+
+def active_scope() -> _Scope | None:
+    """The scope of the current unit of work, or None outside one and once it has ended.
+
+    The one reader of the scope's ContextVar: producers, the log filter, the guard and
+    :func:`current_tenant` all ask here, so none of them can act for a tenant whose scope is over.
+    """
+    scope = _scope_var.get()
+    return None if scope is None or scope.closed else scope
 
 
 def current_tenant() -> TenantContext:
@@ -91,8 +108,8 @@ def current_tenant() -> TenantContext:
 
 
 def _current_scope_or_raise() -> _Scope:
-    scope = _current_scope.get()
-    if scope is None or scope.closed:
+    scope = active_scope()
+    if scope is None:
         raise NoTenantContext("no tenant scope is active")
     return scope
 
@@ -107,16 +124,34 @@ def _enter_scope(
 ) -> Iterator[None]:
     if credentials is not None and credentials.tenant_id != context.tenant_id:
         raise ValueError("credentials belong to another tenant")
-    scope = _Scope(context, credentials, settings, request_id, trace_header)
-    token = _current_scope.set(scope)
+    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=_scope_var.get())
+    _scope_var.set(scope)
     try:
         yield
     finally:
-        scope.closed = True
-        # An abandoned generator is finalized in whatever context runs the garbage collector:
-        # its reset must not touch that (another unit of work's) context.
-        with contextlib.suppress(ValueError):
-            _current_scope.reset(token)
+        _exit_scope(scope)
+
+
+def _exit_scope(scope: _Scope) -> None:
+    """End ``scope`` and, where it is current (or encloses the current scope), restore its parent.
+
+    Exits can come out of order: a generator that opened a scope may be abandoned and finalized
+    later, by the garbage collector, inside another unit of work's block. Restoring its parent
+    there would make an ended scope, or another tenant's, current in a block that never opened
+    it. So the variable is touched only when ``scope`` is on the chain from the current scope
+    outwards; any scope still open inside it ends with it.
+    """
+    scope.closed = True
+    current = _scope_var.get()
+    enclosed = current
+    while enclosed is not None and enclosed is not scope:
+        enclosed = enclosed.parent
+    if enclosed is None:  # not current here, nor enclosing what is: leave this block alone
+        return
+    while current is not None and current is not scope:
+        current.closed = True
+        current = current.parent
+    _scope_var.set(scope.parent)
 
 
 @contextmanager
@@ -146,17 +181,20 @@ def in_tenant_scope(fn: Callable[P, R]) -> Callable[P, R]:
     Threads do not inherit ContextVars. Wrap the callable in the thread that holds the
     scope, then submit the wrapper: it runs in a copy of that context, so the worker
     sees the same tenant and its own changes do not leak back. Once the scope has ended,
-    the wrapper raises :class:`NoTenantContext`: it cannot carry a tenant beyond its scope.
+    the wrapper raises :class:`NoTenantContext` before ``fn`` runs, and code already running
+    in it finds no scope: it cannot carry a tenant beyond its scope.
 
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> with tenant_scope("acme"), ThreadPoolExecutor(1) as pool:
     ...     pool.submit(in_tenant_scope(lambda: current_tenant().tenant_id)).result()
     'acme'
     """
-    _current_scope_or_raise()
+    scope = _current_scope_or_raise()
     captured = contextvars.copy_context()
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if scope.closed:
+            raise NoTenantContext("the tenant scope this work was started in has ended")
         # A copy per call: one Context object cannot be entered by two threads at once.
         return captured.copy().run(fn, *args, **kwargs)
 

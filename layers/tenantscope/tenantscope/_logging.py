@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from ._context import _current_scope
+from ._context import active_scope
 
 __all__ = ["TenantJsonFormatter", "TenantLogFilter", "configure_logging", "install_log_filter"]
 
@@ -29,7 +29,7 @@ class TenantLogFilter(logging.Filter):
     """Adds the current scope's tenant fields to each record. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        scope = _current_scope.get()
+        scope = active_scope()
         if scope is None:
             return True
         context = scope.context

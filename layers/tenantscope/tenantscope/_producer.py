@@ -17,7 +17,7 @@ from typing import Any
 
 from ._aws import aws_client
 from ._config import Settings, get_settings
-from ._context import _current_scope
+from ._context import active_scope
 from ._envelope import (
     SFN_KEY,
     seal,
@@ -39,7 +39,7 @@ _SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.c
 
 
 def _producer_tenant(tenant_id: str | None) -> str:
-    scope = _current_scope.get()
+    scope = active_scope()
     if scope is not None:
         current = scope.context.tenant_id
         if tenant_id is not None and tenant_id != current:
@@ -79,7 +79,7 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
 def _trace_header() -> str | None:
     """The trace to continue downstream: the SQS record's own trace inside a record's scope
     (so one request stays one trace across the queue), else the current span, else Lambda's."""
-    scope = _current_scope.get()
+    scope = active_scope()
     if scope is not None and scope.trace_header:
         return scope.trace_header
     return get_tracer().trace_header() or os.environ.get("_X_AMZN_TRACE_ID") or None
