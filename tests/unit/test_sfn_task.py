@@ -225,6 +225,21 @@ def test_refusals_raise_exactly_tenant_auth_error_and_the_task_never_runs(
     assert fake_sts.requests == []
 
 
+def test_lambda_tenant_isolation_mode_must_match_the_sealed_tenant(
+    vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
+    # GIVEN a task function in Lambda tenant isolation mode, its environment bound to globex
+    task = recording_task(vendor)
+    # WHEN an input sealed for acme arrives THEN it is refused, the task never runs, no STS call
+    with pytest.raises(TenantAuthError) as caught:
+        task(first_event(), LambdaContext(tenant_id="globex"))
+    assert type(caught.value) is TenantAuthError
+    assert task.calls == [] and fake_sts.requests == []
+    # AND an environment bound to acme runs it
+    task(first_event(), LambdaContext(tenant_id="acme"))
+    assert [call["tenant"].tenant_id for call in task.calls] == ["acme"]
+
+
 @pytest.mark.parametrize(
     "raised",
     [CrossTenantAccess("key outside the current tenant's partition"), Forbidden("nope")],

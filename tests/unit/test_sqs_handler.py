@@ -292,6 +292,18 @@ def test_a_failing_handler_fails_only_its_record(vendor: CredentialVendor) -> No
     assert all(tenant == creds for _, tenant, creds in handler.seen)
 
 
+def test_lambda_tenant_isolation_mode_fails_the_records_of_other_tenants(
+    vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
+    # GIVEN a batch of acme and initech records in an environment Lambda bound to acme
+    handler = make_handler(vendor)
+    response = handler(sqs_event(good_records()), LambdaContext(tenant_id="acme"))
+    # THEN only acme's record runs; initech's is a batch item failure that never reached STS
+    assert response == {"batchItemFailures": [{"itemIdentifier": "good-initech"}]}
+    assert handler.seen == [("good-acme", "acme", "acme")]
+    assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
+
+
 class RefusingSts(FakeSts):
     """STS that refuses the role for some tenants only."""
 

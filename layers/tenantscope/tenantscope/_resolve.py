@@ -105,19 +105,33 @@ def resolve_api_event(
     set it must equal the token's tenant.
     """
     claims = verifier.verify(bearer_token(event, settings.max_token_bytes))
-    context = tenant_from_claims(claims, settings)
+    return _same_as_lambda_tenant(tenant_from_claims(claims, settings), lambda_tenant_id)
+
+
+def _same_as_lambda_tenant(context: TenantContext, lambda_tenant_id: object) -> TenantContext:
+    """``context`` when Lambda's tenant isolation mode is off, or names the same tenant.
+
+    In that mode (``context.tenant_id`` set) Lambda keeps one tenant per execution environment;
+    a unit of work proven for another tenant must not run in it, whatever the trigger.
+    """
     if lambda_tenant_id is not None and lambda_tenant_id != context.tenant_id:
-        raise Forbidden("token tenant differs from the Lambda tenant id")
+        raise Forbidden("proven tenant differs from the Lambda tenant id")
     return context
 
 
 def resolve_sqs_record(
-    record: Mapping[str, Any], ring: KeyRing, settings: Settings, *, now: float
+    record: Mapping[str, Any],
+    ring: KeyRing,
+    settings: Settings,
+    *,
+    now: float,
+    lambda_tenant_id: object = None,
 ) -> tuple[TenantContext, Envelope]:
     """Resolve one Lambda SQS record to the tenant of its verified envelope.
 
     The destination is the record's ``eventSourceARN``, so an envelope sealed for another
-    queue fails verification.
+    queue fails verification. ``lambda_tenant_id`` is ``context.tenant_id`` in Lambda tenant
+    isolation mode; when set it must equal the envelope's tenant.
     """
     body = record.get("body")
     source_arn = record.get("eventSourceARN")
@@ -143,17 +157,23 @@ def resolve_sqs_record(
         clock_skew=settings.clock_skew_seconds,
     )
     claims = {"envelope_id": envelope.envelope_id, "message_id": message_id}
-    return TenantContext(envelope.tenant_id, source="sqs", claims=claims), envelope
+    context = TenantContext(envelope.tenant_id, source="sqs", claims=claims)
+    return _same_as_lambda_tenant(context, lambda_tenant_id), envelope
 
 
 def resolve_sfn_event(
-    event: Mapping[str, Any], ring: KeyRing, settings: Settings, *, now: float
+    event: Mapping[str, Any],
+    ring: KeyRing,
+    settings: Settings,
+    *,
+    now: float,
+    lambda_tenant_id: object = None,
 ) -> tuple[TenantContext, Envelope, str]:
     """Resolve a Step Functions task event to the tenant of its sealed input.
 
     The event carries the envelope under ``"tenantscope"`` and, from the ``$$`` context
     object, ``"execution": {"name": ..., "stateMachine": ...}``. Returns the context, the
-    envelope and the sealed body (a JSON string).
+    envelope and the sealed body (a JSON string). ``lambda_tenant_id`` is as for SQS records.
     """
     sealed = event.get(SFN_KEY)
     execution = event.get("execution")
@@ -174,4 +194,5 @@ def resolve_sfn_event(
         clock_skew=settings.clock_skew_seconds,
     )
     claims = {"envelope_id": envelope.envelope_id, "execution_name": name}
-    return TenantContext(envelope.tenant_id, source="sfn", subject=name, claims=claims), envelope, body
+    context = TenantContext(envelope.tenant_id, source="sfn", subject=name, claims=claims)
+    return _same_as_lambda_tenant(context, lambda_tenant_id), envelope, body

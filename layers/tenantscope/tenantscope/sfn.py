@@ -52,7 +52,8 @@ def sfn_task(
     name) and the envelope is carried forward in the output.
 
     Errors are raised with names a state machine can Catch: ``TenantAuthError`` (a missing,
-    forged, expired or misaddressed envelope, or a cross-tenant data call) and
+    forged, expired or misaddressed envelope, a tenant other than Lambda's in tenant isolation
+    mode, or a cross-tenant data call) and
     ``CredentialsUnavailable`` (retry it). Other exceptions propagate unchanged.
 
     >>> from tenantscope.sfn import sfn_task
@@ -76,7 +77,13 @@ def sfn_task(
                 try:
                     if not isinstance(event, Mapping):
                         raise TenantAuthError("task event is not an object")
-                    tenant, _, body = resolve_sfn_event(event, rt.ring, rt.settings, now=time.time())
+                    tenant, _, body = resolve_sfn_event(
+                        event,
+                        rt.ring,
+                        rt.settings,
+                        now=time.time(),
+                        lambda_tenant_id=getattr(context, "tenant_id", None),
+                    )
                     sealed_input = json.loads(body)
                 except CredentialsUnavailable as error:  # the key ring could not be loaded: retry
                     logger.error("tenantscope: task %s: %s", task_name, error)

@@ -78,7 +78,9 @@ class _HandlerFailed(Exception):
 
 
 def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any, span: Span) -> None:
-    tenant, envelope = resolve_sqs_record(raw, rt.ring, rt.settings, now=time.time())
+    tenant, envelope = resolve_sqs_record(
+        raw, rt.ring, rt.settings, now=time.time(), lambda_tenant_id=getattr(context, "tenant_id", None)
+    )
     span.annotate("tenant_id", tenant.tenant_id)
     span.annotate("tenant_source", tenant.source)
     record = SqsRecord.from_event_record(raw)
@@ -119,9 +121,10 @@ def sqs_handler(
     tenant scope with that tenant's credentials. The handler returns the
     ``batchItemFailures`` response (enable ``ReportBatchItemFailures`` on the event source):
     a record fails when its envelope is missing, bad, expired, sealed for another queue or
-    replayed, when credentials cannot be vended, or when the function raises. Other records
-    go on. On a FIFO queue, once a record fails, the later records of its message group
-    fail too, so the group's order is kept.
+    replayed, when its tenant is not Lambda's (tenant isolation mode), when credentials
+    cannot be vended, or when the function raises. Other records go on. On a FIFO queue,
+    once a record fails, the later records of its message group fail too, so the group's
+    order is kept.
 
     >>> from tenantscope import current_tenant
     >>> from tenantscope.sqs import sqs_handler
