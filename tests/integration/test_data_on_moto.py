@@ -8,15 +8,18 @@ tested as data in tests/unit/test_policy.py and on real AWS in tests/aws/.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import NoCredentialsError
 
 from devtools.issuer import DevIssuer
 from tenantscope import (
     CrossTenantAccess,
     NoTenantContext,
+    _aws,
     api_handler,
     current_tenant,
     tenant_key,
@@ -73,6 +76,45 @@ def test_sessions_use_the_vended_credentials_never_the_function_role(sts_vendor:
     assert frozen.access_key != "testing-function-role"
     assert served.session_name == "acme"
     assert served.role_arn == ROLE_ARN
+
+
+@pytest.mark.parametrize("service", ["dynamodbstreams", "s3", "sts", "iam", "sqs"])
+def test_a_tenant_session_makes_no_client_the_guard_does_not_understand(
+    sts_vendor: CredentialVendor, service: str
+) -> None:
+    # The pooled table's stream carries every tenant's writes, and nothing would guard it.
+    with tenant_scope("acme"):
+        session = tenant_session()
+        with pytest.raises(CrossTenantAccess, match=f"no {service} client"):
+            session.client(service)
+        with pytest.raises(CrossTenantAccess, match=f"no {service} client"):
+            session._session.create_client(service, region_name=REGION)
+
+
+def test_an_explicitly_unguarded_service_is_made_on_the_tenant_credentials(
+    monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
+) -> None:
+    # GIVEN a deployer who lists sts as a service the tenant role's IAM alone may govern
+    monkeypatch.setenv("TENANTSCOPE_UNGUARDED_SERVICES", "sts")
+    reset_settings()
+    with tenant_scope("acme"):
+        identity = tenant_session().client("sts").get_caller_identity()
+        with pytest.raises(CrossTenantAccess, match="no dynamodbstreams client"):
+            tenant_session().client("dynamodbstreams")
+    # THEN it runs as the tenant's session of the tenant role, not as the function
+    assert identity["Arn"].endswith(":assumed-role/tenantscope-tenant/acme")
+
+
+def test_tenant_clients_can_never_fall_back_to_the_function_role(sts_vendor: CredentialVendor) -> None:
+    # GIVEN the function's own credentials in the environment (as in Lambda), and a tenant
+    # client given no credentials at all (what an empty vended key used to become)
+    missing = SimpleNamespace(access_key_id=None, secret_access_key=None, session_token=None)
+    table = _aws.tenant_resource("dynamodb", REGION, missing).Table(TABLE)
+    # WHEN it is used THEN it has no credentials to sign with, rather than the function's
+    with pytest.raises(NoCredentialsError):
+        table.get_item(Key={"pk": "TENANT#acme", "sk": "A"})
+    assert _aws.tenant_boto3_session(REGION).get_credentials() is None
+    assert _aws.base_session().get_credentials() is not None  # the function role is right there
 
 
 def test_a_kept_table_is_useless_after_its_scope(sts_vendor: CredentialVendor) -> None:

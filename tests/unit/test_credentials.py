@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
-
-from tenantscope._config import Settings, TableSpec
-from tenantscope._credentials import (
-    Boto3Sts,
-    CredentialVendor,
-    FakeSts,
-    ScopedCredentials,
-    StsThrottled,
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
 )
+
+from tenantscope import StsRefused, StsThrottled, StsUnreachable
+from tenantscope._config import Settings, TableSpec
+from tenantscope._credentials import Boto3Sts, CredentialVendor, FakeSts, ScopedCredentials
 from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
 from tenantscope._policy import AssumeRoleRequest, assume_role_request
 from tests.conftest import REGION, ROLE_ARN, TABLE
@@ -256,7 +256,7 @@ def test_a_failed_flight_fails_every_waiter_closed() -> None:
     sts.release.set()
     for thread in threads:
         thread.join(timeout=30)
-    assert outcomes == [CredentialsUnavailable] * 8
+    assert outcomes == [StsRefused] * 8  # every waiter fails as the leader did
     assert len(sts.requests) == 1
 
 
@@ -400,14 +400,33 @@ def a_request() -> AssumeRoleRequest:
 
 
 @pytest.mark.parametrize(
-    "code",
-    ["Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"],
+    "code", ["Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"]
 )
 def test_boto3_sts_maps_throttling_to_sts_throttled(code: str) -> None:
     client = FakeStsClient(error=client_error(code))
-    with pytest.raises(StsThrottled):
+    with pytest.raises(StsThrottled, match=rf"^STS throttled \({code}\)$"):
         Boto3Sts(client=client).assume_role(a_request())
     assert len(client.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="https://sts.us-east-1.amazonaws.com"),
+        ConnectTimeoutError(endpoint_url="https://sts.us-east-1.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://sts.us-east-1.amazonaws.com"),
+        client_error("ServiceUnavailable"),
+        client_error("InternalFailure"),
+    ],
+    ids=lambda error: (
+        type(error).__name__ if not isinstance(error, ClientError) else error.response["Error"]["Code"]
+    ),
+)
+def test_boto3_sts_maps_network_failures_and_sts_faults_to_sts_unreachable(error: Exception) -> None:
+    # A DNS or connection failure is not throttling: an operator must be told which one it is.
+    with pytest.raises(StsUnreachable, match=r"^STS unreachable \(\w+\)$") as caught:
+        Boto3Sts(client=FakeStsClient(error=error)).assume_role(a_request())
+    assert not isinstance(caught.value, StsThrottled)
 
 
 @pytest.mark.parametrize(
@@ -421,18 +440,98 @@ def test_boto3_sts_maps_throttling_to_sts_throttled(code: str) -> None:
         "",
     ],
 )
-def test_boto3_sts_maps_refusals_to_credentials_unavailable(code: str) -> None:
+def test_boto3_sts_maps_refusals_to_sts_refused(code: str) -> None:
     client = FakeStsClient(error=client_error(code))
-    with pytest.raises(CredentialsUnavailable) as caught:
+    with pytest.raises(StsRefused, match=r"^STS refused AssumeRole \(") as caught:
         Boto3Sts(client=client).assume_role(a_request())
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
 
 
-def test_boto3_sts_treats_connection_errors_as_retryable() -> None:
+def test_the_vendor_retries_an_unreachable_sts_then_says_so(sleeps: SleepRecorder, caplog: Any) -> None:
     client = FakeStsClient(error=EndpointConnectionError(endpoint_url="https://sts.amazonaws.com"))
-    with pytest.raises(StsThrottled):
-        Boto3Sts(client=client).assume_role(a_request())
+    vendor = CredentialVendor(Boto3Sts(client=client), clock=FakeClock(), sleep=sleeps, max_attempts=3)
+    with pytest.raises(StsUnreachable, match=r"STS unreachable .*retries exhausted"):
+        vendor.credentials_for("acme", policy_settings())
+    assert len(client.calls) == 3 and len(sleeps.sleeps) == 2
+    reasons = [r.getMessage() for r in caplog.records if r.name == "tenantscope"]
+    assert reasons == [
+        f"tenantscope: STS unreachable (EndpointConnectionError), attempt {n}" for n in (1, 2, 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arrange", "failure"),
+    [
+        (lambda sts: setattr(sts, "throttle_next", 9), StsThrottled),
+        (lambda sts: setattr(sts, "unreachable_next", 9), StsUnreachable),
+        (lambda sts: setattr(sts, "refuse", True), StsRefused),
+    ],
+    ids=["throttled", "unreachable", "refused"],
+)
+def test_callers_waiting_and_the_failure_memory_keep_the_kind_of_failure(
+    make_vendor: Any, sts: FakeSts, arrange: Any, failure: type[CredentialsUnavailable]
+) -> None:
+    vendor = make_vendor(max_attempts=2)
+    arrange(sts)
+    with pytest.raises(failure):
+        vendor.credentials_for("acme", tag_settings())
+    with pytest.raises(failure, match="recent STS failure"):
+        vendor.credentials_for("acme", tag_settings())
+
+
+# --- every vended credential is checked ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", ["AccessKeyId", "SecretAccessKey", "SessionToken"])
+def test_empty_credentials_from_sts_are_refused(empty: str) -> None:
+    # boto3 would treat an empty key as no key and fall back to the function's own role.
+    creds = {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": 4e9}
+    client = FakeStsClient(response={"Credentials": {**creds, empty: ""}})
+    vendor = CredentialVendor(Boto3Sts(client=client), clock=FakeClock(), sleep=SleepRecorder())
+    with pytest.raises(StsRefused, match="unusable credentials"):
+        vendor.credentials_for("acme", policy_settings())
+
+
+@pytest.mark.parametrize("response", [{}, {"Credentials": None}, {"Credentials": {"AccessKeyId": "A"}}])
+def test_a_malformed_sts_answer_is_refused(response: dict[str, Any]) -> None:
+    with pytest.raises(StsRefused, match="unusable credentials"):
+        Boto3Sts(client=FakeStsClient(response=response)).assume_role(a_request())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [("", "s", "t"), ("a", "", "t"), ("a", "s", ""), (None, "s", "t")],
+    ids=["key", "secret", "token", "None key"],
+)
+def test_scoped_credentials_cannot_be_made_empty(fields: tuple[Any, Any, Any]) -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        ScopedCredentials("acme", *fields, 4e9)
+
+
+class ScriptedSts:
+    """An STS backend that answers with whatever credentials the test gives it."""
+
+    def __init__(self, credentials: ScopedCredentials) -> None:
+        self.credentials = credentials
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        return self.credentials
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        ScopedCredentials("acme", "ASIA1", "s", "t", 999.0),  # expired at the clock's 1000
+        ScopedCredentials("acme", "ASIA1", "s", "t", 1000.0),
+        ScopedCredentials("globex", "ASIA1", "s", "t", 5000.0),  # another tenant's
+    ],
+    ids=["expired", "expiring now", "another tenant"],
+)
+def test_expired_or_foreign_credentials_from_a_backend_are_refused(credentials: ScopedCredentials) -> None:
+    vendor = CredentialVendor(ScriptedSts(credentials), clock=FakeClock(1000.0), sleep=SleepRecorder())
+    with pytest.raises(StsRefused, match="unusable credentials"):
+        vendor.credentials_for("acme", tag_settings())
 
 
 def test_vendor_on_boto3_sts_retries_throttling_then_fails_closed(sleeps: SleepRecorder) -> None:

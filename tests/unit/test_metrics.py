@@ -12,6 +12,7 @@ import pytest
 from devtools.issuer import DevIssuer
 from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
 from tenantscope import (
+    CredentialsUnavailable,
     NoopTracer,
     SqsRecord,
     TenantAuthError,
@@ -21,13 +22,14 @@ from tenantscope import (
     sqs_handler,
 )
 from tenantscope._config import ENV, Settings
-from tenantscope._credentials import CredentialVendor
+from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
 from tenantscope._metrics import NAMESPACE, MetricsTracer, emf_line, with_metrics
 from tests.conftest import LambdaContext, http_api_event
 
 METRIC_UNITS = {"Units": "Count", "ClientErrors": "Count", "Faults": "Count", "Duration": "Milliseconds"}
-ALLOWED_KEYS = {"_aws", "Function", "Trigger", "TenantId", *METRIC_UNITS}
+STS_FAILURES = ("StsUnreachable", "StsThrottled", "StsRefused")
+ALLOWED_KEYS = {"_aws", "Function", "Trigger", "TenantId", *METRIC_UNITS, *STS_FAILURES}
 
 
 def emf_lines(text: str) -> list[dict[str, Any]]:
@@ -42,8 +44,11 @@ def emf_lines(text: str) -> list[dict[str, Any]]:
         for dimension_set in directive["Dimensions"]:
             assert 1 <= len(dimension_set) <= 30
             assert all(isinstance(document[name], str) for name in dimension_set)
-        assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == METRIC_UNITS
-        assert all(isinstance(document[name], int | float) for name in METRIC_UNITS)
+        declared = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+        sts = [name for name in STS_FAILURES if name in document]
+        assert declared == {**METRIC_UNITS, **dict.fromkeys(sts, "Count")}
+        assert len(sts) <= 1 and all(document[name] == 1 for name in sts)
+        assert all(isinstance(document[name], int | float) for name in declared)
     return documents
 
 
@@ -217,6 +222,42 @@ class RecordingTracer:
 
     def trace_header(self) -> str | None:
         return "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1"
+
+
+@pytest.mark.parametrize(
+    ("arrange", "metric"),
+    [
+        (lambda sts: setattr(sts, "unreachable_next", 99), "StsUnreachable"),
+        (lambda sts: setattr(sts, "throttle_next", 99), "StsThrottled"),
+        (lambda sts: setattr(sts, "refuse", True), "StsRefused"),
+    ],
+    ids=STS_FAILURES,
+)
+def test_each_kind_of_sts_failure_is_its_own_metric_on_every_trigger(
+    capsys: pytest.CaptureFixture[str], issuer: DevIssuer, jwks: JwksCache, arrange: Any, metric: str
+) -> None:
+    # GIVEN STS failing in one way, behind each adapter
+    sts = FakeSts()
+    arrange(sts)
+    vendor = CredentialVendor(sts, sleep=lambda _: None)
+    api = api_handler(jwks=jwks, vendor=vendor, metrics="on")(lambda event, context: {"statusCode": 200})
+    sqs = sqs_handler(ring=RING, vendor=vendor, metrics="on")(lambda record, context: None)
+    task = sfn_task(ring=RING, vendor=vendor, metrics="on", name="t")(lambda payload, context: {})
+    # WHEN each runs a unit of work
+    assert api(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 503
+    assert (
+        len(sqs(sqs_event([signed_sqs_record("{}", tenant_id="acme")]), LambdaContext())["batchItemFailures"])
+        == 1
+    )
+    with pytest.raises(CredentialsUnavailable):
+        task(sfn_task_event({}, tenant_id="acme"), LambdaContext())
+    # THEN each line counts a fault and names how STS failed
+    lines = emf_lines(capsys.readouterr().out)
+    assert [(line["Trigger"], line["Faults"], line.get(metric)) for line in lines] == [
+        ("api", 1, 1),
+        ("sqs", 1, 1),
+        ("sfn", 1, 1),
+    ]
 
 
 def test_the_wrapped_tracer_still_gets_every_span_annotation_and_error() -> None:

@@ -28,6 +28,7 @@ from tenantscope import (
     InvalidEnvelope,
     NoopTracer,
     SqsRecord,
+    StsRefused,
     TenantAuthError,
     TenantError,
     Unauthorized,
@@ -407,7 +408,9 @@ def test_credentials_unavailable_before_the_handler_is_a_fault(
     response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
     assert response["statusCode"] == 503
     (span,) = tracer.spans
-    assert span.errors == [(CredentialsUnavailable, False)]
+    # the span names the kind of STS failure (X-Ray: annotation.error_type = "StsRefused")
+    assert span.errors == [(StsRefused, False)]
+    assert issubclass(StsRefused, CredentialsUnavailable)
     assert span.annotations["tenant_id"] == "acme"
 
 

@@ -1,9 +1,14 @@
-"""AWS clients on the function's own role: one shared boto3 session, short timeouts.
+"""AWS clients: the function's own role from one shared boto3 session; tenants' from a session
+that cannot find any credentials of its own.
 
 Every client tenantscope makes on the function's role (STS, Secrets Manager, KMS, SQS, Step
-Functions, DescribeTable, the replay table) comes from here, created once per process and
-service. Tenant resources are built from the same session with the tenant's credentials, so
-they share its loaded service models: a new tenant costs a client, not a new botocore session.
+Functions, DescribeTable, the replay table) comes from :func:`aws_client`, created once per
+process and service.
+
+Tenant clients come from botocore sessions with no credential providers: they have the tenant's
+scoped credentials or none at all, never the environment's or the container's (the function's
+role), whatever they are given. They share the function session's data loader, so service
+models are parsed once per process: a new tenant costs a client, not a new set of models.
 
 Timeouts are short so that a slow dependency becomes a quick, retried failure (a 503, a batch
 item failure, a retried task) rather than an invocation that hangs until Lambda kills it.
@@ -14,10 +19,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["aws_client", "base_session", "reset_clients", "tenant_resource"]
+__all__ = ["aws_client", "base_session", "reset_clients", "tenant_boto3_session", "tenant_resource"]
 
 _lock = threading.Lock()
 _session: Any = None
+_tenant_base: Any = None
 _clients: dict[tuple[str, str | None, int], Any] = {}
 
 
@@ -55,9 +61,45 @@ def aws_client(service: str, region: str | None, *, attempts: int = 2) -> Any:
     return client
 
 
+def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
+    """A new boto3 session whose botocore session has no credential providers.
+
+    With ``credentials`` (a tenant's :class:`ScopedCredentials`) they are its credentials;
+    without, clients made from it get only what is passed to them explicitly.
+    """
+    import boto3
+    from botocore.credentials import CredentialResolver
+    from botocore.session import Session as BotocoreSession
+
+    shared_loader = base_session()._session.get_component("data_loader")
+    botocore_session = BotocoreSession()
+    # No provider at all: not the environment, not a profile, not the container endpoint.
+    botocore_session.register_component("credential_provider", CredentialResolver(providers=[]))
+    botocore_session.register_component("data_loader", shared_loader)
+    if credentials is not None:
+        botocore_session.set_credentials(
+            credentials.access_key_id, credentials.secret_access_key, credentials.session_token
+        )
+    with _lock:
+        # boto3 appends its data path to the (shared) loader on every new Session: keep one copy.
+        search_paths = list(shared_loader.search_paths)
+        session = boto3.session.Session(botocore_session=botocore_session, region_name=region)
+        shared_loader.search_paths[:] = search_paths
+    return session
+
+
+def _tenant_base_session() -> Any:
+    global _tenant_base
+    if _tenant_base is None:
+        session = tenant_boto3_session(None)
+        with _lock:
+            _tenant_base = _tenant_base or session
+    return _tenant_base
+
+
 def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
     """A boto3 resource for ``service`` on a tenant's scoped credentials (never the function's)."""
-    session = base_session()
+    session = _tenant_base_session()
     with _lock:
         return session.resource(
             service,
@@ -71,7 +113,8 @@ def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
 
 def reset_clients() -> None:
     """Forget every client (tests that switch between mocked AWS endpoints)."""
-    global _session
+    global _session, _tenant_base
     with _lock:
         _session = None
+        _tenant_base = None
         _clients.clear()

@@ -41,6 +41,7 @@ class ENV:
     ISOLATION = "TENANTSCOPE_ISOLATION"
     TABLES = "TENANTSCOPE_TABLES"
     TENANT_TAG_KEY = "TENANTSCOPE_TENANT_TAG_KEY"
+    UNGUARDED_SERVICES = "TENANTSCOPE_UNGUARDED_SERVICES"
     SESSION_DURATION = "TENANTSCOPE_SESSION_DURATION_SECONDS"
     REFRESH_MARGIN = "TENANTSCOPE_REFRESH_MARGIN_SECONDS"
     SIGNING_KEYS = "TENANTSCOPE_SIGNING_KEYS"
@@ -151,6 +152,9 @@ class Settings:
     )
     tables: tuple[TableSpec, ...] = field(default=(), metadata={"env": ENV.TABLES, "parse": _parse_tables})
     tenant_tag_key: str = field(default="TenantId", metadata={"env": ENV.TENANT_TAG_KEY})
+    unguarded_services: tuple[str, ...] = field(
+        default=(), metadata={"env": ENV.UNGUARDED_SERVICES, "parse": _csv}
+    )
     session_duration_seconds: int = field(default=3600, metadata={"env": ENV.SESSION_DURATION, "parse": int})
     refresh_margin_seconds: int = field(default=300, metadata={"env": ENV.REFRESH_MARGIN, "parse": int})
     signing_keys: str | None = field(default=None, metadata={"env": ENV.SIGNING_KEYS, "parse": _optional})
@@ -186,7 +190,7 @@ class Settings:
                 values[f.name] = value
         if explicit:
             raise TypeError(f"unknown settings: {', '.join(sorted(explicit))}")
-        for name in ("jwt_audience", "jwt_algorithms", "tables"):
+        for name in ("jwt_audience", "jwt_algorithms", "tables", "unguarded_services"):
             if not isinstance(values.get(name, ()), tuple):
                 raise TypeError(f"{name} must be a tuple")
         settings = cls(**values)

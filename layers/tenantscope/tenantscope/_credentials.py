@@ -2,14 +2,18 @@
 
 - Cached per (role, strategy, tenant) and refreshed a margin before ``Expiration``.
 - Concurrent misses for one tenant make a single STS call (single flight).
-- Throttling is retried with full jitter; then the work fails closed with
-  :class:`CredentialsUnavailable`. A failure is remembered only briefly.
-- There is no path that returns the function's own credentials.
+- Failures are told apart: STS unreachable and STS throttled are retried with full jitter,
+  then the work fails closed; STS refusing the role is not retried. Each is its own
+  :class:`CredentialsUnavailable` subclass, log reason and metric. A failure is remembered
+  only briefly.
+- Every vended credential is checked (non-empty key, secret and token, the right tenant, a
+  future expiry), and there is no path that returns the function's own credentials.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -20,7 +24,7 @@ from typing import Any, Protocol
 
 from ._aws import aws_client
 from ._config import Settings
-from ._errors import CredentialsUnavailable
+from ._errors import CredentialsUnavailable, StsRefused, StsThrottled, StsUnreachable
 from ._policy import AssumeRoleRequest, assume_role_request
 
 __all__ = [
@@ -29,7 +33,6 @@ __all__ = [
     "FakeSts",
     "ScopedCredentials",
     "StsBackend",
-    "StsThrottled",
     "default_vendor",
     "set_default_vendor",
 ]
@@ -37,16 +40,11 @@ __all__ = [
 logger = logging.getLogger("tenantscope")
 
 _THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "IDPCommunicationError",
-    }
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 )
+# STS failing on its side: as good as unreachable for this call.
+_UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "IDPCommunicationError"})
+_RETRIED = (StsThrottled, StsUnreachable)
 
 
 @dataclass(frozen=True)
@@ -59,9 +57,14 @@ class ScopedCredentials:
     session_token: str = field(repr=False)
     expiration: float  # epoch seconds
 
-
-class StsThrottled(Exception):
-    """STS asked us to slow down; the call may be retried."""
+    def __post_init__(self) -> None:
+        # boto3 treats an empty key as no key and falls back to the default chain (the
+        # function's own role): an empty credential must never get as far as a client.
+        secrets = (self.access_key_id, self.secret_access_key, self.session_token)
+        if not all(isinstance(value, str) and value for value in secrets):
+            raise ValueError("scoped credentials need a non-empty key, secret and session token")
+        if not isinstance(self.expiration, int | float) or not math.isfinite(self.expiration):
+            raise ValueError("scoped credentials need an expiry")
 
 
 class StsBackend(Protocol):
@@ -89,23 +92,28 @@ class Boto3Sts:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in _THROTTLING_CODES:
-                raise StsThrottled(code) from None
-            raise CredentialsUnavailable(f"AssumeRole refused ({code})") from None
-        except BotoCoreError as error:
-            raise StsThrottled(type(error).__name__) from None
-        creds = response["Credentials"]
-        expiration = creds["Expiration"]
-        return ScopedCredentials(
-            tenant_id=request.tenant_id,
-            access_key_id=creds["AccessKeyId"],
-            secret_access_key=creds["SecretAccessKey"],
-            session_token=creds["SessionToken"],
-            expiration=expiration.timestamp() if isinstance(expiration, datetime) else float(expiration),
-        )
+                raise StsThrottled(f"STS throttled ({code})") from None
+            if code in _UNAVAILABLE_CODES:
+                raise StsUnreachable(f"STS unreachable ({code})") from None
+            raise StsRefused(f"STS refused AssumeRole ({code or 'no error code'})") from None
+        except BotoCoreError as error:  # DNS, connection, timeouts: nothing came back from STS
+            raise StsUnreachable(f"STS unreachable ({type(error).__name__})") from None
+        try:
+            creds = response["Credentials"]
+            expiration = creds["Expiration"]
+            return ScopedCredentials(
+                tenant_id=request.tenant_id,
+                access_key_id=creds["AccessKeyId"],
+                secret_access_key=creds["SecretAccessKey"],
+                session_token=creds["SessionToken"],
+                expiration=expiration.timestamp() if isinstance(expiration, datetime) else float(expiration),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise StsRefused("STS answered with unusable credentials") from None
 
 
 class FakeSts:
-    """A fake STS backend: records every request and can throttle or fail on demand.
+    """A fake STS backend: records every request and can throttle, be unreachable or refuse on demand.
 
     >>> from tenantscope._policy import AssumeRoleRequest
     >>> sts = FakeSts()
@@ -120,6 +128,7 @@ class FakeSts:
         self.clock = clock
         self.requests: list[AssumeRoleRequest] = []
         self.throttle_next = 0
+        self.unreachable_next = 0
         self.refuse = False
         self._lock = threading.Lock()
 
@@ -129,9 +138,12 @@ class FakeSts:
             n = len(self.requests)
             if self.throttle_next > 0:
                 self.throttle_next -= 1
-                raise StsThrottled("Throttling")
+                raise StsThrottled("STS throttled (Throttling)")
+            if self.unreachable_next > 0:
+                self.unreachable_next -= 1
+                raise StsUnreachable("STS unreachable (EndpointConnectionError)")
         if self.refuse:
-            raise CredentialsUnavailable("AssumeRole refused (AccessDenied)")
+            raise StsRefused("STS refused AssumeRole (AccessDenied)")
         return ScopedCredentials(
             tenant_id=request.tenant_id,
             access_key_id=f"ASIAFAKE{n:012d}",
@@ -145,6 +157,8 @@ class FakeSts:
 class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     credentials: ScopedCredentials | None = None
+    # How the leader's call failed, so that the callers waiting on it fail the same way.
+    failure: type[CredentialsUnavailable] = CredentialsUnavailable
 
 
 class CredentialVendor:
@@ -178,7 +192,7 @@ class CredentialVendor:
         self._backoff_cap = backoff_cap
         self._failure_ttl = failure_ttl
         self._cache: dict[tuple[str, Settings], ScopedCredentials] = {}
-        self._failed_until: dict[tuple[str, Settings], float] = {}
+        self._failed_until: dict[tuple[str, Settings], tuple[float, type[CredentialsUnavailable]]] = {}
         self._flights: dict[tuple[str, Settings], _Flight] = {}
         self._lock = threading.Lock()
 
@@ -195,8 +209,9 @@ class CredentialVendor:
             cached = self._cache.get(key)
             if cached is not None and cached.expiration - margin > self._clock():
                 return cached
-            if self._failed_until.get(key, 0.0) > self._clock():
-                raise CredentialsUnavailable("recent STS failure; backing off")
+            until, failure = self._failed_until.get(key, (0.0, CredentialsUnavailable))
+            if until > self._clock():
+                raise failure("recent STS failure; backing off")
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
@@ -205,7 +220,7 @@ class CredentialVendor:
             # Bounded: the leader's STS calls have short timeouts, so this is a backstop.
             flight.done.wait(timeout=15)
             if flight.credentials is None:
-                raise CredentialsUnavailable("STS call failed")
+                raise flight.failure("STS call failed")
             return flight.credentials
         try:
             credentials = self._assume(assume_role_request(tenant_id, settings))
@@ -214,9 +229,10 @@ class CredentialVendor:
                 self._cache[key] = credentials
                 self._failed_until.pop(key, None)
             return credentials
-        except CredentialsUnavailable:
+        except CredentialsUnavailable as error:
+            flight.failure = type(error)
             with self._lock:
-                self._failed_until[key] = self._clock() + self._failure_ttl
+                self._failed_until[key] = (self._clock() + self._failure_ttl, type(error))
             raise
         finally:
             with self._lock:
@@ -224,14 +240,22 @@ class CredentialVendor:
             flight.done.set()
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        last: CredentialsUnavailable = StsUnreachable("STS unreachable")
         for attempt in range(self._max_attempts):
             try:
-                return self.sts.assume_role(request)
-            except StsThrottled as error:
-                logger.warning("tenantscope: STS throttled (%s), attempt %d", error, attempt + 1)
+                credentials = self.sts.assume_role(request)
+            except _RETRIED as error:
+                logger.warning("tenantscope: %s, attempt %d", error, attempt + 1)
+                last = error
                 if attempt + 1 < self._max_attempts:
                     self._sleep(random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
-        raise CredentialsUnavailable("STS throttled; retries exhausted")
+                continue
+            except ValueError:  # a backend built ScopedCredentials from an unusable answer
+                raise StsRefused("STS answered with unusable credentials") from None
+            if credentials.tenant_id != request.tenant_id or not credentials.expiration > self._clock():
+                raise StsRefused("STS answered with unusable credentials")
+            return credentials
+        raise type(last)(f"{last}; retries exhausted")
 
     def clear(self) -> None:
         """Forget every cached credential (tests, or after a role change)."""

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._aws import aws_client, tenant_resource
+from ._aws import aws_client, tenant_boto3_session, tenant_resource
 from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess
 from ._policy import tenant_prefix
 
-__all__ = ["LeadingKeyGuard", "tenant_key", "tenant_session", "tenant_table"]
+__all__ = ["GUARDED_SERVICES", "LeadingKeyGuard", "tenant_key", "tenant_session", "tenant_table"]
 
 
 def tenant_key(*parts: str | int) -> str:
@@ -301,27 +301,42 @@ def _guarded(events: Any, guard: LeadingKeyGuard) -> None:
     events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
 
 
+# The services whose every request the guard checks. A tenant session makes clients for these
+# and for the services TENANTSCOPE_UNGUARDED_SERVICES names explicitly (IAM is then the only lock).
+GUARDED_SERVICES = frozenset({"dynamodb"})
+
+
+def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
+    def choose_service_name(service_name: str, **_: Any) -> None:
+        if service_name not in allowed:
+            raise CrossTenantAccess(
+                f"a tenant session makes no {service_name} client: the guard understands only "
+                f"{', '.join(sorted(GUARDED_SERVICES))} (see TENANTSCOPE_UNGUARDED_SERVICES)"
+            )
+
+    return choose_service_name
+
+
 def tenant_session() -> Any:
     """A boto3 Session on the current tenant's scoped credentials, with the leading-key guard.
 
-    Every DynamoDB client made from it is guarded. A Session is built once per tenant per
-    credential lifetime (it costs tens of milliseconds); prefer :func:`tenant_table`, which
-    shares the process's loaded service models. Raises :class:`NoTenantContext` outside a
-    scope and :class:`CredentialsUnavailable` when credentials cannot be vended.
+    It makes DynamoDB clients only, each guarded, plus clients for the services listed in
+    ``TENANTSCOPE_UNGUARDED_SERVICES``; any other client (``dynamodbstreams`` included, whose
+    stream of the pooled table carries every tenant's writes) raises :class:`CrossTenantAccess`.
+    Its botocore session has no credential providers: it can never act as the function's role.
+
+    A Session is built once per tenant per credential lifetime; prefer :func:`tenant_table`,
+    which costs only a client. Raises :class:`NoTenantContext` outside a scope and
+    :class:`CredentialsUnavailable` when credentials cannot be vended.
     """
     data = _tenant_data()
     if data.session is None:
-        import boto3
-
         with data.lock:
             if data.session is None:
-                credentials = data.credentials
-                session = boto3.session.Session(
-                    aws_access_key_id=credentials.access_key_id,
-                    aws_secret_access_key=credentials.secret_access_key,
-                    aws_session_token=credentials.session_token,
-                    region_name=data.guard.settings.region,
-                )
+                settings = data.guard.settings
+                session = tenant_boto3_session(settings.region, data.credentials)
+                allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
+                session.events.register("choose-service-name", _only_allowed_services(allowed))
                 _guarded(session.events, data.guard)
                 data.session = session
     return data.session

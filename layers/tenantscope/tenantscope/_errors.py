@@ -14,6 +14,9 @@ __all__ = [
     "InvalidTenantId",
     "KeysUnavailable",
     "NoTenantContext",
+    "StsRefused",
+    "StsThrottled",
+    "StsUnreachable",
     "TenantAuthError",
     "TenantError",
     "Unauthorized",
@@ -50,6 +53,20 @@ class NoTenantContext(TenantError, LookupError):
 
 class CredentialsUnavailable(TenantError):
     """Scoped credentials could not be obtained; the work fails closed (HTTP 503)."""
+
+
+class StsUnreachable(CredentialsUnavailable):
+    """STS could not be reached or failed on its side (DNS, connection, timeout, a 5xx): retried
+    with jitter, then answered like any missing credentials."""
+
+
+class StsThrottled(CredentialsUnavailable):
+    """STS throttled AssumeRole: retried with jitter, then answered like any missing credentials."""
+
+
+class StsRefused(CredentialsUnavailable):
+    """STS refused AssumeRole (AccessDenied, a bad policy or tag, a disabled region) or answered
+    with unusable credentials: a configuration problem, never retried."""
 
 
 class KeysUnavailable(CredentialsUnavailable):

@@ -4,6 +4,8 @@ With metrics on, each unit of work (an API invocation, an SQS record, a Step Fun
 writes one EMF line to stdout, which Lambda's log pipeline turns into CloudWatch metrics in
 the namespace ``tenantscope``: ``Units``, ``ClientErrors`` and ``Faults`` (counts) and
 ``Duration`` (milliseconds), with the dimensions ``Function`` and ``Trigger`` (api, sqs, sfn).
+A unit of work that failed for want of credentials also counts how STS failed, in one of
+``StsUnreachable``, ``StsThrottled`` or ``StsRefused`` (present only on such lines).
 
 ``TENANTSCOPE_METRICS``:
 
@@ -30,7 +32,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from ._config import Settings
-from ._errors import TenantAuthError
+from ._errors import StsRefused, StsThrottled, StsUnreachable, TenantAuthError
 from ._tracing import AnnotationValue, Span, Tracer
 
 __all__ = ["METRICS_MODES", "NAMESPACE", "MetricsTracer", "emf_line", "with_metrics"]
@@ -39,6 +41,7 @@ NAMESPACE = "tenantscope"
 METRICS_OFF, METRICS_ON, METRICS_PER_TENANT = "off", "on", "per-tenant"
 METRICS_MODES = (METRICS_OFF, METRICS_ON, METRICS_PER_TENANT)
 _METRICS = (("Units", "Count"), ("ClientErrors", "Count"), ("Faults", "Count"), ("Duration", "Milliseconds"))
+_STS_FAILURES = (StsUnreachable, StsThrottled, StsRefused)
 
 
 def emf_line(
@@ -51,6 +54,7 @@ def emf_line(
     per_tenant: bool,
     function: str | None = None,
     timestamp_ms: int | None = None,
+    sts_failure: str | None = None,
 ) -> str:
     """One EMF document for one unit of work.
 
@@ -62,6 +66,7 @@ def emf_line(
     dimensions = [["Function", "Trigger"]]
     if per_tenant and tenant_id is not None:
         dimensions.append(["Function", "Trigger", "TenantId"])
+    metrics = [*_METRICS, (sts_failure, "Count")] if sts_failure else _METRICS
     document: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
@@ -69,7 +74,7 @@ def emf_line(
                 {
                     "Namespace": NAMESPACE,
                     "Dimensions": dimensions,
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in _METRICS],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
                 }
             ],
         },
@@ -80,6 +85,8 @@ def emf_line(
         "Faults": int(fault),
         "Duration": round(duration_ms, 3),
     }
+    if sts_failure:
+        document[sts_failure] = 1
     if tenant_id is not None:  # a refused caller has no verified tenant
         document["TenantId"] = tenant_id
     return json.dumps(document, separators=(",", ":"))
@@ -98,6 +105,7 @@ class _MetricsSpan:
         self.tenant_id: str | None = None
         self.client_error = False
         self.fault = False
+        self.sts_failure: str | None = None
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         if key == "tenant_id" and isinstance(value, str):
@@ -106,6 +114,8 @@ class _MetricsSpan:
 
     def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
         self.note(client_error)
+        if isinstance(error, _STS_FAILURES):
+            self.sts_failure = type(error).__name__
         self._inner.record_error(error, client_error=client_error)
 
     def note(self, client_error: bool) -> None:
@@ -157,6 +167,7 @@ class MetricsTracer:
                     fault=span.fault,
                     duration_ms=duration_ms,
                     per_tenant=self.per_tenant,
+                    sts_failure=span.sts_failure,
                 )
             )
 

@@ -100,6 +100,7 @@ def sfn_task(
                     credentials = rt.credentials(tenant)
                 except CredentialsUnavailable as error:
                     logger.error("tenantscope: task %s: %s", task_name, error)
+                    span.record_error(error)  # names how STS failed; the state machine sees one name
                     raise CredentialsUnavailable("credentials unavailable") from None
                 results = event.get("results")
                 results = dict(results) if isinstance(results, Mapping) else {}
