@@ -18,7 +18,7 @@ __all__ = [
     "Settings",
     "TableSpec",
     "get_settings",
-    "refuse_inline_in_deployment",
+    "refuse_local_only_in_deployment",
     "reset_settings",
 ]
 
@@ -220,14 +220,15 @@ class Settings:
         return None
 
 
-def refuse_inline_in_deployment(setting: str) -> None:
-    """Refuse an ``inline:`` value inside a deployed Lambda function.
+def refuse_local_only_in_deployment(setting: str, form: str) -> None:
+    """Refuse a local-development form of a setting (``inline:``, ``file://``) in a deployed function.
 
-    Inline key material sits in the function's configuration, readable by anyone who can
-    read it. It is for tests, local runs and ``sam local invoke`` (which sets AWS_SAM_LOCAL).
+    Inline key material sits in the function's configuration, readable by anyone who can read
+    it; a JWKS file never came over TLS from the issuer. Both are for tests, local runs and
+    ``sam local invoke`` (which sets AWS_SAM_LOCAL).
     """
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_SAM_LOCAL") != "true":
-        raise ValueError(f"{setting}=inline:... is for local development only, not a deployed function")
+        raise ValueError(f"{setting}={form}... is for local development only, not a deployed function")
 
 
 _lock = threading.Lock()

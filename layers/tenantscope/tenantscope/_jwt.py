@@ -17,13 +17,23 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._config import ENV, Settings, refuse_inline_in_deployment
-from ._errors import KeysUnavailable, Unauthorized
+from ._config import ENV, Settings, refuse_local_only_in_deployment
+from ._errors import KeysUnavailable, Unauthorized, log_reason
 
 if TYPE_CHECKING:
+    import ssl
+
     from jwt import PyJWK
 
-__all__ = ["JwksCache", "JwksSource", "JwtVerifier", "StaticJwksSource", "UrlJwksSource", "jwks_cache_for"]
+__all__ = [
+    "JwksCache",
+    "JwksRedirectRefused",
+    "JwksSource",
+    "JwtVerifier",
+    "StaticJwksSource",
+    "UrlJwksSource",
+    "jwks_cache_for",
+]
 
 logger = logging.getLogger("tenantscope")
 
@@ -42,25 +52,45 @@ class JwksSource(Protocol):
         ...
 
 
+class JwksRedirectRefused(KeysUnavailable):
+    """The JWKS URL answered with a redirect. Every redirect is refused: only the first hop is
+    known to be the issuer over TLS, and a redirect could lead to plain HTTP or another host."""
+
+
 class UrlJwksSource:
     """Fetches a JWKS from an ``https://`` URL, or a ``file://`` URL for the local development issuer.
 
-    Plain ``http://`` and every other scheme are refused: a JWKS fetched without TLS
-    lets anyone on the path mint tokens.
+    Plain ``http://`` and every other scheme are refused: a JWKS fetched without TLS lets anyone
+    on the path mint tokens. For the same reason every redirect is refused (the URL must be the
+    final one), and ``file://`` is refused inside a deployed function, like ``inline:``.
+    ``ssl_context`` replaces the default certificate checks (a private CA; tests).
     """
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None) -> None:
         scheme = url.partition("://")[0] if "://" in url else ""
         if scheme not in ("https", "file"):
             raise ValueError("TENANTSCOPE_JWKS_URL must use https:// or file://")
+        if scheme == "file":
+            refuse_local_only_in_deployment(ENV.JWKS_URL, "file://")
         self.url = url
         self.timeout = timeout
+        self._ssl_context = ssl_context
 
     def fetch(self) -> Mapping[str, Any]:
         import urllib.request  # lazily: ~15 ms of http/ssl/email imports, needed only on a fetch
 
+        class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                raise JwksRedirectRefused(
+                    "JWKS URL answered with a redirect, which is refused: "
+                    "set TENANTSCOPE_JWKS_URL to the final https:// URL"
+                )
+
+        opener = urllib.request.build_opener(
+            RefuseRedirects, urllib.request.HTTPSHandler(context=self._ssl_context)
+        )
         request = urllib.request.Request(self.url, headers={"Accept": "application/json"})  # noqa: S310
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+        with opener.open(request, timeout=self.timeout) as response:
             body = response.read(_MAX_JWKS_BYTES + 1)
         if len(body) > _MAX_JWKS_BYTES:
             raise ValueError("JWKS document too large")
@@ -168,7 +198,7 @@ class JwksCache:
                 keys = _parse_keys(self._source.fetch())
             except Exception as error:  # any failure keeps the last good set
                 logger.warning(
-                    "tenantscope: JWKS fetch failed (%s); keeping last good keys", type(error).__name__
+                    "tenantscope: JWKS fetch failed (%s); keeping last good keys", log_reason(error)
                 )
                 return
             self._keys = keys
@@ -196,7 +226,7 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
             if cache is None:
                 source: JwksSource
                 if settings.jwks_url.startswith("inline:"):
-                    refuse_inline_in_deployment(ENV.JWKS_URL)
+                    refuse_local_only_in_deployment(ENV.JWKS_URL, "inline:")
                     source = StaticJwksSource(json.loads(settings.jwks_url.removeprefix("inline:")))
                 else:
                     source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)

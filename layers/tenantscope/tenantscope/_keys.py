@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ._aws import aws_client
-from ._config import ENV, refuse_inline_in_deployment
+from ._config import ENV, refuse_local_only_in_deployment
 from ._errors import KeysUnavailable, TenantAuthError
 
 __all__ = [
@@ -245,6 +245,6 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
     if kind == "kms":
         return KmsKeyRing(tuple(k.strip() for k in value.split(",") if k.strip()), region=region)
     if kind == "inline":
-        refuse_inline_in_deployment(ENV.SIGNING_KEYS)
+        refuse_local_only_in_deployment(ENV.SIGNING_KEYS, "inline:")
         return StaticKeyRing(json.loads(value))
     raise ValueError(f"unknown key ring kind {kind!r}")
