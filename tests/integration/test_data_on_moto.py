@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import NoCredentialsError
 
 from devtools.issuer import DevIssuer
@@ -50,6 +51,28 @@ def test_each_tenant_reads_and_writes_only_its_own_partition(sts_vendor: Credent
             table.get_item(Key={"pk": "TENANT#acme-corp#ITEM#1", "sk": "A"})
         with pytest.raises(CrossTenantAccess):
             table.scan()
+
+
+def test_a_placeholder_outside_dynamodbs_grammar_cannot_read_another_partition(
+    sts_vendor: CredentialVendor,
+) -> None:
+    # GIVEN acme's and globex's items, and a query whose placeholder :g-1 moto reads whole
+    for tenant in ("acme", "globex"):
+        with tenant_scope(tenant):
+            tenant_table(TABLE).put_item(Item={"pk": tenant_key("ITEM"), "sk": "1", "owner": tenant})
+    with tenant_scope("acme"):
+        table = tenant_table(TABLE)
+        # WHEN acme's code sends it with :g (its own partition) and :g-1 (globex's)
+        with pytest.raises(CrossTenantAccess, match="cannot read exactly"):
+            table.query(
+                KeyConditionExpression="pk = :g-1",
+                ExpressionAttributeValues={":g": tenant_key("ITEM"), ":g-1": "TENANT#globex#ITEM"},
+            )
+        # THEN it is refused; boto3's own condition builder is read and works
+        built = table.query(
+            KeyConditionExpression=Key("pk").eq(tenant_key("ITEM")) & Key("sk").begins_with("1")
+        )
+        assert [item["owner"] for item in built["Items"]] == ["acme"]
 
 
 def test_the_low_level_client_is_guarded_too(sts_vendor: CredentialVendor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,7 +59,15 @@ def item_requests(pk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [
         ("GetItem", {"TableName": "app", "Key": key}),
         ("DeleteItem", {"TableName": "app", "Key": key}),
-        ("UpdateItem", {"TableName": "app", "Key": key, "UpdateExpression": "SET a = :a"}),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": key,
+                "UpdateExpression": "SET a = :a",
+                "ExpressionAttributeValues": {":a": S("x")},
+            },
+        ),
         ("PutItem", {"TableName": "app", "Item": key}),
         ("BatchGetItem", {"RequestItems": {"app": {"Keys": [key]}}}),
         ("BatchWriteItem", {"RequestItems": {"app": [{"PutRequest": {"Item": key}}]}}),
@@ -377,3 +386,218 @@ def test_writes_cannot_put_an_item_under_another_tenants_index_key(
 )
 def test_writes_keeping_index_keys_in_the_partition_pass(operation: str, params: dict[str, Any]) -> None:
     call(operation, params)
+
+
+# --- expressions are read with DynamoDB's grammar, or refused ------------------------------------
+
+ACME, GLOBEX = S("TENANT#acme#ITEM"), S("TENANT#globex#ITEM")
+
+
+def query(expression: str, values: dict[str, Any], names: dict[str, str] | None = None, **extra: Any) -> None:
+    params: dict[str, Any] = {"TableName": "app", "KeyConditionExpression": expression, **extra}
+    if values:
+        params["ExpressionAttributeValues"] = values
+    if names:
+        params["ExpressionAttributeNames"] = names
+    call("Query", params)
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "names"),
+    [
+        # a placeholder with a character the old reading stopped at: the guard saw :g, DynamoDB-likes :g-1
+        ("pk = :g-1", {":g": ACME, ":g-1": GLOBEX}, None),
+        ("pk = :g_1", {":g": ACME, ":g_1": GLOBEX}, None),
+        ("#p-1 = :g", {":g": ACME}, {"#p": "pk", "#p-1": "pk"}),
+        ("pk = :g", {":g": ACME, ":unused": GLOBEX}, None),  # defined, never used
+        ("pk = :g", {":g": ACME}, {"#n": "pk"}),  # a name defined, never used
+        ("pk = :g AND pk = :h", {":g": ACME, ":h": GLOBEX}, None),  # two conditions on the partition key
+        ("(pk = :g) AND begins_with(pk, :h)", {":g": ACME, ":h": S("TENANT#")}, None),
+        ("pk = :g OR pk = :h", {":g": ACME, ":h": GLOBEX}, None),
+        ("pk > :g", {":g": ACME}, None),
+        ("pk = :g AND sk > :a AND sk < :b", {":g": ACME, ":a": S("a"), ":b": S("b")}, None),
+        ("pk = :g; sk = :h", {":g": ACME, ":h": S("x")}, None),
+        ("pk = :g\x00", {":g": ACME}, None),
+        ("pk = 'TENANT#globex#ITEM'", {}, None),
+        ("pk = :g AND", {":g": ACME}, None),
+        ("(pk = :g", {":g": ACME}, None),
+        ("pk = :missing", {":g": ACME}, None),
+        ("pk = #n", {}, {"#n": "pk"}),
+    ],
+)
+def test_key_conditions_the_guard_cannot_read_exactly_are_refused(
+    expression: str, values: dict[str, Any], names: dict[str, str] | None
+) -> None:
+    with pytest.raises(CrossTenantAccess):
+        query(expression, values, names)
+
+
+def test_key_conditions_mixed_with_legacy_key_conditions_are_refused() -> None:
+    legacy = {"pk": {"AttributeValueList": [ACME], "ComparisonOperator": "EQ"}}
+    with pytest.raises(CrossTenantAccess, match="KeyConditions mixed with KeyConditionExpression"):
+        query("pk = :g", {":g": ACME}, KeyConditions=legacy)
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "names"),
+    [
+        ("pk = :g", {":g": ACME}, None),
+        ("pk=:g", {":g": ACME}, None),
+        ("PK_ALIAS = :g", {":g": ACME}, None),  # not the partition key: refused below
+        ("#n0 = :v0", {":v0": ACME}, {"#n0": "pk"}),
+        # what boto3's Key("pk").eq(...) & Key("sk").begins_with(...) builds
+        ("(#n0 = :v0 AND begins_with(#n1, :v1))", {":v0": ACME, ":v1": S("x")}, {"#n0": "pk", "#n1": "sk"}),
+        (
+            "#n0 = :v0 AND #n1 BETWEEN :v1 AND :v2",
+            {":v0": ACME, ":v1": S("a"), ":v2": S("b")},
+            {"#n0": "pk", "#n1": "sk"},
+        ),
+        ("pk = :g and sk >= :a", {":g": ACME, ":a": S("a")}, None),
+        ("sk < :a AND :g = pk", {":g": ACME, ":a": S("a")}, None),
+    ],
+)
+def test_key_conditions_in_dynamodbs_grammar_are_read(
+    expression: str, values: dict[str, Any], names: dict[str, str] | None
+) -> None:
+    if expression.startswith("PK_ALIAS"):
+        with pytest.raises(CrossTenantAccess, match="equality on the partition key"):
+            query(expression, values, names)
+        return
+    query(expression, values, names)
+
+
+def test_a_query_page_cannot_start_in_another_tenants_partition() -> None:
+    start = {"pk": GLOBEX, "sk": S("A")}
+    with pytest.raises(CrossTenantAccess):
+        query("pk = :g", {":g": ACME}, ExclusiveStartKey=start)
+    query("pk = :g", {":g": ACME}, ExclusiveStartKey={"pk": ACME, "sk": S("A")})
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "names"),
+    [
+        ("SET gsi1pk = :g-1", {":g": S("TENANT#acme#OPEN"), ":g-1": S("TENANT#globex#OPEN")}, None),
+        ("SET #g-1 = :g", {":g": S("TENANT#acme#OPEN")}, {"#g": "colour", "#g-1": "gsi1pk"}),
+        ("SET gsi1pk = :g, gsi1pk = :h", {":g": S("TENANT#acme#A"), ":h": S("TENANT#globex#B")}, None),
+        ("SET gsi1pk = :g SET colour = :c", {":g": S("TENANT#acme#A"), ":c": S("red")}, None),
+        ("SET gsi1pk = :g REMOVE gsi1pk", {":g": S("TENANT#acme#A")}, None),
+        ("SET colour = gsi1pk", {}, None),
+        ("SET gsi1pk.x = :g", {":g": S("TENANT#acme#A")}, None),
+        ("SET gsi1pk = :g", {":g": S("TENANT#acme#A"), ":unused": S("TENANT#globex#A")}, None),
+        ("SET colour = :c DELETE", {":c": S("red")}, None),
+        ("UPSERT gsi1pk = :g", {":g": S("TENANT#acme#A")}, None),
+        ("", {}, None),
+    ],
+)
+def test_update_expressions_the_guard_cannot_read_exactly_are_refused(
+    expression: str, values: dict[str, Any], names: dict[str, str] | None
+) -> None:
+    params: dict[str, Any] = {"TableName": "app", "Key": OWN_ITEM, "UpdateExpression": expression}
+    if values:
+        params["ExpressionAttributeValues"] = values
+    if names:
+        params["ExpressionAttributeNames"] = names
+    with pytest.raises(CrossTenantAccess):
+        call("UpdateItem", params)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "SET colour = :c, n = n + :one REMOVE old ADD tags :t DELETE gone :t2",
+        "set colour = list_append(if_not_exists(colour, :c), :c2), #o.#p[2] = :one",
+        "SET gsi1pk = :g, colour = :c",
+    ],
+)
+def test_update_expressions_in_dynamodbs_grammar_are_read(expression: str) -> None:
+    candidates = {
+        ":c": S("red"),
+        ":c2": S("blue"),
+        ":one": {"N": "1"},
+        ":t": {"SS": ["a"]},
+        ":t2": {"SS": ["b"]},
+        ":g": S("TENANT#acme#OPEN"),
+    }
+    names = {k: v for k, v in {"#o": "outer", "#p": "part"}.items() if k in expression}
+    params: dict[str, Any] = {
+        "TableName": "app",
+        "Key": OWN_ITEM,
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": {
+            k: v for k, v in candidates.items() if re.search(f"{k}\\b", expression)
+        },
+    }
+    if names:
+        params["ExpressionAttributeNames"] = names
+    call("UpdateItem", params)
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        (
+            "GetItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "ProjectionExpression": "#a",
+                "ExpressionAttributeNames": {"#a": "x", "#b": "y"},
+            },
+        ),
+        (
+            "DeleteItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "ConditionExpression": "a = :a-1",
+                "ExpressionAttributeValues": {":a": S("x"), ":a-1": S("y")},
+            },
+        ),
+        (
+            "PutItem",
+            {
+                "TableName": "app",
+                "Item": OWN_ITEM,
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "Expected": {"pk": {"Exists": False}},
+            },
+        ),
+        (
+            "BatchGetItem",
+            {
+                "RequestItems": {
+                    "app": {
+                        "Keys": [OWN_ITEM],
+                        "ProjectionExpression": "#a",
+                        "ExpressionAttributeNames": {"#z": "x"},
+                    }
+                }
+            },
+        ),
+        (
+            "TransactWriteItems",
+            {
+                "TransactItems": [
+                    {
+                        "ConditionCheck": {
+                            "TableName": "app",
+                            "Key": OWN_ITEM,
+                            "ConditionExpression": "a = :a",
+                            "ExpressionAttributeValues": {":a": S("x"), ":b": S("y")},
+                        }
+                    }
+                ]
+            },
+        ),
+    ],
+    ids=[
+        "GetItem unused name",
+        "DeleteItem bad placeholder",
+        "PutItem legacy mixed",
+        "BatchGetItem undefined",
+        "TransactWriteItems unused value",
+    ],
+)
+def test_every_request_gets_the_same_placeholder_rules(operation: str, params: dict[str, Any]) -> None:
+    with pytest.raises(CrossTenantAccess, match="cannot read exactly"):
+        call(operation, params)

@@ -11,7 +11,6 @@ write's table key only, not the index keys inside the item.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +22,7 @@ from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess
+from ._expressions import key_conditions, read_expressions, update_paths
 from ._policy import tenant_prefix
 
 __all__ = ["GUARDED_SERVICES", "LeadingKeyGuard", "tenant_key", "tenant_session", "tenant_table"]
@@ -41,10 +41,6 @@ def tenant_key(*parts: str | int) -> str:
             raise ValueError("key parts must be non-empty strings or integers")
     # The context's tenant id was validated when the context was made.
     return "#".join([tenant_prefix(_current_scope_or_raise().context.tenant_id), *map(str, parts)])
-
-
-_EQUALITY = re.compile(r"(#?[A-Za-z0-9_.]+)\s*=\s*(:[A-Za-z0-9_]+)|(:[A-Za-z0-9_]+)\s*=\s*(#?[A-Za-z0-9_.]+)")
-_NAME = re.compile(r"#?[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _KeySchemas:
@@ -125,7 +121,7 @@ class LeadingKeyGuard:
             "GetItem": self._check_key_request,
             "DeleteItem": self._check_key_request,
             "UpdateItem": self._check_update,
-            "PutItem": lambda params: self._check_written_item(params.get("TableName"), params.get("Item")),
+            "PutItem": self._check_put,
             "Query": self._check_query,
             "BatchGetItem": self._check_batch_get,
             "BatchWriteItem": self._check_batch_write,
@@ -183,9 +179,15 @@ class LeadingKeyGuard:
                 self._check_value(item[index_key])
 
     def _check_key_request(self, params: Mapping[str, Any]) -> None:
+        read_expressions(params)
         self._check_key(self._table(params.get("TableName")), params.get("Key"))
 
+    def _check_put(self, params: Mapping[str, Any]) -> None:
+        read_expressions(params)
+        self._check_written_item(params.get("TableName"), params.get("Item"))
+
     def _check_update(self, params: Mapping[str, Any]) -> None:
+        read = read_expressions(params)
         table = self._table(params.get("TableName"))
         self._check_key(table, params.get("Key"))
         index_keys = set(self.schemas.keys(self.settings, table)[1].values())
@@ -195,47 +197,50 @@ class LeadingKeyGuard:
         for name in index_keys & set(legacy):
             if legacy[name].get("Action", "PUT") == "PUT":
                 self._check_value(legacy[name].get("Value"))
-        expression = params.get("UpdateExpression")
-        if isinstance(expression, str):
-            names = params.get("ExpressionAttributeNames") or {}
-            values = params.get("ExpressionAttributeValues") or {}
-            assigned = {}
-            for match in _EQUALITY.finditer(expression):
-                name, placeholder = (match[1], match[2]) if match[1] else (match[4], match[3])
-                assigned[names.get(name, name)] = values.get(placeholder)
-            for token in _NAME.findall(expression):
-                attribute = names.get(token, token)
-                if attribute in index_keys:
-                    # An index key may only be set to a plain value, and that value is checked.
-                    if attribute not in assigned:
-                        raise CrossTenantAccess("index key updated by an expression the guard cannot check")
-                    self._check_value(assigned[attribute])
+        tokens = read.get("UpdateExpression")
+        if tokens is None:
+            return
+        values = params.get("ExpressionAttributeValues") or {}
+        uses = update_paths(tokens, params.get("ExpressionAttributeNames") or {})
+        for index_key in index_keys:
+            touching = [use for use in uses if use.attribute == index_key]
+            if not touching:
+                continue
+            # An index key may only be set, once, to a plain value, and that value is checked.
+            if len(touching) > 1 or touching[0].assigned is None:
+                raise CrossTenantAccess("index key updated by an expression the guard cannot check")
+            self._check_value(values.get(touching[0].assigned))
 
     def _check_query(self, params: Mapping[str, Any]) -> None:
-        pk = self.schemas.partition_key(
-            self.settings, self._table(params.get("TableName")), params.get("IndexName")
-        )
-        values: list[object] = []
-        expression = params.get("KeyConditionExpression")
-        if isinstance(expression, str):
-            names = params.get("ExpressionAttributeNames") or {}
-            bound = params.get("ExpressionAttributeValues") or {}
-            for match in _EQUALITY.finditer(expression):
-                name, placeholder = (match[1], match[2]) if match[1] else (match[4], match[3])
-                if names.get(name, name) == pk:
-                    values.append(bound.get(placeholder))
-        legacy = (params.get("KeyConditions") or {}).get(pk)
-        if legacy is not None:
-            if legacy.get("ComparisonOperator") != "EQ":
+        read = read_expressions(params)
+        table = self._table(params.get("TableName"))
+        pk = self.schemas.partition_key(self.settings, table, params.get("IndexName"))
+        tokens = read.get("KeyConditionExpression")
+        if tokens is not None:
+            conditions = key_conditions(tokens, params.get("ExpressionAttributeNames") or {})
+            on_pk = [c for c in conditions if c.attribute == pk]
+            # The partition key's equality, then at most one condition on the sort key.
+            if len(on_pk) != 1 or on_pk[0].operator != "=" or len(conditions) > 2:
+                raise CrossTenantAccess("a key condition must be one equality on the partition key")
+            self._check_value((params.get("ExpressionAttributeValues") or {}).get(on_pk[0].values[0]))
+        else:
+            legacy = (params.get("KeyConditions") or {}).get(pk)
+            if legacy is None:
+                raise CrossTenantAccess("query without a partition key condition")
+            listed = legacy.get("AttributeValueList") or []
+            if legacy.get("ComparisonOperator") != "EQ" or len(listed) != 1:
                 raise CrossTenantAccess("partition key condition must be equality")
-            values.extend(legacy.get("AttributeValueList") or [None])
-        if not values:
-            raise CrossTenantAccess("query without a partition key condition")
-        for value in values:
-            self._check_value(value)
+            self._check_value(listed[0])
+        start = params.get("ExclusiveStartKey")
+        if start is not None:  # where a page starts: in the tenant's partition too
+            if not isinstance(start, Mapping):
+                raise CrossTenantAccess("malformed start key")
+            for attribute in {pk, self.schemas.keys(self.settings, table)[0]}:
+                self._check_value(start.get(attribute))
 
     def _check_batch_get(self, params: Mapping[str, Any]) -> None:
         for table, request in (params.get("RequestItems") or {}).items():
+            read_expressions(request)
             for key in request.get("Keys") or [None]:
                 self._check_key(self._table(table), key)
 
@@ -255,11 +260,11 @@ class LeadingKeyGuard:
                 raise CrossTenantAccess("malformed transaction item")
             ((kind, operation),) = entry.items()
             if kind == "Put":
-                self._check_written_item(operation.get("TableName"), operation.get("Item"))
+                self._check_put(operation)
             elif kind == "Update":
                 self._check_update(operation)
             else:
-                self._check_key(self._table(operation.get("TableName")), operation.get("Key"))
+                self._check_key_request(operation)
 
 
 @dataclass
