@@ -2,7 +2,7 @@
 
 moto's CloudFormation ignores the SAM transform, so this module reads template.yaml itself
 and creates what the application needs to run: tables, queues (with their redrive policy),
-the signing-key secret (generated as the template asks), the tenant role and its policies,
+the envelope signing key (a KMS HMAC key, or the secret generated as the template asks), the tenant role and its policies,
 the state machine (its definition file with the template's substitutions), and a registry of
 the functions with their handlers, environment, HTTP routes and SQS event sources.
 
@@ -254,6 +254,7 @@ class LocalAws:
             "AWS::DynamoDB::Table": self._table,
             "AWS::SQS::Queue": self._queue,
             "AWS::SecretsManager::Secret": self._secret,
+            "AWS::KMS::Key": self._kms_key,
             "AWS::IAM::Role": self._role,
             "AWS::IAM::RolePolicy": self._role_policy,
             "AWS::Serverless::Function": self._function,
@@ -317,6 +318,15 @@ class LocalAws:
             value = props["SecretString"]
         arn = self._client("secretsmanager").create_secret(Name=f"{STACK}-{name}", SecretString=value)["ARN"]
         self.physical[name] = {"Ref": arn, "Arn": arn}
+
+    def _kms_key(self, name: str, properties: dict[str, Any]) -> None:
+        props = self.resolve(properties)
+        key = self._client("kms").create_key(
+            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            Description=props.get("Description", ""),
+        )["KeyMetadata"]
+        self.physical[name] = {"Ref": key["KeyId"], "Arn": key["Arn"]}
 
     def _role(self, name: str, properties: dict[str, Any]) -> None:
         props = self.resolve(properties)

@@ -9,8 +9,11 @@ Modelled, following the IAM policy evaluation logic for ONE policy document:
 - ``Action`` / ``NotAction`` with ``*`` and ``?`` wildcards, case-insensitive (IAM action names are).
 - ``Resource`` / ``NotResource`` with ``*`` and ``?`` wildcards, case-sensitive, ``*`` crossing ``:``
   and ``/``.
-- ``Condition`` operators ``StringEquals``, ``StringLike`` and ``Null``, and the set qualifiers
-  ``ForAllValues:`` and ``ForAnyValue:`` on the two string operators:
+- ``Principal: "*"`` (a resource policy's statement for everyone); other principals are not modelled.
+- ``Condition`` operators ``StringEquals``, ``StringLike``, ``Null``, ``Bool`` and the ARN operators
+  ``ArnEquals``/``ArnLike`` (both take wildcards) and ``ArnNotEquals``/``ArnNotLike`` (TRUE also
+  when the key is absent), and the set qualifiers ``ForAllValues:`` and ``ForAnyValue:`` on the two
+  string operators:
 
   - ``StringLike`` is the IAM glob: ``*`` matches any run of characters (also none), ``?`` exactly one,
     every other character is literal; case-sensitive; the whole value must match.
@@ -32,9 +35,9 @@ Modelled, following the IAM policy evaluation logic for ONE policy document:
   (the worst case; tenant ids can contain neither).
 
 NOT modelled (unsupported input raises :class:`NotModelled` rather than guessing): other condition
-operators (StringNotEquals, ArnLike, IfExists, Bool, Numeric, Date, IpAddress...), default values in
-policy variables, ``Principal``/``NotPrincipal`` (identity and session policies have none), resource
-policies, permission boundaries, SCPs/RCPs, the combination of several policy types beyond
+operators (StringNotEquals, IfExists, Numeric, Date, IpAddress...), default values in policy
+variables, principals other than ``"*"`` and ``NotPrincipal``, cross-account resource policies,
+permission boundaries, SCPs/RCPs, the combination of several policy types beyond
 :func:`allowed_by_all`, multi-valued keys under an unqualified operator, case-insensitive tag keys,
 and service-specific request validation.
 """
@@ -67,6 +70,7 @@ _VARIABLES_VERSION = "2012-10-17"
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _ESCAPES = {"*": "*", "?": "?", "$": "$"}
 _STRING_OPERATORS = ("StringEquals", "StringLike")
+_ARN_OPERATORS = ("ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike")
 _QUALIFIERS = ("ForAllValues", "ForAnyValue")
 
 
@@ -254,6 +258,18 @@ def _condition_holds(
         if expected is None:
             raise NotModelled(f"Null takes 'true' or 'false', not {policy_values!r}")
         return (request_values is None) == expected
+    if base in ("Bool", *_ARN_OPERATORS):
+        if qualifier:
+            raise NotModelled(f"{operator} is not modelled")
+        negated = base in ("ArnNotEquals", "ArnNotLike")
+        if request_values is None:
+            return negated
+        if len(request_values) != 1:
+            raise NotModelled(f"{operator} on multi-valued key {key}")
+        if base == "Bool":
+            return any(str(v).lower() == request_values[0].lower() for v in _as_list(policy_values))
+        found = _matches_any(policy_values, request_values[0], request, wildcards=True, variables=variables)
+        return found != negated
     if base not in _STRING_OPERATORS or (qualifier and qualifier not in _QUALIFIERS):
         raise NotModelled(f"condition operator {operator} is not modelled")
     wildcards = base == "StringLike"
@@ -281,9 +297,12 @@ def _statement_matches(statement: Mapping[str, Any], request: _Request, *, varia
         "Resource",
         "NotResource",
         "Condition",
+        "Principal",
     }
     if unknown:
         raise NotModelled(f"statement elements not modelled: {sorted(unknown)}")
+    if "Principal" in statement and statement["Principal"] not in ("*", {"AWS": "*"}):
+        raise NotModelled("only Principal '*' is modelled")
     if not _element_matches(statement, "Action", request.action, request, variables=False, ignore_case=True):
         return False
     if not _element_matches(

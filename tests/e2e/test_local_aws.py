@@ -11,6 +11,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, load_template, local_aws
+from tenantscope._keys import key_ring_from_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +24,10 @@ def test_moto_lambda_hook_keeps_the_signature_local_aws_replaces() -> None:
     assert pinned, "moto must stay pinned: local_aws depends on one of its internals"
 
 
-def test_every_template_resource_is_created_or_knowingly_skipped() -> None:
+@pytest.mark.parametrize("envelope_keys", ["kms", "secretsmanager"])
+def test_every_template_resource_is_created_or_knowingly_skipped(envelope_keys: str) -> None:
     resources = load_template()["Resources"]
-    with local_aws() as aws:
+    with local_aws({**LOCAL_PARAMETERS, "EnvelopeKeys": envelope_keys}) as aws:
         created = {name for name in aws.physical if name not in aws.skipped}
         assert created | set(aws.skipped) >= set(resources)
         # What runs locally: data, queues, keys, the tenant role, functions and the state machine.
@@ -36,16 +38,27 @@ def test_every_template_resource_is_created_or_knowingly_skipped() -> None:
                 "AWS::Serverless::Function",
                 "AWS::Serverless::StateMachine",
                 "AWS::SecretsManager::Secret",
-            ):
+                "AWS::KMS::Key",
+            ) and aws.conditions.get(spec.get("Condition", ""), True):
                 assert name in created, name
+        used, unused = (
+            ("SigningKey", "SigningKeys") if envelope_keys == "kms" else ("SigningKeys", "SigningKey")
+        )
         assert set(aws.skipped) <= {
             "TenantScopeLayer",
             "HttpApi",
             "OrderStateMachineLogs",
+            "OrderQueuePolicy",  # moto enforces no resource policy: tested as data in tests/template
             "UserPool",
             "UserPoolClient",
             "TenantSessionPolicyBoundary",
+            unused,
         }
+        # AND the functions find their keys where the template put them
+        keys = aws.environment()["TENANTSCOPE_SIGNING_KEYS"]
+        assert keys == f"{envelope_keys}:{aws.physical[used]['Arn']}"
+        ring = key_ring_from_spec(keys, region="us-east-1")
+        assert ring.verify(ring.active_key_id(), b"m", ring.sign(ring.active_key_id(), b"m"))
 
 
 def test_routes_and_event_sources_come_from_the_template() -> None:

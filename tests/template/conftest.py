@@ -44,7 +44,12 @@ PSEUDO_PARAMETERS = {
 }
 
 ISOLATION_STRATEGIES = ("session-tags", "session-policy")
-COMBINATIONS = [(isolation, pool) for isolation in ISOLATION_STRATEGIES for pool in (False, True)]
+# Every IsolationStrategy x CreateUserPool with the default EnvelopeKeys (kms), and the key ring in
+# Secrets Manager under each strategy.
+COMBINATIONS = [
+    *((isolation, pool, "kms") for isolation in ISOLATION_STRATEGIES for pool in (False, True)),
+    *((isolation, False, "secretsmanager") for isolation in ISOLATION_STRATEGIES),
+]
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -101,8 +106,12 @@ EXTERNAL_ISSUER = "https://idp.example.com/tenantscope"
 EXTERNAL_AUDIENCE = "tenantscope-api"
 
 
-def parameter_values(isolation: str, user_pool: bool) -> dict[str, str]:
-    values = {"IsolationStrategy": isolation, "CreateUserPool": "true" if user_pool else "false"}
+def parameter_values(isolation: str, user_pool: bool, envelope_keys: str = "kms") -> dict[str, str]:
+    values = {
+        "IsolationStrategy": isolation,
+        "CreateUserPool": "true" if user_pool else "false",
+        "EnvelopeKeys": envelope_keys,
+    }
     if not user_pool:
         values.update(JwtIssuer=EXTERNAL_ISSUER, JwtAudience=EXTERNAL_AUDIENCE)
     return values
@@ -249,10 +258,11 @@ class Deployment:
 
     isolation: str
     user_pool: bool
+    envelope_keys: str
     template: dict[str, Any]
 
     def __str__(self) -> str:
-        return f"{self.isolation}{'+userpool' if self.user_pool else ''}"
+        return f"{self.isolation}{'+userpool' if self.user_pool else ''}+{self.envelope_keys}"
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -359,6 +369,7 @@ class Deployment:
             "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
             "AWS::StepFunctions::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
             "AWS::SecretsManager::Secret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf",
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
         }
         service = kind.split("::")[1].lower()
         return arns.get(kind, f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}")
@@ -419,6 +430,9 @@ class Deployment:
                 if function == "Fn::Join":
                     separator, parts = argument
                     return separator.join(str(self.render(part)) for part in parts)
+                if function == "Fn::Split":
+                    separator, text = argument
+                    return str(self.render(text)).split(separator)
                 if function.startswith("Fn::"):
                     raise NotImplementedError(f"rendering {function} is not modelled")
             return {key: self.render(item) for key, item in value.items()}
@@ -428,18 +442,19 @@ class Deployment:
 
 
 @functools.cache
-def _transformed(isolation: str, user_pool: bool) -> str:
-    return json.dumps(transform_template(parameter_values(isolation, user_pool)))
+def _transformed(isolation: str, user_pool: bool, envelope_keys: str) -> str:
+    return json.dumps(transform_template(parameter_values(isolation, user_pool, envelope_keys)))
 
 
-def deployment_for(isolation: str, user_pool: bool) -> Deployment:
+def deployment_for(isolation: str, user_pool: bool, envelope_keys: str = "kms") -> Deployment:
     """The resolved template for one combination (transformed once per session, copied per call)."""
-    transformed = json.loads(_transformed(isolation, user_pool))
-    return Deployment(isolation, user_pool, resolve(transformed, parameter_values(isolation, user_pool)))
+    transformed = json.loads(_transformed(isolation, user_pool, envelope_keys))
+    parameters = parameter_values(isolation, user_pool, envelope_keys)
+    return Deployment(isolation, user_pool, envelope_keys, resolve(transformed, parameters))
 
 
-@pytest.fixture(params=COMBINATIONS, ids=[f"{i}{'+userpool' if p else ''}" for i, p in COMBINATIONS])
+@pytest.fixture(params=COMBINATIONS, ids=[f"{i}{'+userpool' if p else ''}+{k}" for i, p, k in COMBINATIONS])
 def deployment(request: pytest.FixtureRequest) -> Deployment:
-    """The template as deployed, for every IsolationStrategy and CreateUserPool value."""
-    isolation, user_pool = request.param
-    return deployment_for(isolation, user_pool)
+    """The template as deployed, for every IsolationStrategy and CreateUserPool value, and each
+    place of the envelope keys."""
+    return deployment_for(*request.param)

@@ -21,16 +21,20 @@ import pytest
 from devtools.local_aws import references
 from tenantscope._config import Settings
 from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
-from tests.iam_eval import TABLE_WIDE_ACTIONS, abac_policy, allowed_by_all, glob_match, is_allowed
+from tests.iam_eval import TABLE_WIDE_ACTIONS, abac_policy, allowed_by_all, decide, glob_match, is_allowed
 from tests.template.conftest import (
+    ACCOUNT,
+    COMBINATIONS,
     EXTERNAL_AUDIENCE,
     EXTERNAL_ISSUER,
     ROOT,
     Deployment,
     deployment_for,
     parameter_values,
+    resolve,
     rule_violations,
     sam_template,
+    transform_template,
 )
 
 APP_TABLE = "AppTable"
@@ -324,21 +328,119 @@ def _role_allows(deployment: Deployment, function: str, action: str, resource: s
     return any(is_allowed(document, action, resource) for document in documents)
 
 
+# Who seals envelopes in the sample application; every function checks them except the API.
+SEALS = {"ApiFunction", WORKER}
+KMS_COMBINATIONS = [combination for combination in COMBINATIONS if combination[2] == "kms"]
+
+
+def _signing_needs(deployment: Deployment, function: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(the key actions ``function`` needs, those it must not have) under the template's EnvelopeKeys."""
+    if deployment.envelope_keys == "secretsmanager":  # a ring read whole: every reader can seal
+        return [("secretsmanager:GetSecretValue", deployment.arn("SigningKeys"))], []
+    wanted = {"kms:GenerateMac": function in SEALS, "kms:VerifyMac": function != "ApiFunction"}
+    needed = [(action, deployment.arn("SigningKey")) for action, want in wanted.items() if want]
+    return needed, [action for action, want in wanted.items() if not want]
+
+
 def test_function_roles_grant_what_tenantscope_calls_with_them(deployment: Deployment) -> None:
     """Least privilege must still work: each function's own role can do what the layer does with it."""
-    secret, tenant_role = deployment.arn("SigningKeys"), deployment.arn(TENANT_ROLE)
+    tenant_role = deployment.arn(TENANT_ROLE)
     queue = _queue_of(_worker_mapping(deployment))
     assert deployment.environment("ApiFunction")["ORDER_QUEUE_URL"] == deployment.ref(queue)
     needs = [("ApiFunction", "sqs:SendMessage", deployment.arn(queue))]
     needs.append((WORKER, "states:StartExecution", deployment.arn(STATE_MACHINE)))
+    keys = (
+        f"kms:{deployment.arn('SigningKey')}"
+        if deployment.envelope_keys == "kms"
+        else f"secretsmanager:{deployment.arn('SigningKeys')}"
+    )
     for function in deployment.function_roles():
-        assert deployment.environment(function)["TENANTSCOPE_SIGNING_KEYS"] == f"secretsmanager:{secret}"
-        needs.append((function, "secretsmanager:GetSecretValue", secret))
+        assert deployment.environment(function)["TENANTSCOPE_SIGNING_KEYS"] == keys
+        needs += [
+            (function, action, resource) for action, resource in _signing_needs(deployment, function)[0]
+        ]
         needs += [
             (function, a, tenant_role) for a in ("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity")
         ]
     missing = [need for need in needs if not _role_allows(deployment, *need)]
     assert not missing, f"denied: {missing}"
+
+
+@pytest.mark.parametrize(
+    "combination", KMS_COMBINATIONS, ids=lambda c: f"{c[0]}{'+userpool' if c[1] else ''}"
+)
+def test_with_kms_keys_producers_may_only_sign_and_consumers_only_verify(
+    combination: tuple[str, bool, str],
+) -> None:
+    deployment = deployment_for(*combination)
+    key = deployment.arn("SigningKey")
+    assert deployment.props("SigningKey")["KeySpec"] == "HMAC_256"
+    assert deployment.props("SigningKey")["KeyUsage"] == "GENERATE_VERIFY_MAC"
+    assert "SigningKeys" not in deployment.resources  # no secret every function could read
+    for function in deployment.function_roles():
+        refused = _signing_needs(deployment, function)[1]
+        granted = [action for action in refused if _role_allows(deployment, function, action, key)]
+        assert granted == [], (
+            f"{function} may {granted}: it {'seals' if function in SEALS else 'only checks'}"
+        )
+        assert not _role_allows(deployment, function, "kms:*", key)
+    # tasks cannot seal: a compromised task function cannot start work for another tenant
+    assert not _role_allows(deployment, "ReserveInventoryFunction", "kms:GenerateMac", key)
+
+
+def _queue_policy(deployment: Deployment) -> dict[str, Any]:
+    (policy,) = deployment.of_type("AWS::SQS::QueuePolicy").values()
+    rendered: dict[str, Any] = deployment.render(policy)
+    return rendered
+
+
+@pytest.mark.parametrize("queue", ["OrderQueue", "OrderDeadLetterQueue"])
+def test_the_queues_refuse_every_request_without_tls(deployment: Deployment, queue: str) -> None:
+    policy = _queue_policy(deployment)
+    assert deployment.ref(queue) in policy["Queues"]
+    producer = deployment.arn(deployment.function_roles()["ApiFunction"])
+    for action in ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:PurgeQueue"):
+        context = {"aws:PrincipalArn": producer, "aws:SecureTransport": "false"}
+        assert decide(policy["PolicyDocument"], action, deployment.arn(queue), context) == "ExplicitDeny"
+
+
+def test_only_this_stacks_producer_sends_to_the_order_queue(deployment: Deployment) -> None:
+    document = _queue_policy(deployment)["PolicyDocument"]
+    queue = deployment.arn(_queue_of(_worker_mapping(deployment)))
+    roles = deployment.function_roles()
+
+    def send(principal: str) -> str:
+        return decide(
+            document, "sqs:SendMessage", queue, {"aws:PrincipalArn": principal, "aws:SecureTransport": "true"}
+        )
+
+    assert send(deployment.arn(roles["ApiFunction"])) == "ImplicitDeny"  # its own policy allows it
+    for function, role in roles.items():
+        if function != "ApiFunction":
+            assert send(deployment.arn(role)) == "ExplicitDeny", function
+    assert send(f"arn:aws:iam::{ACCOUNT}:role/Admin") == "ExplicitDeny"
+    # the worker still receives and deletes what arrives
+    receive = {"aws:PrincipalArn": deployment.arn(roles[WORKER]), "aws:SecureTransport": "true"}
+    assert decide(document, "sqs:ReceiveMessage", queue, receive) == "ImplicitDeny"
+
+
+def test_trusted_producers_are_added_to_the_senders() -> None:
+    operator = f"arn:aws:iam::{ACCOUNT}:role/orders-operator"
+    transformed = transform_template(
+        {**parameter_values("session-tags", False), "TrustedProducerArns": operator}
+    )
+    parameters = {**parameter_values("session-tags", False), "TrustedProducerArns": operator}
+    deployment = Deployment("session-tags", False, "kms", resolve(transformed, parameters))
+    document = _queue_policy(deployment)["PolicyDocument"]
+    queue = deployment.arn("OrderQueue")
+    api = deployment.arn(deployment.function_roles()["ApiFunction"])
+    for principal, decision in (
+        (operator, "ImplicitDeny"),
+        (api, "ImplicitDeny"),
+        (f"{operator}-2", "ExplicitDeny"),
+    ):
+        context = {"aws:PrincipalArn": principal, "aws:SecureTransport": "true"}
+        assert decide(document, "sqs:SendMessage", queue, context) == decision, principal
 
 
 class _RecordingDynamoDb:

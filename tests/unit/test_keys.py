@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tenantscope import KeysUnavailable
 from tenantscope._errors import TenantAuthError
@@ -466,14 +466,34 @@ def test_a_kms_ring_signs_with_the_first_key_and_verifies_with_any_listed_key() 
     assert ("GenerateMac", "alias/other") not in kms.calls
 
 
-def test_a_kms_ring_lets_other_kms_errors_propagate() -> None:
-    class Throttled(FakeKms):
-        def verify_mac(self, **kwargs: Any) -> dict[str, Any]:
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": ""}}, "VerifyMac")
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ClientError({"Error": {"Code": "ThrottlingException"}}, "VerifyMac"), "ThrottlingException"),
+        (ClientError({"Error": {"Code": "AccessDeniedException"}}, "GenerateMac"), "AccessDeniedException"),
+        (ClientError({"Error": {"Code": "DisabledException"}}, "VerifyMac"), "DisabledException"),
+        (
+            EndpointConnectionError(endpoint_url="https://kms.us-east-1.amazonaws.com"),
+            "EndpointConnectionError",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_a_kms_failure_is_a_key_outage_not_a_refusal(error: Exception, reason: str) -> None:
+    # GIVEN KMS failing for a reason other than judging a MAC wrong
+    class Failing(FakeKms):
+        def generate_mac(self, **kwargs: Any) -> dict[str, Any]:
+            raise error
 
-    ring = KmsKeyRing(("k",), client=Throttled({"k": K1}))
-    with pytest.raises(ClientError):
+        def verify_mac(self, **kwargs: Any) -> dict[str, Any]:
+            raise error
+
+    ring = KmsKeyRing(("k",), client=Failing({"k": K1}))
+    # THEN signing and verifying say so as KeysUnavailable (a retried outage), never as a bad MAC
+    with pytest.raises(KeysUnavailable, match=reason):
         ring.verify("k", MESSAGE, mac(K1))
+    with pytest.raises(KeysUnavailable, match=reason):
+        ring.sign("k", MESSAGE)
 
 
 @pytest.mark.parametrize("key_ids", [(), ("",), ("a b",), ("k", "k\n")], ids=repr)

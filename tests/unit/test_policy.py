@@ -354,7 +354,7 @@ def test_allowed_by_all_is_an_intersection() -> None:
     [
         one_statement({"StringNotEquals": {"k": "v"}}),
         one_statement({"StringLikeIfExists": {"k": "v"}}),
-        one_statement({"ArnLike": {"k": "v"}}),
+        one_statement({"ForAnyValue:ArnLike": {"k": "v"}}),
         one_statement({"ForAllValues:Null": {"k": "true"}}),
         one_statement({"Null": {"k": "maybe"}}),
         one_statement({"StringLike": {"k": "${aws:PrincipalTag/x, 'default'}"}}),
@@ -362,7 +362,7 @@ def test_allowed_by_all_is_an_intersection() -> None:
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*"}]},
         {
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Principal": "*"}],
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Principal": {"AWS": "arn"}}],
         },
         {"Version": "2012-10-17"},
     ],
@@ -370,6 +370,44 @@ def test_allowed_by_all_is_an_intersection() -> None:
 def test_unmodelled_semantics_raise_rather_than_guess(policy: dict[str, Any]) -> None:
     with pytest.raises(NotModelled):
         decide(policy, "dynamodb:GetItem", TABLE_ARN, {"k": "v"}, {"x": "y"})
+
+
+def test_resource_policy_denies_with_bool_and_arn_conditions() -> None:
+    # GIVEN a queue policy: nobody without TLS, and only the producer role may send
+    producer = "arn:aws:iam::123456789012:role/stack-ApiFunctionRole-1"
+    queue = "arn:aws:sqs:us-east-1:123456789012:orders"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "sqs:*", "Resource": queue},
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue,
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [producer]}},
+            },
+        ],
+    }
+
+    def send(principal: str, tls: str = "true") -> str:
+        context = {"aws:PrincipalArn": principal, "aws:SecureTransport": tls}
+        return decide(policy, "sqs:SendMessage", queue, context)
+
+    assert send(producer) == "Allow"
+    assert send(producer, tls="false") == "ExplicitDeny"
+    assert send(producer.replace("ApiFunction", "OrderWorkerFunction")) == "ExplicitDeny"
+    assert decide(policy, "sqs:SendMessage", queue, {"aws:SecureTransport": "true"}) == "ExplicitDeny"
+    like = one_statement({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/stack-*"}})
+    assert is_allowed(like, "dynamodb:GetItem", TABLE_ARN, {"aws:PrincipalArn": producer})
+    assert not is_allowed(like, "dynamodb:GetItem", TABLE_ARN, {})
 
 
 def test_unqualified_operator_on_a_multi_valued_key_raises() -> None:

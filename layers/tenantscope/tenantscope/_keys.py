@@ -191,7 +191,13 @@ class SecretsManagerKeyRing(HmacKeyRing):
 
 
 class KmsKeyRing:
-    """AWS KMS HMAC keys: the MAC never leaves KMS's keys, at the price of one KMS call per operation."""
+    """AWS KMS HMAC keys: the MAC never leaves KMS's keys, at the price of one KMS call per operation.
+
+    Signing is ``kms:GenerateMac`` and verifying ``kms:VerifyMac``, separate permissions: a
+    consumer granted only VerifyMac can check envelopes but never seal one. A KMS failure (throttled,
+    unreachable, a key disabled or not granted) is :class:`KeysUnavailable`, retried like any key
+    outage; only a MAC that KMS finds wrong is a refused envelope.
+    """
 
     def __init__(self, key_ids: tuple[str, ...], *, region: str | None = None, client: Any = None) -> None:
         if not key_ids or any(_KEY_ID.fullmatch(k) is None for k in key_ids):
@@ -199,9 +205,6 @@ class KmsKeyRing:
         self.key_ids = key_ids
         self._region = region
         self._client = client
-
-    def _kms(self) -> Any:
-        return self._client or aws_client("kms", self._region)
 
     def active_key_id(self) -> str:
         return self.key_ids[0]
@@ -211,25 +214,32 @@ class KmsKeyRing:
             raise TenantAuthError("unknown signing key id")
         return key_id
 
+    def _call(self, operation: str, **params: Any) -> Mapping[str, Any] | None:
+        """The KMS response, or None when KMS judged the MAC invalid."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response: Mapping[str, Any] = getattr(self._client or aws_client("kms", self._region), operation)(
+                MacAlgorithm="HMAC_SHA_256", **params
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if operation == "verify_mac" and code == "KMSInvalidMacException":
+                return None
+            raise KeysUnavailable(f"KMS {operation} failed ({code or 'no error code'})") from None
+        except BotoCoreError as error:
+            raise KeysUnavailable(f"KMS unreachable ({type(error).__name__})") from None
+        return response
+
     def sign(self, key_id: str, message: bytes) -> bytes:
-        response = self._kms().generate_mac(
-            KeyId=self._listed(key_id), Message=message, MacAlgorithm="HMAC_SHA_256"
-        )
+        response = self._call("generate_mac", KeyId=self._listed(key_id), Message=message)
+        assert response is not None  # only verify_mac answers None
         mac: bytes = response["Mac"]
         return mac
 
     def verify(self, key_id: str, message: bytes, mac: bytes) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            response = self._kms().verify_mac(
-                KeyId=self._listed(key_id), Message=message, Mac=mac, MacAlgorithm="HMAC_SHA_256"
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "KMSInvalidMacException":
-                return False
-            raise
-        return bool(response.get("MacValid"))
+        response = self._call("verify_mac", KeyId=self._listed(key_id), Message=message, Mac=mac)
+        return response is not None and bool(response.get("MacValid"))
 
 
 def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float = 300.0) -> KeyRing:
