@@ -40,7 +40,7 @@ from tenantscope._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from tenantscope._keys import KeyRing
+from tenantscope._keyring import KeyRing
 
 __all__ = [
     "ACCOUNT_ID",

@@ -2,9 +2,10 @@
 
 moto's CloudFormation ignores the SAM transform, so this module reads template.yaml itself
 and creates what the application needs to run: tables, queues (with their redrive policy),
-the envelope signing key (a KMS HMAC key, or the secret generated as the template asks), the tenant role and its policies,
-the state machine (its definition file with the template's substitutions), and a registry of
-the functions with their handlers, environment, HTTP routes and SQS event sources.
+the envelope signing key (a KMS HMAC key, or the secret generated as the template asks), the
+tenant role and its policies, the state machine (its definition file with the template's
+substitutions), and a registry of the functions with their handlers, environment, HTTP routes
+and SQS event sources.
 
 What moto cannot do is done here, the way Lambda would:
 - Step Functions tasks reach the real Python handlers through moto's Lambda backend

@@ -77,10 +77,10 @@ def no_secret_reaches_a_log(
     everything else at INFO, exception text included) must contain none of them, nor
     anything shaped like a JWT.
     """
-    from tenantscope import _credentials, _keys
+    from tenantscope import _credentials, _keyring
 
     secrets: set[str] = set()
-    real_encode, real_parse = jwt.encode, _keys._parse_ring
+    real_encode, real_parse = jwt.encode, _keyring._parse_ring
     real_assume = _credentials.CredentialVendor._assume
 
     def encode(*args: Any, **kwargs: Any) -> str:
@@ -101,7 +101,7 @@ def no_secret_reaches_a_log(
 
     monkeypatch.setattr(jwt, "encode", encode)
     monkeypatch.setattr(_credentials.CredentialVendor, "_assume", assume)
-    monkeypatch.setattr(_keys, "_parse_ring", parse_ring)
+    monkeypatch.setattr(_keyring, "_parse_ring", parse_ring)
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="tenantscope")
     yield

@@ -11,7 +11,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, load_template, local_aws
-from tenantscope._keys import key_ring_from_spec
+from tenantscope._keyring import key_ring_from_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devtools.issuer import DevIssuer
-from tenantscope import KeysUnavailable
-from tenantscope._jwt import JwksCache, JwksRedirectRefused, UrlJwksSource
+from tenantscope import ConfigurationError, KeysUnavailable, Reason
+from tenantscope._jwt import JwksCache, UrlJwksSource
 from tests.fakes import FakeClock
 
 
@@ -157,8 +157,9 @@ def test_a_redirect_to_plain_http_is_refused_and_never_followed(
     issuer_site.routes["/jwks.json"] = (302, {"Location": f"{attacker_site.base}/jwks.json"}, b"")
     source = UrlJwksSource(f"{issuer_site.base}/jwks.json", ssl_context=trust)
     # WHEN the keys are fetched THEN the redirect is refused, and the other server never asked
-    with pytest.raises(JwksRedirectRefused, match="redirect"):
+    with pytest.raises(KeysUnavailable) as refused:
         source.fetch()
+    assert refused.value.reason is Reason.JWKS_REDIRECT
     assert attacker_site.hits == []
     # AND a cache on it has no keys (a 503, not the foreign key); the log says why
     with pytest.raises(KeysUnavailable):
@@ -172,8 +173,9 @@ def test_every_redirect_is_refused_even_to_the_same_https_site(
 ) -> None:
     issuer_site.routes["/jwks.json"] = (status, {"Location": "/keys.json"}, b"")
     issuer_site.routes["/keys.json"] = jwks_response(issuer)
-    with pytest.raises(JwksRedirectRefused):
+    with pytest.raises(KeysUnavailable) as refused:
         UrlJwksSource(f"{issuer_site.base}/jwks.json", ssl_context=trust).fetch()
+    assert refused.value.reason is Reason.JWKS_REDIRECT
     assert issuer_site.hits == ["/jwks.json"]
 
 
@@ -185,8 +187,9 @@ def test_a_jwks_file_is_refused_in_a_deployed_function(
     # GIVEN a deployed function (not sam local)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
-    with pytest.raises(ValueError, match=r"file://\.\.\. is for local development only"):
+    with pytest.raises(ConfigurationError, match=r"file://\.\.\. is not for a deployed function") as refused:
         UrlJwksSource(path.as_uri())
+    assert refused.value.reason is Reason.LOCAL_ONLY_SETTING
     # AND under sam local invoke the development issuer's file still works
     monkeypatch.setenv("AWS_SAM_LOCAL", "true")
     assert UrlJwksSource(path.as_uri()).fetch() == issuer.jwks()

@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from tenantscope import KeysUnavailable
 from tenantscope._envelope import Envelope, InvalidEnvelope, seal, sqs_destination, verify
-from tenantscope._keys import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
+from tenantscope._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from tests.conftest import REGION
 from tests.fakes import FakeClock

@@ -256,6 +256,7 @@ def test_a_refused_api_call_is_marked_as_a_client_error_without_a_tenant(
         "cold_start": span.annotations["cold_start"],
         "failure": "error",
         "error_type": "Unauthorized",
+        "reason": "token-expired",
     }
     assert list(span.walk()) == []  # no STS call for a refused caller
     secrets.assert_none_in(xray.emitter.documents)
@@ -310,6 +311,7 @@ def test_a_mixed_tenant_batch_of_10_with_2_failures_yields_10_annotated_subsegme
                 "message_id": message_id,
                 "failure": "error",
                 "error_type": "InvalidEnvelope",
+                "reason": "bad-envelope-signature",
             }
             assert span.doc.get("error") is True and not span.doc.get("fault")
             assert span.exception_types == ["InvalidEnvelope"]
@@ -382,6 +384,7 @@ def test_a_refused_step_functions_task_is_a_client_error(
         "task": "reserve_inventory",
         "failure": "error",
         "error_type": "InvalidEnvelope",
+        "reason": "bad-envelope-signature",
     }
     assert span.doc.get("error") is True and not span.doc.get("fault")
     assert span.exception_types == ["InvalidEnvelope"]

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from devtools.local_aws import references
+from tenantscope import TemporarilyUnavailable
 from tenantscope._config import Settings
 from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
 from tests.iam_eval import TABLE_WIDE_ACTIONS, abac_policy, allowed_by_all, decide, glob_match, is_allowed
@@ -768,6 +769,14 @@ def test_every_task_passes_the_envelope_and_the_execution_context(task: str) -> 
 def test_every_task_retries(task: str) -> None:
     retriers = STATES[task].get("Retry", [])
     assert any(r.get("MaxAttempts", 3) >= 1 for r in retriers), f"{task} has no Retry"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_retries_the_outage_that_sfn_task_raises(task: str) -> None:
+    # @sfn_task raises a passing outage (STS, the key ring) under exactly this name
+    name = TemporarilyUnavailable.__name__
+    retried = [r for r in STATES[task].get("Retry", []) if {name, "States.ALL"} & set(r["ErrorEquals"])]
+    assert retried and retried[0].get("MaxAttempts", 3) >= 1, f"{task} does not retry {name}"
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -9,9 +9,11 @@ import pytest
 
 from devtools.issuer import DevIssuer
 from tenantscope import (
-    CredentialsUnavailable,
     CrossTenantAccess,
     NoTenantContext,
+    Reason,
+    Settings,
+    StsThrottled,
     api_handler,
     current_tenant,
 )
@@ -94,8 +96,8 @@ def test_lambda_tenant_isolation_mode_must_match_token(
 @pytest.mark.parametrize(
     ("raised", "status"),
     [
-        (CrossTenantAccess("key outside the current tenant's partition"), 403),
-        (CredentialsUnavailable("STS throttled"), 503),
+        (CrossTenantAccess(Reason.FOREIGN_KEY), 403),
+        (StsThrottled(Reason.STS_THROTTLED, "Throttling"), 503),
         (RuntimeError("db password is hunter2"), 500),
     ],
 )
@@ -141,10 +143,10 @@ def test_misconfiguration_fails_closed_with_500(
     assert handler.seen == []
 
 
-def test_explicit_arguments_override_environment(
+def test_explicit_settings_override_environment(
     issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
-    @api_handler(jwks=jwks, vendor=vendor, jwt_audience=("another-client",))
+    @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(jwt_audience=("another-client",)))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": 200}
 
@@ -156,7 +158,7 @@ def test_explicit_arguments_override_environment(
 def test_an_explicit_audience_string_is_one_audience_not_a_substring(
     issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
-    @api_handler(jwks=jwks, vendor=vendor, jwt_audience="my-client")
+    @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(jwt_audience="my-client"))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"statusCode": 200}
 

@@ -17,7 +17,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tenantscope import StsRefused, StsThrottled, StsUnreachable
+from tenantscope import Reason, StsRefused, StsThrottled, StsUnreachable
 from tenantscope._config import Settings, TableSpec
 from tenantscope._credentials import Boto3Sts, CredentialVendor, FakeSts, ScopedCredentials
 from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
@@ -184,7 +184,7 @@ class BlockingSts(FakeSts):
         self.entered.set()
         # a guard against a deadlock if the vendor is broken, not a timing assertion
         if not self.release.wait(timeout=30):
-            raise CredentialsUnavailable("test was never released")
+            raise CredentialsUnavailable(Reason.STS_UNREACHABLE, "test was never released")
         return super().assume_role(request)
 
 
@@ -225,7 +225,7 @@ def test_concurrent_misses_for_one_tenant_make_one_sts_call() -> None:
     for thread in threads:
         thread.join(timeout=30)
     # THEN one STS call served them all, with one credentials object
-    assert errors == []
+    assert errors == [], [repr(e) for e in errors]
     assert len(results) == threads_count
     assert len(sts.requests) == 1
     assert all(credentials is results[0] for credentials in results)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tenantscope import ConfigurationError, Reason
 from tenantscope._config import Settings
 from tenantscope._envelope import (
     ATTR_ENVELOPE,
@@ -37,7 +38,7 @@ from tenantscope._envelope import (
     verify,
 )
 from tenantscope._errors import InvalidTenantId, TenantAuthError
-from tenantscope._keys import StaticKeyRing
+from tenantscope._keyring import StaticKeyRing
 from tenantscope._producer import queue_arn_from_url, seal_input
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 
@@ -212,7 +213,7 @@ def test_the_specification_shows_every_vector_verbatim() -> None:
 
 
 def test_the_specification_names_the_grammar_the_code_enforces() -> None:
-    from tenantscope._keys import KEY_ID_PATTERN
+    from tenantscope._keyring import KEY_ID_PATTERN
     from tenantscope._tenant_id import TENANT_ID_PATTERN
 
     spec = SPEC_FILE.read_text(encoding="utf-8")
@@ -359,9 +360,10 @@ def test_unicode_normalization_changes_the_body() -> None:
 # --- refusals ----------------------------------------------------------------------------------------
 
 
-def refused(arguments: dict[str, Any], reason: str) -> None:
-    with pytest.raises(InvalidEnvelope, match=reason):
+def refused(arguments: dict[str, Any], reason: Reason, detail: str | None = None) -> None:
+    with pytest.raises(InvalidEnvelope) as caught:
         verify(**arguments)
+    assert (caught.value.reason, caught.value.detail) == (reason, detail)
 
 
 def replace_field(header: str, index: int, value: str) -> str:
@@ -387,21 +389,21 @@ def test_the_forging_helper_builds_valid_envelopes() -> None:
 )
 def test_a_body_changed_by_one_byte_is_refused(change: Callable[[str], str]) -> None:
     arguments = sealed()
-    refused({**arguments, "body": change(BODY)}, "bad signature")
+    refused({**arguments, "body": change(BODY)}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 def test_a_swapped_tenant_is_refused() -> None:
-    refused({**sealed(), "tenant": "globex"}, "bad signature")
+    refused({**sealed(), "tenant": "globex"}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 def test_an_unknown_key_id_is_refused() -> None:
     arguments = sealed(ring=ring_of("k9", k9=KEY2))
-    refused(arguments | {"ring": RING}, "unknown signing key id")
-    refused({**sealed(), "header": replace_field(sealed()["header"], 1, "k2")}, "unknown signing key id")
+    refused(arguments | {"ring": RING}, Reason.UNKNOWN_SIGNING_KEY)
+    refused({**sealed(), "header": replace_field(sealed()["header"], 1, "k2")}, Reason.UNKNOWN_SIGNING_KEY)
 
 
 def test_a_listed_key_id_with_the_wrong_key_is_refused() -> None:
-    refused({**sealed(), "ring": ring_of("k1", k1=KEY2)}, "bad signature")
+    refused({**sealed(), "ring": ring_of("k1", k1=KEY2)}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 def test_expiry_is_enforced_beyond_the_clock_skew_only() -> None:
@@ -409,27 +411,27 @@ def test_expiry_is_enforced_beyond_the_clock_skew_only() -> None:
     expires_at = NOW + LIFETIME
     assert verify(**{**arguments, "now": float(expires_at)})
     assert verify(**{**arguments, "now": float(expires_at + SKEW)})
-    refused({**arguments, "now": expires_at + SKEW + 0.001}, "envelope expired")
-    refused({**arguments, "now": float(expires_at + SKEW + 1)}, "envelope expired")
-    refused({**arguments, "now": float(expires_at + 10 * 86_400)}, "envelope expired")
+    refused({**arguments, "now": expires_at + SKEW + 0.001}, Reason.ENVELOPE_EXPIRED)
+    refused({**arguments, "now": float(expires_at + SKEW + 1)}, Reason.ENVELOPE_EXPIRED)
+    refused({**arguments, "now": float(expires_at + 10 * 86_400)}, Reason.ENVELOPE_EXPIRED)
 
 
 def test_an_envelope_issued_in_the_future_is_refused_beyond_the_skew() -> None:
     arguments = sealed()
     assert verify(**{**arguments, "now": float(NOW - SKEW)})
-    refused({**arguments, "now": NOW - SKEW - 0.001}, "issued in the future")
-    refused({**arguments, "now": float(NOW - 3600)}, "issued in the future")
+    refused({**arguments, "now": NOW - SKEW - 0.001}, Reason.ENVELOPE_FROM_THE_FUTURE)
+    refused({**arguments, "now": float(NOW - 3600)}, Reason.ENVELOPE_FROM_THE_FUTURE)
 
 
 def test_a_lifetime_over_the_maximum_is_refused() -> None:
     assert verify(**sealed(lifetime=MAX_LIFETIME))
-    refused(sealed(lifetime=MAX_LIFETIME + 1), "lifetime out of bounds")
-    refused({**sealed(), "max_lifetime": LIFETIME - 1}, "lifetime out of bounds")
+    refused(sealed(lifetime=MAX_LIFETIME + 1), Reason.ENVELOPE_LIFETIME)
+    refused({**sealed(), "max_lifetime": LIFETIME - 1}, Reason.ENVELOPE_LIFETIME)
 
 
 @pytest.mark.parametrize("expires_at", [NOW, NOW - 1, 0], ids=["exp == iat", "exp < iat", "exp zero"])
 def test_an_expiry_not_after_the_issue_time_is_refused(expires_at: int) -> None:
-    refused(forged(expires_at=expires_at), "lifetime out of bounds")
+    refused(forged(expires_at=expires_at), Reason.ENVELOPE_LIFETIME)
 
 
 @pytest.mark.parametrize(
@@ -444,7 +446,7 @@ def test_an_expiry_not_after_the_issue_time_is_refused(expires_at: int) -> None:
     ids=["another queue", "another region", "another account", "the FIFO twin", "sfn prefix"],
 )
 def test_a_message_sealed_for_one_queue_is_refused_at_another(destination: str) -> None:
-    refused({**sealed(), "destination": destination}, "bad signature")
+    refused({**sealed(), "destination": destination}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 def test_an_input_sealed_for_one_execution_is_refused_for_another() -> None:
@@ -457,16 +459,15 @@ def test_an_input_sealed_for_one_execution_is_refused_for_another() -> None:
         sfn_destination(machine.replace(":orders", ":billing"), "run-1"),
         sqs_destination(QUEUE_ARN),
     ):
-        refused({**arguments, "destination": destination}, "bad signature")
+        refused({**arguments, "destination": destination}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 @pytest.mark.parametrize(
-    ("field", "reason"),
-    [("tenant", "missing tenant"), ("header", "missing envelope"), ("signature", "missing signature")],
+    ("field", "name"), [("tenant", "tenant"), ("header", "envelope"), ("signature", "signature")]
 )
 @pytest.mark.parametrize("value", [None, 42, b"bytes", ["list"], {"stringValue": "x"}])
-def test_each_missing_or_non_string_field_is_refused(field: str, reason: str, value: object) -> None:
-    refused({**sealed(), field: value}, reason)
+def test_each_missing_or_non_string_field_is_refused(field: str, name: str, value: object) -> None:
+    refused({**sealed(), field: value}, Reason.MISSING_ENVELOPE, name)
 
 
 @pytest.mark.parametrize(
@@ -474,8 +475,12 @@ def test_each_missing_or_non_string_field_is_refused(field: str, reason: str, va
 )
 def test_oversized_values_are_refused_before_parsing(field: str, reason: str) -> None:
     arguments = sealed()
-    refused({**arguments, field: "a" * (MAX_FIELD_CHARS + 1)}, f"oversized {reason}")
-    refused({**arguments, field: arguments[field] + " " * (MAX_FIELD_CHARS + 1)}, f"oversized {reason}")
+    refused({**arguments, field: "a" * (MAX_FIELD_CHARS + 1)}, Reason.OVERSIZED_ENVELOPE, reason)
+    refused(
+        {**arguments, field: arguments[field] + " " * (MAX_FIELD_CHARS + 1)},
+        Reason.OVERSIZED_ENVELOPE,
+        reason,
+    )
 
 
 def test_a_header_at_the_size_limit_is_parsed_not_refused_for_size() -> None:
@@ -527,7 +532,7 @@ def test_a_malformed_or_wrong_length_signature_is_refused(change: Callable[[str]
     arguments = sealed()
     bad = change(arguments["signature"])
     assert bad != arguments["signature"]
-    refused({**arguments, "signature": bad}, "malformed envelope")
+    refused({**arguments, "signature": bad}, Reason.MALFORMED_ENVELOPE)
 
 
 def test_the_non_canonical_signature_decodes_to_the_same_mac() -> None:
@@ -539,9 +544,9 @@ def test_the_non_canonical_signature_decodes_to_the_same_mac() -> None:
 
 def test_a_well_formed_signature_of_other_bytes_is_refused() -> None:
     arguments = sealed()
-    refused({**arguments, "signature": "A" * 43}, "bad signature")
+    refused({**arguments, "signature": "A" * 43}, Reason.BAD_ENVELOPE_SIGNATURE)
     other = sealed(body="other")["signature"]
-    refused({**arguments, "signature": other}, "bad signature")
+    refused({**arguments, "signature": other}, Reason.BAD_ENVELOPE_SIGNATURE)
 
 
 @pytest.mark.parametrize("version", ["2", "0", "01", "1.0", "v1", "", "１"])
@@ -549,12 +554,12 @@ def test_an_unknown_version_is_refused(version: str) -> None:
     arguments = sealed()
     refused(
         {**arguments, "header": replace_field(arguments["header"], 0, version)},
-        "unsupported envelope version",
+        Reason.UNSUPPORTED_ENVELOPE_VERSION,
     )
 
 
 def test_a_version_2_envelope_correctly_signed_is_still_refused() -> None:
-    refused(forged(version="2"), "unsupported envelope version")
+    refused(forged(version="2"), Reason.UNSUPPORTED_ENVELOPE_VERSION)
 
 
 @pytest.mark.parametrize(
@@ -609,14 +614,16 @@ def test_extra_or_missing_header_fields_are_refused(change: Callable[[str], str]
 )
 def test_non_numeric_negative_or_non_canonical_times_are_refused(index: int, value: str) -> None:
     arguments = sealed()
-    refused({**arguments, "header": replace_field(arguments["header"], index, value)}, "malformed envelope")
+    refused(
+        {**arguments, "header": replace_field(arguments["header"], index, value)}, Reason.MALFORMED_ENVELOPE
+    )
 
 
 def test_a_leading_zero_time_is_refused_even_though_its_value_was_signed() -> None:
     """The transmitted text must be the signed text: "0…" would otherwise verify under a MAC of "…"."""
     arguments = sealed()
     header = replace_field(arguments["header"], 2, "0" + str(NOW))
-    refused({**arguments, "header": header}, "malformed envelope")
+    refused({**arguments, "header": header}, Reason.MALFORMED_ENVELOPE)
 
 
 def test_a_twelve_digit_time_is_within_the_grammar() -> None:
@@ -647,13 +654,13 @@ def test_uppercase_short_or_non_hex_envelope_ids_are_refused(envelope_id: str) -
 
 
 def test_an_uppercase_envelope_id_is_refused_even_when_correctly_signed() -> None:
-    refused(forged(envelope_id=ENVELOPE_ID.upper()), "malformed envelope")
+    refused(forged(envelope_id=ENVELOPE_ID.upper()), Reason.MALFORMED_ENVELOPE)
 
 
 @pytest.mark.parametrize("key_id", ["k\u00e9", "k\n1", "k#1", "k*", "k" * 257, "k,1", "k;1"], ids=repr)
 def test_a_key_id_outside_the_grammar_is_refused(key_id: str) -> None:
     arguments = sealed()
-    refused({**arguments, "header": replace_field(arguments["header"], 1, key_id)}, "malformed envelope")
+    refused({**arguments, "header": replace_field(arguments["header"], 1, key_id)}, Reason.MALFORMED_ENVELOPE)
 
 
 @pytest.mark.parametrize(
@@ -677,11 +684,11 @@ def test_a_key_id_outside_the_grammar_is_refused(key_id: str) -> None:
     ids=repr,
 )
 def test_a_tenant_outside_the_grammar_is_refused(tenant: str) -> None:
-    refused({**sealed(), "tenant": tenant}, "malformed envelope")
+    refused({**sealed(), "tenant": tenant}, Reason.MALFORMED_ENVELOPE)
 
 
 def test_a_tenant_outside_the_grammar_is_refused_even_when_correctly_signed() -> None:
-    refused(forged(tenant_id="Acme"), "malformed envelope")
+    refused(forged(tenant_id="Acme"), Reason.MALFORMED_ENVELOPE)
 
 
 @pytest.mark.parametrize(
@@ -690,12 +697,12 @@ def test_a_tenant_outside_the_grammar_is_refused_even_when_correctly_signed() ->
     ids=repr,
 )
 def test_a_destination_outside_the_grammar_is_refused_not_crashed(destination: str) -> None:
-    refused({**sealed(), "destination": destination}, "malformed destination")
+    refused({**sealed(), "destination": destination}, Reason.MALFORMED_DESTINATION)
 
 
 def test_a_body_that_is_not_valid_unicode_is_refused_not_crashed() -> None:
     body = json.loads('"\\ud800"')  # a lone surrogate, as a JSON escape can carry
-    refused({**sealed(), "body": body}, "malformed body")
+    refused({**sealed(), "body": body}, Reason.MALFORMED_BODY)
 
 
 def test_refusals_are_tenant_auth_errors_with_no_secret_in_the_message() -> None:
@@ -843,7 +850,6 @@ def test_queue_arn_from_url(url: str, region: str | None, expected: str) -> None
 @pytest.mark.parametrize(
     ("url", "region"),
     [
-        ("http://localhost:4566/000000000000/q", None),
         ("https://sqs.us-east-1.amazonaws.com/orders", None),
         ("https://sqs.us-east-1.amazonaws.com/account/orders", None),
         ("https://sqs.us-east-1.amazonaws.com/123456789012/a/b", None),
@@ -851,8 +857,17 @@ def test_queue_arn_from_url(url: str, region: str | None, expected: str) -> None
         ("https://sqs.us-east-1.amazonaws.com/123456789012/", None),
         ("", "us-east-1"),
     ],
-    ids=["no region", "no account", "non-numeric account", "extra path", "no path", "no queue name", "empty"],
+    ids=["no account", "non-numeric account", "extra path", "no path", "no queue name", "empty"],
 )
 def test_queue_arn_from_url_refuses_what_is_not_a_queue_url(url: str, region: str | None) -> None:
-    with pytest.raises(ValueError, match=r"not an SQS queue URL|queue's region"):
+    with pytest.raises(ValueError, match="not an SQS queue URL"):
         queue_arn_from_url(url, region)
+
+
+def test_a_queue_url_without_a_region_needs_aws_region() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        queue_arn_from_url("http://localhost:4566/000000000000/q", None)
+    assert refused.value.reason is Reason.MISSING_SETTING
+    assert queue_arn_from_url("http://localhost:4566/000000000000/q", "eu-west-1").startswith(
+        "arn:aws:sqs:eu-west-1:"
+    )

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.issuer import DevIssuer
-from tenantscope import KeysUnavailable
+from tenantscope import ConfigurationError, KeysUnavailable
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
 from tests.fakes import FakeClock
 
@@ -315,7 +315,7 @@ def test_key_without_use_is_a_signing_key(issuer: DevIssuer) -> None:
     ],
 )
 def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
-    with pytest.raises(ValueError, match="https:// or file://"):
+    with pytest.raises(ConfigurationError, match="https:// or file://"):
         UrlJwksSource(url)
 
 

@@ -29,7 +29,6 @@ from tenantscope import api_handler, current_tenant
 from tenantscope._config import reset_settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
-from tenantscope.api import forbidden, unauthorized
 from tests.conftest import LambdaContext, http_api_event
 
 # --------------------------------------------------------------------------------------------------
@@ -129,10 +128,16 @@ class Api:
 
     def assert_refused(self, response: dict[str, Any], status: int, secret: str | None = None) -> None:
         assert response["statusCode"] == status
-        expected = unauthorized() if status == 401 else forbidden()
         message = "Unauthorized" if status == 401 else "Forbidden"
-        assert json.loads(response["body"]) == {"message": message}
-        assert response == expected  # nothing else: no reason, no claim, no token
+        headers = {"Content-Type": "application/json"}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        # nothing else: no reason, no claim, no token
+        assert response == {
+            "statusCode": status,
+            "headers": headers,
+            "body": json.dumps({"message": message}),
+        }
         assert self.ran == [], "the handler body ran"
         assert self.sts.requests == [], "STS was called"
         if secret:

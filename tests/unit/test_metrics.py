@@ -12,9 +12,10 @@ import pytest
 from devtools.issuer import DevIssuer
 from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
 from tenantscope import (
-    CredentialsUnavailable,
+    ConfigurationError,
     NoopTracer,
     SqsRecord,
+    TemporarilyUnavailable,
     TenantAuthError,
     api_handler,
     current_tenant,
@@ -80,9 +81,9 @@ def test_the_environment_turns_metrics_on(value: str, per_tenant: bool) -> None:
 
 @pytest.mark.parametrize("value", ["yes", "ON", "tenant", ""])
 def test_an_unknown_mode_is_refused(value: str) -> None:
-    with pytest.raises(ValueError, match=ENV.METRICS):
+    with pytest.raises(ConfigurationError, match=ENV.METRICS):
         Settings.load(environ={ENV.METRICS: value})
-    with pytest.raises(ValueError, match=ENV.METRICS):  # an explicit argument is checked the same way
+    with pytest.raises(ConfigurationError, match=ENV.METRICS):  # an explicit argument is checked the same way
         Settings.load(environ={}, metrics=value or "bogus")
 
 
@@ -122,7 +123,7 @@ def test_the_function_dimension_is_the_lambda_function_name(monkeypatch: pytest.
 def test_api_invocations_one_line_each_with_outcome(
     capsys: pytest.CaptureFixture[str], issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
-    @api_handler(jwks=jwks, vendor=vendor, metrics="per-tenant")
+    @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(metrics="per-tenant"))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("body") == '"boom"':
             raise RuntimeError("boom")
@@ -145,7 +146,7 @@ def test_api_invocations_one_line_each_with_outcome(
 def test_an_sqs_batch_is_one_line_per_record(
     capsys: pytest.CaptureFixture[str], vendor: CredentialVendor
 ) -> None:
-    @sqs_handler(ring=RING, vendor=vendor, metrics="on")
+    @sqs_handler(ring=RING, vendor=vendor, settings=Settings.load(metrics="on"))
     def handler(record: SqsRecord, context: Any) -> None:
         if record.json.get("fail"):
             raise RuntimeError("failed")
@@ -174,7 +175,7 @@ def test_an_sqs_batch_is_one_line_per_record(
 def test_step_functions_tasks_count_refusals_as_client_errors(
     capsys: pytest.CaptureFixture[str], vendor: CredentialVendor
 ) -> None:
-    @sfn_task(ring=RING, vendor=vendor, name="reserve", metrics="on")
+    @sfn_task(ring=RING, vendor=vendor, name="reserve", settings=Settings.load(metrics="on"))
     def task(payload: dict[str, Any], context: Any) -> str:
         if payload["input"].get("fail"):
             raise KeyError("sku")
@@ -240,16 +241,22 @@ def test_each_kind_of_sts_failure_is_its_own_metric_on_every_trigger(
     sts = FakeSts()
     arrange(sts)
     vendor = CredentialVendor(sts, sleep=lambda _: None)
-    api = api_handler(jwks=jwks, vendor=vendor, metrics="on")(lambda event, context: {"statusCode": 200})
-    sqs = sqs_handler(ring=RING, vendor=vendor, metrics="on")(lambda record, context: None)
-    task = sfn_task(ring=RING, vendor=vendor, metrics="on", name="t")(lambda payload, context: {})
+    api = api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(metrics="on"))(
+        lambda event, context: {"statusCode": 200}
+    )
+    sqs = sqs_handler(ring=RING, vendor=vendor, settings=Settings.load(metrics="on"))(
+        lambda record, context: None
+    )
+    task = sfn_task(ring=RING, vendor=vendor, settings=Settings.load(metrics="on"), name="t")(
+        lambda payload, context: {}
+    )
     # WHEN each runs a unit of work
     assert api(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 503
     assert (
         len(sqs(sqs_event([signed_sqs_record("{}", tenant_id="acme")]), LambdaContext())["batchItemFailures"])
         == 1
     )
-    with pytest.raises(CredentialsUnavailable):
+    with pytest.raises(TemporarilyUnavailable):
         task(sfn_task_event({}, tenant_id="acme"), LambdaContext())
     # THEN each line counts a fault and names how STS failed
     lines = emf_lines(capsys.readouterr().out)

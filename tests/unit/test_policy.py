@@ -23,7 +23,12 @@ from hypothesis import strategies as st
 from tenantscope import _policy
 from tenantscope._config import Settings, TableSpec
 from tenantscope._credentials import CredentialVendor, FakeSts
-from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
+from tenantscope._errors import (
+    ConfigurationError,
+    InvalidTenantId,
+    Reason,
+    TemporarilyUnavailable,
+)
 from tenantscope._policy import (
     ITEM_ACTIONS,
     MAX_SESSION_POLICY_CHARS,
@@ -655,11 +660,12 @@ def test_too_many_tables_fail_before_any_sts_call() -> None:
     settings = policy_settings(tables=tables)
     sts = FakeSts()
     vendor = CredentialVendor(sts, sleep=lambda _: None)
-    # WHEN credentials are requested THEN they are unavailable, and STS was never called
-    with pytest.raises(CredentialsUnavailable, match="limit"):
+    # WHEN credentials are requested THEN the configuration is refused, and STS was never called
+    with pytest.raises(ConfigurationError) as refused:
         vendor.credentials_for("acme", settings)
+    assert refused.value.reason is Reason.SESSION_POLICY_TOO_LARGE
     assert sts.requests == []
-    with pytest.raises(CredentialsUnavailable):
+    with pytest.raises(ConfigurationError):
         session_policy("acme", settings)
 
 
@@ -705,11 +711,14 @@ def test_duration_fits_role_chaining_and_the_sts_minimum(configured: int, expect
         ({"role_arn": "not-an-arn"}, "session-policy"),
     ],
 )
-def test_missing_configuration_is_credentials_unavailable(overrides: dict[str, Any], isolation: str) -> None:
+def test_missing_configuration_is_a_configuration_error(overrides: dict[str, Any], isolation: str) -> None:
     # GIVEN settings missing one piece (None falls back to the empty environment, then the default)
     settings = policy_settings(isolation=isolation, **overrides)
-    with pytest.raises(CredentialsUnavailable):
+    # THEN it is a permanent configuration error, never answered as a passing outage
+    with pytest.raises(ConfigurationError) as refused:
         assume_role_request("acme", settings)
+    assert refused.value.reason is Reason.MISSING_SETTING
+    assert not isinstance(refused.value, TemporarilyUnavailable)
 
 
 def test_session_tags_need_no_tables_or_region() -> None:

@@ -1,7 +1,7 @@
 """@sfn_task: a task runs as the tenant of its sealed execution input, or not at all.
 
 Refusals raise exactly ``TenantAuthError`` (a state machine Catches it by that name) and
-STS failures exactly ``CredentialsUnavailable`` (a state machine Retries it).
+passing outages (STS, the key ring) exactly ``TemporarilyUnavailable`` (a state machine Retries it).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from devtools.lambda_events import (
     task_event,
 )
 from tenantscope import (
-    CredentialsUnavailable,
     CrossTenantAccess,
     Forbidden,
     NoTenantContext,
+    Reason,
+    TemporarilyUnavailable,
     TenantAuthError,
     current_tenant,
     sfn_task,
@@ -38,7 +39,7 @@ from tenantscope._config import Settings
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
-from tenantscope._keys import HmacKeyRing
+from tenantscope._keyring import HmacKeyRing
 from tests.conftest import LambdaContext
 
 EXECUTION = "acme-3f1c"
@@ -242,7 +243,7 @@ def test_lambda_tenant_isolation_mode_must_match_the_sealed_tenant(
 
 @pytest.mark.parametrize(
     "raised",
-    [CrossTenantAccess("key outside the current tenant's partition"), Forbidden("nope")],
+    [CrossTenantAccess(Reason.FOREIGN_KEY), Forbidden(Reason.PRODUCER_TENANT_MISMATCH)],
     ids=["CrossTenantAccess", "Forbidden"],
 )
 def test_a_refused_data_access_inside_the_task_surfaces_as_tenant_auth_error(
@@ -259,18 +260,18 @@ def test_a_refused_data_access_inside_the_task_surfaces_as_tenant_auth_error(
 def test_sts_failure_is_exactly_credentials_unavailable(fake_sts: FakeSts) -> None:
     fake_sts.refuse = True
     task = recording_task(CredentialVendor(fake_sts, sleep=lambda _: None))
-    with pytest.raises(CredentialsUnavailable) as caught:
+    with pytest.raises(TemporarilyUnavailable) as caught:
         task(first_event(), LambdaContext())
-    assert type(caught.value) is CredentialsUnavailable
+    assert type(caught.value) is TemporarilyUnavailable
     assert task.calls == []
 
 
 def test_sts_throttling_exhausted_is_credentials_unavailable(fake_sts: FakeSts) -> None:
     fake_sts.throttle_next = 10
     task = recording_task(CredentialVendor(fake_sts, sleep=lambda _: None))
-    with pytest.raises(CredentialsUnavailable) as caught:
+    with pytest.raises(TemporarilyUnavailable) as caught:
         task(first_event(), LambdaContext())
-    assert type(caught.value) is CredentialsUnavailable
+    assert type(caught.value) is TemporarilyUnavailable
     assert task.calls == []
 
 
@@ -280,7 +281,12 @@ class PaymentDeclined(Exception):
 
 @pytest.mark.parametrize(
     "raised",
-    [PaymentDeclined("declined"), ValueError("bad quantity"), KeyError("sku"), NoTenantContext("x")],
+    [
+        PaymentDeclined("declined"),
+        ValueError("bad quantity"),
+        KeyError("sku"),
+        NoTenantContext(Reason.NO_SCOPE),
+    ],
     ids=["custom", "ValueError", "KeyError", "NoTenantContext"],
 )
 def test_other_exceptions_propagate_unchanged(vendor: CredentialVendor, raised: Exception) -> None:
@@ -330,8 +336,8 @@ def test_a_signing_key_outage_is_retryable_not_a_tenant_rejection(vendor: Creden
     def reserve_inventory(payload: dict[str, Any], context: Any) -> None:
         ran.append(True)
 
-    # THEN the state machine sees CredentialsUnavailable, which it retries, not TenantAuthError
-    with pytest.raises(CredentialsUnavailable) as raised:
+    # THEN the state machine sees TemporarilyUnavailable, which it retries, not TenantAuthError
+    with pytest.raises(TemporarilyUnavailable) as raised:
         reserve_inventory(sfn_task_event({"sku": "x"}, tenant_id="acme"), LambdaContext())
-    assert type(raised.value) is CredentialsUnavailable
+    assert type(raised.value) is TemporarilyUnavailable
     assert ran == []

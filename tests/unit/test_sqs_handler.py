@@ -36,10 +36,11 @@ from devtools.lambda_events import (
     sqs_record,
 )
 from tenantscope import (
-    CredentialsUnavailable,
     InMemoryReplayGuard,
     NoTenantContext,
+    Reason,
     SqsRecord,
+    StsRefused,
     TenantAuthError,
     current_tenant,
     sqs_handler,
@@ -202,36 +203,36 @@ BAD_RECORDS: dict[str, Callable[[], dict[str, Any]]] = {
 
 # The reason category each case is refused for (what the log says), so none passes by accident.
 REASONS = {
-    "body changed by one byte": "bad signature",
-    "tenant swapped to another valid tenant": "bad signature",
-    "unknown key id": "unknown signing key id",
-    "retired key id": "unknown signing key id",
-    "listed key id with the wrong key": "bad signature",
-    "expired": "envelope expired",
-    "issued in the future beyond the skew": "issued in the future",
-    "lifetime beyond the maximum": "lifetime out of bounds",
-    "sealed for another queue": "bad signature",
-    "tenant attribute missing": "missing tenant",
-    "envelope attribute missing": "missing envelope",
-    "signature attribute missing": "missing signature",
-    "signature in the standard base64 alphabet": "malformed envelope",
-    "signature with padding": "malformed envelope",
-    "signature with invalid characters": "malformed envelope",
-    "signature truncated": "malformed envelope",
-    "signature empty": "malformed envelope",
-    "tenant attribute oversized": "oversized tenant",
-    "envelope attribute oversized": "oversized envelope",
-    "signature attribute oversized": "oversized signature",
-    "unknown version": "unsupported envelope version",
-    "key id in the header swapped": "unknown signing key id",
-    "expiry in the header extended": "bad signature",
-    "tenant attribute binary": "missing tenant",
-    "envelope attribute binary": "missing envelope",
-    "signature attribute binary": "missing signature",
-    "no message attributes at all": "missing envelope",
-    "message attributes null": "malformed record",
-    "body not a string": "malformed record",
-    "no eventSourceARN": "malformed record",
+    "body changed by one byte": (Reason.BAD_ENVELOPE_SIGNATURE, None),
+    "tenant swapped to another valid tenant": (Reason.BAD_ENVELOPE_SIGNATURE, None),
+    "unknown key id": (Reason.UNKNOWN_SIGNING_KEY, None),
+    "retired key id": (Reason.UNKNOWN_SIGNING_KEY, None),
+    "listed key id with the wrong key": (Reason.BAD_ENVELOPE_SIGNATURE, None),
+    "expired": (Reason.ENVELOPE_EXPIRED, None),
+    "issued in the future beyond the skew": (Reason.ENVELOPE_FROM_THE_FUTURE, None),
+    "lifetime beyond the maximum": (Reason.ENVELOPE_LIFETIME, None),
+    "sealed for another queue": (Reason.BAD_ENVELOPE_SIGNATURE, None),
+    "tenant attribute missing": (Reason.MISSING_ENVELOPE, "tenant"),
+    "envelope attribute missing": (Reason.MISSING_ENVELOPE, "envelope"),
+    "signature attribute missing": (Reason.MISSING_ENVELOPE, "signature"),
+    "signature in the standard base64 alphabet": (Reason.MALFORMED_ENVELOPE, None),
+    "signature with padding": (Reason.MALFORMED_ENVELOPE, None),
+    "signature with invalid characters": (Reason.MALFORMED_ENVELOPE, None),
+    "signature truncated": (Reason.MALFORMED_ENVELOPE, None),
+    "signature empty": (Reason.MALFORMED_ENVELOPE, None),
+    "tenant attribute oversized": (Reason.OVERSIZED_ENVELOPE, "tenant"),
+    "envelope attribute oversized": (Reason.OVERSIZED_ENVELOPE, "envelope"),
+    "signature attribute oversized": (Reason.OVERSIZED_ENVELOPE, "signature"),
+    "unknown version": (Reason.UNSUPPORTED_ENVELOPE_VERSION, None),
+    "key id in the header swapped": (Reason.UNKNOWN_SIGNING_KEY, None),
+    "expiry in the header extended": (Reason.BAD_ENVELOPE_SIGNATURE, None),
+    "tenant attribute binary": (Reason.MISSING_ENVELOPE, "tenant"),
+    "envelope attribute binary": (Reason.MISSING_ENVELOPE, "envelope"),
+    "signature attribute binary": (Reason.MISSING_ENVELOPE, "signature"),
+    "no message attributes at all": (Reason.MISSING_ENVELOPE, "envelope"),
+    "message attributes null": (Reason.MALFORMED_RECORD, None),
+    "body not a string": (Reason.MALFORMED_RECORD, None),
+    "no eventSourceARN": (Reason.MALFORMED_RECORD, None),
 }
 
 
@@ -239,7 +240,7 @@ REASONS = {
 def test_each_bad_record_is_refused_for_its_own_reason(case: str) -> None:
     with pytest.raises(TenantAuthError) as caught:
         resolve_sqs_record(BAD_RECORDS[case](), RING, Settings.load(environ={}), now=time.time())
-    assert REASONS[case] in str(caught.value)
+    assert (caught.value.reason, caught.value.detail) == REASONS[case]
 
 
 @pytest.mark.parametrize("position", [0, 1, 2], ids=["first", "middle", "last"])
@@ -314,7 +315,7 @@ class RefusingSts(FakeSts):
     def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
         if request.tenant_id in self.refused:
             self.requests.append(request)
-            raise CredentialsUnavailable("AssumeRole refused (AccessDenied)")
+            raise StsRefused(Reason.STS_REFUSED, "AccessDenied")
         return super().assume_role(request)
 
 

@@ -27,6 +27,7 @@ from tenantscope import (
     CrossTenantAccess,
     InvalidEnvelope,
     NoopTracer,
+    Reason,
     SqsRecord,
     StsRefused,
     TenantAuthError,
@@ -283,9 +284,9 @@ def test_xray_spans_are_subsegments_annotated_and_ended() -> None:
     ("error", "fault", "client"),
     [
         (RuntimeError("boom"), True, False),
-        (CredentialsUnavailable("credentials unavailable"), True, False),
-        (TenantAuthError("tenant envelope refused"), False, True),  # what @sfn_task raises
-        (InvalidEnvelope("bad signature"), False, True),
+        (CredentialsUnavailable(Reason.STS_UNREACHABLE), True, False),
+        (TenantAuthError(Reason.BAD_ENVELOPE_SIGNATURE), False, True),  # what @sfn_task raises
+        (InvalidEnvelope(Reason.BAD_ENVELOPE_SIGNATURE), False, True),
     ],
 )
 def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
@@ -311,7 +312,7 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
 def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
     recorder = FakeRecorder()
     with XRayTracer(recorder).span("tenantscope.api") as span:
-        span.record_error(Unauthorized("missing Authorization header"), client_error=True)
+        span.record_error(Unauthorized(Reason.MISSING_TOKEN), client_error=True)
     (subsegment,) = recorder.subsegments
     assert (subsegment.fault, subsegment.error) == (False, True)
     assert subsegment.annotations == {"failure": "error", "error_type": "Unauthorized"}
@@ -362,8 +363,8 @@ def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
     ("token_tenant", "outcome", "status", "error", "client_error", "annotated"),
     [
         (None, None, 401, Unauthorized, True, False),  # no token: no tenant to annotate
-        ("acme", CrossTenantAccess("cross-tenant key"), 403, CrossTenantAccess, True, True),
-        ("acme", CredentialsUnavailable("credentials unavailable"), 503, CredentialsUnavailable, False, True),
+        ("acme", CrossTenantAccess(Reason.FOREIGN_KEY), 403, CrossTenantAccess, True, True),
+        ("acme", CredentialsUnavailable(Reason.STS_UNREACHABLE), 503, CredentialsUnavailable, False, True),
         ("acme", RuntimeError("boom"), 500, RuntimeError, False, True),
     ],
 )
@@ -469,7 +470,7 @@ def test_a_step_functions_task_span_has_tenant_execution_and_task(
     assert span.errors == [] and span.escaped is None
 
 
-def test_a_refused_step_functions_task_escapes_its_span_as_tenant_auth_error(
+def test_a_refused_step_functions_task_is_a_client_error_of_its_span(
     tracer: FakeTracer, vendor: CredentialVendor
 ) -> None:
     @sfn_task(ring=RING, vendor=vendor, name="reserve")
@@ -482,10 +483,10 @@ def test_a_refused_step_functions_task_escapes_its_span_as_tenant_auth_error(
         task(event, LambdaContext())
     (span,) = tracer.spans
     assert span.annotations == {"task": "reserve"}
-    assert span.escaped is TenantAuthError  # XRayTracer records it as a client error (see above)
+    assert span.errors == [(InvalidEnvelope, True)]  # the refusal's own type, as a client error
 
 
-def test_a_failing_step_functions_task_escapes_its_span_with_its_own_type(
+def test_a_failing_step_functions_task_is_a_fault_of_its_span_with_its_own_type(
     tracer: FakeTracer, vendor: CredentialVendor
 ) -> None:
     @sfn_task(ring=RING, vendor=vendor, name="reserve")
@@ -496,4 +497,4 @@ def test_a_failing_step_functions_task_escapes_its_span_with_its_own_type(
         task(sfn_task_event({"sku": "x"}, tenant_id="acme", execution_name="acme-exec-1"), LambdaContext())
     (span,) = tracer.spans
     assert span.annotations["tenant_id"] == "acme"
-    assert span.escaped is KeyError
+    assert span.errors == [(KeyError, False)]

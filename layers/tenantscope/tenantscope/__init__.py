@@ -9,36 +9,41 @@ verified tenant, with AWS credentials that reach only that tenant's DynamoDB key
 ('acme', 'TENANT#acme#ITEM#1')
 """
 
+from ._config import Settings, TableSpec
 from ._context import TenantContext, current_tenant, in_tenant_scope, tenant_scope
-from ._credentials import CredentialVendor, FakeSts, ScopedCredentials
+from ._credentials import CredentialVendor, FakeSts, ScopedCredentials, StsBackend
 from ._data import tenant_key, tenant_session, tenant_table
-from ._envelope import InvalidEnvelope
 from ._errors import (
+    ConfigurationError,
     CredentialsUnavailable,
     CrossTenantAccess,
     Forbidden,
+    InvalidEnvelope,
     InvalidTenantId,
     KeysUnavailable,
     NoTenantContext,
+    Reason,
     StsRefused,
     StsThrottled,
     StsUnreachable,
+    TemporarilyUnavailable,
     TenantAuthError,
     TenantError,
     Unauthorized,
 )
-from ._jwt import JwksCache, StaticJwksSource
-from ._keys import KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
+from ._jwt import JwksCache, JwksSource, StaticJwksSource
+from ._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
 from ._logging import TenantJsonFormatter, TenantLogFilter, configure_logging
 from ._producer import seal_input, send_message, sign_message, start_execution
-from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard
+from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from ._tenant_id import validate_tenant_id
 from ._tracing import NoopTracer, Span, Tracer, XRayTracer, set_tracer
 from .api import api_handler
 from .sfn import sfn_task
-from .sqs import SqsRecord, sqs_handler
+from .sqs import SqsRecord, SqsRecordHandler, sqs_handler, sqs_record_handler
 
 __all__ = [
+    "ConfigurationError",
     "CredentialVendor",
     "CredentialsUnavailable",
     "CrossTenantAccess",
@@ -49,19 +54,28 @@ __all__ = [
     "InvalidEnvelope",
     "InvalidTenantId",
     "JwksCache",
+    "JwksSource",
+    "KeyRing",
     "KeysUnavailable",
     "KmsKeyRing",
     "NoTenantContext",
     "NoopTracer",
+    "Reason",
+    "ReplayGuard",
     "ScopedCredentials",
     "SecretsManagerKeyRing",
+    "Settings",
     "Span",
     "SqsRecord",
+    "SqsRecordHandler",
     "StaticJwksSource",
     "StaticKeyRing",
+    "StsBackend",
     "StsRefused",
     "StsThrottled",
     "StsUnreachable",
+    "TableSpec",
+    "TemporarilyUnavailable",
     "TenantAuthError",
     "TenantContext",
     "TenantError",
@@ -80,6 +94,7 @@ __all__ = [
     "sfn_task",
     "sign_message",
     "sqs_handler",
+    "sqs_record_handler",
     "start_execution",
     "tenant_key",
     "tenant_scope",
@@ -87,3 +102,11 @@ __all__ = [
     "tenant_table",
     "validate_tenant_id",
 ]
+
+# Public names report the package as their module (as httpx does): tracebacks, reprs and docs
+# show tenantscope.InvalidTenantId, not the private module it happens to live in.
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith(f"{__name__}."):
+        _value.__module__ = __name__
+del _name, _value

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ._errors import ConfigurationError, Reason
+
 __all__ = [
     "ENV",
     "Settings",
@@ -98,7 +100,9 @@ def _parse_tables(value: str) -> tuple[TableSpec, ...]:
         spec = tables.get(name, TableSpec(name))
         if index:
             if not key:
-                raise ValueError(f"{ENV.TABLES}: index entry {entry!r} needs '=<partition key>'")
+                raise ConfigurationError(
+                    Reason.INVALID_SETTING, f"{ENV.TABLES}: index entry {entry!r} needs '=<partition key>'"
+                )
             spec = replace(spec, index_partition_keys=(*spec.index_partition_keys, (index, key.strip())))
         elif key:
             spec = replace(spec, partition_key=key.strip())
@@ -108,8 +112,19 @@ def _parse_tables(value: str) -> tuple[TableSpec, ...]:
 
 def _isolation(value: str) -> str:
     if value not in ISOLATION_STRATEGIES:
-        raise ValueError(f"{ENV.ISOLATION} must be one of {', '.join(ISOLATION_STRATEGIES)}")
+        raise ConfigurationError(
+            Reason.INVALID_SETTING, f"{ENV.ISOLATION} must be one of {', '.join(ISOLATION_STRATEGIES)}"
+        )
     return value
+
+
+def _parsed(name: str, parse: Callable[[str], Any], text: str) -> Any:
+    try:
+        return parse(text)
+    except ConfigurationError:
+        raise
+    except ValueError:  # int() or float() of a bad number: name the setting, not its value
+        raise ConfigurationError(Reason.INVALID_SETTING, f"{name} is not a valid value") from None
 
 
 def _optional(value: str) -> str | None:
@@ -118,7 +133,7 @@ def _optional(value: str) -> str | None:
 
 def _metrics(value: str) -> str:
     if value not in ("off", "on", "per-tenant"):
-        raise ValueError(f"{ENV.METRICS} must be one of off, on, per-tenant")
+        raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.METRICS} must be one of off, on, per-tenant")
     return value
 
 
@@ -183,20 +198,24 @@ class Settings:
             if isinstance(value, str):
                 # Arguments get the environment's parsing and checks: jwt_audience="app" is a
                 # one-element tuple, not a string that `in` would search for substrings.
-                values[f.name] = parse(value.strip())
+                values[f.name] = _parsed(f.metadata["env"], parse, value.strip())
             elif isinstance(value, list):
                 values[f.name] = tuple(value)
             elif value is not None:
                 values[f.name] = value
         if explicit:
-            raise TypeError(f"unknown settings: {', '.join(sorted(explicit))}")
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, f"unknown settings: {', '.join(sorted(explicit))}"
+            )
         for name in ("jwt_audience", "jwt_algorithms", "tables", "unguarded_services"):
             if not isinstance(values.get(name, ()), tuple):
-                raise TypeError(f"{name} must be a tuple")
+                raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be a tuple")
         settings = cls(**values)
         _isolation(settings.isolation)
         if settings.refresh_margin_seconds >= settings.session_seconds:
-            raise ValueError(f"{ENV.REFRESH_MARGIN} must be shorter than the session duration")
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, f"{ENV.REFRESH_MARGIN} must be shorter than the session duration"
+            )
         return settings
 
     def __hash__(self) -> int:
@@ -228,7 +247,9 @@ def refuse_local_only_in_deployment(setting: str, form: str) -> None:
     ``sam local invoke`` (which sets AWS_SAM_LOCAL).
     """
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_SAM_LOCAL") != "true":
-        raise ValueError(f"{setting}={form}... is for local development only, not a deployed function")
+        raise ConfigurationError(
+            Reason.LOCAL_ONLY_SETTING, f"{setting}={form}... is not for a deployed function"
+        )
 
 
 _lock = threading.Lock()

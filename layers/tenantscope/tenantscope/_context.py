@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args
 
-from ._errors import NoTenantContext
+from ._errors import NoTenantContext, Reason
 from ._tenant_id import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def current_tenant() -> TenantContext:
 def _current_scope_or_raise() -> _Scope:
     scope = active_scope()
     if scope is None:
-        raise NoTenantContext("no tenant scope is active")
+        raise NoTenantContext(Reason.NO_SCOPE)
     return scope
 
 
@@ -194,7 +194,7 @@ def in_tenant_scope(fn: Callable[P, R]) -> Callable[P, R]:
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         if scope.closed:
-            raise NoTenantContext("the tenant scope this work was started in has ended")
+            raise NoTenantContext(Reason.SCOPE_ENDED)
         # A copy per call: one Context object cannot be entered by two threads at once.
         return captured.copy().run(fn, *args, **kwargs)
 

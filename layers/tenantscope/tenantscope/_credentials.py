@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ._aws import aws_client
 from ._config import Settings
-from ._errors import CredentialsUnavailable, StsRefused, StsThrottled, StsUnreachable
+from ._errors import CredentialsUnavailable, Reason, StsRefused, StsThrottled, StsUnreachable
 from ._policy import AssumeRoleRequest, assume_role_request
 
 __all__ = [
@@ -92,12 +92,12 @@ class Boto3Sts:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in _THROTTLING_CODES:
-                raise StsThrottled(f"STS throttled ({code})") from None
+                raise StsThrottled(Reason.STS_THROTTLED, code) from None
             if code in _UNAVAILABLE_CODES:
-                raise StsUnreachable(f"STS unreachable ({code})") from None
-            raise StsRefused(f"STS refused AssumeRole ({code or 'no error code'})") from None
+                raise StsUnreachable(Reason.STS_UNREACHABLE, code) from None
+            raise StsRefused(Reason.STS_REFUSED, code or "no error code") from None
         except BotoCoreError as error:  # DNS, connection, timeouts: nothing came back from STS
-            raise StsUnreachable(f"STS unreachable ({type(error).__name__})") from None
+            raise StsUnreachable(Reason.STS_UNREACHABLE, type(error).__name__) from None
         try:
             creds = response["Credentials"]
             expiration = creds["Expiration"]
@@ -109,7 +109,7 @@ class Boto3Sts:
                 expiration=expiration.timestamp() if isinstance(expiration, datetime) else float(expiration),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise StsRefused("STS answered with unusable credentials") from None
+            raise StsRefused(Reason.STS_UNUSABLE_CREDENTIALS) from None
 
 
 class FakeSts:
@@ -138,12 +138,12 @@ class FakeSts:
             n = len(self.requests)
             if self.throttle_next > 0:
                 self.throttle_next -= 1
-                raise StsThrottled("STS throttled (Throttling)")
+                raise StsThrottled(Reason.STS_THROTTLED, "Throttling")
             if self.unreachable_next > 0:
                 self.unreachable_next -= 1
-                raise StsUnreachable("STS unreachable (EndpointConnectionError)")
+                raise StsUnreachable(Reason.STS_UNREACHABLE, "EndpointConnectionError")
         if self.refuse:
-            raise StsRefused("STS refused AssumeRole (AccessDenied)")
+            raise StsRefused(Reason.STS_REFUSED, "AccessDenied")
         return ScopedCredentials(
             tenant_id=request.tenant_id,
             access_key_id=f"ASIAFAKE{n:012d}",
@@ -158,7 +158,7 @@ class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     credentials: ScopedCredentials | None = None
     # How the leader's call failed, so that the callers waiting on it fail the same way.
-    failure: type[CredentialsUnavailable] = CredentialsUnavailable
+    failure: CredentialsUnavailable | None = None
 
 
 class CredentialVendor:
@@ -192,7 +192,7 @@ class CredentialVendor:
         self._backoff_cap = backoff_cap
         self._failure_ttl = failure_ttl
         self._cache: dict[tuple[str, Settings], ScopedCredentials] = {}
-        self._failed_until: dict[tuple[str, Settings], tuple[float, type[CredentialsUnavailable]]] = {}
+        self._failed_until: dict[tuple[str, Settings], tuple[float, CredentialsUnavailable]] = {}
         self._flights: dict[tuple[str, Settings], _Flight] = {}
         self._lock = threading.Lock()
 
@@ -209,9 +209,9 @@ class CredentialVendor:
             cached = self._cache.get(key)
             if cached is not None and cached.expiration - margin > self._clock():
                 return cached
-            until, failure = self._failed_until.get(key, (0.0, CredentialsUnavailable))
-            if until > self._clock():
-                raise failure("recent STS failure; backing off")
+            until, failure = self._failed_until.get(key, (0.0, None))
+            if until > self._clock() and failure is not None:
+                raise _again(failure, "recent STS failure; backing off")
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
@@ -220,7 +220,7 @@ class CredentialVendor:
             # Bounded: the leader's STS calls have short timeouts, so this is a backstop.
             flight.done.wait(timeout=15)
             if flight.credentials is None:
-                raise flight.failure("STS call failed")
+                raise _again(flight.failure or StsUnreachable(Reason.STS_UNREACHABLE), "STS call failed")
             return flight.credentials
         try:
             credentials = self._assume(assume_role_request(tenant_id, settings))
@@ -230,9 +230,9 @@ class CredentialVendor:
                 self._failed_until.pop(key, None)
             return credentials
         except CredentialsUnavailable as error:
-            flight.failure = type(error)
+            flight.failure = error
             with self._lock:
-                self._failed_until[key] = (self._clock() + self._failure_ttl, type(error))
+                self._failed_until[key] = (self._clock() + self._failure_ttl, error)
             raise
         finally:
             with self._lock:
@@ -240,7 +240,7 @@ class CredentialVendor:
             flight.done.set()
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
-        last: CredentialsUnavailable = StsUnreachable("STS unreachable")
+        last: CredentialsUnavailable = StsUnreachable(Reason.STS_UNREACHABLE)
         for attempt in range(self._max_attempts):
             try:
                 credentials = self.sts.assume_role(request)
@@ -251,17 +251,22 @@ class CredentialVendor:
                     self._sleep(random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
                 continue
             except ValueError:  # a backend built ScopedCredentials from an unusable answer
-                raise StsRefused("STS answered with unusable credentials") from None
+                raise StsRefused(Reason.STS_UNUSABLE_CREDENTIALS) from None
             if credentials.tenant_id != request.tenant_id or not credentials.expiration > self._clock():
-                raise StsRefused("STS answered with unusable credentials")
+                raise StsRefused(Reason.STS_UNUSABLE_CREDENTIALS)
             return credentials
-        raise type(last)(f"{last}; retries exhausted")
+        raise _again(last, f"{last.detail}; retries exhausted")
 
     def clear(self) -> None:
         """Forget every cached credential (tests, or after a role change)."""
         with self._lock:
             self._cache.clear()
             self._failed_until.clear()
+
+
+def _again(error: CredentialsUnavailable, detail: str) -> CredentialsUnavailable:
+    """A new error of the same kind and reason as ``error``, with ``detail``."""
+    return type(error)(error.reason, detail)
 
 
 _default_vendor: CredentialVendor | None = None

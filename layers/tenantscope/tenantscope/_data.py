@@ -21,7 +21,7 @@ from ._aws import aws_client, tenant_boto3_session, tenant_resource
 from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
-from ._errors import CrossTenantAccess
+from ._errors import CrossTenantAccess, Reason
 from ._expressions import key_conditions, read_expressions, update_paths
 from ._policy import tenant_prefix
 
@@ -61,7 +61,7 @@ class _KeySchemas:
         """(table partition key, {index: partition key}) of ``table``."""
         spec = settings.table(table)
         if settings.tables and spec is None:
-            raise CrossTenantAccess("table is not in TENANTSCOPE_TABLES")
+            raise CrossTenantAccess(Reason.UNCONFIGURED_TABLE)
         if spec is not None and spec.partition_key:
             return spec.partition_key, dict(spec.index_partition_keys)
         known = self._described.get(table)
@@ -89,7 +89,7 @@ class _KeySchemas:
             return table_key
         key = index_keys.get(index)
         if key is None:
-            raise CrossTenantAccess("unknown index")
+            raise CrossTenantAccess(Reason.UNKNOWN_INDEX)
         return key
 
 
@@ -132,15 +132,15 @@ class LeadingKeyGuard:
     def __call__(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
         scope = _current_scope_or_raise()
         if scope.context.tenant_id != self.tenant_id:
-            raise CrossTenantAccess("tenant session used outside its own tenant's scope")
+            raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
         check = self._checks.get(model.name)
         if check is None:
-            raise CrossTenantAccess(f"{model.name} is not allowed on a tenant session")
+            raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, model.name)
         check(params)
 
     def _table(self, value: object) -> str:
         if not isinstance(value, str):
-            raise CrossTenantAccess("missing table name")
+            raise CrossTenantAccess(Reason.MISSING_TABLE)
         if not value.startswith("arn:"):
             return value
         # arn:<partition>:dynamodb:<region>:<account>:table/<name>: only this account and region.
@@ -153,7 +153,7 @@ class LeadingKeyGuard:
             or parts[3] != self.settings.region
             or (parts[4] != account)
         ):
-            raise CrossTenantAccess("table ARN outside this account and region")
+            raise CrossTenantAccess(Reason.FOREIGN_TABLE_ARN)
         return parts[5].removeprefix("table/")
 
     def _check_value(self, value: object) -> None:
@@ -161,12 +161,12 @@ class LeadingKeyGuard:
             s = value.get("S")
             if isinstance(s, str) and (s == self._prefix or s.startswith(self._prefix + "#")):
                 return
-        raise CrossTenantAccess("key outside the current tenant's partition")
+        raise CrossTenantAccess(Reason.FOREIGN_KEY)
 
     def _check_key(self, table: str, key: object) -> None:
         table_key, _ = self.schemas.keys(self.settings, table)
         if not isinstance(key, Mapping):
-            raise CrossTenantAccess("missing key")
+            raise CrossTenantAccess(Reason.MISSING_KEY)
         self._check_value(key.get(table_key))
 
     def _check_written_item(self, table: object, item: object) -> None:
@@ -208,7 +208,7 @@ class LeadingKeyGuard:
                 continue
             # An index key may only be set, once, to a plain value, and that value is checked.
             if len(touching) > 1 or touching[0].assigned is None:
-                raise CrossTenantAccess("index key updated by an expression the guard cannot check")
+                raise CrossTenantAccess(Reason.UNCHECKABLE_INDEX_UPDATE)
             self._check_value(values.get(touching[0].assigned))
 
     def _check_query(self, params: Mapping[str, Any]) -> None:
@@ -221,20 +221,20 @@ class LeadingKeyGuard:
             on_pk = [c for c in conditions if c.attribute == pk]
             # The partition key's equality, then at most one condition on the sort key.
             if len(on_pk) != 1 or on_pk[0].operator != "=" or len(conditions) > 2:
-                raise CrossTenantAccess("a key condition must be one equality on the partition key")
+                raise CrossTenantAccess(Reason.KEY_CONDITION)
             self._check_value((params.get("ExpressionAttributeValues") or {}).get(on_pk[0].values[0]))
         else:
             legacy = (params.get("KeyConditions") or {}).get(pk)
             if legacy is None:
-                raise CrossTenantAccess("query without a partition key condition")
+                raise CrossTenantAccess(Reason.KEY_CONDITION, "no partition key condition")
             listed = legacy.get("AttributeValueList") or []
             if legacy.get("ComparisonOperator") != "EQ" or len(listed) != 1:
-                raise CrossTenantAccess("partition key condition must be equality")
+                raise CrossTenantAccess(Reason.KEY_CONDITION, "not an equality")
             self._check_value(listed[0])
         start = params.get("ExclusiveStartKey")
         if start is not None:  # where a page starts: in the tenant's partition too
             if not isinstance(start, Mapping):
-                raise CrossTenantAccess("malformed start key")
+                raise CrossTenantAccess(Reason.MALFORMED_REQUEST, "start key")
             for attribute in {pk, self.schemas.keys(self.settings, table)[0]}:
                 self._check_value(start.get(attribute))
 
@@ -252,12 +252,12 @@ class LeadingKeyGuard:
                 elif "DeleteRequest" in request:
                     self._check_key(self._table(table), request["DeleteRequest"].get("Key"))
                 else:
-                    raise CrossTenantAccess("unknown batch write request")
+                    raise CrossTenantAccess(Reason.MALFORMED_REQUEST, "batch write request")
 
     def _check_transact(self, params: Mapping[str, Any]) -> None:
         for entry in params.get("TransactItems") or [None]:
             if not isinstance(entry, Mapping) or len(entry) != 1:
-                raise CrossTenantAccess("malformed transaction item")
+                raise CrossTenantAccess(Reason.MALFORMED_REQUEST, "transaction item")
             ((kind, operation),) = entry.items()
             if kind == "Put":
                 self._check_put(operation)
@@ -314,10 +314,7 @@ GUARDED_SERVICES = frozenset({"dynamodb"})
 def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
     def choose_service_name(service_name: str, **_: Any) -> None:
         if service_name not in allowed:
-            raise CrossTenantAccess(
-                f"a tenant session makes no {service_name} client: the guard understands only "
-                f"{', '.join(sorted(GUARDED_SERVICES))} (see TENANTSCOPE_UNGUARDED_SERVICES)"
-            )
+            raise CrossTenantAccess(Reason.UNGUARDED_SERVICE, service_name)
 
     return choose_service_name
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import TenantAuthError
-from ._keys import KEY_ID_PATTERN, KeyRing
+from ._errors import InvalidEnvelope, Reason, TenantAuthError
+from ._keyring import KEY_ID_PATTERN, KeyRing
 from ._tenant_id import validate_tenant_id
 
 __all__ = [
@@ -60,10 +60,6 @@ _ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
 # so exactly one string encodes each MAC.
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _DESTINATION = re.compile(r"(sqs|sfn):[\x21-\x7e]{1,500}")
-
-
-class InvalidEnvelope(TenantAuthError):
-    """A missing, malformed, forged, expired or misaddressed envelope."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ def sfn_destination(state_machine_arn: str, execution_name: str) -> str:
     """
     marker = ":stateMachine:"
     if marker not in state_machine_arn or not execution_name:
-        raise InvalidEnvelope("not a state machine ARN and execution name")
+        raise InvalidEnvelope(Reason.MALFORMED_DESTINATION, "not a state machine ARN and execution name")
     return "sfn:" + state_machine_arn.replace(marker, ":execution:", 1) + ":" + execution_name
 
 
@@ -156,9 +152,9 @@ def seal(
 
 def _text(value: object, name: str) -> str:
     if not isinstance(value, str):
-        raise InvalidEnvelope(f"missing {name}")
+        raise InvalidEnvelope(Reason.MISSING_ENVELOPE, name)
     if len(value) > MAX_FIELD_CHARS:
-        raise InvalidEnvelope(f"oversized {name}")
+        raise InvalidEnvelope(Reason.OVERSIZED_ENVELOPE, name)
     return value
 
 
@@ -182,10 +178,10 @@ def verify(
     tenant_text = _text(tenant, "tenant")
     signature_text = _text(signature, "signature")
     if len(fields) != 5:
-        raise InvalidEnvelope("malformed envelope")
+        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
     version, key_id, iat, exp, envelope_id = fields
     if version != ENVELOPE_VERSION:
-        raise InvalidEnvelope("unsupported envelope version")
+        raise InvalidEnvelope(Reason.UNSUPPORTED_ENVELOPE_VERSION)
     if (
         _KEY_ID.fullmatch(key_id) is None
         or _INT.fullmatch(iat) is None
@@ -193,32 +189,32 @@ def verify(
         or _ENVELOPE_ID.fullmatch(envelope_id) is None
         or _SIGNATURE.fullmatch(signature_text) is None
     ):
-        raise InvalidEnvelope("malformed envelope")
+        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
     try:
         tenant_id = validate_tenant_id(tenant_text)
         mac = base64.urlsafe_b64decode(signature_text + "=")
     except (TenantAuthError, binascii.Error, ValueError):
-        raise InvalidEnvelope("malformed envelope") from None
+        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE) from None
     issued_at, expires_at = int(iat), int(exp)
     if expires_at <= issued_at or expires_at - issued_at > max_lifetime:
-        raise InvalidEnvelope("envelope lifetime out of bounds")
+        raise InvalidEnvelope(Reason.ENVELOPE_LIFETIME)
     if issued_at > now + clock_skew:
-        raise InvalidEnvelope("envelope issued in the future")
+        raise InvalidEnvelope(Reason.ENVELOPE_FROM_THE_FUTURE)
     if now > expires_at + clock_skew:
-        raise InvalidEnvelope("envelope expired")
+        raise InvalidEnvelope(Reason.ENVELOPE_EXPIRED)
     if not isinstance(destination, str) or _DESTINATION.fullmatch(destination) is None:
-        raise InvalidEnvelope("malformed destination")
+        raise InvalidEnvelope(Reason.MALFORMED_DESTINATION)
     try:
         digest = body_sha256(body)
     except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\\ud800" escape in JSON input
-        raise InvalidEnvelope("malformed body") from None
+        raise InvalidEnvelope(Reason.MALFORMED_BODY) from None
     envelope = Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, digest, destination)
     try:
         valid = ring.verify(key_id, envelope.canonical(), mac)
     except TenantAuthError:  # the ring does not list key_id
-        raise InvalidEnvelope("unknown signing key id") from None
+        raise InvalidEnvelope(Reason.UNKNOWN_SIGNING_KEY) from None
     if not valid:
-        raise InvalidEnvelope("bad signature (tampered, or sealed for another destination)")
+        raise InvalidEnvelope(Reason.BAD_ENVELOPE_SIGNATURE)
     return envelope
 
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import CrossTenantAccess
+from ._errors import CrossTenantAccess, Reason
 
 __all__ = ["KeyCondition", "PathUse", "key_conditions", "read_expressions", "update_paths"]
 
@@ -68,8 +68,8 @@ _COMPARATORS = frozenset({"=", "<", "<=", ">", ">="})
 _MIRRORED = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-def _refuse(reason: str) -> CrossTenantAccess:
-    return CrossTenantAccess(f"expression the guard cannot read exactly: {reason}")
+def _refuse(detail: str) -> CrossTenantAccess:
+    return CrossTenantAccess(Reason.UNREADABLE_EXPRESSION, detail)
 
 
 def _tokens(expression: object) -> list[Token]:

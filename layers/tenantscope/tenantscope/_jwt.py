@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import ENV, Settings, refuse_local_only_in_deployment
-from ._errors import KeysUnavailable, Unauthorized, log_reason
+from ._errors import ConfigurationError, KeysUnavailable, Reason, Unauthorized, log_reason
 
 if TYPE_CHECKING:
     import ssl
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JwksCache",
-    "JwksRedirectRefused",
     "JwksSource",
     "JwtVerifier",
     "StaticJwksSource",
@@ -40,6 +39,13 @@ logger = logging.getLogger("tenantscope")
 _MAX_JWKS_BYTES = 256 * 1024
 # Header parameters that name or carry key material chosen by the token's author.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
+# PyJWT's errors by name (PyJWT is imported lazily); any other is INVALID_TOKEN.
+_TOKEN_REASONS = {
+    "InvalidSignatureError": Reason.BAD_TOKEN_SIGNATURE,
+    "ExpiredSignatureError": Reason.TOKEN_EXPIRED,
+    "ImmatureSignatureError": Reason.TOKEN_NOT_YET_VALID,
+    "DecodeError": Reason.MALFORMED_TOKEN,
+}
 # A kid is only ever a dictionary key here; this bound keeps log lines and lookups small.
 _KID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -50,11 +56,6 @@ class JwksSource(Protocol):
     def fetch(self) -> Mapping[str, Any]:
         """Return the JWKS document (``{"keys": [...]}``); raise on failure."""
         ...
-
-
-class JwksRedirectRefused(KeysUnavailable):
-    """The JWKS URL answered with a redirect. Every redirect is refused: only the first hop is
-    known to be the issuer over TLS, and a redirect could lead to plain HTTP or another host."""
 
 
 class UrlJwksSource:
@@ -69,7 +70,9 @@ class UrlJwksSource:
     def __init__(self, url: str, *, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None) -> None:
         scheme = url.partition("://")[0] if "://" in url else ""
         if scheme not in ("https", "file"):
-            raise ValueError("TENANTSCOPE_JWKS_URL must use https:// or file://")
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, "TENANTSCOPE_JWKS_URL must use https:// or file://"
+            )
         if scheme == "file":
             refuse_local_only_in_deployment(ENV.JWKS_URL, "file://")
         self.url = url
@@ -81,10 +84,7 @@ class UrlJwksSource:
 
         class RefuseRedirects(urllib.request.HTTPRedirectHandler):
             def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-                raise JwksRedirectRefused(
-                    "JWKS URL answered with a redirect, which is refused: "
-                    "set TENANTSCOPE_JWKS_URL to the final https:// URL"
-                )
+                raise KeysUnavailable(Reason.JWKS_REDIRECT)
 
         opener = urllib.request.build_opener(
             RefuseRedirects, urllib.request.HTTPSHandler(context=self._ssl_context)
@@ -183,7 +183,7 @@ class JwksCache:
             self._refresh(force=False)
             key = self._keys.get(kid)
         if key is None and self._fetched_at == float("-inf"):
-            raise KeysUnavailable("issuer keys unavailable")
+            raise KeysUnavailable(Reason.ISSUER_KEYS_UNAVAILABLE)
         return key
 
     def _refresh(self, *, force: bool) -> None:
@@ -212,7 +212,7 @@ _caches_lock = threading.Lock()
 def jwks_cache_for(settings: Settings) -> JwksCache:
     """The process-wide JWKS cache for the configured URL, shared by every handler."""
     if not settings.jwks_url:
-        raise RuntimeError("TENANTSCOPE_JWKS_URL is not configured")
+        raise ConfigurationError(Reason.MISSING_SETTING, ENV.JWKS_URL)
     key = (
         settings.jwks_url,
         settings.jwks_ttl_seconds,
@@ -227,7 +227,13 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
                 source: JwksSource
                 if settings.jwks_url.startswith("inline:"):
                     refuse_local_only_in_deployment(ENV.JWKS_URL, "inline:")
-                    source = StaticJwksSource(json.loads(settings.jwks_url.removeprefix("inline:")))
+                    try:
+                        document = json.loads(settings.jwks_url.removeprefix("inline:"))
+                    except ValueError:
+                        raise ConfigurationError(
+                            Reason.INVALID_SETTING, f"{ENV.JWKS_URL}=inline: is not JSON"
+                        ) from None
+                    source = StaticJwksSource(document)
                 else:
                     source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
                 cache = JwksCache(
@@ -249,9 +255,9 @@ def _unverified_header(token: str) -> dict[str, Any]:
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     except (ValueError, binascii.Error, RecursionError):
-        raise Unauthorized("malformed token") from None
+        raise Unauthorized(Reason.MALFORMED_TOKEN) from None
     if not isinstance(header, dict):
-        raise Unauthorized("malformed token")
+        raise Unauthorized(Reason.MALFORMED_TOKEN)
     return header
 
 
@@ -264,7 +270,7 @@ class JwtVerifier:
 
     def __init__(self, settings: Settings, keys: JwksCache) -> None:
         if not settings.jwt_issuer or not settings.jwt_audience:
-            raise RuntimeError("TENANTSCOPE_JWT_ISSUER and TENANTSCOPE_JWT_AUDIENCE must be configured")
+            raise ConfigurationError(Reason.MISSING_SETTING, f"{ENV.JWT_ISSUER} and {ENV.JWT_AUDIENCE}")
         self._settings = settings
         self._keys = keys
         self._options: dict[str, Any] = {
@@ -283,21 +289,21 @@ class JwtVerifier:
 
         settings = self._settings
         if len(token) > settings.max_token_bytes:
-            raise Unauthorized("token too long")
+            raise Unauthorized(Reason.TOKEN_TOO_LONG)
         header = _unverified_header(token)
         alg = header.get("alg")
         if alg not in settings.jwt_algorithms:
-            raise Unauthorized("algorithm not allowed")
+            raise Unauthorized(Reason.ALGORITHM_NOT_ALLOWED)
         if any(name in header for name in _REFUSED_HEADERS):
-            raise Unauthorized("refused header parameter")
+            raise Unauthorized(Reason.REFUSED_HEADER)
         kid = header.get("kid")
         if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
-            raise Unauthorized("missing or malformed kid")
+            raise Unauthorized(Reason.MALFORMED_KID)
         key = self._keys.get(kid)
         if key is None:
-            raise Unauthorized("unknown kid")
+            raise Unauthorized(Reason.UNKNOWN_KID)
         if key.algorithm_name != alg:
-            raise Unauthorized("algorithm does not match the key")
+            raise Unauthorized(Reason.ALGORITHM_MISMATCH)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -308,12 +314,15 @@ class JwtVerifier:
                 options=self._options,  # type: ignore[arg-type]
             )
         except jwt.PyJWTError as error:
-            raise Unauthorized(f"invalid token ({type(error).__name__})") from None
+            reason = _TOKEN_REASONS.get(type(error).__name__)
+            raise Unauthorized(
+                reason or Reason.INVALID_TOKEN, None if reason else type(error).__name__
+            ) from None
         if claims.get("iss") != settings.jwt_issuer:  # exact, typed comparison
-            raise Unauthorized("wrong issuer")
+            raise Unauthorized(Reason.WRONG_ISSUER)
         self._check_audience(claims)
         if settings.jwt_token_use is not None and claims.get("token_use") != settings.jwt_token_use:
-            raise Unauthorized("wrong token_use")
+            raise Unauthorized(Reason.WRONG_TOKEN_USE)
         return claims
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
@@ -323,9 +332,9 @@ class JwtVerifier:
             values = [aud] if isinstance(aud, str) else aud
             if isinstance(values, list) and any(isinstance(v, str) and v in allowed for v in values):
                 return
-            raise Unauthorized("wrong audience")
+            raise Unauthorized(Reason.WRONG_AUDIENCE)
         # Cognito access tokens carry the app client in client_id and have no aud.
         client_id = claims.get("client_id")
         if isinstance(client_id, str) and client_id in allowed:
             return
-        raise Unauthorized("wrong audience")
+        raise Unauthorized(Reason.WRONG_AUDIENCE)

@@ -45,7 +45,7 @@ class TenantLogFilter(logging.Filter):
 
 
 _FILTER = TenantLogFilter()
-_TENANT_FIELDS = ("tenant_source", "message_id", "execution_name")
+_TENANT_FIELDS = ("tenant_source", "message_id", "execution_name", "reason")
 
 
 def install_log_filter(logger: logging.Logger | None = None) -> None:

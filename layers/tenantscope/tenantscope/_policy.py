@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._config import ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
-from ._errors import CredentialsUnavailable
+from ._errors import ConfigurationError, Reason
 from ._tenant_id import validate_tenant_id
 
 __all__ = [
@@ -89,7 +89,9 @@ def _table_resources(settings: Settings) -> list[str]:
     # arn:<partition>:iam::<account>:role/<name> gives the partition and account.
     parts = (settings.role_arn or "").split(":")
     if len(parts) < 6 or not settings.region:
-        raise CredentialsUnavailable("session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION")
+        raise ConfigurationError(
+            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION"
+        )
     partition, account = parts[1], parts[4]
     resources: list[str] = []
     for spec in settings.tables:
@@ -101,11 +103,11 @@ def _table_resources(settings: Settings) -> list[str]:
 def session_policy(tenant_id: str, settings: Settings) -> str:
     """The inline session policy that limits a session to one tenant's leading keys.
 
-    Raises :class:`CredentialsUnavailable` before a policy could exceed the STS limit.
+    Raises :class:`ConfigurationError` before a policy could exceed the STS limit.
     """
     tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
     if not settings.tables:
-        raise CredentialsUnavailable("session-policy needs TENANTSCOPE_TABLES")
+        raise ConfigurationError(Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES")
     policy = {
         "Version": "2012-10-17",
         "Statement": [
@@ -123,9 +125,9 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
     }
     document = json.dumps(policy, separators=(",", ":"))
     if len(document) > MAX_SESSION_POLICY_CHARS:
-        raise CredentialsUnavailable(
-            f"session policy is {len(document)} chars, over the {MAX_SESSION_POLICY_CHARS} limit; "
-            "configure fewer tables"
+        raise ConfigurationError(
+            Reason.SESSION_POLICY_TOO_LARGE,
+            f"{len(document)} chars, over {MAX_SESSION_POLICY_CHARS}: configure fewer tables",
         )
     return document
 
@@ -134,7 +136,7 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
     """The AssumeRole request that scopes a session to ``tenant_id`` under the configured strategy."""
     tenant_id = validate_tenant_id(tenant_id)
     if not settings.role_arn:
-        raise CredentialsUnavailable("TENANTSCOPE_ROLE_ARN is not configured")
+        raise ConfigurationError(Reason.MISSING_SETTING, "TENANTSCOPE_ROLE_ARN")
     duration = settings.session_seconds
     tags = ((settings.tenant_tag_key, tenant_id),)
     if settings.isolation == ISOLATION_SESSION_TAGS:
@@ -142,5 +144,5 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
     elif settings.isolation == ISOLATION_SESSION_POLICY:
         policy = session_policy(tenant_id, settings)
     else:  # pragma: no cover - Settings.load rejects other values
-        raise CredentialsUnavailable("unknown isolation strategy")
+        raise ConfigurationError(Reason.INVALID_SETTING, "unknown isolation strategy")
     return AssumeRoleRequest(tenant_id, settings.role_arn, settings.isolation, duration, tags, policy)

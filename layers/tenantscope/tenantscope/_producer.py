@@ -26,9 +26,8 @@ from ._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from ._errors import Forbidden, NoTenantContext
-from ._keys import KeyRing
-from ._runtime import default_key_ring
+from ._errors import ConfigurationError, Forbidden, NoTenantContext, Reason
+from ._keyring import KeyRing, default_key_ring
 from ._tenant_id import validate_tenant_id
 from ._tracing import get_tracer
 
@@ -43,10 +42,10 @@ def _producer_tenant(tenant_id: str | None) -> str:
     if scope is not None:
         current = scope.context.tenant_id
         if tenant_id is not None and tenant_id != current:
-            raise Forbidden("cannot produce for another tenant inside a tenant scope")
+            raise Forbidden(Reason.PRODUCER_TENANT_MISMATCH)
         return current
     if tenant_id is None:
-        raise NoTenantContext("tenant_id is required outside a tenant scope")
+        raise NoTenantContext(Reason.NO_PRODUCER_TENANT)
     return validate_tenant_id(tenant_id)
 
 
@@ -72,7 +71,7 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
     match = _SQS_HOST.fullmatch(host)
     queue_region = (match[1] or match[2]) if match else region
     if not queue_region:
-        raise ValueError("cannot tell the queue's region; set AWS_REGION")
+        raise ConfigurationError(Reason.MISSING_SETTING, "AWS_REGION: the queue URL does not name a region")
     return f"arn:{_partition(queue_region)}:sqs:{queue_region}:{parts[0]}:{parts[1]}"
 
 

@@ -16,15 +16,14 @@ from ._context import TenantContext
 from ._envelope import (
     SFN_KEY,
     Envelope,
-    InvalidEnvelope,
     sfn_destination,
     sqs_destination,
     sqs_record_fields,
 )
 from ._envelope import verify as verify_envelope
-from ._errors import Forbidden, InvalidTenantId, Unauthorized
+from ._errors import Forbidden, InvalidEnvelope, InvalidTenantId, Reason, Unauthorized
 from ._jwt import JwtVerifier
-from ._keys import KeyRing
+from ._keyring import KeyRing
 from ._tenant_id import validate_tenant_id
 
 __all__ = [
@@ -56,7 +55,7 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
         for k, v in headers.items():
             if isinstance(k, str) and k.lower() == "authorization":
                 if not isinstance(v, str):  # a list or dict value is unhashable: refuse, never crash
-                    raise Unauthorized("malformed Authorization header")
+                    raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
                 values.add(v)
     multi = event.get("multiValueHeaders")
     if isinstance(multi, Mapping):
@@ -64,16 +63,16 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
             if isinstance(k, str) and k.lower() == "authorization" and isinstance(vs, list):
                 values.update(v for v in vs if isinstance(v, str))
     if not values:
-        raise Unauthorized("missing Authorization header")
+        raise Unauthorized(Reason.MISSING_TOKEN)
     if len(values) > 1:
-        raise Unauthorized("ambiguous Authorization header")
+        raise Unauthorized(Reason.AMBIGUOUS_TOKEN)
     value = values.pop()
     if len(value) > max_bytes + 16:
-        raise Unauthorized("malformed Authorization header")
+        raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or _COMPACT_JWS.fullmatch(token) is None or len(token) > max_bytes:
-        raise Unauthorized("malformed Authorization header")
+        raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
     return token
 
 
@@ -82,7 +81,7 @@ def tenant_from_claims(claims: Mapping[str, Any], settings: Settings) -> TenantC
     try:
         tenant_id = validate_tenant_id(claims.get(settings.tenant_claim))
     except InvalidTenantId:
-        raise InvalidTenantId("token carries no valid tenant claim") from None
+        raise InvalidTenantId(Reason.INVALID_TENANT_CLAIM) from None
     subject = claims.get("sub")
     return TenantContext(
         tenant_id,
@@ -115,7 +114,7 @@ def _same_as_lambda_tenant(context: TenantContext, lambda_tenant_id: object) -> 
     a unit of work proven for another tenant must not run in it, whatever the trigger.
     """
     if lambda_tenant_id is not None and lambda_tenant_id != context.tenant_id:
-        raise Forbidden("proven tenant differs from the Lambda tenant id")
+        raise Forbidden(Reason.LAMBDA_TENANT_MISMATCH)
     return context
 
 
@@ -143,7 +142,7 @@ def resolve_sqs_record(
         or not isinstance(message_id, str)
         or not isinstance(attributes, Mapping)
     ):
-        raise InvalidEnvelope("malformed record")
+        raise InvalidEnvelope(Reason.MALFORMED_RECORD)
     tenant, header, signature = sqs_record_fields(attributes)
     envelope = verify_envelope(
         tenant=tenant,
@@ -178,10 +177,10 @@ def resolve_sfn_event(
     sealed = event.get(SFN_KEY)
     execution = event.get("execution")
     if not isinstance(sealed, Mapping) or not isinstance(execution, Mapping):
-        raise InvalidEnvelope("missing envelope")
+        raise InvalidEnvelope(Reason.MISSING_ENVELOPE)
     name, machine, body = execution.get("name"), execution.get("stateMachine"), sealed.get("body")
     if not isinstance(name, str) or not isinstance(machine, str) or not isinstance(body, str):
-        raise InvalidEnvelope("malformed envelope")
+        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
     envelope = verify_envelope(
         tenant=sealed.get("tenant"),
         header=sealed.get("envelope"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import InvalidTenantId
+from ._errors import InvalidTenantId, Reason
 
 __all__ = ["TENANT_ID_PATTERN", "validate_tenant_id"]
 
@@ -26,12 +26,12 @@ def validate_tenant_id(value: object) -> str:
     >>> validate_tenant_id("acme#x")
     Traceback (most recent call last):
     ...
-    tenantscope._errors.InvalidTenantId: tenant id does not match the grammar
+    tenantscope.InvalidTenantId: tenant id does not match the grammar
     """
     # fullmatch on str only: re's '$' would accept a trailing newline, and
     # str subclasses could override comparison.
     if type(value) is not str:
-        raise InvalidTenantId("tenant id must be a string")
+        raise InvalidTenantId(Reason.INVALID_TENANT_ID, "not a string")
     if _TENANT_ID.fullmatch(value) is None:
-        raise InvalidTenantId("tenant id does not match the grammar")
+        raise InvalidTenantId(Reason.INVALID_TENANT_ID)
     return value

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from ._config import ENV
-from ._errors import TenantAuthError, without_message
+from ._errors import Reason, TenantAuthError, without_message
 
 __all__ = [
     "NoopTracer",
@@ -96,6 +96,9 @@ class _XRaySpan:
         # does not fail its invocation: indexed annotations make every failure searchable.
         self._subsegment.put_annotation("failure", "error" if client_error else "fault")
         self._subsegment.put_annotation("error_type", type(error).__name__)
+        reason = getattr(error, "reason", None)
+        if isinstance(reason, Reason):
+            self._subsegment.put_annotation("reason", str(reason))
 
 
 class XRayTracer:

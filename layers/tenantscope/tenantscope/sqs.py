@@ -1,8 +1,12 @@
-"""The SQS adapter: ``@sqs_handler`` runs a function per record, each as its own tenant."""
+"""The SQS adapter: each record runs as its own tenant.
+
+``@sqs_handler`` turns a per-record function into a batch handler that reports batch item
+failures. ``@sqs_record_handler`` is its per-record step on its own, for code that already
+drives the batch, such as Powertools' ``BatchProcessor`` / ``process_partial_response``.
+"""
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import json
 import logging
@@ -10,18 +14,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
+from ._config import Settings
+from ._context import TenantContext
 from ._credentials import CredentialVendor
-from ._envelope import InvalidEnvelope
-from ._errors import TenantAuthError, log_reason
-from ._keys import KeyRing
+from ._envelope import Envelope
+from ._errors import InvalidEnvelope, Reason, log_reason
+from ._keyring import KeyRing
+from ._pipeline import Outcome, Pipeline, Success
 from ._replay import ReplayGuard
 from ._resolve import resolve_sqs_record
-from ._runtime import Runtime, lazy_runtime
-from ._tracing import Span
 
-__all__ = ["SqsRecord", "sqs_handler"]
+__all__ = ["SqsRecord", "SqsRecordHandler", "sqs_handler", "sqs_record_handler"]
 
 logger = logging.getLogger("tenantscope")
 
@@ -61,7 +66,112 @@ class SqsRecord:
         )
 
 
-RecordHandler = Callable[[SqsRecord, Any], Any]
+RecordFunction = Callable[[SqsRecord, Any], Any]
+
+
+class SqsRecordHandler:
+    """The per-record step: verify one record's envelope and run the function in its tenant's scope.
+
+    Call it with a Lambda SQS record (a dict, or any object whose ``raw_event`` is one, such as
+    a Powertools ``SQSRecord``): it returns the function's result, or raises the refusal, outage
+    or error that failed the record, so that a batch processor reports it as a batch item failure.
+    """
+
+    def __init__(self, fn: RecordFunction, pipeline: Pipeline) -> None:
+        self.fn = fn
+        self.pipeline = pipeline
+
+    def __call__(self, record: Any, lambda_context: Any = None) -> Any:
+        outcome = self.outcome(getattr(record, "raw_event", record), lambda_context)
+        if isinstance(outcome, Success):
+            return outcome.value
+        raise outcome.error
+
+    def outcome(self, raw: object, lambda_context: Any) -> Outcome[Any]:
+        """The record's :data:`Outcome`; records its completion with the replay guard on success."""
+        pipeline = self.pipeline
+        message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
+        admitted: list[Envelope] = []
+
+        def resolve() -> TenantContext:
+            if not isinstance(raw, Mapping):
+                raise InvalidEnvelope(Reason.MALFORMED_RECORD)
+            tenant, envelope = resolve_sqs_record(
+                raw,
+                pipeline.ring,
+                pipeline.settings,
+                now=time.time(),
+                lambda_tenant_id=getattr(lambda_context, "tenant_id", None),
+            )
+            guard = pipeline.replay_guard
+            if guard is not None:
+                if not guard.admit(envelope, str(message_id)):
+                    raise InvalidEnvelope(Reason.REPLAYED_ENVELOPE)
+                admitted.append(envelope)
+            return tenant
+
+        attributes = raw.get("attributes") if isinstance(raw, Mapping) else None
+        trace = attributes.get("AWSTraceHeader") if isinstance(attributes, Mapping) else None
+        outcome = pipeline.run(
+            f"SQS record {message_id}",
+            resolve,
+            lambda tenant: self.fn(SqsRecord.from_event_record(raw), lambda_context),  # type: ignore[arg-type]
+            lambda_context=lambda_context,
+            trace_header=trace if isinstance(trace, str) else None,
+            annotations={"message_id": message_id if isinstance(message_id, str) else ""},
+        )
+        if isinstance(outcome, Success) and admitted and pipeline.replay_guard is not None:
+            try:
+                pipeline.replay_guard.complete(admitted[0], str(message_id))
+            except Exception as error:  # processed already: failing the record would process it twice
+                logger.error(
+                    "tenantscope: could not record completion of %s: %s", message_id, log_reason(error)
+                )
+        return outcome
+
+
+@overload
+def sqs_record_handler(fn: RecordFunction, /) -> SqsRecordHandler: ...
+
+
+@overload
+def sqs_record_handler(
+    *,
+    settings: Settings | None = None,
+    ring: KeyRing | None = None,
+    vendor: CredentialVendor | None = None,
+    replay_guard: ReplayGuard | None = None,
+) -> Callable[[RecordFunction], SqsRecordHandler]: ...
+
+
+def sqs_record_handler(
+    fn: RecordFunction | None = None,
+    /,
+    *,
+    settings: Settings | None = None,
+    ring: KeyRing | None = None,
+    vendor: CredentialVendor | None = None,
+    replay_guard: ReplayGuard | None = None,
+) -> SqsRecordHandler | Callable[[RecordFunction], SqsRecordHandler]:
+    """Turn ``fn(record, context)`` into the per-record step of an SQS batch, as a callable that
+    runs it in the record's tenant scope and raises when the record fails.
+
+    With Powertools for AWS Lambda:
+
+    >>> from tenantscope import sqs_record_handler
+    >>> @sqs_record_handler
+    ... def record_handler(record, context):
+    ...     return record.json
+    >>> # def handler(event, context):
+    >>> #     return process_partial_response(event, record_handler, BatchProcessor(EventType.SQS), context)
+    """
+
+    def decorate(record_fn: RecordFunction) -> SqsRecordHandler:
+        return SqsRecordHandler(
+            record_fn, Pipeline("sqs", settings, ring=ring, vendor=vendor, replay_guard=replay_guard)
+        )
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def _fifo_group(raw: object) -> str | None:
@@ -73,48 +183,32 @@ def _fifo_group(raw: object) -> str | None:
     return group if isinstance(group, str) else None
 
 
-class _HandlerFailed(Exception):
-    """The record handler raised (already logged in the record's scope); its error is the cause."""
+BatchHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def _process(rt: Runtime, raw: Mapping[str, Any], fn: RecordHandler, context: Any, span: Span) -> None:
-    tenant, envelope = resolve_sqs_record(
-        raw, rt.ring, rt.settings, now=time.time(), lambda_tenant_id=getattr(context, "tenant_id", None)
-    )
-    span.annotate("tenant_id", tenant.tenant_id)
-    span.annotate("tenant_source", tenant.source)
-    record = SqsRecord.from_event_record(raw)
-    guard = rt.replay_guard
-    if guard is not None and not guard.admit(envelope, record.message_id):
-        raise InvalidEnvelope("replayed envelope")
-    credentials = rt.credentials(tenant)
-    trace = record.attributes.get("AWSTraceHeader")
-    with rt.scope(tenant, credentials, context, trace if isinstance(trace, str) else None):
-        try:
-            fn(record, context)
-        except Exception as error:
-            # Logged inside the scope, so the line carries the record's tenant and message id.
-            logger.warning(
-                "tenantscope: SQS record %s failed in its handler: %s", record.message_id, log_reason(error)
-            )
-            raise _HandlerFailed from error
-    if guard is not None:
-        try:
-            guard.complete(envelope, record.message_id)
-        except Exception as error:  # processed already: failing the record would process it twice
-            logger.error(
-                "tenantscope: could not record completion of %s: %s", record.message_id, log_reason(error)
-            )
+@overload
+def sqs_handler(fn: RecordFunction, /) -> BatchHandler: ...
 
 
+@overload
 def sqs_handler(
-    fn: RecordHandler | None = None,
     *,
+    settings: Settings | None = None,
     ring: KeyRing | None = None,
     vendor: CredentialVendor | None = None,
     replay_guard: ReplayGuard | None = None,
-    **settings: Any,
-) -> Any:
+) -> Callable[[RecordFunction], BatchHandler]: ...
+
+
+def sqs_handler(
+    fn: RecordFunction | None = None,
+    /,
+    *,
+    settings: Settings | None = None,
+    ring: KeyRing | None = None,
+    vendor: CredentialVendor | None = None,
+    replay_guard: ReplayGuard | None = None,
+) -> BatchHandler | Callable[[RecordFunction], BatchHandler]:
     """Turn a per-record function ``(record, context)`` into an SQS batch handler.
 
     Each record's envelope is verified on its own, and the function runs in that record's
@@ -126,17 +220,18 @@ def sqs_handler(
     once a record fails, the later records of its message group fail too, so the group's
     order is kept.
 
-    >>> from tenantscope import current_tenant
-    >>> from tenantscope.sqs import sqs_handler
+    >>> from tenantscope import current_tenant, sqs_handler
     >>> @sqs_handler
     ... def handler(record, context):
     ...     print(current_tenant().tenant_id, record.json)
     """
 
-    def decorate(record_handler: RecordHandler) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        runtime = lazy_runtime(settings, vendor=vendor, ring=ring, replay_guard=replay_guard)
+    def decorate(record_fn: RecordFunction) -> BatchHandler:
+        step = SqsRecordHandler(
+            record_fn, Pipeline("sqs", settings, ring=ring, vendor=vendor, replay_guard=replay_guard)
+        )
 
-        @functools.wraps(record_handler)
+        @functools.wraps(record_fn)
         def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
             failures: list[dict[str, str]] = []
             failed_groups: set[str] = set()
@@ -149,24 +244,10 @@ def sqs_handler(
                 if group is not None and group in failed_groups:
                     failures.append(item)
                     continue
-                rt = runtime()
-                with rt.tracer.span("tenantscope.sqs") as span:
-                    span.annotate("message_id", item["itemIdentifier"])
-                    try:
-                        # Each record in a fresh copy of the context, like each API invocation.
-                        contextvars.copy_context().run(_process, rt, raw, record_handler, context, span)
-                    except Exception as error:
-                        cause = error.__cause__ if isinstance(error, _HandlerFailed) else error
-                        if not isinstance(error, _HandlerFailed):
-                            logger.warning(
-                                "tenantscope: SQS record %s failed: %s",
-                                item["itemIdentifier"],
-                                log_reason(error),
-                            )
-                        span.record_error(cause or error, client_error=isinstance(cause, TenantAuthError))
-                        failures.append(item)
-                        if group is not None:
-                            failed_groups.add(group)
+                if not isinstance(step.outcome(raw, context), Success):
+                    failures.append(item)
+                    if group is not None:
+                        failed_groups.add(group)
             return {"batchItemFailures": failures}
 
         return wrapper

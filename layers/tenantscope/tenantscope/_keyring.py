@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ._aws import aws_client
-from ._config import ENV, refuse_local_only_in_deployment
-from ._errors import KeysUnavailable, TenantAuthError
+from ._config import ENV, Settings, refuse_local_only_in_deployment
+from ._errors import ConfigurationError, KeysUnavailable, Reason, TenantAuthError
 
 __all__ = [
     "KEY_ID_PATTERN",
@@ -40,6 +40,7 @@ __all__ = [
     "KmsKeyRing",
     "SecretsManagerKeyRing",
     "StaticKeyRing",
+    "default_key_ring",
     "key_ring_from_spec",
 ]
 
@@ -67,26 +68,30 @@ class KeyRing(Protocol):
 
 def _parse_ring(document: Mapping[str, Any]) -> tuple[str, dict[str, bytes]]:
     if not isinstance(document, Mapping):
-        raise ValueError("key ring is not a JSON object")
+        raise ConfigurationError(Reason.INVALID_SETTING, "key ring is not a JSON object")
     active = document.get("active")
     # The flat form, {"active": "k1", "k1": "<base64>"}, is what CloudFormation's
     # GenerateSecretString produces (it cannot nest); both forms mean the same ring.
     entries = document.get("keys", {k: v for k, v in document.items() if k != "active"})
     if not isinstance(entries, dict) or not entries:
-        raise ValueError("key ring has no keys")
+        raise ConfigurationError(Reason.INVALID_SETTING, "key ring has no keys")
     keys: dict[str, bytes] = {}
     for key_id, encoded in entries.items():
         if not isinstance(key_id, str) or _KEY_ID.fullmatch(key_id) is None:
-            raise ValueError("key ring has an invalid key id")
+            raise ConfigurationError(Reason.INVALID_SETTING, "key ring has an invalid key id")
         try:
             secret = base64.b64decode(encoded, validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise ValueError("key ring has a key that is not base64") from None
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, "key ring has a key that is not base64"
+            ) from None
         if len(secret) < MIN_KEY_BYTES:
-            raise ValueError(f"key ring keys must be at least {MIN_KEY_BYTES} bytes")
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, f"key ring keys must be at least {MIN_KEY_BYTES} bytes"
+            )
         keys[key_id] = secret
     if not isinstance(active, str) or active not in keys:
-        raise ValueError("key ring's active key is not listed")
+        raise ConfigurationError(Reason.INVALID_SETTING, "key ring's active key is not listed")
     return active, keys
 
 
@@ -129,7 +134,7 @@ class HmacKeyRing:
         if self._active is None or self._clock() - self._loaded_at > self._max_age:
             self._refresh()
         if self._active is None:
-            raise KeysUnavailable("signing key ring unavailable")
+            raise KeysUnavailable(Reason.SIGNING_KEYS_UNAVAILABLE)
         return self._active
 
     def _key(self, key_id: str) -> bytes:
@@ -139,7 +144,7 @@ class HmacKeyRing:
             self._refresh()
             key = self._keys.get(key_id)
         if key is None:
-            raise TenantAuthError("unknown signing key id")
+            raise TenantAuthError(Reason.UNKNOWN_SIGNING_KEY)
         return key
 
     def active_key_id(self) -> str:
@@ -155,6 +160,7 @@ class HmacKeyRing:
 class StaticKeyRing(HmacKeyRing):
     """A ring from a fixed JSON document: ``inline:`` configuration, tests and fakes.
 
+    >>> import base64
     >>> ring = StaticKeyRing({"active": "k1", "keys": {"k1": base64.b64encode(bytes(32)).decode()}})
     >>> ring.active_key_id(), len(ring.sign("k1", b"x"))
     ('k1', 32)
@@ -201,7 +207,9 @@ class KmsKeyRing:
 
     def __init__(self, key_ids: tuple[str, ...], *, region: str | None = None, client: Any = None) -> None:
         if not key_ids or any(_KEY_ID.fullmatch(k) is None for k in key_ids):
-            raise ValueError("kms: needs one or more KMS key ids, ARNs or aliases")
+            raise ConfigurationError(
+                Reason.INVALID_SETTING, "kms: needs one or more KMS key ids, ARNs or aliases"
+            )
         self.key_ids = key_ids
         self._region = region
         self._client = client
@@ -211,7 +219,7 @@ class KmsKeyRing:
 
     def _listed(self, key_id: str) -> str:
         if key_id not in self.key_ids:
-            raise TenantAuthError("unknown signing key id")
+            raise TenantAuthError(Reason.UNKNOWN_SIGNING_KEY)
         return key_id
 
     def _call(self, operation: str, **params: Any) -> Mapping[str, Any] | None:
@@ -226,9 +234,9 @@ class KmsKeyRing:
             code = error.response.get("Error", {}).get("Code", "")
             if operation == "verify_mac" and code == "KMSInvalidMacException":
                 return None
-            raise KeysUnavailable(f"KMS {operation} failed ({code or 'no error code'})") from None
+            raise KeysUnavailable(Reason.KMS_FAILED, f"{operation}: {code or 'no error code'}") from None
         except BotoCoreError as error:
-            raise KeysUnavailable(f"KMS unreachable ({type(error).__name__})") from None
+            raise KeysUnavailable(Reason.KMS_UNREACHABLE, type(error).__name__) from None
         return response
 
     def sign(self, key_id: str, message: bytes) -> bytes:
@@ -249,12 +257,41 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
     """
     kind, sep, value = spec.partition(":")
     if not sep or not value:
-        raise ValueError("TENANTSCOPE_SIGNING_KEYS must be secretsmanager:<id>, kms:<key> or inline:<json>")
+        raise ConfigurationError(
+            Reason.INVALID_SETTING,
+            "TENANTSCOPE_SIGNING_KEYS must be secretsmanager:<id>, kms:<key> or inline:<json>",
+        )
     if kind == "secretsmanager":
         return SecretsManagerKeyRing(value, region=region, max_age=max_age)
     if kind == "kms":
         return KmsKeyRing(tuple(k.strip() for k in value.split(",") if k.strip()), region=region)
     if kind == "inline":
         refuse_local_only_in_deployment(ENV.SIGNING_KEYS, "inline:")
-        return StaticKeyRing(json.loads(value))
-    raise ValueError(f"unknown key ring kind {kind!r}")
+        try:
+            document = json.loads(value)
+        except ValueError:
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.SIGNING_KEYS}=inline: not JSON") from None
+        return StaticKeyRing(document)
+    raise ConfigurationError(Reason.INVALID_SETTING, f"unknown key ring kind {kind!r}")
+
+
+_rings: dict[tuple[str, float], KeyRing] = {}
+_rings_lock = threading.Lock()
+
+
+def default_key_ring(settings: Settings) -> KeyRing:
+    """The process-wide key ring named by ``TENANTSCOPE_SIGNING_KEYS``, shared by every handler."""
+    if not settings.signing_keys:
+        raise ConfigurationError(Reason.MISSING_SETTING, ENV.SIGNING_KEYS)
+    key = (settings.signing_keys, settings.signing_keys_max_age_seconds)
+    ring = _rings.get(key)
+    if ring is None:
+        with _rings_lock:
+            ring = _rings.get(key)
+            if ring is None:
+                ring = _rings[key] = key_ring_from_spec(
+                    settings.signing_keys,
+                    region=settings.region,
+                    max_age=settings.signing_keys_max_age_seconds,
+                )
+    return ring

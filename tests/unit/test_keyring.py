@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tenantscope import KeysUnavailable
+from tenantscope import ConfigurationError, KeysUnavailable, Reason
 from tenantscope._errors import TenantAuthError
-from tenantscope._keys import (
+from tenantscope._keyring import (
     MIN_KEY_BYTES,
     HmacKeyRing,
     KmsKeyRing,
@@ -112,18 +112,18 @@ def test_key_ids_of_the_whole_grammar_are_accepted() -> None:
     ids=["no keys member", "empty keys", "null keys", "keys as a list", "keys as a string", "empty object"],
 )
 def test_a_ring_without_keys_is_refused(document: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="no keys"):
+    with pytest.raises(ConfigurationError, match="no keys"):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("size", [0, 1, 16, MIN_KEY_BYTES - 1])
 def test_a_key_shorter_than_32_bytes_is_refused(size: int) -> None:
-    with pytest.raises(ValueError, match="at least 32 bytes"):
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
         _parse_ring(ring_document(k1=bytes(size)))
 
 
 def test_a_short_key_spoils_the_whole_ring() -> None:
-    with pytest.raises(ValueError, match="at least 32 bytes"):
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
         _parse_ring(ring_document("k1", k1=K1, k2=bytes(31)))
 
 
@@ -151,7 +151,7 @@ def test_a_short_key_spoils_the_whole_ring() -> None:
     ],
 )
 def test_a_key_that_is_not_standard_base64_is_refused(encoded: Any) -> None:
-    with pytest.raises(ValueError, match=r"base64|at least 32 bytes"):
+    with pytest.raises(ConfigurationError, match=r"base64|at least 32 bytes"):
         _parse_ring({"active": "k1", "keys": {"k1": encoded}})
 
 
@@ -195,13 +195,13 @@ def test_with_a_keys_member_the_nested_form_wins_and_flat_members_are_ignored() 
     ids=["no keys", "short key", "not base64", "active not listed", "bad key id"],
 )
 def test_the_flat_form_is_validated_like_the_nested_form(document: dict[str, Any], reason: str) -> None:
-    with pytest.raises(ValueError, match=reason):
+    with pytest.raises(ConfigurationError, match=reason):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("key_id", ["", "k 1", "k\n1", "k#1", "ключ", "k*", "k" * 257, "k,1"], ids=repr)
 def test_a_bad_key_id_is_refused(key_id: str) -> None:
-    with pytest.raises(ValueError, match="invalid key id"):
+    with pytest.raises(ConfigurationError, match="invalid key id"):
         _parse_ring({"active": key_id, "keys": {key_id: b64(K1)}})
 
 
@@ -214,13 +214,13 @@ def test_an_active_key_that_is_not_listed_is_refused(active: Any) -> None:
     document: dict[str, Any] = {"keys": {"k1": b64(K1)}}
     if active is not None:
         document["active"] = active
-    with pytest.raises(ValueError, match="active key is not listed"):
+    with pytest.raises(ConfigurationError, match="active key is not listed"):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("document", [[], "ring", None, 42], ids=["list", "string", "null", "number"])
 def test_a_ring_that_is_not_an_object_is_refused(document: Any) -> None:
-    with pytest.raises(ValueError, match="not a JSON object"):
+    with pytest.raises(ConfigurationError, match="not a JSON object"):
         _parse_ring(document)
 
 
@@ -257,7 +257,7 @@ def test_a_static_ring_refuses_an_unknown_key_id() -> None:
 
 
 def test_a_static_ring_refuses_a_bad_document_when_built() -> None:
-    with pytest.raises(ValueError, match="at least 32 bytes"):
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
         StaticKeyRing(ring_document(k1=bytes(8)))
 
 
@@ -498,7 +498,7 @@ def test_a_kms_failure_is_a_key_outage_not_a_refusal(error: Exception, reason: s
 
 @pytest.mark.parametrize("key_ids", [(), ("",), ("a b",), ("k", "k\n")], ids=repr)
 def test_a_kms_ring_refuses_bad_key_ids(key_ids: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="kms:"):
+    with pytest.raises(ConfigurationError, match="kms:"):
         KmsKeyRing(key_ids)
 
 
@@ -559,5 +559,6 @@ def test_an_inline_spec_is_a_static_ring() -> None:
     ids=repr,
 )
 def test_bad_specs_are_refused_at_configuration_time(spec: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - each kind has its own message
+    with pytest.raises(ConfigurationError) as refused:
         key_ring_from_spec(spec)
+    assert refused.value.reason is Reason.INVALID_SETTING

@@ -1,0 +1,253 @@
+"""One pipeline for every unit of work: resolve the tenant, vend credentials, scope, run, classify.
+
+An API invocation, an SQS record and a Step Functions task all go through :meth:`Pipeline.run`,
+which returns an :data:`Outcome`; each adapter only maps the outcome to its trigger's answer (an
+HTTP status, a batch item failure, a Step Functions error). Adding a trigger is a resolver and
+a small mapper: see "Adding a trigger" in docs/architecture.md.
+
+A :class:`Pipeline` also holds what a decorated handler needs (settings, the credential vendor,
+the issuer's keys, the signing key ring, the replay guard, the tracer), built on first use, not
+at import, so that tests and ``sam local invoke`` can set the environment first.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from ._config import Settings, get_settings
+from ._context import TenantContext, _enter_scope
+from ._credentials import CredentialVendor, default_vendor
+from ._errors import (
+    ConfigurationError,
+    TemporarilyUnavailable,
+    TenantAuthError,
+    TenantError,
+    log_reason,
+    without_message,
+)
+from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
+from ._keyring import KeyRing, default_key_ring
+from ._logging import install_log_filter
+from ._metrics import with_metrics
+from ._replay import DynamoDbReplayGuard, ReplayGuard
+from ._tracing import AnnotationValue, Span, Tracer, get_tracer
+
+__all__ = [
+    "Failed",
+    "Misconfigured",
+    "Outcome",
+    "Pipeline",
+    "Refused",
+    "Success",
+    "Unavailable",
+]
+
+logger = logging.getLogger("tenantscope")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Success(Generic[T]):
+    """The handler ran in the tenant's scope and returned ``value``."""
+
+    value: T
+    tenant: TenantContext
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The caller's proof of tenant was refused, or the handler touched what its tenant may not."""
+
+    error: TenantAuthError
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A passing outage on our side (STS, the issuer's keys, the key ring): retry."""
+
+    error: TemporarilyUnavailable
+
+
+@dataclass(frozen=True)
+class Misconfigured:
+    """A setting is missing or wrong: nothing will work until it is fixed."""
+
+    error: ConfigurationError
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The handler raised something else (a bug, a downstream error): ``error`` as it was raised."""
+
+    error: BaseException
+
+
+Outcome = Success[T] | Refused | Unavailable | Misconfigured | Failed
+
+
+def _classified(error: BaseException) -> Refused | Unavailable | Misconfigured | Failed:
+    if isinstance(error, TenantAuthError):
+        return Refused(error)
+    if isinstance(error, TemporarilyUnavailable):
+        return Unavailable(error)
+    if isinstance(error, ConfigurationError):
+        return Misconfigured(error)
+    return Failed(error)
+
+
+class Pipeline:
+    """What one decorated handler needs, built on first use; any part can be injected (fakes)."""
+
+    def __init__(
+        self,
+        trigger: str,
+        settings: Settings | None = None,
+        *,
+        jwks: JwksCache | None = None,
+        vendor: CredentialVendor | None = None,
+        ring: KeyRing | None = None,
+        replay_guard: ReplayGuard | None = None,
+    ) -> None:
+        self.trigger = trigger
+        self._explicit_settings = settings
+        self._jwks = jwks
+        self._vendor = vendor
+        self._ring = ring
+        self._replay_guard = replay_guard
+        self._tracer_source: Tracer | None = None
+        self._tracer: Tracer | None = None
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def _prepare(self) -> None:
+        if not self._ready:
+            with self._lock:
+                if not self._ready:
+                    install_log_filter()
+                    self._ready = True
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._explicit_settings or get_settings()
+
+    @cached_property
+    def vendor(self) -> CredentialVendor:
+        return self._vendor or default_vendor()
+
+    @cached_property
+    def verifier(self) -> JwtVerifier:
+        return JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
+
+    @cached_property
+    def ring(self) -> KeyRing:
+        return self._ring or default_key_ring(self.settings)
+
+    @cached_property
+    def replay_guard(self) -> ReplayGuard | None:
+        if self._replay_guard is not None:
+            return self._replay_guard
+        if self.settings.replay_table:
+            return DynamoDbReplayGuard(self.settings.replay_table, region=self.settings.region)
+        return None
+
+    @property
+    def tracer(self) -> Tracer:
+        """The process-wide tracer (with metrics when on), followed if it is replaced later."""
+        source = get_tracer()
+        if source is not self._tracer_source or self._tracer is None:
+            self._tracer_source, self._tracer = source, with_metrics(source, self.settings)
+        return self._tracer
+
+    def run(
+        self,
+        unit: str,
+        resolve: Callable[[], TenantContext],
+        work: Callable[[TenantContext], T],
+        *,
+        lambda_context: Any = None,
+        trace_header: str | None = None,
+        annotations: Mapping[str, AnnotationValue] | None = None,
+    ) -> Outcome[T]:
+        """Run one unit of work (``unit`` names it in log lines, e.g. ``SQS record m-1``).
+
+        It runs in a fresh copy of the context, so that nothing it leaves behind (a suspended
+        generator's scope, a task) reaches the next one, inside one span annotated with its
+        tenant; it never raises: every failure is an outcome, logged once with its reason.
+        """
+        return contextvars.copy_context().run(
+            self._run, unit, resolve, work, lambda_context, trace_header, annotations or {}
+        )
+
+    def _run(
+        self,
+        unit: str,
+        resolve: Callable[[], TenantContext],
+        work: Callable[[TenantContext], T],
+        lambda_context: Any,
+        trace_header: str | None,
+        annotations: Mapping[str, AnnotationValue],
+    ) -> Outcome[T]:
+        try:
+            self._prepare()
+            tracer = self.tracer
+        except Exception as error:  # settings that cannot even be read
+            return self._report(unit, None, error)
+        with tracer.span(f"tenantscope.{self.trigger}") as span:
+            for key, value in annotations.items():
+                span.annotate(key, value)
+            try:
+                tenant = resolve()
+                span.annotate("tenant_id", tenant.tenant_id)
+                span.annotate("tenant_source", tenant.source)
+                execution = tenant.claims.get("execution_name")
+                if isinstance(execution, str):
+                    span.annotate("execution_name", execution)
+                credentials = self.vendor.credentials_for(tenant.tenant_id, self.settings)
+            except Exception as error:
+                return self._report(unit, span, error)
+            request_id = getattr(lambda_context, "aws_request_id", None)
+            with _enter_scope(tenant, credentials, self._explicit_settings, request_id, trace_header):
+                try:
+                    return Success(work(tenant), tenant)
+                except Exception as error:
+                    # Reported inside the scope, so the log line carries the unit's tenant.
+                    return self._report(unit, span, error)
+
+    def _report(
+        self, unit: str, span: Span | None, error: Exception
+    ) -> Refused | Unavailable | Misconfigured | Failed:
+        outcome = _classified(error)
+        if isinstance(outcome, Failed):
+            logger.error(
+                "tenantscope: %s failed in its handler: %s",
+                unit,
+                log_reason(error),
+                exc_info=without_message(error),
+            )
+        else:
+            assert isinstance(error, TenantError)
+            logger.log(
+                logging.WARNING if isinstance(outcome, Refused) else logging.ERROR,
+                "tenantscope: %s %s: %s",
+                unit,
+                _VERBS[type(outcome)],
+                error,
+                extra={"reason": str(error.reason)},
+            )
+        if span is not None:
+            span.record_error(error, client_error=isinstance(outcome, Refused))
+        return outcome
+
+
+_VERBS: dict[type, str] = {
+    Refused: "refused",
+    Unavailable: "unavailable",
+    Misconfigured: "misconfigured",
+}
