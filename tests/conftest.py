@@ -12,10 +12,10 @@ import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from devtools.lambda_events import http_api_event, rest_api_event
-from tenantscope import _aws, _credentials, _data
-from tenantscope._config import reset_settings
+from tenantscope import _credentials
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope.testing import LambdaContext, reset_process_state
 
 __all__ = ["LambdaContext", "http_api_event", "rest_api_event"]
 
@@ -53,13 +53,9 @@ def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    reset_settings()
+    reset_process_state()
     yield
-    reset_settings()
-    _credentials.set_default_vendor(None)
-    _data._cache.clear()
-    _aws.reset_clients()
-    _data.key_schemas._described.clear()
+    reset_process_state()
 
 
 # Anything shaped like a JWT: its header segment always starts with base64url('{"').
@@ -133,14 +129,3 @@ def vendor(fake_sts: FakeSts) -> CredentialVendor:
     vendor = CredentialVendor(fake_sts, sleep=lambda _: None)
     _credentials.set_default_vendor(vendor)
     return vendor
-
-
-class LambdaContext:
-    """The attributes of the Lambda context object that tenantscope reads."""
-
-    def __init__(self, request_id: str = "req-1", tenant_id: str | None = None) -> None:
-        self.aws_request_id = request_id
-        self.function_name = "test-function"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test-function"
-        if tenant_id is not None:
-            self.tenant_id = tenant_id

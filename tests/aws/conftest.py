@@ -29,7 +29,7 @@ import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tenantscope._config import reset_settings
+from tenantscope.testing import reset_process_state
 
 STACK_ENV = "TENANTSCOPE_STACK_NAME"
 ISOLATION_ENV = "TENANTSCOPE_ISOLATION"
@@ -45,9 +45,9 @@ HOW_TO_RUN = (
 @pytest.fixture(autouse=True)
 def tenantscope_env() -> Iterator[None]:
     """Overrides the root fixture: keep the caller's real AWS environment (no fake credentials)."""
-    reset_settings()
+    reset_process_state()
     yield
-    reset_settings()
+    reset_process_state()
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tenantscope._config import reset_settings
+from tenantscope.testing import reset_process_state
 
 
 @pytest.fixture(autouse=True)
 def tenantscope_env() -> Iterator[None]:
-    reset_settings()
+    reset_process_state()
     yield
-    reset_settings()
+    reset_process_state()

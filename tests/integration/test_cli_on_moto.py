@@ -24,10 +24,10 @@ from devtools.lambda_events import (
     ring_spec,
     task_event,
 )
-from tenantscope import _aws
 from tenantscope._config import Settings
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 from tenantscope.cli import main
+from tenantscope.testing import reset_process_state
 from tests.conftest import REGION
 
 
@@ -36,7 +36,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The signing keys in the environment; no cached boto3 client from an earlier test."""
     monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(RING_DOCUMENT))
     monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
-    _aws.reset_clients()
+    reset_process_state()
 
 
 def receive_records(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

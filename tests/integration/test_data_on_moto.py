@@ -29,9 +29,9 @@ from tenantscope import (
     tenant_session,
     tenant_table,
 )
-from tenantscope._config import reset_settings
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
+from tenantscope.testing import reset_process_state
 from tests.conftest import REGION, ROLE_ARN, TABLE, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
 
@@ -120,7 +120,7 @@ def test_an_explicitly_unguarded_service_is_made_on_the_tenant_credentials(
 ) -> None:
     # GIVEN a deployer who lists sts as a service the tenant role's IAM alone may govern
     monkeypatch.setenv("TENANTSCOPE_UNGUARDED_SERVICES", "sts")
-    reset_settings()
+    reset_process_state()
     with tenant_scope("acme"):
         identity = tenant_session().client("sts").get_caller_identity()
         with pytest.raises(CrossTenantAccess, match=r"unguarded service \(dynamodbstreams\)"):
@@ -165,7 +165,7 @@ def test_partition_key_comes_from_describe_table_when_not_configured(
     monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
 ) -> None:
     monkeypatch.setenv("TENANTSCOPE_TABLES", TABLE)
-    reset_settings()
+    reset_process_state()
     with tenant_scope("acme"):
         tenant_table(TABLE).put_item(Item={"pk": "TENANT#acme#1", "sk": "A"})
         with pytest.raises(CrossTenantAccess):
@@ -176,7 +176,7 @@ def test_session_policy_strategy_sends_the_policy_to_sts(
     monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
 ) -> None:
     monkeypatch.setenv("TENANTSCOPE_ISOLATION", "session-policy")
-    reset_settings()
+    reset_process_state()
     with tenant_scope("acme"):
         tenant_table(TABLE).put_item(Item={"pk": "TENANT#acme", "sk": "A"})
     policy = json.loads(assumed_roles()[-1].policy)

@@ -94,8 +94,9 @@ def secrets(moto: None) -> Any:
 def secrets_ring(clock: FakeClock) -> tuple[SecretsManagerKeyRing, CallCounter]:
     """A ring on its own client (one per function), driven by ``clock``."""
     client = boto3.client("secretsmanager", region_name=REGION)
-    ring = SecretsManagerKeyRing(SECRET, client=client, max_age=MAX_AGE, min_refresh_interval=INTERVAL)
-    ring._clock = clock  # the ring's monotonic clock, replaced so that no test waits
+    ring = SecretsManagerKeyRing(
+        SECRET, client=client, max_age=MAX_AGE, min_refresh_interval=INTERVAL, clock=clock
+    )
     return ring, CallCounter(client)
 
 

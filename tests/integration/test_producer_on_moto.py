@@ -31,7 +31,6 @@ from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
     SqsRecord,
-    _aws,
     current_tenant,
     send_message,
     sfn_task,
@@ -44,6 +43,7 @@ from tenantscope._credentials import CredentialVendor
 from tenantscope._envelope import SFN_KEY
 from tenantscope._producer import queue_arn_from_url
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope.testing import reset_process_state
 from tests.conftest import LambdaContext
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}
@@ -261,11 +261,8 @@ def test_the_trace_header_is_propagated(sqs: Any, standard: Queue, monkeypatch: 
 def test_the_default_client_and_key_ring_come_from_the_environment(
     standard: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _aws.reset_clients()
     monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(RING_DOCUMENT))
-    from tenantscope._config import reset_settings
-
-    reset_settings()
+    reset_process_state()
     send_message(standard.url, "{}", tenant_id="acme")
     (record,) = standard.receive()
     assert verify(record) == "acme"

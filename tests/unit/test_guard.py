@@ -10,7 +10,7 @@ import pytest
 
 from tenantscope import CrossTenantAccess, NoTenantContext, tenant_key, tenant_scope
 from tenantscope._config import Settings, TableSpec
-from tenantscope._data import LeadingKeyGuard, _KeySchemas
+from tenantscope._guard import LeadingKeyGuard, _KeySchemas
 
 SETTINGS = Settings.load(
     environ={},

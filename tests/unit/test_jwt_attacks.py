@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
 from tenantscope import api_handler, current_tenant
-from tenantscope._config import reset_settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope.testing import reset_process_state
 from tests.conftest import LambdaContext, http_api_event
 
 # --------------------------------------------------------------------------------------------------
@@ -406,7 +406,7 @@ def test_widened_algorithm_list_still_binds_the_algorithm_to_the_key(
 ) -> None:
     # GIVEN a misconfigured function that allows more algorithms than its issuer's RS256 key
     monkeypatch.setenv("TENANTSCOPE_JWT_ALGORITHMS", algorithms)
-    reset_settings()
+    reset_process_state()
     token = build(keys)
     # WHEN a token claims one of the extra algorithms for the RSA key's kid
     response = api.call(http_api_event(token))
@@ -428,7 +428,7 @@ def test_id_token_where_access_token_is_required_is_401(
 ) -> None:
     # GIVEN a function that requires access tokens
     monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
-    reset_settings()
+    reset_process_state()
     token = keys.issuer.token("acme", claims=claims)
     # WHEN an id token (or no token_use) is presented
     response = api.call(http_api_event(token))
@@ -440,7 +440,7 @@ def test_access_token_is_accepted_when_access_tokens_are_required(
     monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys
 ) -> None:
     monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
-    reset_settings()
+    reset_process_state()
     assert api.call(http_api_event(keys.issuer.token("acme")))["statusCode"] == 200
 
 
@@ -448,7 +448,7 @@ def test_missing_token_use_is_401_when_access_tokens_are_required(
     monkeypatch: pytest.MonkeyPatch, api: Api, keys: Keys
 ) -> None:
     monkeypatch.setenv("TENANTSCOPE_JWT_TOKEN_USE", "access")
-    reset_settings()
+    reset_process_state()
     token = keys.issuer.token("acme", drop=("token_use",))
     api.assert_refused(api.call(http_api_event(token)), 401, secret=token)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,6 +24,7 @@ from tenantscope._config import ENV, Settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
 from tenantscope._metrics import NAMESPACE, MetricsTracer, emf_line, with_metrics
+from tenantscope.testing import RecordingTracer
 from tests.conftest import LambdaContext, http_api_event
 
 METRIC_UNITS = {"Units": "Count", "ClientErrors": "Count", "Faults": "Count", "Duration": "Milliseconds"}
@@ -199,32 +198,6 @@ def test_step_functions_tasks_count_refusals_as_client_errors(
 # --- the wrapper -------------------------------------------------------------------------
 
 
-class RecordingTracer:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    @contextmanager
-    def span(self, name: str) -> Iterator[Any]:
-        tracer = self
-
-        class _Span:
-            def annotate(self, key: str, value: Any) -> None:
-                tracer.calls.append(("annotate", (key, value)))
-
-            def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
-                tracer.calls.append(("record_error", (type(error), client_error)))
-
-        tracer.calls.append(("open", name))
-        try:
-            yield _Span()
-        except BaseException as error:
-            tracer.calls.append(("escaped", type(error)))
-            raise
-
-    def trace_header(self) -> str | None:
-        return "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1"
-
-
 @pytest.mark.parametrize(
     ("arrange", "metric"),
     [
@@ -268,7 +241,7 @@ def test_each_kind_of_sts_failure_is_its_own_metric_on_every_trigger(
 
 
 def test_the_wrapped_tracer_still_gets_every_span_annotation_and_error() -> None:
-    inner, written = RecordingTracer(), []
+    inner, written = RecordingTracer("Root=1-00000000-000000000000000000000000;Sampled=1"), []
     tracer = MetricsTracer(inner, write=written.append, clock=iter([1.0, 1.25]).__next__)
 
     def unit_of_work() -> None:
@@ -279,12 +252,9 @@ def test_the_wrapped_tracer_still_gets_every_span_annotation_and_error() -> None
 
     with pytest.raises(ValueError, match="escapes"):
         unit_of_work()
-    assert inner.calls == [
-        ("open", "tenantscope.api"),
-        ("annotate", ("tenant_id", "acme")),
-        ("record_error", (KeyError, True)),
-        ("escaped", ValueError),
-    ]
+    (span,) = inner.spans
+    assert (span.name, span.annotations) == ("tenantscope.api", {"tenant_id": "acme"})
+    assert (span.errors, span.escaped) == ([(KeyError, True)], ValueError)
     (line,) = (json.loads(w) for w in written)
     assert (line["TenantId"], line["ClientErrors"], line["Faults"], line["Duration"]) == ("acme", 0, 1, 250.0)
     assert tracer.trace_header() == inner.trace_header()

@@ -13,8 +13,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
+from tenantscope.testing import RecordingTracer
 from tests.conftest import LambdaContext, http_api_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,46 +50,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # --- a fake backend ----------------------------------------------------------------------
 
 
-@dataclass
-class FakeSpan:
-    name: str
-    annotations: dict[str, Any] = field(default_factory=dict)
-    errors: list[tuple[type[BaseException], bool]] = field(default_factory=list)
-    escaped: type[BaseException] | None = None
-
-    def annotate(self, key: str, value: Any) -> None:
-        assert isinstance(value, str | int | float | bool), (key, value)
-        self.annotations[key] = value
-
-    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
-        self.errors.append((type(error), client_error))
-
-
-class FakeTracer:
-    """Keeps every span; notes the type of an exception escaping one (then lets it go)."""
-
-    def __init__(self) -> None:
-        self.spans: list[FakeSpan] = []
-
-    @contextmanager
-    def span(self, name: str) -> Iterator[FakeSpan]:
-        span = FakeSpan(name)
-        self.spans.append(span)
-        try:
-            yield span
-        except BaseException as error:
-            span.escaped = type(error)
-            raise
-
-    def trace_header(self) -> str | None:
-        return None
-
-
 @pytest.fixture
-def tracer() -> Iterator[FakeTracer]:
-    fake = FakeTracer()
-    set_tracer(fake)
-    yield fake
+def tracer() -> Iterator[RecordingTracer]:
+    recording = RecordingTracer()
+    set_tracer(recording)
+    yield recording
     set_tracer(None)
 
 
@@ -177,7 +141,7 @@ def test_in_lambda_with_active_tracing_the_tracer_is_xray(
 
 
 def test_set_tracer_installs_a_backend_and_none_detects_again(fresh_tracer: None) -> None:
-    fake = FakeTracer()
+    fake = RecordingTracer()
     set_tracer(fake)
     assert _tracing.get_tracer() is fake
     set_tracer(None)
@@ -302,9 +266,11 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
     assert str(recorded) == (str(error) if isinstance(error, TenantError) else "")
     assert (subsegment.fault, subsegment.error) == (fault, client)
     # Searchable, since X-Ray's fault/error keywords only judge a trace by its response.
+    reason = {"reason": str(error.reason)} if isinstance(error, TenantError) else {}
     assert subsegment.annotations == {
         "failure": "error" if client else "fault",
         "error_type": type(error).__name__,
+        **reason,
     }
     assert subsegment.ended
 
@@ -315,7 +281,11 @@ def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
         span.record_error(Unauthorized(Reason.MISSING_TOKEN), client_error=True)
     (subsegment,) = recorder.subsegments
     assert (subsegment.fault, subsegment.error) == (False, True)
-    assert subsegment.annotations == {"failure": "error", "error_type": "Unauthorized"}
+    assert subsegment.annotations == {
+        "failure": "error",
+        "error_type": "Unauthorized",
+        "reason": "missing-token",
+    }
 
 
 def test_without_a_segment_xray_spans_do_nothing() -> None:
@@ -347,7 +317,7 @@ def api(jwks: JwksCache, vendor: CredentialVendor, outcome: BaseException | None
 
 
 def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
-    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
     assert response["statusCode"] == 200
@@ -369,7 +339,7 @@ def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
     ],
 )
 def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
-    tracer: FakeTracer,
+    tracer: RecordingTracer,
     issuer: DevIssuer,
     jwks: JwksCache,
     vendor: CredentialVendor,
@@ -391,7 +361,7 @@ def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
 
 
 def test_an_api_token_for_another_lambda_tenant_is_a_403_client_error(
-    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="globex"))
     assert response["statusCode"] == 403
@@ -401,7 +371,7 @@ def test_an_api_token_for_another_lambda_tenant_is_a_403_client_error(
 
 
 def test_credentials_unavailable_before_the_handler_is_a_fault(
-    tracer: FakeTracer, issuer: DevIssuer, jwks: JwksCache
+    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache
 ) -> None:
     sts = FakeSts()
     sts.refuse = True
@@ -416,7 +386,7 @@ def test_credentials_unavailable_before_the_handler_is_a_fault(
 
 
 def test_each_sqs_record_is_its_own_span_with_its_tenant_and_message_id(
-    tracer: FakeTracer, vendor: CredentialVendor
+    tracer: RecordingTracer, vendor: CredentialVendor
 ) -> None:
     @sqs_handler(ring=RING, vendor=vendor)
     def handler(record: SqsRecord, context: Any) -> None:
@@ -451,7 +421,7 @@ def test_each_sqs_record_is_its_own_span_with_its_tenant_and_message_id(
 
 
 def test_a_step_functions_task_span_has_tenant_execution_and_task(
-    tracer: FakeTracer, vendor: CredentialVendor
+    tracer: RecordingTracer, vendor: CredentialVendor
 ) -> None:
     @sfn_task(ring=RING, vendor=vendor)
     def reserve(payload: dict[str, Any], context: Any) -> str:
@@ -471,7 +441,7 @@ def test_a_step_functions_task_span_has_tenant_execution_and_task(
 
 
 def test_a_refused_step_functions_task_is_a_client_error_of_its_span(
-    tracer: FakeTracer, vendor: CredentialVendor
+    tracer: RecordingTracer, vendor: CredentialVendor
 ) -> None:
     @sfn_task(ring=RING, vendor=vendor, name="reserve")
     def task(payload: dict[str, Any], context: Any) -> None:
@@ -487,7 +457,7 @@ def test_a_refused_step_functions_task_is_a_client_error_of_its_span(
 
 
 def test_a_failing_step_functions_task_is_a_fault_of_its_span_with_its_own_type(
-    tracer: FakeTracer, vendor: CredentialVendor
+    tracer: RecordingTracer, vendor: CredentialVendor
 ) -> None:
     @sfn_task(ring=RING, vendor=vendor, name="reserve")
     def task(payload: dict[str, Any], context: Any) -> None:

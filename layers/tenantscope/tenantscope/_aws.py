@@ -19,12 +19,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["aws_client", "base_session", "reset_clients", "tenant_boto3_session", "tenant_resource"]
+from ._cache import ProcessCache, ProcessValue
 
-_lock = threading.Lock()
-_session: Any = None
-_tenant_base: Any = None
-_clients: dict[tuple[str, str | None, int], Any] = {}
+__all__ = ["aws_client", "base_session", "tenant_boto3_session", "tenant_resource"]
+
+# boto3 sessions are not safe to create clients from concurrently: every creation holds this lock.
+_lock = threading.RLock()
+_session: ProcessValue[Any] = ProcessValue(_lock)
+_tenant_base: ProcessValue[Any] = ProcessValue(_lock)
+_clients: ProcessCache[tuple[str, str | None, int], Any] = ProcessCache(lock=_lock)
 
 
 def _config(attempts: int) -> Any:
@@ -33,16 +36,15 @@ def _config(attempts: int) -> Any:
     return Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": attempts, "mode": "standard"})
 
 
+def _new_session() -> Any:
+    import boto3  # lazily: ~110 ms, paid only by code that calls AWS
+
+    return boto3.session.Session()
+
+
 def base_session() -> Any:
     """The process's boto3 session (default credentials: the function's own role)."""
-    global _session
-    if _session is None:
-        with _lock:
-            if _session is None:
-                import boto3  # lazily: ~110 ms, paid only by code that calls AWS
-
-                _session = boto3.session.Session()
-    return _session
+    return _session.get(_new_session)
 
 
 def aws_client(service: str, region: str | None, *, attempts: int = 2) -> Any:
@@ -50,15 +52,10 @@ def aws_client(service: str, region: str | None, *, attempts: int = 2) -> Any:
 
     ``attempts`` is botocore's total attempts per call (1: the caller retries itself).
     """
-    key = (service, region, attempts)
-    client = _clients.get(key)
-    if client is None:
-        session = base_session()
-        with _lock:  # boto3 sessions are not safe to create clients from concurrently
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = session.client(service, region_name=region, config=_config(attempts))
-    return client
+    return _clients.get(
+        (service, region, attempts),
+        lambda: base_session().client(service, region_name=region, config=_config(attempts)),
+    )
 
 
 def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
@@ -88,18 +85,9 @@ def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
     return session
 
 
-def _tenant_base_session() -> Any:
-    global _tenant_base
-    if _tenant_base is None:
-        session = tenant_boto3_session(None)
-        with _lock:
-            _tenant_base = _tenant_base or session
-    return _tenant_base
-
-
 def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
     """A boto3 resource for ``service`` on a tenant's scoped credentials (never the function's)."""
-    session = _tenant_base_session()
+    session = _tenant_base.get(lambda: tenant_boto3_session(None))
     with _lock:
         return session.resource(
             service,
@@ -109,12 +97,3 @@ def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
             aws_session_token=credentials.session_token,
             config=_config(2),
         )
-
-
-def reset_clients() -> None:
-    """Forget every client (tests that switch between mocked AWS endpoints)."""
-    global _session, _tenant_base
-    with _lock:
-        _session = None
-        _tenant_base = None
-        _clients.clear()

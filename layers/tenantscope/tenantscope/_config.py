@@ -8,11 +8,11 @@ and ``sam local invoke`` can set it first; the result is cached per process.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ._cache import ProcessValue
 from ._errors import ConfigurationError, Reason
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "TableSpec",
     "get_settings",
     "refuse_local_only_in_deployment",
-    "reset_settings",
 ]
 
 
@@ -252,22 +251,9 @@ def refuse_local_only_in_deployment(setting: str, form: str) -> None:
         )
 
 
-_lock = threading.Lock()
-_cached: Settings | None = None
+_settings: ProcessValue[Settings] = ProcessValue()
 
 
 def get_settings() -> Settings:
     """The process-wide settings from the environment, read on first use and then cached."""
-    global _cached
-    if _cached is None:
-        with _lock:
-            if _cached is None:
-                _cached = Settings.load()
-    return _cached
-
-
-def reset_settings() -> None:
-    """Forget the cached settings, so that the next use reads the environment again (tests)."""
-    global _cached
-    with _lock:
-        _cached = None
+    return _settings.get(Settings.load)

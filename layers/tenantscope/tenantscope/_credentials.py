@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ._aws import aws_client
+from ._cache import ProcessValue
 from ._config import Settings
 from ._errors import CredentialsUnavailable, Reason, StsRefused, StsThrottled, StsUnreachable
 from ._policy import AssumeRoleRequest, assume_role_request
@@ -269,24 +270,16 @@ def _again(error: CredentialsUnavailable, detail: str) -> CredentialsUnavailable
     return type(error)(error.reason, detail)
 
 
-_default_vendor: CredentialVendor | None = None
-_default_lock = threading.Lock()
+_default_vendor: ProcessValue[CredentialVendor] = ProcessValue()
 
 
 def default_vendor() -> CredentialVendor:
     """The process-wide vendor on the real STS backend, made on first use."""
-    global _default_vendor
-    if _default_vendor is None:
-        with _default_lock:
-            if _default_vendor is None:
-                from ._config import get_settings
+    from ._config import get_settings
 
-                _default_vendor = CredentialVendor(Boto3Sts(get_settings().region))
-    return _default_vendor
+    return _default_vendor.get(lambda: CredentialVendor(Boto3Sts(get_settings().region)))
 
 
 def set_default_vendor(vendor: CredentialVendor | None) -> None:
     """Replace the process-wide vendor (e.g. with one on :class:`FakeSts`); None restores the real one."""
-    global _default_vendor
-    with _default_lock:
-        _default_vendor = vendor
+    _default_vendor.set(vendor)

@@ -12,13 +12,13 @@ import binascii
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._cache import ProcessCache, Refresher
 from ._config import ENV, Settings, refuse_local_only_in_deployment
-from ._errors import ConfigurationError, KeysUnavailable, Reason, Unauthorized, log_reason
+from ._errors import ConfigurationError, KeysUnavailable, Reason, Unauthorized
 
 if TYPE_CHECKING:
     import ssl
@@ -158,18 +158,17 @@ class JwksCache:
         min_refetch_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._source = source
         self._ttl = ttl
-        self._min_refetch_interval = min_refetch_interval
-        self._clock = clock
-        self._keys: dict[str, PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._attempted_at = float("-inf")
-        self._lock = threading.Lock()
+        self._keys = Refresher(
+            lambda: _parse_keys(source.fetch()),
+            what="JWKS fetch",
+            min_interval=min_refetch_interval,
+            clock=clock,
+        )
 
     def preload(self) -> None:
         """Fetch the keys now (at cold start); a failure is logged, not raised."""
-        self._refresh(force=True)
+        self._keys.refresh(force=True)
 
     def get(self, kid: str) -> PyJWK | None:
         """The key for ``kid``, or None when the issuer does not publish it.
@@ -177,36 +176,29 @@ class JwksCache:
         Raises :class:`KeysUnavailable` while no key set has ever loaded: the caller's token
         cannot be judged, which is an outage (503), not a bad token (401).
         """
-        now = self._clock()
-        key = self._keys.get(kid)
-        if key is None or now - self._fetched_at > self._ttl:
-            self._refresh(force=False)
-            key = self._keys.get(kid)
-        if key is None and self._fetched_at == float("-inf"):
+        keys = self._keys.value
+        key = keys.get(kid) if keys is not None else None
+        if key is None or self._keys.age() > self._ttl:
+            self._keys.refresh()
+            keys = self._keys.value
+            key = keys.get(kid) if keys is not None else None
+        if keys is None:
             raise KeysUnavailable(Reason.ISSUER_KEYS_UNAVAILABLE)
         return key
 
-    def _refresh(self, *, force: bool) -> None:
-        with self._lock:
-            now = self._clock()
-            # Until a key set has loaded, retry every second; afterwards at most once per interval.
-            interval = self._min_refetch_interval if self._fetched_at > float("-inf") else 1.0
-            if not force and now - self._attempted_at < interval:
-                return
-            self._attempted_at = now
-            try:
-                keys = _parse_keys(self._source.fetch())
-            except Exception as error:  # any failure keeps the last good set
-                logger.warning(
-                    "tenantscope: JWKS fetch failed (%s); keeping last good keys", log_reason(error)
-                )
-                return
-            self._keys = keys
-            self._fetched_at = now
+
+def _jwks_source(settings: Settings) -> JwksSource:
+    assert settings.jwks_url is not None
+    if not settings.jwks_url.startswith("inline:"):
+        return UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
+    refuse_local_only_in_deployment(ENV.JWKS_URL, "inline:")
+    try:
+        return StaticJwksSource(json.loads(settings.jwks_url.removeprefix("inline:")))
+    except ValueError:
+        raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.JWKS_URL}=inline: is not JSON") from None
 
 
-_caches: dict[tuple[str, float, float, float], JwksCache] = {}
-_caches_lock = threading.Lock()
+_caches: ProcessCache[tuple[str, float, float, float], JwksCache] = ProcessCache()
 
 
 def jwks_cache_for(settings: Settings) -> JwksCache:
@@ -219,30 +211,14 @@ def jwks_cache_for(settings: Settings) -> JwksCache:
         settings.jwks_min_refetch_seconds,
         settings.jwks_timeout_seconds,
     )
-    cache = _caches.get(key)
-    if cache is None:
-        with _caches_lock:
-            cache = _caches.get(key)
-            if cache is None:
-                source: JwksSource
-                if settings.jwks_url.startswith("inline:"):
-                    refuse_local_only_in_deployment(ENV.JWKS_URL, "inline:")
-                    try:
-                        document = json.loads(settings.jwks_url.removeprefix("inline:"))
-                    except ValueError:
-                        raise ConfigurationError(
-                            Reason.INVALID_SETTING, f"{ENV.JWKS_URL}=inline: is not JSON"
-                        ) from None
-                    source = StaticJwksSource(document)
-                else:
-                    source = UrlJwksSource(settings.jwks_url, timeout=settings.jwks_timeout_seconds)
-                cache = JwksCache(
-                    source,
-                    ttl=settings.jwks_ttl_seconds,
-                    min_refetch_interval=settings.jwks_min_refetch_seconds,
-                )
-                _caches[key] = cache
-    return cache
+    return _caches.get(
+        key,
+        lambda: JwksCache(
+            _jwks_source(settings),
+            ttl=settings.jwks_ttl_seconds,
+            min_refetch_interval=settings.jwks_min_refetch_seconds,
+        ),
+    )
 
 
 def _unverified_header(token: str) -> dict[str, Any]:

@@ -24,12 +24,12 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ._aws import aws_client
+from ._cache import ProcessCache, Refresher
 from ._config import ENV, Settings, refuse_local_only_in_deployment
 from ._errors import ConfigurationError, KeysUnavailable, Reason, TenantAuthError
 
@@ -106,49 +106,33 @@ class HmacKeyRing:
         min_refresh_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._load = load
         self._max_age = max_age
-        self._min_refresh_interval = min_refresh_interval
-        self._clock = clock
-        self._active: str | None = None
-        self._keys: dict[str, bytes] = {}
-        self._loaded_at = float("-inf")
-        self._attempted_at = float("-inf")
-        self._lock = threading.Lock()
+        self._ring = Refresher(
+            lambda: _parse_ring(load()),
+            what="signing key ring load",
+            min_interval=min_refresh_interval,
+            retry_interval=NEVER_LOADED_RETRY_SECONDS,
+            clock=clock,
+        )
 
-    def _refresh(self) -> None:
-        with self._lock:
-            now = self._clock()
-            # Until a ring has loaded, retry every second; afterwards at most once per interval.
-            interval = self._min_refresh_interval if self._active is not None else NEVER_LOADED_RETRY_SECONDS
-            if now - self._attempted_at < interval:
-                return
-            self._attempted_at = now
-            try:
-                self._active, self._keys = _parse_ring(self._load())
-                self._loaded_at = now
-            except Exception as error:  # keep the last good ring
-                logger.warning("tenantscope: signing key ring load failed (%s)", type(error).__name__)
-
-    def _loaded(self) -> str:
-        if self._active is None or self._clock() - self._loaded_at > self._max_age:
-            self._refresh()
-        if self._active is None:
+    def _loaded(self) -> tuple[str, dict[str, bytes]]:
+        if self._ring.value is None or self._ring.age() > self._max_age:
+            self._ring.refresh()
+        if self._ring.value is None:
             raise KeysUnavailable(Reason.SIGNING_KEYS_UNAVAILABLE)
-        return self._active
+        return self._ring.value
 
     def _key(self, key_id: str) -> bytes:
-        self._loaded()
-        key = self._keys.get(key_id)
-        if key is None:
-            self._refresh()
-            key = self._keys.get(key_id)
+        key = self._loaded()[1].get(key_id)
+        if key is None:  # a key added since the last load: look once more, at a bounded rate
+            self._ring.refresh()
+            key = self._loaded()[1].get(key_id)
         if key is None:
             raise TenantAuthError(Reason.UNKNOWN_SIGNING_KEY)
         return key
 
     def active_key_id(self) -> str:
-        return self._loaded()
+        return self._loaded()[0]
 
     def sign(self, key_id: str, message: bytes) -> bytes:
         return hmac.new(self._key(key_id), message, hashlib.sha256).digest()
@@ -182,11 +166,12 @@ class SecretsManagerKeyRing(HmacKeyRing):
         client: Any = None,
         max_age: float = 300.0,
         min_refresh_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.secret_id = secret_id
         self._region = region
         self._client = client
-        super().__init__(self._fetch, max_age=max_age, min_refresh_interval=min_refresh_interval)
+        super().__init__(self._fetch, max_age=max_age, min_refresh_interval=min_refresh_interval, clock=clock)
 
     def _fetch(self) -> Mapping[str, Any]:
         client = self._client or aws_client("secretsmanager", self._region)
@@ -275,23 +260,15 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
     raise ConfigurationError(Reason.INVALID_SETTING, f"unknown key ring kind {kind!r}")
 
 
-_rings: dict[tuple[str, float], KeyRing] = {}
-_rings_lock = threading.Lock()
+_rings: ProcessCache[tuple[str, float], KeyRing] = ProcessCache()
 
 
 def default_key_ring(settings: Settings) -> KeyRing:
     """The process-wide key ring named by ``TENANTSCOPE_SIGNING_KEYS``, shared by every handler."""
-    if not settings.signing_keys:
+    spec = settings.signing_keys
+    if not spec:
         raise ConfigurationError(Reason.MISSING_SETTING, ENV.SIGNING_KEYS)
-    key = (settings.signing_keys, settings.signing_keys_max_age_seconds)
-    ring = _rings.get(key)
-    if ring is None:
-        with _rings_lock:
-            ring = _rings.get(key)
-            if ring is None:
-                ring = _rings[key] = key_ring_from_spec(
-                    settings.signing_keys,
-                    region=settings.region,
-                    max_age=settings.signing_keys_max_age_seconds,
-                )
-    return ring
+    max_age = settings.signing_keys_max_age_seconds
+    return _rings.get(
+        (spec, max_age), lambda: key_ring_from_spec(spec, region=settings.region, max_age=max_age)
+    )

@@ -116,6 +116,7 @@ def send_message(
     tenant_id: str | None = None,
     ring: KeyRing | None = None,
     client: Any = None,
+    settings: Settings | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Seal and send ``body`` to ``queue_url``; returns the SendMessage response.
@@ -124,9 +125,10 @@ def send_message(
     gives SQS fair-queue scheduling per tenant. The current X-Ray trace header is propagated.
     On a FIFO queue the default ``MessageDeduplicationId`` hashes the tenant and the body:
     content-based deduplication hashes the body only, so one tenant's message would suppress
-    another tenant's identical one. Other SendMessage arguments pass through.
+    another tenant's identical one. Other SendMessage arguments pass through. ``settings``
+    replaces the settings read from the environment (the signing keys, the lifetime, the region).
     """
-    settings = get_settings()
+    settings = settings or get_settings()
     tenant = _producer_tenant(tenant_id)
     group = kwargs.pop("MessageGroupId", tenant)
     if group != tenant:
@@ -195,12 +197,14 @@ def start_execution(
     name: str | None = None,
     ring: KeyRing | None = None,
     client: Any = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Seal ``payload`` and start an execution; returns the StartExecution response.
 
     The default execution name is ``<tenant>-<uuid>``, unique and readable in the console.
+    ``settings`` is as for :func:`send_message`.
     """
-    settings = get_settings()
+    settings = settings or get_settings()
     tenant = _producer_tenant(tenant_id)
     execution_name = name or f"{tenant[:47]}-{uuid.uuid4().hex}"
     document = seal_input(

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
+from ._cache import ProcessValue
 from ._config import ENV
 from ._errors import Reason, TenantAuthError, without_message
 
@@ -153,8 +154,7 @@ class XRayTracer:
         return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
 
 
-_tracer: Tracer | None = None
-_lock = threading.Lock()
+_tracer: ProcessValue[Tracer] = ProcessValue()
 _cold_start = True
 # The values aws_xray_sdk itself reads as "disabled" in AWS_XRAY_SDK_ENABLED.
 _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
@@ -173,19 +173,12 @@ def _tracing_wanted() -> bool:
 
 def get_tracer() -> Tracer:
     """The process-wide tracer: X-Ray in Lambda with active tracing, else a no-op."""
-    global _tracer
-    if _tracer is None:
-        with _lock:
-            if _tracer is None:
-                _tracer = XRayTracer() if _tracing_wanted() else NoopTracer()
-    return _tracer
+    return _tracer.get(lambda: XRayTracer() if _tracing_wanted() else NoopTracer())
 
 
 def set_tracer(tracer: Tracer | None) -> None:
     """Install a tracer (another backend, or a capturing one in tests); None re-detects."""
-    global _tracer
-    with _lock:
-        _tracer = tracer
+    _tracer.set(tracer)
 
 
 def take_cold_start() -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,28 +42,25 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.signing_keys:
-        # A command line is visible in the process list and shell history: it may say where
-        # the keys are, never carry them.
-        if args.signing_keys.startswith("inline:"):
-            parser.error("--signing-keys cannot carry keys; set TENANTSCOPE_SIGNING_KEYS=inline:... instead")
-        os.environ["TENANTSCOPE_SIGNING_KEYS"] = args.signing_keys
+    # A command line is visible in the process list and shell history: it may say where the keys
+    # are, never carry them.
+    if args.signing_keys and args.signing_keys.startswith("inline:"):
+        parser.error("--signing-keys cannot carry keys; set TENANTSCOPE_SIGNING_KEYS=inline:... instead")
     try:
-        from ._config import reset_settings
+        from ._config import Settings
         from ._producer import send_message, start_execution
 
-        reset_settings()
+        settings = Settings.load(signing_keys=args.signing_keys)
         if args.command == "send":
             text = args.body if args.body is not None else args.body_file.read_text(encoding="utf-8")
             json.loads(text)  # bodies are JSON documents: refuse a typo before sealing it
-            print(send_message(args.queue_url, text, tenant_id=args.tenant)["MessageId"])
+            print(send_message(args.queue_url, text, tenant_id=args.tenant, settings=settings)["MessageId"])
         else:
             payload = json.loads(args.input_file.read_text(encoding="utf-8"))
-            print(
-                start_execution(args.state_machine_arn, payload, tenant_id=args.tenant, name=args.name)[
-                    "executionArn"
-                ]
+            response = start_execution(
+                args.state_machine_arn, payload, tenant_id=args.tenant, name=args.name, settings=settings
             )
+            print(response["executionArn"])
     except Exception as error:  # one line, no traceback: this is a command-line tool
         message = str(error).splitlines()[0] if str(error) else ""
         print(f"tenantscope: error: {type(error).__name__}: {message}", file=sys.stderr)

@@ -1,0 +1,162 @@
+"""Process-wide state, in three shapes, each safe to fill from many threads.
+
+- :class:`ProcessValue`: one value built on first use (the settings, the boto3 session, the
+  default credential vendor, the tracer).
+- :class:`ProcessCache`: values built once per key, optionally bounded (JWKS caches per issuer,
+  key rings per spec, AWS clients per service, tenants' data clients).
+- :class:`Refresher`: a value loaded from a source that can fail, reloaded at a bounded rate and
+  kept when a reload fails (the issuer's JWKS, a signing key ring).
+
+A warm Lambda container keeps all of it between invocations; :func:`reset_process_state`
+forgets all of it at once (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, Protocol, TypeVar
+
+from ._errors import log_reason
+
+__all__ = ["ProcessCache", "ProcessValue", "Refresher", "reset_process_state"]
+
+logger = logging.getLogger("tenantscope")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Resettable(Protocol):
+    def reset(self) -> None: ...
+
+
+_registry: weakref.WeakSet[_Resettable] = weakref.WeakSet()
+
+
+def reset_process_state() -> None:
+    """Forget every process-wide value and cache, as a new container would start (tests)."""
+    for state in list(_registry):
+        state.reset()
+
+
+class ProcessValue(Generic[V]):
+    """One value for the process, built on first use by the first caller that needs it.
+
+    >>> value: ProcessValue[list[int]] = ProcessValue()
+    >>> value.get(list) is value.get(list)
+    True
+    """
+
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self._value: V | None = None
+        self._lock = lock or threading.RLock()
+        _registry.add(self)
+
+    def get(self, build: Callable[[], V]) -> V:
+        value = self._value
+        if value is None:
+            with self._lock:
+                value = self._value
+                if value is None:
+                    value = self._value = build()
+        return value
+
+    def set(self, value: V | None) -> None:
+        """Replace the value (None: build it again on next use)."""
+        with self._lock:
+            self._value = value
+
+    def reset(self) -> None:
+        self.set(None)
+
+
+class ProcessCache(Generic[K, V]):
+    """Values built once per key, under one lock; with ``maxsize``, the least recently built go.
+
+    >>> cache: ProcessCache[str, str] = ProcessCache(maxsize=1)
+    >>> cache.get("a", lambda: "A"), cache.get("b", lambda: "B"), len(cache)
+    ('A', 'B', 1)
+    """
+
+    def __init__(self, *, maxsize: int | None = None, lock: threading.RLock | None = None) -> None:
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self._maxsize = maxsize
+        self._lock = lock or threading.RLock()
+        _registry.add(self)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: K, build: Callable[[], V], *, valid: Callable[[V], bool] | None = None) -> V:
+        """The value for ``key``, built when missing or when ``valid`` says the cached one is not."""
+        value = self._values.get(key)
+        if value is not None and (valid is None or valid(value)):
+            return value  # the hot path: no lock
+        with self._lock:
+            value = self._values.get(key)
+            if value is None or (valid is not None and not valid(value)):
+                value = self._values[key] = build()
+                self._values.move_to_end(key)
+                while self._maxsize is not None and len(self._values) > self._maxsize:
+                    self._values.popitem(last=False)
+            return value
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+class Refresher(Generic[V]):
+    """A value loaded from a source that can fail: reloaded at most once per ``min_interval``
+    (every ``retry_interval`` until a first load succeeds), the last good value kept on failure.
+
+    >>> loads = iter([1, 2])
+    >>> value = Refresher(lambda: next(loads), what="a value", min_interval=30.0, clock=lambda: 0.0)
+    >>> value.refresh(); value.refresh(); value.value
+    1
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], V],
+        *,
+        what: str,
+        min_interval: float,
+        retry_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._what = what
+        self._min_interval = min_interval
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self.value: V | None = None
+        self.loaded_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Load again, unless the last attempt is more recent than the interval (``force``: load now)."""
+        with self._lock:
+            now = self._clock()
+            interval = self._min_interval if self.value is not None else self._retry_interval
+            if not force and now - self._attempted_at < interval:
+                return
+            self._attempted_at = now
+            try:
+                value = self._load()
+            except Exception as error:  # any failure keeps the last good value
+                logger.warning(
+                    "tenantscope: %s failed (%s); keeping the last good one", self._what, log_reason(error)
+                )
+                return
+            self.value, self.loaded_at = value, now
+
+    def age(self) -> float:
+        """Seconds since the last successful load (infinite before the first)."""
+        return self._clock() - self.loaded_at

@@ -1,0 +1,103 @@
+"""What you need to test your own handlers: a Lambda context, a tracer that records, and a
+clean slate between tests.
+
+>>> from tenantscope.testing import LambdaContext, reset_process_state
+>>> reset_process_state()
+>>> LambdaContext(tenant_id="acme").tenant_id
+'acme'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ._cache import reset_process_state
+from ._tracing import AnnotationValue
+
+__all__ = ["LambdaContext", "RecordedSpan", "RecordingTracer", "reset_process_state"]
+
+
+class LambdaContext:
+    """The Lambda context object, as tenantscope and most handlers read it.
+
+    ``tenant_id`` is what Lambda's tenant isolation mode sets; leave it None otherwise.
+    """
+
+    def __init__(
+        self,
+        function_name: str = "test-function",
+        *,
+        request_id: str = "req-1",
+        tenant_id: str | None = None,
+        timeout: float = 30.0,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = request_id
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "test"
+        self.tenant_id = tenant_id
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class RecordedSpan:
+    """One unit of work's span, as :class:`RecordingTracer` kept it."""
+
+    name: str
+    annotations: dict[str, AnnotationValue] = field(default_factory=dict)
+    errors: list[tuple[type[BaseException], bool]] = field(default_factory=list)  # (type, client error)
+    escaped: type[BaseException] | None = None  # an exception that left the span
+
+    def annotate(self, key: str, value: AnnotationValue) -> None:
+        if not isinstance(value, str | int | float | bool):
+            raise TypeError(f"annotation {key} is not a string, number or boolean")
+        self.annotations[key] = value
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        self.errors.append((type(error), client_error))
+
+
+class RecordingTracer:
+    """A tracing backend that keeps every span in memory. Install it with :func:`tenantscope.set_tracer`.
+
+    >>> from tenantscope import set_tracer
+    >>> tracer = RecordingTracer()
+    >>> set_tracer(tracer)
+    >>> with tracer.span("tenantscope.api") as span:
+    ...     span.annotate("tenant_id", "acme")
+    >>> tracer.spans[0].annotations
+    {'tenant_id': 'acme'}
+    >>> set_tracer(None)
+    """
+
+    def __init__(self, trace_header: str | None = None) -> None:
+        self.spans: list[RecordedSpan] = []
+        self._trace_header = trace_header
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[RecordedSpan]:
+        span = RecordedSpan(name)
+        self.spans.append(span)
+        try:
+            yield span
+        except BaseException as error:
+            span.escaped = type(error)
+            raise
+
+    def trace_header(self) -> str | None:
+        return self._trace_header
+
+    def named(self, name: str) -> list[RecordedSpan]:
+        """The spans called ``name`` (``tenantscope.api``, ``tenantscope.sqs``, ``tenantscope.sfn``)."""
+        return [span for span in self.spans if span.name == name]
