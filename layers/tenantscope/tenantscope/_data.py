@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._aws import tenant_boto3_session, tenant_resource
 from ._cache import ProcessCache
@@ -20,6 +20,10 @@ from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess, Reason
 from ._guard import LeadingKeyGuard
 from ._policy import tenant_prefix
+
+if TYPE_CHECKING:  # type stubs only (boto3-stubs, mypy-boto3-dynamodb): nothing at run time
+    from boto3.session import Session
+    from mypy_boto3_dynamodb.service_resource import Table
 
 __all__ = ["GUARDED_SERVICES", "tenant_key", "tenant_session", "tenant_table"]
 
@@ -84,7 +88,7 @@ def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
     return choose_service_name
 
 
-def tenant_session() -> Any:
+def tenant_session() -> Session:
     """A boto3 Session on the current tenant's scoped credentials, with the leading-key guard.
 
     It makes DynamoDB clients only, each guarded, plus clients for the services listed in
@@ -106,10 +110,10 @@ def tenant_session() -> Any:
                 session.events.register("choose-service-name", _only_allowed_services(allowed))
                 _guarded(session.events, data.guard)
                 data.session = session
-    return data.session
+    return cast("Session", data.session)
 
 
-def tenant_table(name: str) -> Any:
+def tenant_table(name: str) -> Table:
     """A DynamoDB ``Table`` resource for ``name`` on the current tenant's credentials.
 
     Every call on it passes the leading-key guard, and works only inside the scope of
@@ -128,4 +132,4 @@ def tenant_table(name: str) -> Any:
                 data.resource = resource
             table = data.tables.get(name) or data.resource.Table(name)
             data.tables[name] = table
-    return table
+    return cast("Table", table)
