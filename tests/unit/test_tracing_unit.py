@@ -26,6 +26,7 @@ from tenantscope import (
     CredentialsUnavailable,
     CrossTenantAccess,
     InvalidEnvelope,
+    LoggableError,
     NoopTracer,
     SqsRecord,
     TenantAuthError,
@@ -285,6 +286,7 @@ def test_xray_spans_are_subsegments_annotated_and_ended() -> None:
         (CredentialsUnavailable("credentials unavailable"), True, False),
         (TenantAuthError("tenant envelope refused"), False, True),  # what @sfn_task raises
         (InvalidEnvelope("bad signature"), False, True),
+        (LoggableError("order 42 not found for this tenant"), True, False),
     ],
 )
 def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
@@ -296,8 +298,8 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
     (subsegment,) = recorder.subsegments
     (recorded,) = subsegment.exceptions
     assert type(recorded).__name__ == type(error).__name__
-    # Our errors carry a safe reason; anything else is recorded without its message.
-    assert str(recorded) == (str(error) if isinstance(error, TenantError) else "")
+    # Our errors and loggable ones carry a safe reason; anything else is recorded without its message.
+    assert str(recorded) == (str(error) if isinstance(error, TenantError | LoggableError) else "")
     assert (subsegment.fault, subsegment.error) == (fault, client)
     # Searchable, since X-Ray's fault/error keywords only judge a trace by its response.
     assert subsegment.annotations == {
