@@ -8,6 +8,9 @@ PIP_VERSION := 26.3
 # sam build needs the Lambda runtime's python (python3.13) on PATH; pyenv provides it where present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
+# The functions' and the layer's architecture for every target that builds (template.yaml's
+# Architecture): arm64, as deployed, or x86_64, which `sam local` runs natively on x86_64 hosts.
+ARCH ?= arm64
 ENV ?= dev
 # samconfig.toml: [default] is the dev environment, [prod] production.
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
@@ -20,6 +23,7 @@ help:
 	@echo "make test   - every check: ruff, mypy, pytest (unit, integration, e2e, template gates)"
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
+	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
 
 $(STAMP): requirements-dev.txt pyproject.toml
@@ -48,7 +52,9 @@ events: $(STAMP)
 	$(BIN)/python -m devtools.events
 
 build: $(STAMP)
-	$(SAM) build
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64, not '$(ARCH)'" >&2; exit 2;; esac
+	TENANTSCOPE_ARCH=$(ARCH) $(SAM) build --parameter-overrides Architecture=$(ARCH)
+	$(BIN)/python -m devtools.sam built-for $(ARCH)
 
 deploy: build
 	$(SAM) deploy --config-env $(CONFIG_ENV)
