@@ -16,7 +16,8 @@ ENV ?= dev
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help install test lint typecheck demo events bench build deploy clean
+.PHONY: help install test lint typecheck demo events bench build deploy clean \
+	local-aws local-aws-stop env-from-stack
 
 help:
 	@echo "make demo   - the main job on an embedded local AWS (moto)"
@@ -25,6 +26,9 @@ help:
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
+	@echo "make local-aws      - the stack on a local AWS (moto) for sam local; writes events/env.local.json"
+	@echo "make local-aws-stop - stop it"
+	@echo "make env-from-stack STACK=name - events/env.deployed.json from a deployed stack's outputs"
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +65,16 @@ deploy: build
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+
+local-aws: $(STAMP)
+	$(BIN)/python -m devtools.local_server start
+
+local-aws-stop: $(STAMP)
+	$(BIN)/python -m devtools.local_server stop
+
+env-from-stack: $(STAMP)
+	@test -n "$(STACK)" || { echo "usage: make env-from-stack STACK=<stack name>" >&2; exit 2; }
+	$(BIN)/python -m devtools.stack_env $(STACK)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

@@ -31,7 +31,7 @@ def aws() -> Iterator[LocalAws]:
     """A fresh local deployment, configured like test_sample_events (events/env.json): the handlers'
     runtimes live as long as the process, as in a Lambda sandbox, so every local deployment of one
     test process must give them the same issuer and key ring."""
-    environment = samples.environment(ISSUER)["Parameters"]
+    environment = samples.identity(ISSUER)
     with local_aws(LOCAL_PARAMETERS, environment=environment) as deployed:
         yield deployed
 

@@ -1,5 +1,9 @@
-"""The architecture is one template parameter, arm64 unless a build says otherwise, and a build is
-for one architecture throughout."""
+"""What template.yaml declares for local runs leaves a deployed stack as it would be without it.
+
+`sam local --env-vars` passes a function only the variables the template declares, so the
+template declares the envelope lifetimes and AWS_ENDPOINT_URL; deployed, they must mean "unset".
+The architecture is a parameter, arm64 unless a build says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,50 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
 from devtools.sam import ARCHITECTURES, pin_built_architecture
-from tests.template.conftest import ROOT, sam_template
+from devtools.stack_env import stack_environment
+from tenantscope._config import ENV, Settings
+from tests.template.conftest import REGION, ROOT, Deployment, sam_template
 
 LAYER_DIR = ROOT / "layers" / "tenantscope"
+
+
+def functions(deployment: Deployment) -> list[str]:
+    return sorted(deployment.of_type("AWS::Lambda::Function"))
+
+
+def test_the_envelope_lifetimes_a_function_is_given_are_tenantscopes_defaults(deployment: Deployment) -> None:
+    defaults = Settings.load(environ={})
+    for function in functions(deployment):
+        environment = deployment.environment(function)
+        assert ENV.SQS_ENVELOPE_TTL in environment and ENV.SFN_ENVELOPE_TTL in environment, function
+        configured = Settings.load(environ=environment)
+        assert configured.sqs_envelope_ttl_seconds == defaults.sqs_envelope_ttl_seconds, function
+        assert configured.sfn_envelope_ttl_seconds == defaults.sfn_envelope_ttl_seconds, function
+
+
+def test_aws_endpoint_url_is_declared_empty(deployment: Deployment) -> None:
+    for function in functions(deployment):
+        assert deployment.environment(function)["AWS_ENDPOINT_URL"] == "", function
+
+
+@pytest.mark.parametrize("service", ["sts", "dynamodb", "sqs", "stepfunctions", "secretsmanager"])
+def test_botocore_takes_an_empty_aws_endpoint_url_as_unset(
+    monkeypatch: pytest.MonkeyPatch, service: str
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    default = boto3.session.Session().client(service, region_name=REGION).meta.endpoint_url
+    assert default.startswith("https://") and default.endswith(".amazonaws.com"), default
+    # The same variable, set, redirects the client: the test above looks at the right setting.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5089")
+    assert (
+        boto3.session.Session().client(service, region_name=REGION).meta.endpoint_url
+        == "http://127.0.0.1:5089"
+    )
 
 
 def test_the_architecture_is_one_parameter_arm64_by_default() -> None:
@@ -27,6 +68,15 @@ def test_the_architecture_is_one_parameter_arm64_by_default() -> None:
     (layer,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::LayerVersion"]
     assert layer["Properties"]["CompatibleArchitectures"] == [reference]
     assert layer["Metadata"]["BuildArchitecture"] == reference
+
+
+def test_env_from_stack_names_the_resources_the_functions_are_given(deployment: Deployment) -> None:
+    outputs = {name: str(deployment.render(output["Value"])) for name, output in deployment.outputs.items()}
+    for variable, value in stack_environment(outputs).items():
+        given = {f: deployment.environment(f).get(variable) for f in functions(deployment)}
+        declared = {f: v for f, v in given.items() if v is not None}
+        assert declared, f"no function is given {variable}"
+        assert set(declared.values()) == {value}, f"{variable}: outputs give {value}, functions {declared}"
 
 
 def planned_layer_build(architecture: str | None, artifacts: Path) -> subprocess.CompletedProcess[str]:

@@ -75,6 +75,7 @@ REQUIRED_OUTPUTS = {
     "OrderQueueUrl": "AWS::SQS::Queue",
     "OrderStateMachineArn": "AWS::StepFunctions::StateMachine",
     "AppTableName": "AWS::DynamoDB::Table",
+    "ReplayTableName": "AWS::DynamoDB::Table",  # read by make env-from-stack
     "TenantScopeLayerArn": "AWS::Lambda::LayerVersion",
     "TenantRoleArn": "AWS::IAM::Role",  # read by tests/aws
 }
