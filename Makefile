@@ -17,7 +17,7 @@ CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
 .PHONY: help install test lint typecheck demo events bench build deploy clean \
-	local-aws local-aws-stop env-from-stack
+	local-aws local-aws-stop env-from-stack sam-local-test
 
 help:
 	@echo "make demo   - the main job on an embedded local AWS (moto)"
@@ -29,6 +29,7 @@ help:
 	@echo "make local-aws      - the stack on a local AWS (moto) for sam local; writes events/env.local.json"
 	@echo "make local-aws-stop - stop it"
 	@echo "make env-from-stack STACK=name - events/env.deployed.json from a deployed stack's outputs"
+	@echo "make sam-local-test - the README's sam local flow, run with the real SAM CLI and Docker"
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,9 @@ local-aws-stop: $(STAMP)
 env-from-stack: $(STAMP)
 	@test -n "$(STACK)" || { echo "usage: make env-from-stack STACK=<stack name>" >&2; exit 2; }
 	$(BIN)/python -m devtools.stack_env $(STACK)
+
+sam-local-test: $(STAMP)
+	$(BIN)/python -m devtools.sam_local_test
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
