@@ -8,19 +8,28 @@ PIP_VERSION := 26.3
 # sam build needs the Lambda runtime's python (python3.13) on PATH; pyenv provides it where present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
+# The functions' and the layer's architecture for every target that builds (template.yaml's
+# Architecture): arm64, as deployed, or x86_64, which `sam local` runs natively on x86_64 hosts.
+ARCH ?= arm64
 ENV ?= dev
 # samconfig.toml: [default] is the dev environment, [prod] production.
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help install test lint typecheck demo events bench build deploy clean
+.PHONY: help install test lint typecheck demo events bench build deploy clean \
+	local-aws local-aws-stop env-from-stack sam-local-test
 
 help:
 	@echo "make demo   - the main job on an embedded local AWS (moto)"
 	@echo "make test   - every check: ruff, mypy, pytest (unit, integration, e2e, template gates)"
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
+	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
+	@echo "make local-aws      - the stack on a local AWS (moto) for sam local; writes events/env.local.json"
+	@echo "make local-aws-stop - stop it"
+	@echo "make env-from-stack STACK=name - events/env.deployed.json from a deployed stack's outputs"
+	@echo "make sam-local-test - the README's sam local flow, run with the real SAM CLI and Docker"
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,13 +57,28 @@ events: $(STAMP)
 	$(BIN)/python -m devtools.events
 
 build: $(STAMP)
-	$(SAM) build
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64, not '$(ARCH)'" >&2; exit 2;; esac
+	TENANTSCOPE_ARCH=$(ARCH) $(SAM) build --parameter-overrides Architecture=$(ARCH)
+	$(BIN)/python -m devtools.sam built-for $(ARCH)
 
 deploy: build
 	$(SAM) deploy --config-env $(CONFIG_ENV)
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+
+local-aws: $(STAMP)
+	$(BIN)/python -m devtools.local_server start
+
+local-aws-stop: $(STAMP)
+	$(BIN)/python -m devtools.local_server stop
+
+env-from-stack: $(STAMP)
+	@test -n "$(STACK)" || { echo "usage: make env-from-stack STACK=<stack name>" >&2; exit 2; }
+	$(BIN)/python -m devtools.stack_env $(STACK)
+
+sam-local-test: $(STAMP)
+	$(BIN)/python -m devtools.sam_local_test
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py

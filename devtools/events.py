@@ -5,6 +5,14 @@ not written by hand. Every sample is made by the layer's own producer functions 
 development issuer, and :data:`SAMPLES` says which function takes it and what it must do, so
 the tests can check each one against the real handlers.
 
+The env files for ``sam local invoke --env-vars`` all start from :func:`identity` (the
+development issuer and key ring, and envelope lifetimes as long as the samples'):
+``env.json`` is that alone; ``make local-aws`` writes ``env.local.json`` (plus the local AWS's
+endpoint and resources) and ``make env-from-stack`` writes ``env.deployed.json`` (plus a deployed
+stack's resources). This command refreshes the identity in those two when they exist.
+
+The samples assume data: :func:`seed` lists it, and ``make local-aws`` writes it.
+
     python -m devtools.events [--out events]
 """
 
@@ -23,6 +31,7 @@ from devtools.issuer import DevIssuer
 from devtools.lambda_events import (
     ACCOUNT_ID,
     REGION,
+    authorizer_claims,
     http_api_event,
     key_bytes,
     make_ring,
@@ -43,8 +52,15 @@ OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:another-service-queue"
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-dev-OrderStateMachine"
 LIFETIME = 30 * 86400
 ORDER_ID = "0f8fad5bd9cb469fa16570867728950e"
-ORDER = {"order_id": ORDER_ID, "item_id": "widget", "quantity": 2}
+ITEM_ID = "widget"
+QUANTITY = 2
+ORDER = {"order_id": ORDER_ID, "item_id": ITEM_ID, "quantity": QUANTITY}
 EXECUTION = ORDER_ID
+# (tenant, order id) of the orders each batch's records name.
+VALID_BATCH_ORDERS = [("acme", f"{n:032x}") for n in (1, 2)]
+MIXED_BATCH_ORDERS = [(("acme", "globex")[n % 2], f"{n:032x}") for n in range(10)]
+LOCAL_ENV = "env.local.json"
+DEPLOYED_ENV = "env.deployed.json"
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,29 @@ class Sample:
     function: str
     expect: str  # "status 200", "failures m-2", "raises TenantAuthError", "returns results.<task>"
     build: Callable[[Context], dict[str, Any]]
+
+    def outcome(self) -> str:
+        """What it must do, in the README's ``# expect:`` form: ``statusCode 200``,
+        ``batchItemFailures 1``, ``error TenantAuthError`` or ``ok``."""
+        kind, _, detail = self.expect.partition(" ")
+        if kind == "status":
+            return f"statusCode {detail}"
+        if kind == "failures":
+            return f"batchItemFailures {0 if detail == 'none' else len(detail.split(','))}"
+        if kind == "raises":
+            return f"error {detail}"
+        return "ok"
+
+
+def outcome(response: Any) -> str:
+    """A function's response (as ``sam local invoke`` prints it) in the ``# expect:`` form."""
+    if isinstance(response, dict) and "errorType" in response:
+        return f"error {response['errorType']}"
+    if isinstance(response, dict) and "statusCode" in response:
+        return f"statusCode {response['statusCode']}"
+    if isinstance(response, dict) and isinstance(response.get("batchItemFailures"), list):
+        return f"batchItemFailures {len(response['batchItemFailures'])}"
+    return "ok" if isinstance(response, dict) else f"unexpected {json.dumps(response)[:80]}"
 
 
 @dataclass(frozen=True)
@@ -70,18 +109,45 @@ def dev_ring_document() -> dict[str, Any]:
     return document
 
 
-def environment(issuer: DevIssuer) -> dict[str, dict[str, str]]:
-    """events/env.json: the development JWKS and key ring, inline, for `sam local invoke --env-vars`."""
+def identity(issuer: DevIssuer) -> dict[str, str]:
+    """What every env file sets: the development JWKS and key ring, inline (refused in a deployed
+    function), and envelope lifetimes as long as the samples'."""
     return {
-        "Parameters": {
-            "TENANTSCOPE_JWT_ISSUER": issuer.issuer,
-            "TENANTSCOPE_JWT_AUDIENCE": issuer.audience,
-            "TENANTSCOPE_JWKS_URL": "inline:" + json.dumps(issuer.jwks(), separators=(",", ":")),
-            "TENANTSCOPE_SIGNING_KEYS": "inline:" + json.dumps(dev_ring_document(), separators=(",", ":")),
-            "TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS": str(LIFETIME),
-            "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS": str(LIFETIME),
-        }
+        "TENANTSCOPE_JWT_ISSUER": issuer.issuer,
+        "TENANTSCOPE_JWT_AUDIENCE": issuer.audience,
+        "TENANTSCOPE_JWKS_URL": "inline:" + json.dumps(issuer.jwks(), separators=(",", ":")),
+        "TENANTSCOPE_SIGNING_KEYS": "inline:" + json.dumps(dev_ring_document(), separators=(",", ":")),
+        "TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS": str(LIFETIME),
+        "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS": str(LIFETIME),
     }
+
+
+def write_env_file(path: Path, variables: dict[str, str]) -> None:
+    """An ``--env-vars`` file: one set of variables for every function (SAM passes each function
+    only those its template declares)."""
+    path.write_text(json.dumps({"Parameters": variables}, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Record:
+    """An item or an order of one tenant in the pooled table (functions/app/items.py's keys)."""
+
+    tenant: str
+    kind: str
+    record_id: str
+    attributes: dict[str, Any]
+
+
+def seed() -> list[Record]:
+    """The data the samples assume: the item they stock and reserve, for both tenants, and a
+    PENDING order for every order an SQS or Step Functions sample names."""
+    item = {"name": "Widget", "stock": 10}
+    order = {"status": "PENDING", "item_id": ITEM_ID, "quantity": QUANTITY}
+    orders = sorted({("acme", ORDER_ID), *VALID_BATCH_ORDERS, *MIXED_BATCH_ORDERS})
+    return [
+        *(Record(tenant, "ITEM", ITEM_ID, item) for tenant in ("acme", "globex")),
+        *(Record(tenant, "ORDER", order_id, order) for tenant, order_id in orders),
+    ]
 
 
 def _api(
@@ -91,7 +157,11 @@ def _api(
     tenant: str | None,
     body: Any = None,
     token: Callable[[Context], str | None] | None = None,
+    authorized: bool = True,
 ) -> Callable[[Context], dict[str, Any]]:
+    """An HTTP API request; ``authorized`` when the API's JWT authorizer passes its token on (with
+    its claims, as a deployed HTTP API adds them), False for one it answers 401 itself."""
+
     def build(ctx: Context) -> dict[str, Any]:
         bearer = token(ctx) if token else (ctx.issuer.token(tenant, lifetime=LIFETIME) if tenant else None)
         record_id = path.rsplit("/", 1)[1] if "{id}" in route else None
@@ -102,6 +172,7 @@ def _api(
             route=route,
             body=body,
             path_parameters={"id": record_id} if record_id else {},
+            claims=authorizer_claims(bearer) if authorized and bearer else None,
         )
 
     return build
@@ -202,7 +273,7 @@ _BAD_RECORDS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "wrong_key": _sealed(ring=make_ring({"dev-1": key_bytes("not-the-dev-key")})),
 }
 
-RESERVED = {"reserve_inventory": {"item_id": "widget", "quantity": 2}}
+RESERVED = {"reserve_inventory": {"item_id": ITEM_ID, "quantity": QUANTITY}}
 
 SAMPLES: dict[str, Sample] = {
     # ---------------------------------------------------------------- HTTP API (payload v2)
@@ -224,21 +295,37 @@ SAMPLES: dict[str, Sample] = {
     "api_place_order_acme": Sample(
         "ApiFunction",
         "status 202",
-        _api("POST", "/orders", "/orders", "acme", {"item_id": "widget", "quantity": 2}),
+        _api("POST", "/orders", "/orders", "acme", {"item_id": ITEM_ID, "quantity": QUANTITY}),
     ),
     "api_get_order_acme": Sample(
-        "ApiFunction", "status 404", _api("GET", f"/orders/{ORDER_ID}", "/orders/{id}", "acme")
+        "ApiFunction", "status 200", _api("GET", f"/orders/{ORDER_ID}", "/orders/{id}", "acme")
     ),
+    # A deployed HTTP API's JWT authorizer answers these three 401 itself; the function's own
+    # verification answers them where no authorizer runs (sam local, a misconfigured route).
     "api_missing_token": Sample("ApiFunction", "status 401", _api("GET", "/items", "/items", None)),
     "api_forged_token": Sample(
         "ApiFunction",
         "status 401",
-        _api("GET", "/items", "/items", None, token=lambda ctx: ctx.forger.token("acme", lifetime=LIFETIME)),
+        _api(
+            "GET",
+            "/items",
+            "/items",
+            None,
+            token=lambda ctx: ctx.forger.token("acme", lifetime=LIFETIME),
+            authorized=False,
+        ),
     ),
     "api_expired_token": Sample(
         "ApiFunction",
         "status 401",
-        _api("GET", "/items", "/items", None, token=lambda ctx: ctx.issuer.token("acme", lifetime=-60)),
+        _api(
+            "GET",
+            "/items",
+            "/items",
+            None,
+            token=lambda ctx: ctx.issuer.token("acme", lifetime=-60),
+            authorized=False,
+        ),
     ),
     "api_wildcard_tenant": Sample(
         "ApiFunction",
@@ -251,8 +338,8 @@ SAMPLES: dict[str, Sample] = {
         "failures none",
         _sqs(
             lambda ctx: [
-                _order_record(ctx, "acme", "m-1", order_id="0" * 31 + "1"),
-                _order_record(ctx, "acme", "m-2", order_id="0" * 31 + "2"),
+                _order_record(ctx, tenant, f"m-{n}", order_id=order_id)
+                for n, (tenant, order_id) in enumerate(VALID_BATCH_ORDERS, 1)
             ]
         ),
     ),
@@ -261,8 +348,8 @@ SAMPLES: dict[str, Sample] = {
         "failures none",
         _sqs(
             lambda ctx: [
-                _order_record(ctx, ("acme", "globex")[n % 2], f"m-{n}", order_id=f"{n:032x}")
-                for n in range(10)
+                _order_record(ctx, tenant, f"m-{n}", order_id=order_id)
+                for n, (tenant, order_id) in enumerate(MIXED_BATCH_ORDERS)
             ]
         ),
     ),
@@ -295,9 +382,10 @@ SAMPLES: dict[str, Sample] = {
 
 
 def generate(out: Path = EVENTS_DIR, *, issuer: DevIssuer | None = None) -> list[Path]:
-    """Write every sample and env.json into ``out``; returns the files written."""
+    """Write every sample and env.json into ``out``, and refresh the identity in its
+    env.local.json and env.deployed.json when they exist; returns the files written."""
     issuer = issuer or DevIssuer.from_dev_key()
-    env = environment(issuer)["Parameters"]
+    env = identity(issuer)
     settings = Settings.load(environ=env)
     ctx = Context(
         issuer,
@@ -312,9 +400,14 @@ def generate(out: Path = EVENTS_DIR, *, issuer: DevIssuer | None = None) -> list
         path = out / f"{name}.json"
         path.write_text(json.dumps(sample.build(ctx), indent=2) + "\n")
         written.append(path)
-    env_path = out / "env.json"
-    env_path.write_text(json.dumps(environment(issuer), indent=2) + "\n")
-    return [*written, env_path]
+    write_env_file(out / "env.json", env)
+    written.append(out / "env.json")
+    for derived in (out / LOCAL_ENV, out / DEPLOYED_ENV):
+        if derived.exists():
+            variables = json.loads(derived.read_text())["Parameters"]
+            write_env_file(derived, {**variables, **env})
+            written.append(derived)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import jwt
+
 from tenantscope import StaticKeyRing, seal_input, sign_message
 from tenantscope._config import Settings
 from tenantscope._envelope import (
@@ -55,6 +57,7 @@ __all__ = [
     "RING",
     "RING_DOCUMENT",
     "STATE_MACHINE_ARN",
+    "authorizer_claims",
     "http_api_event",
     "key_bytes",
     "lambda_message_attributes",
@@ -109,6 +112,15 @@ RING = StaticKeyRing(RING_DOCUMENT)
 # --- API Gateway -------------------------------------------------------------------------
 
 
+def authorizer_claims(token: str) -> dict[str, str]:
+    """The claims an HTTP API's JWT authorizer passes on for ``token``: every claim, as a string.
+
+    Read without verification: the token is one the caller just minted.
+    """
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in claims.items()}
+
+
 def http_api_event(
     token: str | None,
     *,
@@ -118,11 +130,22 @@ def http_api_event(
     body: Any = None,
     path_parameters: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    claims: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload v2) proxy event; ``route`` is the matched path pattern."""
+    """An API Gateway HTTP API (payload v2) proxy event; ``route`` is the matched path pattern.
+
+    ``claims`` are the JWT authorizer's (``requestContext.authorizer.jwt.claims``), for a request
+    a deployed API with an authorizer passes on.
+    """
     all_headers = {"content-type": "application/json", **(headers or {})}
     if token is not None:
         all_headers["authorization"] = f"Bearer {token}"
+    request_context: dict[str, Any] = {
+        "http": {"method": method, "path": path},
+        "requestId": str(uuid.uuid4()),
+    }
+    if claims is not None:
+        request_context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
     return {
         "version": "2.0",
         "routeKey": f"{method} {route or path}",
@@ -130,7 +153,7 @@ def http_api_event(
         "rawQueryString": "",
         "headers": all_headers,
         "pathParameters": path_parameters or {},
-        "requestContext": {"http": {"method": method, "path": path}, "requestId": str(uuid.uuid4())},
+        "requestContext": request_context,
         "body": json.dumps(body) if body is not None else None,
         "isBase64Encoded": False,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import uuid
@@ -32,11 +33,15 @@ def reject_constant(name: str) -> Any:
 
 
 def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The JSON object of the request body, or None. Non-integral numbers are parsed as Decimal
-    (boto3's DynamoDB serializer refuses floats); NaN and Infinity, not JSON, are refused."""
+    """The JSON object of the request body, or None. API Gateway base64-encodes a body it takes
+    for binary (``isBase64Encoded``). Non-integral numbers are parsed as Decimal (boto3's DynamoDB
+    serializer refuses floats); NaN and Infinity, not JSON, are refused."""
+    raw = event.get("body") or "{}"
     try:
-        body = json.loads(event.get("body") or "{}", parse_float=Decimal, parse_constant=reject_constant)
-    except ValueError:
+        if event.get("isBase64Encoded") is True:
+            raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        body = json.loads(raw, parse_float=Decimal, parse_constant=reject_constant)
+    except (ValueError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
         return None
     return body if isinstance(body, dict) else None
 

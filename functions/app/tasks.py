@@ -7,14 +7,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from app import items
-from tenantscope import sfn_task, tenant_key
+from tenantscope import LoggableError, sfn_task, tenant_key
 
 
-class InsufficientStock(Exception):
+class InsufficientStock(LoggableError):
     """Not enough stock to reserve: the order fails and nothing is held."""
 
 
-class PaymentDeclined(Exception):
+class PaymentDeclined(LoggableError):
     """The (simulated) payment was declined: the reservation is released."""
 
 
@@ -30,7 +30,7 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            raise InsufficientStock(order["item_id"]) from None
+            raise InsufficientStock(f"not enough stock of item {order['item_id']}") from None
         raise
     return {"item_id": order["item_id"], "quantity": order["quantity"]}
 
@@ -39,7 +39,7 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
 def charge_payment(payload: dict[str, Any], context: Any) -> dict[str, Any]:
     order = payload["input"]
     if order.get("simulate_payment_failure"):
-        raise PaymentDeclined(order["order_id"])
+        raise PaymentDeclined(f"payment declined for order {order['order_id']}")
     return {"charged": True, "reference": f"sim-{order['order_id']}"}
 
 

@@ -9,11 +9,20 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from app import items
-from tenantscope import SqsRecord, current_tenant, sqs_handler, start_execution
+from tenantscope import LoggableError, SqsRecord, current_tenant, sqs_handler, start_execution
 
 logger = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("COMPLETED", "FAILED")
+
+
+class InvalidOrderMessage(LoggableError, ValueError):
+    """The message body names no valid order id."""
+
+
+class OrderNotFound(LoggableError, LookupError):
+    """The message names an order this tenant does not have (it is written before its message
+    is sent, so this is another tenant's order id or a message sent by hand)."""
 
 
 def error_code(error: ClientError) -> str:
@@ -25,10 +34,10 @@ def handler(record: SqsRecord, context: Any) -> None:
     order = record.json
     order_id = items.valid_id(order.get("order_id") if isinstance(order, dict) else None)
     if order_id is None:
-        raise ValueError("order message without a valid order_id")
+        raise InvalidOrderMessage("order message without a valid order_id")
     stored = items.get("ORDER", order_id)
     if stored is None:
-        raise LookupError("order not found for this tenant")
+        raise OrderNotFound(f"order {order_id} not found for this tenant")
     status = stored.get("status")
     if status in FINAL_STATUSES:
         logger.info("order %s already %s; nothing to start", order_id, status)

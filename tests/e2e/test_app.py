@@ -1,10 +1,16 @@
-"""The sample application's own behaviour on the local AWS: numbers in bodies, an order's status
-through the worker and the state machine, redelivered order messages, and the compensation."""
+"""The sample application's own behaviour on the local AWS: numbers in bodies, base64 bodies, an
+order's status through the worker and the state machine, redelivered order messages, and the
+compensation."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,7 +31,7 @@ def aws() -> Iterator[LocalAws]:
     """A fresh local deployment, configured like test_sample_events (events/env.json): the handlers'
     runtimes live as long as the process, as in a Lambda sandbox, so every local deployment of one
     test process must give them the same issuer and key ring."""
-    environment = samples.environment(ISSUER)["Parameters"]
+    environment = samples.identity(ISSUER)
     with local_aws(LOCAL_PARAMETERS, environment=environment) as deployed:
         yield deployed
 
@@ -159,3 +165,36 @@ def test_a_failure_after_the_charge_releases_the_stock_and_refunds(
     }
     # The execution history carries no internal resource name.
     assert aws.physical["AppTable"]["Ref"] not in json.dumps(output)
+
+
+def sam_generated_http_api_event() -> dict[str, Any]:
+    """The HTTP API event `sam local generate-event apigateway http-api-proxy` prints."""
+    sam = Path(sys.executable).with_name("sam")
+    if not sam.exists():
+        pytest.skip(f"aws-sam-cli is not installed: no {sam} (run `make install`)")
+    generated = subprocess.run(
+        [str(sam), "local", "generate-event", "apigateway", "http-api-proxy"],
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    event: dict[str, Any] = json.loads(generated.stdout)
+    return event
+
+
+def test_a_base64_encoded_body_from_sams_own_event_is_decoded(aws: LocalAws) -> None:
+    # GIVEN SAM's sample HTTP API event, whose body is base64 ({"test":"body"}), sent to PUT /items/sam
+    event = sam_generated_http_api_event()
+    assert event["isBase64Encoded"] is True
+    event.update(routeKey="PUT /items/{id}", pathParameters={"id": "sam"})
+    event["headers"]["authorization"] = f"Bearer {ISSUER.token('acme')}"
+    # WHEN the API takes it
+    put = aws.invoke("ApiFunction", event)
+    # THEN the decoded body is the item
+    assert put["statusCode"] == 200, put
+    assert body(aws.http("GET", "/items/sam", ISSUER.token("acme"))) == {"test": "body", "id": "sam"}
+    # A body that claims base64 but is not is a bad request, not an error.
+    for broken in ("not base64!", base64.b64encode(b"\xff\xfe").decode()):
+        assert aws.invoke("ApiFunction", {**event, "body": broken})["statusCode"] == 400

@@ -23,7 +23,7 @@ import tenantscope
 from tenantscope import (
     ConfigurationError, CredentialVendor, CredentialsUnavailable, CrossTenantAccess, DynamoDbReplayGuard,
     FakeSts, Forbidden, InMemoryReplayGuard, InvalidEnvelope, InvalidTenantId, JwksCache, JwksSource,
-    KeyRing, KeysUnavailable, KmsKeyRing, NoTenantContext, NoopTracer, Reason, ReplayGuard,
+    KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, Reason, ReplayGuard,
     ScopedCredentials, SecretsManagerKeyRing, Settings, Span, SqsRecord, SqsRecordHandler,
     StaticJwksSource, StaticKeyRing, StsBackend, StsRefused, StsThrottled, StsUnreachable, TableSpec,
     TemporarilyUnavailable, TenantAuthError, TenantContext, TenantError, TenantJsonFormatter,
@@ -83,6 +83,10 @@ def errors() -> list[type[TenantError]]:
         InvalidTenantId, KeysUnavailable, NoTenantContext, StsRefused, StsThrottled, StsUnreachable,
         TemporarilyUnavailable, TenantAuthError, Unauthorized,
     ]
+
+
+class OrderNotFound(LoggableError, LookupError):
+    pass
 
 
 def everything_else() -> None:

@@ -24,6 +24,7 @@ from tenantscope import (
     CredentialsUnavailable,
     CrossTenantAccess,
     InvalidEnvelope,
+    LoggableError,
     NoopTracer,
     Reason,
     SqsRecord,
@@ -251,6 +252,7 @@ def test_xray_spans_are_subsegments_annotated_and_ended() -> None:
         (CredentialsUnavailable(Reason.STS_UNREACHABLE), True, False),
         (TenantAuthError(Reason.BAD_ENVELOPE_SIGNATURE), False, True),  # what @sfn_task raises
         (InvalidEnvelope(Reason.BAD_ENVELOPE_SIGNATURE), False, True),
+        (LoggableError("order 42 not found for this tenant"), True, False),
     ],
 )
 def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
@@ -262,8 +264,8 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
     (subsegment,) = recorder.subsegments
     (recorded,) = subsegment.exceptions
     assert type(recorded).__name__ == type(error).__name__
-    # Our errors carry a safe reason; anything else is recorded without its message.
-    assert str(recorded) == (str(error) if isinstance(error, TenantError) else "")
+    # Our errors and loggable ones carry a safe reason; anything else is recorded without its message.
+    assert str(recorded) == (str(error) if isinstance(error, TenantError | LoggableError) else "")
     assert (subsegment.fault, subsegment.error) == (fault, client)
     # Searchable, since X-Ray's fault/error keywords only judge a trace by its response.
     reason = {"reason": str(error.reason)} if isinstance(error, TenantError) else {}

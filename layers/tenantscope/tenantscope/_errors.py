@@ -10,6 +10,9 @@ and carry no token or secret.
 - :class:`TemporarilyUnavailable`: a passing outage on our side, retried (503, a retried record).
 - :class:`ConfigurationError`: the function is configured wrongly; nothing works until it is fixed.
 - :class:`NoTenantContext`: tenant-scoped code ran outside a scope.
+
+An application marks its own errors whose messages are safe to log with :class:`LoggableError`;
+any other exception is logged and traced by its type only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "InvalidEnvelope",
     "InvalidTenantId",
     "KeysUnavailable",
+    "LoggableError",
     "NoTenantContext",
     "Reason",
     "StsRefused",
@@ -214,16 +218,34 @@ class KeysUnavailable(TemporarilyUnavailable):
     loaded: a passing outage on our side, not a bad caller."""
 
 
+class LoggableError(Exception):
+    """Base of an application's errors whose messages are safe to log and trace.
+
+    Subclass it for errors a reader of the logs can act on, and keep their messages free of
+    secrets and tenant data other than ids (``order 42 not found for this tenant``)::
+
+        class OrderNotFound(LoggableError, LookupError):
+            pass
+
+    tenantscope then logs and traces the message of such an error, as it does its own.
+    """
+
+
+def _message_is_safe(error: BaseException) -> bool:
+    return isinstance(error, TenantError | LoggableError)
+
+
 def log_reason(error: BaseException) -> str:
-    """What may be logged about ``error``: our own errors carry a safe reason; anything else is
-    named by its type only, since its message may hold data."""
-    return str(error) if isinstance(error, TenantError) else type(error).__name__
+    """What may be logged about ``error``: our own errors and :class:`LoggableError` carry a safe
+    message; anything else is named by its type only, since its message may hold data."""
+    return str(error) if _message_is_safe(error) else type(error).__name__
 
 
 def without_message(error: BaseException) -> BaseException:
-    """``error`` for a log or a trace: ours as they are; any other exception as a stand-in of the
-    same type name and traceback, without its message, which may hold data (a key, an item)."""
-    if isinstance(error, TenantError):
+    """``error`` for a log or a trace: ours and :class:`LoggableError` as they are; any other
+    exception as a stand-in of the same type name and traceback, without its message, which may
+    hold data (a key, an item)."""
+    if _message_is_safe(error):
         return error
     stand_in: BaseException = type(
         type(error).__name__, (Exception,), {"__module__": type(error).__module__}

@@ -1,0 +1,118 @@
+"""LoggableError: an application's own error whose message is safe to log, while any other
+exception's message stays out of logs and traces."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from devtools.issuer import DevIssuer
+from devtools.lambda_events import RING, signed_sqs_record, sqs_event
+from tenantscope import (
+    LoggableError,
+    Reason,
+    SqsRecord,
+    TenantAuthError,
+    api_handler,
+    sqs_handler,
+)
+from tenantscope._credentials import CredentialVendor
+from tenantscope._errors import log_reason, without_message
+from tenantscope._jwt import JwksCache
+from tests.conftest import LambdaContext, http_api_event
+
+
+class OrderNotFound(LoggableError, LookupError):
+    """What an application raises when a message names an order it does not have."""
+
+
+FOREIGN_SECRET = "card 4111111111111111"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OrderNotFound("order 42 not found for this tenant"), "order 42 not found for this tenant"),
+        (TenantAuthError(Reason.UNKNOWN_KID), "unknown kid"),
+        (LookupError(FOREIGN_SECRET), "LookupError"),
+        (RuntimeError(FOREIGN_SECRET), "RuntimeError"),
+    ],
+    ids=["loggable", "tenantscope", "foreign lookup", "foreign runtime"],
+)
+def test_only_loggable_and_tenantscope_messages_are_a_log_reason(error: Exception, reason: str) -> None:
+    assert log_reason(error) == reason
+
+
+def test_a_loggable_error_is_traced_as_it_is_and_a_foreign_one_without_its_message() -> None:
+    loggable = OrderNotFound("order 42 not found for this tenant")
+    assert without_message(loggable) is loggable
+    foreign = LookupError(FOREIGN_SECRET)
+    stand_in = without_message(foreign)
+    assert type(stand_in).__name__ == "LookupError" and str(stand_in) == ""
+
+
+def sqs_raising(vendor: CredentialVendor, error: Exception) -> Any:
+    @sqs_handler(ring=RING, vendor=vendor)
+    def handler(record: SqsRecord, context: Any) -> None:
+        raise error
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("error", "logged", "hidden"),
+    [
+        (OrderNotFound("order 42 not found for this tenant"), "order 42 not found for this tenant", None),
+        (LookupError(FOREIGN_SECRET), "LookupError", FOREIGN_SECRET),
+    ],
+    ids=["loggable", "foreign"],
+)
+def test_a_failed_record_says_why_only_when_the_error_is_loggable(
+    vendor: CredentialVendor,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    logged: str,
+    hidden: str | None,
+) -> None:
+    # GIVEN a worker whose record handler fails
+    handler = sqs_raising(vendor, error)
+    # WHEN a valid record reaches it
+    response = handler(
+        sqs_event([signed_sqs_record("{}", tenant_id="acme", message_id="m-1")]), LambdaContext()
+    )
+    # THEN the record fails, and its log line carries the reason only if the error is loggable
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    (line,) = [r.getMessage() for r in caplog.records if "failed in its handler" in r.getMessage()]
+    assert line == f"tenantscope: SQS record m-1 failed in its handler: {logged}"
+    if hidden is not None:
+        assert hidden not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "shown", "hidden"),
+    [
+        (OrderNotFound("order 42 not found for this tenant"), "order 42 not found for this tenant", None),
+        (ValueError(FOREIGN_SECRET), "ValueError", FOREIGN_SECRET),
+    ],
+    ids=["loggable", "foreign"],
+)
+def test_an_api_handler_error_is_logged_with_its_message_only_when_loggable(
+    issuer: DevIssuer,
+    jwks: JwksCache,
+    vendor: CredentialVendor,
+    caplog: pytest.LogCaptureFixture,
+    error: Exception,
+    shown: str,
+    hidden: str | None,
+) -> None:
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise error
+
+    caplog.set_level(logging.ERROR)
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 500
+    assert shown in caplog.text
+    if hidden is not None:
+        assert hidden not in caplog.text
