@@ -81,4 +81,4 @@ sam-local-test: $(STAMP)
 	$(BIN)/python -m devtools.sam_local_test
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench.py
+	PYTHONPATH=. $(BIN)/python benchmarks/bench.py

@@ -81,15 +81,14 @@ class Bench:
 def bench_api(bench: Bench) -> None:
     import boto3
 
-    from devtools.issuer import DevIssuer
-    from devtools.lambda_events import http_api_event
     from tenantscope import XRayTracer, api_handler, set_tracer, tenant_table
     from tenantscope._config import Settings, TableSpec
     from tenantscope._credentials import Boto3Sts, CredentialVendor
     from tenantscope._jwt import JwksCache, StaticJwksSource
     from tenantscope._policy import session_policy
+    from tenantscope.testing import LocalIssuer, http_api_event
 
-    issuer = DevIssuer.generate()
+    issuer = LocalIssuer.generate()
     token = issuer.token("acme", lifetime=3600)
     event = http_api_event(token)
     jwks = JwksCache(StaticJwksSource(issuer.jwks()))
@@ -184,10 +183,10 @@ def bench_api(bench: Bench) -> None:
 
 # ---------------------------------------------------------------- 2. SQS batch
 def bench_sqs(bench: Bench) -> None:
-    from devtools.lambda_events import QUEUE_ARN, RING, signed_sqs_record, sqs_event
     from tenantscope import FakeSts, sqs_handler
     from tenantscope._config import Settings
     from tenantscope._credentials import CredentialVendor
+    from tenantscope.testing import QUEUE_ARN, RING, signed_sqs_record, sqs_event
 
     settings = Settings.load(environ={})
     tenants = [f"tenant-{n}" for n in range(10)]

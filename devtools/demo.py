@@ -12,43 +12,13 @@ import json
 import logging
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devtools.issuer import DevIssuer
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
+from tenantscope.testing import LocalIssuer, RecordingTracer
 
 TENANTS = ("acme", "globex")
-
-
-class RecordingTracer:
-    """A tracing backend that keeps each span's name and annotations in memory."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict[str, Any]] = []
-
-    @contextmanager
-    def span(self, name: str) -> Iterator[Any]:
-        record: dict[str, Any] = {"name": name, "error": None}
-        self.spans.append(record)
-
-        class Span:
-            def annotate(self, key: str, value: Any) -> None:
-                record[key] = value
-
-            def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
-                record["error"] = type(error).__name__
-
-        try:
-            yield Span()
-        except BaseException as error:
-            record["error"] = type(error).__name__
-            raise
-
-    def trace_header(self) -> str | None:
-        return None
 
 
 class Demo:
@@ -81,8 +51,8 @@ def main() -> int:
     for noisy in ("tenantscope", "moto"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
-    issuer = DevIssuer.generate()
-    forger = DevIssuer.generate()  # the same issuer name and kid, another key
+    issuer = LocalIssuer.generate()
+    forger = LocalIssuer.generate()  # the same issuer name and kid, another key
     jwks_file = Path(tempfile.mkdtemp(prefix="tenantscope-demo-")) / "jwks.json"
     jwks_file.write_text(json.dumps(issuer.jwks()))
     demo = Demo()
@@ -214,14 +184,19 @@ def main() -> int:
             )
             sts_calls = sum(1 for role in served if role.session_name == tenant)
             spans = Counter(
-                s["name"].rsplit(".", 1)[-1] for s in tracer.spans if s.get("tenant_id") == tenant
+                s.name.rsplit(".", 1)[-1] for s in tracer.spans if s.annotations.get("tenant_id") == tenant
             )
             print(
                 f"  {tenant:7} orders {dict(statuses)}; STS AssumeRole calls: {sts_calls}; "
                 f"traced units: {dict(spans)}"
             )
             demo.expect(f"{tenant} credentials were vended once and reused", sts_calls == 1)
-        refused = Counter(s["error"] for s in tracer.spans if s.get("tenant_id") is None and s["error"])
+        refused = Counter(
+            error.__name__
+            for s in tracer.spans
+            if "tenant_id" not in s.annotations
+            for error, _ in s.errors[:1]
+        )
         print(f"  refused before any tenant was trusted: {dict(refused)}")
         set_tracer(None)
 

@@ -27,21 +27,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import (
+from devtools.issuer import dev_issuer
+from tenantscope import StaticKeyRing
+from tenantscope._config import Settings
+from tenantscope.testing import (
     ACCOUNT_ID,
     REGION,
+    LocalIssuer,
     authorizer_claims,
     http_api_event,
     key_bytes,
     make_ring,
+    ring_spec,
     sealed_input,
     signed_sqs_record,
     sqs_event,
     task_event,
 )
-from tenantscope import StaticKeyRing
-from tenantscope._config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = ROOT / "events"
@@ -97,8 +99,8 @@ def outcome(response: Any) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    issuer: DevIssuer
-    forger: DevIssuer
+    issuer: LocalIssuer
+    forger: LocalIssuer
     ring: StaticKeyRing
     settings: Settings
     now: int
@@ -109,14 +111,12 @@ def dev_ring_document() -> dict[str, Any]:
     return document
 
 
-def identity(issuer: DevIssuer) -> dict[str, str]:
+def identity(issuer: LocalIssuer) -> dict[str, str]:
     """What every env file sets: the development JWKS and key ring, inline (refused in a deployed
     function), and envelope lifetimes as long as the samples'."""
     return {
-        "TENANTSCOPE_JWT_ISSUER": issuer.issuer,
-        "TENANTSCOPE_JWT_AUDIENCE": issuer.audience,
-        "TENANTSCOPE_JWKS_URL": "inline:" + json.dumps(issuer.jwks(), separators=(",", ":")),
-        "TENANTSCOPE_SIGNING_KEYS": "inline:" + json.dumps(dev_ring_document(), separators=(",", ":")),
+        **issuer.environment(),
+        "TENANTSCOPE_SIGNING_KEYS": ring_spec(dev_ring_document()),
         "TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS": str(LIFETIME),
         "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS": str(LIFETIME),
     }
@@ -381,15 +381,15 @@ SAMPLES: dict[str, Sample] = {
 }
 
 
-def generate(out: Path = EVENTS_DIR, *, issuer: DevIssuer | None = None) -> list[Path]:
+def generate(out: Path = EVENTS_DIR, *, issuer: LocalIssuer | None = None) -> list[Path]:
     """Write every sample and env.json into ``out``, and refresh the identity in its
     env.local.json and env.deployed.json when they exist; returns the files written."""
-    issuer = issuer or DevIssuer.from_dev_key()
+    issuer = issuer or dev_issuer()
     env = identity(issuer)
     settings = Settings.load(environ=env)
     ctx = Context(
         issuer,
-        DevIssuer.generate(kid=issuer.kid),
+        LocalIssuer.generate(kid=issuer.kid),
         StaticKeyRing(dev_ring_document()),
         settings,
         int(time.time()),

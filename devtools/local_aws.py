@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
-from devtools.lambda_events import http_api_event, record_from_received, sqs_event
+from tenantscope.testing import LambdaContext, http_api_event, record_from_received, sqs_event
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -124,24 +124,14 @@ class LocalFunction:
     def arn(self) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
 
+    def context(self) -> LambdaContext:
+        """The context object of one invocation of this function."""
+        return LambdaContext(self.name, request_id=str(uuid.uuid4()), timeout=self.timeout)
+
     def load(self) -> Callable[[Any, Any], Any]:
         module, _, attribute = self.handler.rpartition(".")
         handler: Callable[[Any, Any], Any] = getattr(importlib.import_module(module), attribute)
         return handler
-
-
-class LambdaContext:
-    """The attributes of Lambda's context object that the application reads."""
-
-    def __init__(self, function: LocalFunction) -> None:
-        self.function_name = function.name
-        self.invoked_function_arn = function.arn
-        self.aws_request_id = str(uuid.uuid4())
-        self.memory_limit_in_mb = 512
-        self._deadline = time.monotonic() + function.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class LocalAws:
@@ -401,7 +391,7 @@ class LocalAws:
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Call a function's handler as Lambda would (one invocation at a time)."""
         function = self.functions[logical_id]
-        return function.load()(event, LambdaContext(function))
+        return function.load()(event, function.context())
 
     def route(self, method: str, path: str) -> tuple[LocalFunction, str, dict[str, str]]:
         """The function, route key and path parameters for an HTTP request."""

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devtools.local_aws import ROOT, LambdaContext, LocalFunction, load_template
+from devtools.local_aws import ROOT, LocalFunction, load_template
+from tenantscope.testing import LambdaContext
 
 
 def function_of(logical_id: str) -> LocalFunction:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = function.load()
     for path in events:
         event = json.loads(Path(path).read_text())
-        print(json.dumps(invoke(handler, event, LambdaContext(function)), default=str), flush=True)
+        print(json.dumps(invoke(handler, event, function.context()), default=str), flush=True)
     return 0
 
 

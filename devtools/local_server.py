@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devtools.events import EVENTS_DIR, LOCAL_ENV, identity, seed, write_env_file
-from devtools.issuer import DevIssuer
+from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, ROOT, LocalAws, use_local_credentials
 from devtools.stack_env import stack_environment
 
@@ -257,7 +257,7 @@ def start(
         state = _spawn(state_dir, port, hosts)
     aws = _create_stack(state.endpoint)
     resources = stack_environment(_outputs(aws))
-    dev_identity = identity(DevIssuer.from_dev_key())
+    dev_identity = identity(dev_issuer())
     records = _seed({**dev_identity, **resources})
     # The functions run in containers: every address of the local AWS becomes the one they reach.
     container_endpoint = f"http://{container_host or gateway or DOCKER_DESKTOP_HOST}:{port}"

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from devtools.events import outcome
-from devtools.issuer import DevIssuer
+from devtools.issuer import dev_issuer
 from devtools.local_aws import REGION, ROOT
 from devtools.local_server import STATE_DIR, free_port, read_state, stop
+from tenantscope.testing import LocalIssuer
 
 README = ROOT / "README.md"
 SECTION = "### Invoke locally"
@@ -186,9 +187,9 @@ def request(base: str, method: str, path: str, token: str | None, body: Any = No
 
 def run_start_api(report: Report, log: Path) -> None:
     print("sam local start-api on 127.0.0.1:")
-    issuer = DevIssuer.from_dev_key()
+    issuer = dev_issuer()
     acme, globex = issuer.token("acme"), issuer.token("globex")
-    forged = DevIssuer.generate(kid=issuer.kid).token("acme")
+    forged = LocalIssuer.generate(kid=issuer.kid).token("acme")
     item = {"name": "start-api widget", "stock": 5}
     order = {"item_id": "api-widget", "quantity": 1}
     refused = {"message": "Unauthorized"}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.events import DEPLOYED_ENV, EVENTS_DIR, identity, write_env_file
-from devtools.issuer import DevIssuer
+from devtools.issuer import dev_issuer
 
 # The outputs the functions' resource variables come from (template.yaml, Outputs).
 OUTPUTS = ("AppTableName", "ReplayTableName", "TenantRoleArn", "OrderQueueUrl", "OrderStateMachineArn")
@@ -53,7 +53,7 @@ def write_deployed_env(stack: str, cloudformation: Any, out: Path) -> dict[str, 
     """Write ``out`` for ``stack``; returns its variables. An empty AWS_ENDPOINT_URL keeps a local
     one from the shell (which SAM would pass on) from redirecting the functions."""
     variables = {
-        **identity(DevIssuer.from_dev_key()),
+        **identity(dev_issuer()),
         **stack_environment(stack_outputs(stack, cloudformation)),
         "AWS_ENDPOINT_URL": "",
     }

@@ -10,12 +10,17 @@ from typing import Any
 import jwt
 import pytest
 
-from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
-from devtools.lambda_events import http_api_event, rest_api_event
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from tenantscope import _credentials
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
-from tenantscope.testing import LambdaContext, reset_process_state
+from tenantscope.testing import (
+    LambdaContext,
+    LocalIssuer,
+    http_api_event,
+    reset_process_state,
+    rest_api_event,
+)
 
 __all__ = ["LambdaContext", "http_api_event", "rest_api_event"]
 
@@ -25,14 +30,14 @@ REGION = "us-east-1"
 
 
 @pytest.fixture(scope="session")
-def issuer() -> DevIssuer:
-    return DevIssuer.generate()
+def issuer() -> LocalIssuer:
+    return LocalIssuer.generate()
 
 
 @pytest.fixture(scope="session")
-def foreign_issuer() -> DevIssuer:
+def foreign_issuer() -> LocalIssuer:
     """A different key pair that also claims to be the development issuer."""
-    return DevIssuer.generate(kid="dev-key-1")
+    return LocalIssuer.generate(kid="dev-key-1")
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +115,7 @@ def no_secret_reaches_a_log(
 
 
 @pytest.fixture
-def jwks_source(issuer: DevIssuer) -> StaticJwksSource:
+def jwks_source(issuer: LocalIssuer) -> StaticJwksSource:
     return StaticJwksSource(issuer.jwks())
 
 

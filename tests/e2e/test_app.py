@@ -17,12 +17,12 @@ import boto3
 import pytest
 
 from devtools import events as samples
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import http_api_event, record_from_received, sqs_event
+from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
 from tenantscope import tenant_key, tenant_scope, tenant_table
+from tenantscope.testing import http_api_event, record_from_received, sqs_event
 
-ISSUER = DevIssuer.from_dev_key()
+ISSUER = dev_issuer()
 WORKER = "OrderWorkerFunction"
 
 

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from devtools import events as samples
-from devtools.issuer import DevIssuer
+from devtools.issuer import dev_issuer
 from devtools.local_aws import REGION
 from devtools.local_server import LOOPBACK, bridge_gateway, free_port
 from tests.e2e.conftest import local_server
@@ -74,7 +74,7 @@ def test_start_creates_the_stack_seeds_it_and_writes_the_env_file(running: tuple
     gateway = bridge_gateway()
     assert variables["AWS_ENDPOINT_URL"] == f"http://{gateway or 'host.docker.internal'}:{port}"
     assert variables["ORDER_QUEUE_URL"].startswith(variables["AWS_ENDPOINT_URL"] + "/")
-    assert variables.items() >= samples.identity(DevIssuer.from_dev_key()).items()
+    assert variables.items() >= samples.identity(dev_issuer()).items()
     # The seed is in the table the env file names, under each record's tenant.
     table = variables["APP_TABLE_NAME"]
     stored = dynamodb(port).scan(TableName=table)["Items"]  # type: ignore[attr-defined]

@@ -24,13 +24,13 @@ import jwt
 import pytest
 
 from devtools import events as samples
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import signed_sqs_record, sqs_event
+from devtools.issuer import dev_issuer
 from devtools.local_aws import ROOT, load_template
 from devtools.local_server import free_port
 from devtools.sam import read_env_vars, resolved_environment
 from tenantscope import StaticKeyRing
 from tenantscope._config import Settings
+from tenantscope.testing import signed_sqs_record, sqs_event
 from tests.e2e.conftest import local_server
 
 COMMITTED = ROOT / "events"
@@ -120,7 +120,7 @@ def responses(generated: Path, environments: dict[str, dict[str, str]], home: Pa
                 *(str(generated / f"{n}.json") for n in names),
             ],
             cwd=home,
-            env={**environments[function], "HOME": str(home)},
+            env={**environments[function], "HOME": str(home), "PYTHONPATH": str(ROOT)},  # devtools
             capture_output=True,
             text=True,
             timeout=300,
@@ -155,7 +155,7 @@ def test_sam_passes_every_env_file_entry_to_the_functions_that_need_it(
         reached = [name for name in FUNCTIONS if environments[name].get(variable) == value]
         assert reached, f"SAM passes {variable} to no function: template.yaml does not declare it"
     # Every function verifies tokens or envelopes and calls AWS: these reach each of them.
-    everywhere = [*samples.identity(DevIssuer.from_dev_key()), "AWS_ENDPOINT_URL", "TENANTSCOPE_ROLE_ARN"]
+    everywhere = [*samples.identity(dev_issuer()), "AWS_ENDPOINT_URL", "TENANTSCOPE_ROLE_ARN"]
     for name in FUNCTIONS:
         missing = [v for v in everywhere if environments[name].get(v) != entries[v]]
         assert not missing, f"SAM does not pass {missing} to {name}"
@@ -170,7 +170,7 @@ def run_worker(environment: dict[str, str], event: dict[str, Any], home: Path) -
     ran = subprocess.run(
         [sys.executable, "-m", "devtools.local_invoke", "OrderWorkerFunction", str(path)],
         cwd=home,
-        env={**environment, "HOME": str(home)},
+        env={**environment, "HOME": str(home), "PYTHONPATH": str(ROOT)},  # devtools
         capture_output=True,
         text=True,
         timeout=120,
@@ -240,7 +240,7 @@ def test_make_events_refreshes_the_identity_of_the_local_and_deployed_env_files(
     # THEN each has the current identity and keeps its resources
     for name in MACHINE_ENV_FILES:
         variables = load(tmp_path, name.removesuffix(".json"))["Parameters"]
-        assert variables == {**samples.identity(DevIssuer.from_dev_key()), "APP_TABLE_NAME": "my-table"}
+        assert variables == {**samples.identity(dev_issuer()), "APP_TABLE_NAME": "my-table"}
 
 
 def test_committed_samples_are_named_source_scenario() -> None:
@@ -250,7 +250,7 @@ def test_committed_samples_are_named_source_scenario() -> None:
 
 
 def test_committed_tokens_are_signed_by_the_development_issuer() -> None:
-    issuer = DevIssuer.from_dev_key()
+    issuer = dev_issuer()
     jwks = json.loads(load(COMMITTED, "env")["Parameters"]["TENANTSCOPE_JWKS_URL"].removeprefix("inline:"))
     assert jwks == issuer.jwks()
     for name in samples.SAMPLES:

@@ -16,18 +16,18 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from devtools.lambda_events import (
+from tenantscope._config import Settings
+from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope.cli import main
+from tenantscope.testing import (
     KEY,
     RING,
     RING_DOCUMENT,
     record_from_received,
+    reset_process_state,
     ring_spec,
     task_event,
 )
-from tenantscope._config import Settings
-from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
-from tenantscope.cli import main
-from tenantscope.testing import reset_process_state
 from tests.conftest import REGION
 
 

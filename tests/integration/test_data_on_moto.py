@@ -16,7 +16,6 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import NoCredentialsError
 
-from devtools.issuer import DevIssuer
 from tenantscope import (
     CrossTenantAccess,
     NoTenantContext,
@@ -31,7 +30,7 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
-from tenantscope.testing import reset_process_state
+from tenantscope.testing import LocalIssuer, reset_process_state
 from tests.conftest import REGION, ROLE_ARN, TABLE, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
 
@@ -185,7 +184,7 @@ def test_session_policy_strategy_sends_the_policy_to_sts(
 
 
 def test_thousand_invocations_over_ten_tenants_make_ten_assume_role_calls(
-    issuer: DevIssuer, jwks: JwksCache, sts_vendor: CredentialVendor
+    issuer: LocalIssuer, jwks: JwksCache, sts_vendor: CredentialVendor
 ) -> None:
     # GIVEN one deployed handler that writes and reads its tenant's item
     @api_handler(jwks=jwks)

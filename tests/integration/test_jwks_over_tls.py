@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devtools.issuer import DevIssuer
 from tenantscope import ConfigurationError, KeysUnavailable, Reason
 from tenantscope._jwt import JwksCache, UrlJwksSource
+from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
 
 
@@ -126,19 +126,21 @@ def trust(certificate: tuple[Path, Path]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certificate[0]))
 
 
-def jwks_response(issuer: DevIssuer) -> tuple[int, dict[str, str], bytes]:
+def jwks_response(issuer: LocalIssuer) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json"}, json.dumps(issuer.jwks()).encode()
 
 
 def test_the_issuers_keys_are_fetched_over_tls(
-    issuer_site: Server, trust: ssl.SSLContext, issuer: DevIssuer
+    issuer_site: Server, trust: ssl.SSLContext, issuer: LocalIssuer
 ) -> None:
     issuer_site.routes["/jwks.json"] = jwks_response(issuer)
     source = UrlJwksSource(f"{issuer_site.base}/jwks.json", ssl_context=trust)
     assert source.fetch() == issuer.jwks()
 
 
-def test_an_issuer_certificate_that_is_not_trusted_is_refused(issuer_site: Server, issuer: DevIssuer) -> None:
+def test_an_issuer_certificate_that_is_not_trusted_is_refused(
+    issuer_site: Server, issuer: LocalIssuer
+) -> None:
     issuer_site.routes["/jwks.json"] = jwks_response(issuer)
     with pytest.raises(URLError, match="CERTIFICATE_VERIFY_FAILED"):
         UrlJwksSource(f"{issuer_site.base}/jwks.json").fetch()
@@ -148,8 +150,8 @@ def test_a_redirect_to_plain_http_is_refused_and_never_followed(
     issuer_site: Server,
     attacker_site: Server,
     trust: ssl.SSLContext,
-    issuer: DevIssuer,
-    foreign_issuer: DevIssuer,
+    issuer: LocalIssuer,
+    foreign_issuer: LocalIssuer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # GIVEN the issuer's JWKS URL redirects to plain HTTP, where someone else's keys wait
@@ -169,7 +171,7 @@ def test_a_redirect_to_plain_http_is_refused_and_never_followed(
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_every_redirect_is_refused_even_to_the_same_https_site(
-    issuer_site: Server, trust: ssl.SSLContext, issuer: DevIssuer, status: int
+    issuer_site: Server, trust: ssl.SSLContext, issuer: LocalIssuer, status: int
 ) -> None:
     issuer_site.routes["/jwks.json"] = (status, {"Location": "/keys.json"}, b"")
     issuer_site.routes["/keys.json"] = jwks_response(issuer)
@@ -180,7 +182,7 @@ def test_every_redirect_is_refused_even_to_the_same_https_site(
 
 
 def test_a_jwks_file_is_refused_in_a_deployed_function(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, issuer: DevIssuer
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, issuer: LocalIssuer
 ) -> None:
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps(issuer.jwks()))

@@ -14,17 +14,6 @@ from typing import Any
 
 import pytest
 
-from devtools.lambda_events import (
-    ATTR_ENVELOPE,
-    ATTR_SIGNATURE,
-    ATTR_TENANT,
-    RING,
-    RING_DOCUMENT,
-    record_from_received,
-    ring_spec,
-    sqs_event,
-    task_event,
-)
 from tenantscope import (
     Forbidden,
     InvalidEnvelope,
@@ -40,10 +29,18 @@ from tenantscope import (
 )
 from tenantscope._config import Settings
 from tenantscope._credentials import CredentialVendor
-from tenantscope._envelope import SFN_KEY
+from tenantscope._envelope import ATTR_ENVELOPE, ATTR_SIGNATURE, ATTR_TENANT, SFN_KEY
 from tenantscope._producer import queue_arn_from_url
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
-from tenantscope.testing import reset_process_state
+from tenantscope.testing import (
+    RING,
+    RING_DOCUMENT,
+    record_from_received,
+    reset_process_state,
+    ring_spec,
+    sqs_event,
+    task_event,
+)
 from tests.conftest import LambdaContext
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}

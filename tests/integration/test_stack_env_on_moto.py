@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from devtools import stack_env
 from devtools.events import identity
-from devtools.issuer import DevIssuer
+from devtools.issuer import dev_issuer
 from devtools.sam import read_env_vars, resolved_environment
 from tests.conftest import REGION
 
@@ -54,7 +54,7 @@ def test_the_env_file_has_the_identity_and_the_stacks_resources(
     )
     variables = json.loads(out.read_text())["Parameters"]
     assert variables == {
-        **identity(DevIssuer.from_dev_key()),
+        **identity(dev_issuer()),
         "APP_TABLE_NAME": OUTPUTS["AppTableName"],
         "TENANTSCOPE_TABLES": f"{OUTPUTS['AppTableName']}=pk",
         "TENANTSCOPE_REPLAY_TABLE": OUTPUTS["ReplayTableName"],

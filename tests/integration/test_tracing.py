@@ -22,17 +22,6 @@ from typing import Any
 import boto3
 import pytest
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import (
-    KEY,
-    QUEUE_ARN,
-    RING,
-    RING_DOCUMENT,
-    record_from_received,
-    sfn_task_event,
-    signed_sqs_record,
-    sqs_event,
-)
 from tenantscope import (
     NoopTracer,
     SqsRecord,
@@ -50,6 +39,17 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
+from tenantscope.testing import (
+    KEY,
+    QUEUE_ARN,
+    RING,
+    RING_DOCUMENT,
+    LocalIssuer,
+    record_from_received,
+    sfn_task_event,
+    signed_sqs_record,
+    sqs_event,
+)
 from tests.conftest import REGION, TABLE, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
 
@@ -198,7 +198,7 @@ class Secrets:
 
 
 @pytest.fixture
-def secrets(issuer: DevIssuer) -> Secrets:
+def secrets(issuer: LocalIssuer) -> Secrets:
     return Secrets()
 
 
@@ -212,7 +212,7 @@ def put_and_get(item_id: str) -> None:
 
 
 def test_an_api_call_is_one_annotated_subsegment_with_sts_and_dynamodb_under_it(
-    xray: XRay, sts_vendor: CredentialVendor, issuer: DevIssuer, jwks: JwksCache, secrets: Secrets
+    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
 ) -> None:
     @api_handler(jwks=jwks)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -241,7 +241,7 @@ def test_an_api_call_is_one_annotated_subsegment_with_sts_and_dynamodb_under_it(
 
 
 def test_a_refused_api_call_is_marked_as_a_client_error_without_a_tenant(
-    xray: XRay, sts_vendor: CredentialVendor, issuer: DevIssuer, jwks: JwksCache, secrets: Secrets
+    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
 ) -> None:
     @api_handler(jwks=jwks)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -425,7 +425,7 @@ def receive_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_state_machine(
-    xray: XRay, sts_vendor: CredentialVendor, issuer: DevIssuer, jwks: JwksCache, secrets: Secrets
+    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
 ) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName=QUEUE_ARN.rsplit(":", 1)[1])["QueueUrl"]
@@ -462,7 +462,7 @@ def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_state_ma
 
 
 def test_start_execution_in_an_api_scope_continues_the_api_span(
-    xray: XRay, sts_vendor: CredentialVendor, issuer: DevIssuer, jwks: JwksCache, secrets: Secrets
+    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
 ) -> None:
     sfn, started = recording_sfn_client()
     machine_arn = state_machine(sfn)
@@ -483,7 +483,7 @@ def test_start_execution_in_an_api_scope_continues_the_api_span(
 def test_an_unsampled_invocation_records_nothing_and_passes_the_decision_on(
     xray: XRay,
     sts_vendor: CredentialVendor,
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     jwks: JwksCache,
     secrets: Secrets,
     monkeypatch: pytest.MonkeyPatch,
@@ -514,7 +514,7 @@ def test_an_unsampled_invocation_records_nothing_and_passes_the_decision_on(
 def test_with_tracing_off_the_same_calls_emit_nothing_and_raise_nothing(
     aws: None,
     sts_vendor: CredentialVendor,
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     jwks: JwksCache,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

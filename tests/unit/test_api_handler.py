@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
 from tenantscope import (
     CrossTenantAccess,
     NoTenantContext,
@@ -20,6 +19,7 @@ from tenantscope import (
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope.testing import LocalIssuer
 from tests.conftest import LambdaContext, http_api_event, rest_api_event
 
 
@@ -40,7 +40,7 @@ def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) ->
 
 
 def test_http_api_v2_runs_handler_as_token_tenant(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
 ) -> None:
     handler = make_handler(jwks, vendor)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
@@ -56,7 +56,7 @@ def test_http_api_v2_runs_handler_as_token_tenant(
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
 @pytest.mark.parametrize("multi_value", [False, True])
 def test_rest_api_v1_headers_any_case_and_multi_value(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, header_name: str, multi_value: bool
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, header_name: str, multi_value: bool
 ) -> None:
     handler = make_handler(jwks, vendor)
     event = rest_api_event(issuer.token("globex"), header_name=header_name, multi_value=multi_value)
@@ -65,7 +65,7 @@ def test_rest_api_v1_headers_any_case_and_multi_value(
 
 @pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
 def test_bearer_scheme_is_case_insensitive(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, scheme: str
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, scheme: str
 ) -> None:
     handler = make_handler(jwks, vendor)
     event = http_api_event(None, headers={"Authorization": f"{scheme} {issuer.token('acme')}"})
@@ -73,7 +73,7 @@ def test_bearer_scheme_is_case_insensitive(
 
 
 def test_two_different_authorization_values_are_ambiguous(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     handler = make_handler(jwks, vendor)
     event = rest_api_event(issuer.token("acme"), multi_value=True)
@@ -83,7 +83,7 @@ def test_two_different_authorization_values_are_ambiguous(
 
 
 def test_lambda_tenant_isolation_mode_must_match_token(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, fake_sts: FakeSts
 ) -> None:
     handler = make_handler(jwks, vendor)
     ok = handler(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="acme"))
@@ -102,7 +102,7 @@ def test_lambda_tenant_isolation_mode_must_match_token(
     ],
 )
 def test_handler_errors_map_to_bodies_without_internals(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, raised: Exception, status: int
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, raised: Exception, status: int
 ) -> None:
     handler = make_handler(jwks, vendor, body=raised)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
@@ -115,7 +115,7 @@ def test_handler_errors_map_to_bodies_without_internals(
 
 
 def test_sts_failure_is_503_and_handler_never_runs(
-    issuer: DevIssuer, jwks: JwksCache, fake_sts: FakeSts
+    issuer: LocalIssuer, jwks: JwksCache, fake_sts: FakeSts
 ) -> None:
     fake_sts.refuse = True
     handler = make_handler(jwks, CredentialVendor(fake_sts, sleep=lambda _: None))
@@ -134,7 +134,7 @@ def test_missing_token_is_401_with_www_authenticate(jwks: JwksCache, vendor: Cre
 
 
 def test_misconfiguration_fails_closed_with_500(
-    monkeypatch: pytest.MonkeyPatch, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    monkeypatch: pytest.MonkeyPatch, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     monkeypatch.delenv("TENANTSCOPE_JWT_ISSUER")
     handler = make_handler(jwks, vendor)
@@ -144,7 +144,7 @@ def test_misconfiguration_fails_closed_with_500(
 
 
 def test_explicit_settings_override_environment(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(jwt_audience=("another-client",)))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def test_explicit_settings_override_environment(
 
 
 def test_an_explicit_audience_string_is_one_audience_not_a_substring(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(jwt_audience="my-client"))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def test_an_explicit_audience_string_is_one_audience_not_a_substring(
 
 
 def test_issuer_keys_that_never_loaded_are_a_503_not_a_401(
-    issuer: DevIssuer, jwks_source: StaticJwksSource, vendor: CredentialVendor
+    issuer: LocalIssuer, jwks_source: StaticJwksSource, vendor: CredentialVendor
 ) -> None:
     # GIVEN an issuer whose JWKS endpoint is down from cold start
     jwks_source.fail = True
@@ -182,7 +182,7 @@ def test_issuer_keys_that_never_loaded_are_a_503_not_a_401(
 
 
 def test_a_handler_error_is_logged_without_its_message(
-    issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
 ) -> None:
     handler = make_handler(jwks, vendor, body=ValueError("card 4111111111111111 declined"))
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 500

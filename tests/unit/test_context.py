@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import tenantscope
-from devtools.lambda_events import QUEUE_ARN, RING
 from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
@@ -28,6 +27,7 @@ from tenantscope import (
     tenant_scope,
 )
 from tenantscope._context import active_scope
+from tenantscope.testing import QUEUE_ARN, RING
 
 
 def test_no_scope_raises() -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
 from tenantscope import NoTenantContext, api_handler, current_tenant, tenant_scope
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
+from tenantscope.testing import LocalIssuer
 from tests.conftest import LambdaContext, http_api_event
 
 TENANTS = [f"tenant-{n:02d}" for n in range(25)]
@@ -57,7 +57,7 @@ def invoke(handler: Any, token: str, tenant: str, fail: bool) -> tuple[int, str]
 
 
 @pytest.fixture
-def tokens(issuer: DevIssuer) -> dict[str, str]:
+def tokens(issuer: LocalIssuer) -> dict[str, str]:
     return {tenant: issuer.token(tenant) for tenant in TENANTS}
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
 from tenantscope import ConfigurationError, KeysUnavailable
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
+from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
 
 TTL = 600.0
@@ -29,7 +29,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def source(issuer: DevIssuer) -> StaticJwksSource:
+def source(issuer: LocalIssuer) -> StaticJwksSource:
     return StaticJwksSource(issuer.jwks())
 
 
@@ -39,16 +39,16 @@ def cache(source: StaticJwksSource, clock: FakeClock) -> JwksCache:
 
 
 @pytest.fixture(scope="module")
-def rotated() -> DevIssuer:
+def rotated() -> LocalIssuer:
     """The issuer's next signing key, published under a new kid."""
-    return DevIssuer.generate(kid="dev-key-2")
+    return LocalIssuer.generate(kid="dev-key-2")
 
 
 # --- lifespan --------------------------------------------------------------------------------------
 
 
 def test_keys_are_cached_for_the_ttl_and_refetched_after(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN a first lookup, which fetches
     assert cache.get(issuer.kid) is not None
@@ -65,7 +65,7 @@ def test_keys_are_cached_for_the_ttl_and_refetched_after(
 
 
 def test_a_key_removed_by_rotation_disappears_after_the_ttl(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer, rotated: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
 ) -> None:
     assert cache.get(issuer.kid) is not None
     # GIVEN the issuer rotated: the old key is withdrawn, a new one published
@@ -97,7 +97,7 @@ def test_flood_of_unknown_kids_fetches_at_most_once_per_interval(
 
 
 def test_flood_just_before_the_interval_ends_fetches_nothing(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     assert cache.get(issuer.kid) is not None
     clock.advance(INTERVAL - 0.001)
@@ -106,7 +106,7 @@ def test_flood_just_before_the_interval_ends_fetches_nothing(
 
 
 def test_new_kid_is_found_once_the_interval_has_passed(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer, rotated: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
 ) -> None:
     # GIVEN keys fetched before the issuer published a new kid
     assert cache.get(issuer.kid) is not None
@@ -147,7 +147,7 @@ def test_concurrent_unknown_kids_make_a_single_fetch(cache: JwksCache, source: S
 
 
 def test_failed_fetch_keeps_the_last_good_keys_even_after_the_ttl(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN keys fetched once
     good = cache.get(issuer.kid)
@@ -164,7 +164,7 @@ def test_failed_fetch_keeps_the_last_good_keys_even_after_the_ttl(
 
 
 def test_failing_source_is_retried_at_a_bounded_rate(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN a source that is down from the start
     source.fail = True
@@ -199,7 +199,7 @@ def test_broken_document_keeps_the_last_good_keys(
     cache: JwksCache,
     source: StaticJwksSource,
     clock: FakeClock,
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     document: dict[str, Any],
 ) -> None:
     good = cache.get(issuer.kid)
@@ -214,7 +214,7 @@ def test_broken_document_keeps_the_last_good_keys(
 
 
 def test_preload_fetches_once_and_later_lookups_use_the_cache(
-    cache: JwksCache, source: StaticJwksSource, issuer: DevIssuer
+    cache: JwksCache, source: StaticJwksSource, issuer: LocalIssuer
 ) -> None:
     cache.preload()
     assert source.fetches == 1
@@ -226,7 +226,7 @@ def test_preload_swallows_errors(
     cache: JwksCache,
     source: StaticJwksSource,
     clock: FakeClock,
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # GIVEN a source that is down at cold start
@@ -246,7 +246,7 @@ def test_preload_swallows_errors(
 # --- which keys are kept ---------------------------------------------------------------------------
 
 
-def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: DevIssuer, rotated: DevIssuer) -> None:
+def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: LocalIssuer, rotated: LocalIssuer) -> None:
     # GIVEN a JWKS mixing one good key with keys that must be skipped
     jwk = issuer.jwk()
     document = {
@@ -294,7 +294,7 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: DevIssuer, rotated
         assert cache.get(kid) is None, kid
 
 
-def test_key_without_use_is_a_signing_key(issuer: DevIssuer) -> None:
+def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     jwk = {k: v for k, v in issuer.jwk().items() if k != "use"}
     cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
     assert cache.get(issuer.kid) is not None
@@ -331,7 +331,7 @@ def write_json(path: Path, document: object) -> str:
     return path.as_uri()
 
 
-def test_file_url_fetches_a_real_jwks(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_file_url_fetches_a_real_jwks(tmp_path: Path, issuer: LocalIssuer) -> None:
     # GIVEN the development issuer's JWKS in a file
     url = write_json(tmp_path / "jwks.json", issuer.jwks())
     source = UrlJwksSource(url)
@@ -350,7 +350,7 @@ def test_document_at_the_size_limit_is_accepted(tmp_path: Path) -> None:
     assert UrlJwksSource(url).fetch() == document
 
 
-def test_oversized_document_is_refused(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:
     # GIVEN a JWKS padded beyond 256 KiB
     url = write_json(tmp_path / "jwks.json", {**issuer.jwks(), "pad": "x" * MAX_JWKS_BYTES})
     # THEN fetching it fails
@@ -361,13 +361,13 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: DevIssuer) -> Non
         JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid)
 
 
-def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:
     url = write_json(tmp_path / "jwks.json", issuer.jwks()["keys"])
     with pytest.raises(ValueError, match="not an object"):
         UrlJwksSource(url).fetch()
 
 
-def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: DevIssuer) -> None:
+def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: LocalIssuer) -> None:
     # GIVEN keys fetched from a file that then disappears
     path = tmp_path / "jwks.json"
     clock = FakeClock()

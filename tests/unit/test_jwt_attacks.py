@@ -24,11 +24,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER, DevIssuer
+from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from tenantscope import api_handler, current_tenant
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
-from tenantscope.testing import reset_process_state
+from tenantscope.testing import LocalIssuer, reset_process_state
 from tests.conftest import LambdaContext, http_api_event
 
 # --------------------------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def segment(value: object) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
-def rs256(issuer: DevIssuer, signing_input: str) -> str:
+def rs256(issuer: LocalIssuer, signing_input: str) -> str:
     return b64url(issuer.private_key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()))
 
 
@@ -65,9 +65,9 @@ def parts(token: str) -> list[str]:
 class Keys:
     """The real issuer, a foreign key pair with the same kid, and an attacker with its own key."""
 
-    issuer: DevIssuer
-    foreign: DevIssuer
-    attacker: DevIssuer
+    issuer: LocalIssuer
+    foreign: LocalIssuer
+    attacker: LocalIssuer
 
     def header(self, **changes: Any) -> dict[str, Any]:
         return {"alg": "RS256", "typ": "JWT", "kid": self.issuer.kid, **changes}
@@ -92,7 +92,7 @@ class Keys:
         header: dict[str, Any] | None = None,
         claims: dict[str, Any] | None = None,
         *,
-        by: DevIssuer | None = None,
+        by: LocalIssuer | None = None,
     ) -> str:
         """A token RS256-signed by ``by`` (default: the real issuer)."""
         signer = by or self.issuer
@@ -100,13 +100,13 @@ class Keys:
 
 
 @pytest.fixture(scope="session")
-def attacker() -> DevIssuer:
+def attacker() -> LocalIssuer:
     """An attacker's own key pair; it claims to be the development issuer."""
-    return DevIssuer.generate(kid="attacker-key")
+    return LocalIssuer.generate(kid="attacker-key")
 
 
 @pytest.fixture
-def keys(issuer: DevIssuer, foreign_issuer: DevIssuer, attacker: DevIssuer) -> Keys:
+def keys(issuer: LocalIssuer, foreign_issuer: LocalIssuer, attacker: LocalIssuer) -> Keys:
     return Keys(issuer, foreign_issuer, attacker)
 
 

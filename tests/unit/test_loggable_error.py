@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import RING, signed_sqs_record, sqs_event
 from tenantscope import (
     LoggableError,
     Reason,
@@ -21,6 +19,7 @@ from tenantscope import (
 from tenantscope._credentials import CredentialVendor
 from tenantscope._errors import log_reason, without_message
 from tenantscope._jwt import JwksCache
+from tenantscope.testing import RING, LocalIssuer, signed_sqs_record, sqs_event
 from tests.conftest import LambdaContext, http_api_event
 
 
@@ -99,7 +98,7 @@ def test_a_failed_record_says_why_only_when_the_error_is_loggable(
     ids=["loggable", "foreign"],
 )
 def test_an_api_handler_error_is_logged_with_its_message_only_when_loggable(
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     jwks: JwksCache,
     vendor: CredentialVendor,
     caplog: pytest.LogCaptureFixture,

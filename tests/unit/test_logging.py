@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
 from tenantscope import (
     SqsRecord,
     TenantJsonFormatter,
@@ -35,6 +33,7 @@ from tenantscope import (
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tenantscope._logging import install_log_filter
+from tenantscope.testing import RING, LocalIssuer, sfn_task_event, signed_sqs_record, sqs_event
 from tests.conftest import LambdaContext, http_api_event
 
 app_log = logging.getLogger("tests.app")
@@ -164,7 +163,7 @@ def sfn(vendor: CredentialVendor) -> Any:
 
 
 def test_api_records_carry_tenant_source_and_the_lambda_request_id(
-    stdlib_json: ListHandler, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    stdlib_json: ListHandler, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext(request_id="req-acme"))
     (record,) = [r for r in stdlib_json.records if r.getMessage().startswith("inside")]
@@ -213,7 +212,7 @@ def test_a_custom_scope_has_tenant_fields_but_no_request_id(stdlib_json: ListHan
 
 
 def test_no_tenant_field_after_the_scope_ends(
-    stdlib_json: ListHandler, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    stdlib_json: ListHandler, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     app_log.info("before")
     api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
@@ -296,7 +295,7 @@ def test_configure_logging_outside_lambda_prints_json_with_tenant_fields(
 
 
 def test_lambda_json_lines_carry_tenant_fields_inside_and_none_outside(
-    lambda_json: ListHandler, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    lambda_json: ListHandler, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     app_log.info("before")
     api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext(request_id="lambda-req-1"))
@@ -349,7 +348,7 @@ def check_own_tenant(lines: list[dict[str, Any]]) -> None:
 
 
 def test_concurrent_api_invocations_log_only_their_own_tenant(
-    lambda_json: ListHandler, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    lambda_json: ListHandler, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     barrier = threading.Barrier(len(TENANTS), timeout=30)  # a guard against deadlock, not a timing
 

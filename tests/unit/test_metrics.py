@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
 from tenantscope import (
     ConfigurationError,
     NoopTracer,
@@ -24,7 +22,14 @@ from tenantscope._config import ENV, Settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
 from tenantscope._metrics import NAMESPACE, MetricsTracer, emf_line, with_metrics
-from tenantscope.testing import RecordingTracer
+from tenantscope.testing import (
+    RING,
+    LocalIssuer,
+    RecordingTracer,
+    sfn_task_event,
+    signed_sqs_record,
+    sqs_event,
+)
 from tests.conftest import LambdaContext, http_api_event
 
 METRIC_UNITS = {"Units": "Count", "ClientErrors": "Count", "Faults": "Count", "Duration": "Milliseconds"}
@@ -87,7 +92,7 @@ def test_an_unknown_mode_is_refused(value: str) -> None:
 
 
 def test_with_metrics_off_an_adapter_writes_nothing(
-    capsys: pytest.CaptureFixture[str], issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    capsys: pytest.CaptureFixture[str], issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -120,7 +125,7 @@ def test_the_function_dimension_is_the_lambda_function_name(monkeypatch: pytest.
 
 
 def test_api_invocations_one_line_each_with_outcome(
-    capsys: pytest.CaptureFixture[str], issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    capsys: pytest.CaptureFixture[str], issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     @api_handler(jwks=jwks, vendor=vendor, settings=Settings.load(metrics="per-tenant"))
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -208,7 +213,7 @@ def test_step_functions_tasks_count_refusals_as_client_errors(
     ids=STS_FAILURES,
 )
 def test_each_kind_of_sts_failure_is_its_own_metric_on_every_trigger(
-    capsys: pytest.CaptureFixture[str], issuer: DevIssuer, jwks: JwksCache, arrange: Any, metric: str
+    capsys: pytest.CaptureFixture[str], issuer: LocalIssuer, jwks: JwksCache, arrange: Any, metric: str
 ) -> None:
     # GIVEN STS failing in one way, behind each adapter
     sts = FakeSts()

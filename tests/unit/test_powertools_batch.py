@@ -8,10 +8,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from devtools.lambda_events import RING, signed_sqs_record, sqs_event
 from tenantscope import SqsRecord, current_tenant, sqs_record_handler
 from tenantscope._credentials import CredentialVendor, FakeSts
-from tenantscope.testing import LambdaContext
+from tenantscope.testing import RING, LambdaContext, signed_sqs_record, sqs_event
 
 
 def test_each_record_runs_in_its_tenant_scope_inside_a_powertools_batch(

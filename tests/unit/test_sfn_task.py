@@ -14,17 +14,6 @@ from typing import Any
 
 import pytest
 
-from devtools.lambda_events import (
-    ACCOUNT_ID,
-    REGION,
-    RING,
-    STATE_MACHINE_ARN,
-    key_bytes,
-    make_ring,
-    sealed_input,
-    sfn_task_event,
-    task_event,
-)
 from tenantscope import (
     CrossTenantAccess,
     Forbidden,
@@ -40,6 +29,17 @@ from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
 from tenantscope._keyring import HmacKeyRing
+from tenantscope.testing import (
+    ACCOUNT_ID,
+    REGION,
+    RING,
+    STATE_MACHINE_ARN,
+    key_bytes,
+    make_ring,
+    sealed_input,
+    sfn_task_event,
+    task_event,
+)
 from tests.conftest import LambdaContext
 
 EXECUTION = "acme-3f1c"

@@ -18,23 +18,6 @@ from typing import Any
 
 import pytest
 
-from devtools.lambda_events import (
-    ACCOUNT_ID,
-    ATTR_ENVELOPE,
-    ATTR_SIGNATURE,
-    ATTR_TENANT,
-    FIFO_QUEUE_ARN,
-    KEY,
-    QUEUE_ARN,
-    REGION,
-    RING,
-    key_bytes,
-    make_ring,
-    sign_attributes,
-    signed_sqs_record,
-    sqs_event,
-    sqs_record,
-)
 from tenantscope import (
     InMemoryReplayGuard,
     NoTenantContext,
@@ -49,9 +32,24 @@ from tenantscope import sqs as sqs_module
 from tenantscope._config import Settings
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts, ScopedCredentials
+from tenantscope._envelope import ATTR_ENVELOPE, ATTR_SIGNATURE, ATTR_TENANT
 from tenantscope._policy import AssumeRoleRequest
 from tenantscope._replay import ReplayGuard
 from tenantscope._resolve import resolve_sqs_record
+from tenantscope.testing import (
+    ACCOUNT_ID,
+    FIFO_QUEUE_ARN,
+    KEY,
+    QUEUE_ARN,
+    REGION,
+    RING,
+    key_bytes,
+    make_ring,
+    sign_attributes,
+    signed_sqs_record,
+    sqs_event,
+    sqs_record,
+)
 from tests.conftest import LambdaContext
 
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from devtools.issuer import DevIssuer
-from devtools.lambda_events import RING, sfn_task_event, signed_sqs_record, sqs_event
 from tenantscope import (
     CredentialsUnavailable,
     CrossTenantAccess,
@@ -42,7 +40,14 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
-from tenantscope.testing import RecordingTracer
+from tenantscope.testing import (
+    RING,
+    LocalIssuer,
+    RecordingTracer,
+    sfn_task_event,
+    signed_sqs_record,
+    sqs_event,
+)
 from tests.conftest import LambdaContext, http_api_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,7 +324,7 @@ def api(jwks: JwksCache, vendor: CredentialVendor, outcome: BaseException | None
 
 
 def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
-    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    tracer: RecordingTracer, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
     assert response["statusCode"] == 200
@@ -342,7 +347,7 @@ def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
 )
 def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
     tracer: RecordingTracer,
-    issuer: DevIssuer,
+    issuer: LocalIssuer,
     jwks: JwksCache,
     vendor: CredentialVendor,
     token_tenant: str | None,
@@ -363,7 +368,7 @@ def test_api_failures_are_recorded_client_errors_for_4xx_faults_for_5xx(
 
 
 def test_an_api_token_for_another_lambda_tenant_is_a_403_client_error(
-    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache, vendor: CredentialVendor
+    tracer: RecordingTracer, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
     response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext(tenant_id="globex"))
     assert response["statusCode"] == 403
@@ -373,7 +378,7 @@ def test_an_api_token_for_another_lambda_tenant_is_a_403_client_error(
 
 
 def test_credentials_unavailable_before_the_handler_is_a_fault(
-    tracer: RecordingTracer, issuer: DevIssuer, jwks: JwksCache
+    tracer: RecordingTracer, issuer: LocalIssuer, jwks: JwksCache
 ) -> None:
     sts = FakeSts()
     sts.refuse = True

@@ -17,9 +17,9 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+from ._cache import ProcessValue
 from ._config import Settings, get_settings
 from ._context import TenantContext, _enter_scope
 from ._credentials import CredentialVendor, default_vendor
@@ -103,7 +103,11 @@ def _classified(error: BaseException) -> Refused | Unavailable | Misconfigured |
 
 
 class Pipeline:
-    """What one decorated handler needs, built on first use; any part can be injected (fakes)."""
+    """What one decorated handler needs, built on first use; any part can be injected (fakes).
+
+    What is built from the environment is process state: :func:`reset_process_state` makes the
+    next unit of work build it again (tests that change the environment between handlers' calls).
+    """
 
     def __init__(
         self,
@@ -121,8 +125,9 @@ class Pipeline:
         self._vendor = vendor
         self._ring = ring
         self._replay_guard = replay_guard
-        self._tracer_source: Tracer | None = None
-        self._tracer: Tracer | None = None
+        self._verifier: ProcessValue[JwtVerifier] = ProcessValue()
+        self._replay: ProcessValue[tuple[ReplayGuard | None]] = ProcessValue()
+        self._traced: ProcessValue[tuple[Tracer, Tracer]] = ProcessValue()  # (source, with metrics)
         self._lock = threading.Lock()
         self._ready = False
 
@@ -133,37 +138,43 @@ class Pipeline:
                     install_log_filter()
                     self._ready = True
 
-    @cached_property
+    @property
     def settings(self) -> Settings:
         return self._explicit_settings or get_settings()
 
-    @cached_property
+    @property
     def vendor(self) -> CredentialVendor:
         return self._vendor or default_vendor()
 
-    @cached_property
+    @property
     def verifier(self) -> JwtVerifier:
-        return JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
+        return self._verifier.get(
+            lambda: JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
+        )
 
-    @cached_property
+    @property
     def ring(self) -> KeyRing:
         return self._ring or default_key_ring(self.settings)
 
-    @cached_property
+    @property
     def replay_guard(self) -> ReplayGuard | None:
-        if self._replay_guard is not None:
-            return self._replay_guard
-        if self.settings.replay_table:
-            return DynamoDbReplayGuard(self.settings.replay_table, region=self.settings.region)
-        return None
+        def build() -> tuple[ReplayGuard | None]:
+            if self._replay_guard is not None:
+                return (self._replay_guard,)
+            table = self.settings.replay_table
+            return (DynamoDbReplayGuard(table, region=self.settings.region) if table else None,)
+
+        return self._replay.get(build)[0]
 
     @property
     def tracer(self) -> Tracer:
         """The process-wide tracer (with metrics when on), followed if it is replaced later."""
         source = get_tracer()
-        if source is not self._tracer_source or self._tracer is None:
-            self._tracer_source, self._tracer = source, with_metrics(source, self.settings)
-        return self._tracer
+        traced = self._traced.get(lambda: (source, with_metrics(source, self.settings)))
+        if traced[0] is not source:
+            traced = (source, with_metrics(source, self.settings))
+            self._traced.set(traced)
+        return traced[1]
 
     def run(
         self,

@@ -2,8 +2,8 @@
 
 Every envelope here is made by tenantscope's own producer functions (``sign_message`` and
 ``seal_input``) with a :class:`StaticKeyRing`, and every event has the shape Lambda and Step
-Functions really deliver. The tests, the embedded local AWS and the sample-event generator
-(``make events``) all build their events here.
+Functions really deliver. Build the events your handlers receive here,
+in your tests.
 
 Only an envelope dated in the past or the future (``issued_at=...``) is sealed with the
 lower-level ``seal``, because the producer functions always seal "now"; the fields and the
@@ -29,12 +29,8 @@ from typing import Any
 
 import jwt
 
-from tenantscope import StaticKeyRing, seal_input, sign_message
-from tenantscope._config import Settings
-from tenantscope._envelope import (
-    ATTR_ENVELOPE,
-    ATTR_SIGNATURE,
-    ATTR_TENANT,
+from .._config import Settings
+from .._envelope import (
     SFN_KEY,
     seal,
     sfn_destination,
@@ -42,13 +38,11 @@ from tenantscope._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from tenantscope._keyring import KeyRing
+from .._keyring import KeyRing, StaticKeyRing
+from .._producer import seal_input, sign_message
 
 __all__ = [
     "ACCOUNT_ID",
-    "ATTR_ENVELOPE",
-    "ATTR_SIGNATURE",
-    "ATTR_TENANT",
     "FIFO_QUEUE_ARN",
     "KEY",
     "KEY_ID",

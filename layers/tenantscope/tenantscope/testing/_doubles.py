@@ -1,11 +1,4 @@
-"""What you need to test your own handlers: a Lambda context, a tracer that records, and a
-clean slate between tests.
-
->>> from tenantscope.testing import LambdaContext, reset_process_state
->>> reset_process_state()
->>> LambdaContext(tenant_id="acme").tenant_id
-'acme'
-"""
+"""Stand-ins for what Lambda and a tracing backend give a handler."""
 
 from __future__ import annotations
 
@@ -14,10 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ._cache import reset_process_state
-from ._tracing import AnnotationValue
+from .._tracing import AnnotationValue
 
-__all__ = ["LambdaContext", "RecordedSpan", "RecordingTracer", "reset_process_state"]
+__all__ = ["LambdaContext", "RecordedSpan", "RecordingTracer"]
 
 
 class LambdaContext:
