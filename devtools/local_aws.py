@@ -21,32 +21,32 @@ Cognito pool) are listed in :attr:`LocalAws.skipped`.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import secrets
 import string
 import sys
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from devtools.cfn import ACCOUNT, REGION, ROOT, STACK, TEMPLATE, Stack, load_template, references
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
-from tenantscope.testing import LambdaContext, http_api_event, record_from_received, sqs_event
+from devtools.local_lambda import LocalFunction, LocalLambda
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "template.yaml"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-STACK = "tenantscope-local"
+__all__ = [
+    "LOCAL_PARAMETERS",
+    "REGION",
+    "ROOT",
+    "TEMPLATE",
+    "LocalAws",
+    "load_template",
+    "local_aws",
+    "references",
+    "use_local_credentials",
+]
+
 # What local_aws() deploys with when given no parameters. The template's JwtIssuer and JwtAudience
 # have no default (a stack must not trust an issuer its deployer does not control) and its Rules
 # require them without the user pool, which has no local meaning; locally the trusted issuer is the
@@ -54,164 +54,14 @@ STACK = "tenantscope-local"
 LOCAL_PARAMETERS: Mapping[str, str] = {"JwtIssuer": DEV_ISSUER, "JwtAudience": DEV_AUDIENCE}
 
 
-# ---------------------------------------------------------------- template parsing
-class CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags: ``!Ref X`` -> ``{"Ref": "X"}``, ``!Sub`` -> ``Fn::Sub``."""
-
-
-def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if suffix == "GetAtt" and isinstance(node, yaml.ScalarNode):
-        return {name: loader.construct_scalar(node).split(".", 1)}  # !GetAtt A.B -> [A, B]
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-CfnLoader.add_multi_constructor("!", _intrinsic)
-_SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """A CloudFormation YAML file as plain JSON data (YAML anchors become independent copies)."""
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=CfnLoader)  # noqa: S506 - a SafeLoader subclass
-    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return result
-
-
-def references(value: Any) -> set[str]:
-    """The names ``value`` refers to through Ref, GetAtt and Sub (logical ids or parameters)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for function, argument in value.items():
-            if function == "Ref" and isinstance(argument, str):
-                found.add(argument)
-            elif function == "Fn::GetAtt":
-                found.add((argument if isinstance(argument, list) else argument.split("."))[0])
-            elif function == "Fn::Sub":
-                text, variables = (argument, {}) if isinstance(argument, str) else argument
-                names = (m.group(1) for m in _SUB_VARIABLE.finditer(text) if not m.group(1).startswith("!"))
-                found.update(name.split(".", 1)[0] for name in names if name not in variables)
-                found |= references(variables)
-            else:
-                found |= references(argument)
-    elif isinstance(value, list):
-        for item in value:
-            found |= references(item)
-    return found
-
-
-@dataclass
-class LocalFunction:
-    """A function of the template, as the local runtime calls it."""
-
-    logical_id: str
-    name: str
-    handler: str
-    environment: dict[str, str]
-    timeout: int
-    routes: list[tuple[str, str]] = field(default_factory=list)
-    queue_arn: str | None = None
-    batch_size: int = 10
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
-
-    def context(self) -> LambdaContext:
-        """The context object of one invocation of this function."""
-        return LambdaContext(self.name, request_id=str(uuid.uuid4()), timeout=self.timeout)
-
-    def load(self) -> Callable[[Any, Any], Any]:
-        module, _, attribute = self.handler.rpartition(".")
-        handler: Callable[[Any, Any], Any] = getattr(importlib.import_module(module), attribute)
-        return handler
-
-
-class LocalAws:
+class LocalAws(LocalLambda, Stack):
     """Creates the template's resources in the current moto account and runs its functions."""
 
     def __init__(self, parameters: Mapping[str, str] | None = None, template: dict[str, Any] | None = None):
-        self.template = template or load_template()
-        self.parameters = {
-            name: str(spec.get("Default", "")) for name, spec in self.template.get("Parameters", {}).items()
-        }
-        self.parameters.update(parameters or {})
-        self.conditions = {
-            name: bool(self.resolve(expr)) for name, expr in self.template.get("Conditions", {}).items()
-        }
-        # The template's Rules, as CloudFormation checks them before creating anything.
-        for rule_name, rule in self.template.get("Rules", {}).items():
-            if "RuleCondition" not in rule or self.resolve(rule["RuleCondition"]):
-                for assertion in rule["Assertions"]:
-                    if not self.resolve(assertion["Assert"]):
-                        raise ValueError(f"rule {rule_name}: {assertion.get('AssertDescription', 'failed')}")
-        self.physical: dict[str, dict[str, str]] = {}  # logical id -> {"Ref": ..., "Arn": ..., ...}
-        self.functions: dict[str, LocalFunction] = {}
+        Stack.__init__(self, parameters, template)
+        LocalLambda.__init__(self)
         self.skipped: list[str] = []
-        self._invoke_lock = threading.Lock()
 
-    # ------------------------------------------------------------ intrinsic functions
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [r for r in (self.resolve(v) for v in value) if r is not _NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                return self._ref(arg)
-            if key == "Fn::GetAtt":
-                return self.physical[arg[0]][arg[1]]
-            if key == "Fn::Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-                return re.sub(r"\$\{([^!}][^}]*)\}", lambda m: str(self._sub_var(m[1], variables)), text)
-            if key == "Fn::If":
-                name, when_true, when_false = arg
-                return self.resolve(when_true if self.conditions[name] else when_false)
-            if key == "Fn::Equals":
-                left, right = self.resolve(arg)
-                return left == right
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::Join":
-                separator, parts = arg
-                return separator.join(str(p) for p in self.resolve(parts))
-            if key == "Condition":
-                return self.conditions[arg]
-        resolved = {k: self.resolve(v) for k, v in value.items()}
-        return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
-
-    def _ref(self, name: str) -> Any:
-        pseudo = {
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::StackName": STACK,
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": _NO_VALUE,
-        }
-        if name in pseudo:
-            return pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
-        return self.physical[name]["Ref"]
-
-    def _sub_var(self, name: str, variables: Mapping[str, Any]) -> Any:
-        if name in variables:
-            return variables[name]
-        if "." in name:
-            logical, attribute = name.split(".", 1)
-            return self.physical[logical][attribute]
-        return self._ref(name)
-
-    # ------------------------------------------------------------ creating resources
     def create(self) -> LocalAws:
         """Create every resource the template declares that runs locally, in dependency order."""
         resources = self.template["Resources"]
@@ -259,11 +109,6 @@ class LocalAws:
             }
             return
         creator(name, properties)
-
-    def _client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(service, region_name=REGION)
 
     def _table(self, name: str, properties: dict[str, Any]) -> None:
         table = f"{STACK}-{name}"
@@ -379,115 +224,6 @@ class LocalAws:
             type=properties.get("Type", "STANDARD"),
         )["stateMachineArn"]
         self.physical[name] = {"Ref": arn, "Arn": arn, "Name": f"{STACK}-{name}"}
-
-    # ------------------------------------------------------------ running functions
-    def environment(self) -> dict[str, str]:
-        """Every function's environment, merged: they share one process here."""
-        merged: dict[str, str] = {}
-        for function in self.functions.values():
-            merged.update(function.environment)
-        return merged
-
-    def invoke(self, logical_id: str, event: Any) -> Any:
-        """Call a function's handler as Lambda would (one invocation at a time)."""
-        function = self.functions[logical_id]
-        return function.load()(event, function.context())
-
-    def route(self, method: str, path: str) -> tuple[LocalFunction, str, dict[str, str]]:
-        """The function, route key and path parameters for an HTTP request."""
-        for function in self.functions.values():
-            for route_method, pattern in function.routes:
-                regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
-                match = re.match(regex, path)
-                if route_method == method and match:
-                    return function, f"{method} {pattern}", match.groupdict()
-        raise LookupError(f"no route for {method} {path}")
-
-    def http(self, method: str, path: str, token: str | None = None, body: Any = None) -> dict[str, Any]:
-        """An HTTP API (payload v2) request to the function that serves the route."""
-        function, route_key, parameters = self.route(method, path)
-        event = http_api_event(
-            token,
-            method=method,
-            path=path,
-            route=route_key.split(" ", 1)[1],
-            body=body,
-            path_parameters=parameters,
-        )
-        response: dict[str, Any] = self.invoke(function.logical_id, event)
-        return response
-
-    def poll_queue(self, logical_id: str) -> tuple[int, list[str]]:
-        """One poll of a function's SQS event source, as Lambda's event source mapping does it.
-
-        Returns (records delivered, message ids reported as failures). Failed records are made
-        visible again at once, so a retry (and, after maxReceiveCount, the DLQ) follows quickly.
-        """
-        function = self.functions[logical_id]
-        assert function.queue_arn is not None
-        sqs = self._client("sqs")
-        url = sqs.get_queue_url(QueueName=function.queue_arn.rsplit(":", 1)[1])["QueueUrl"]
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=function.batch_size,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            AttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            return 0, []
-        event = sqs_event(record_from_received(m, queue_arn=function.queue_arn) for m in messages)
-        response = self.invoke(logical_id, event) or {}
-        failed = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
-        for message in messages:
-            if message["MessageId"] in failed:
-                sqs.change_message_visibility(
-                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages), failed
-
-    def wait_for_executions(self, timeout: float = 120.0) -> dict[str, dict[str, Any]]:
-        """Every execution of the template's state machines, once none is still running.
-
-        moto runs executions on background threads; they must not outlive the local AWS.
-        """
-        sfn = self._client("stepfunctions")
-        machines = [
-            p["Arn"]
-            for n, p in self.physical.items()
-            if self.template["Resources"].get(n, {}).get("Type") == "AWS::Serverless::StateMachine"
-        ]
-        deadline = time.monotonic() + timeout
-        while True:
-            executions = [
-                e for arn in machines for e in sfn.list_executions(stateMachineArn=arn)["executions"]
-            ]
-            if all(e["status"] != "RUNNING" for e in executions) or time.monotonic() > deadline:
-                return {e["name"]: sfn.describe_execution(executionArn=e["executionArn"]) for e in executions}
-            time.sleep(0.05)
-
-    def dispatch_lambda(self, function_name: str, payload: bytes | str | None) -> tuple[bytes, bool]:
-        """Step Functions' Lambda invoke: run the named function; (response body, failed)."""
-        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
-        function = next(f for f in self.functions.values() if name in (f.name, f.logical_id))
-        event = json.loads(payload or "{}")
-        with self._invoke_lock:  # one invocation at a time per process, as in a Lambda sandbox
-            try:
-                result = self.invoke(function.logical_id, event)
-            except Exception as error:
-                body = {"errorType": type(error).__name__, "errorMessage": str(error)}
-                return json.dumps(body).encode(), True
-        return json.dumps(result).encode(), False
-
-
-class _NoValue:
-    def __repr__(self) -> str:
-        return "AWS::NoValue"
-
-
-_NO_VALUE = _NoValue()
 
 
 def use_local_credentials() -> None:

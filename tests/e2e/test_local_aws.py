@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from devtools.cfn import Stack
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, load_template, local_aws
 from tenantscope._keyring import key_ring_from_spec
@@ -88,3 +89,11 @@ def test_the_local_stack_trusts_the_development_issuer_given_explicitly() -> Non
         environment = aws.functions["ApiFunction"].environment
         assert environment["TENANTSCOPE_JWT_ISSUER"] == DEV_ISSUER
         assert environment["TENANTSCOPE_JWT_AUDIENCE"] == DEV_AUDIENCE
+
+
+def test_an_intrinsic_the_reader_does_not_model_is_an_error_not_a_value() -> None:
+    stack = Stack(LOCAL_PARAMETERS)
+    with pytest.raises(NotImplementedError, match="Fn::Select"):
+        stack.resolve({"Fn::Select": [0, {"Fn::GetAZs": ""}]})
+    assert stack.resolve({"Fn::Split": [",", {"Fn::Join": ["-", ["a", "b,c"]]}]}) == ["a-b", "c"]
+    assert stack.resolve({"Fn::If": ["UseKmsEnvelopeKeys", "kms", "secretsmanager"]}) == "kms"
