@@ -102,7 +102,7 @@ def bench_api(bench: Bench) -> None:
         tenant_table(TABLE)  # the scoped Table, as a handler gets it (cached)
         return {"statusCode": 200, "body": "ok"}
 
-    ours = api_handler(touch_table, jwks=jwks, vendor=vendor)
+    ours = api_handler(jwks=jwks, vendor=vendor)(touch_table)
     assert ours(event, context)["statusCode"] == 200
 
     import jwt
@@ -203,7 +203,7 @@ def bench_sqs(bench: Bench) -> None:
     def work(record: Any, context: Any) -> None:
         return None
 
-    handler = sqs_handler(work, ring=RING, vendor=vendor, role_arn=ROLE_ARN)
+    handler = sqs_handler(ring=RING, vendor=vendor, settings=Settings.load(role_arn=ROLE_ARN))(work)
     assert handler(event, context) == {"batchItemFailures": []}
 
     def bare_loop() -> None:

@@ -122,14 +122,27 @@ def _enter_scope(
     request_id: str | None = None,
     trace_header: str | None = None,
 ) -> Iterator[None]:
-    if credentials is not None and credentials.tenant_id != context.tenant_id:
-        raise ValueError("credentials belong to another tenant")
-    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=_scope_var.get())
-    _scope_var.set(scope)
+    scope = _open_scope(context, credentials, settings, request_id, trace_header)
     try:
         yield
     finally:
         _exit_scope(scope)
+
+
+def _open_scope(
+    context: TenantContext,
+    credentials: ScopedCredentials | None = None,
+    settings: Settings | None = None,
+    request_id: str | None = None,
+    trace_header: str | None = None,
+) -> _Scope:
+    """Make ``context`` current; :func:`_exit_scope` ends it (what :func:`_enter_scope` does, without
+    a generator, for the pipeline's hot path)."""
+    if credentials is not None and credentials.tenant_id != context.tenant_id:
+        raise ValueError("credentials belong to another tenant")
+    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=_scope_var.get())
+    _scope_var.set(scope)
+    return scope
 
 
 def _exit_scope(scope: _Scope) -> None:

@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import CrossTenantAccess, Reason
 
@@ -185,8 +184,7 @@ class _Reader:
             alone = False
 
 
-@dataclass(frozen=True)
-class KeyCondition:
+class KeyCondition(NamedTuple):
     """One condition of a key condition expression: ``attribute <operator> values``."""
 
     attribute: str
@@ -245,8 +243,7 @@ def _comparator(reader: _Reader) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class PathUse:
+class PathUse(NamedTuple):
     """An attribute an update expression touches; ``assigned`` is set only for ``SET attr = :v``,
     the attribute alone set to a plain value."""
 

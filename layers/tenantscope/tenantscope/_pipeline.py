@@ -16,12 +16,11 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ._cache import ProcessValue
 from ._config import Settings, get_settings
-from ._context import TenantContext, _enter_scope
+from ._context import TenantContext, _exit_scope, _open_scope
 from ._credentials import CredentialVendor, default_vendor
 from ._errors import (
     ConfigurationError,
@@ -53,40 +52,51 @@ logger = logging.getLogger("tenantscope")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: they are made at import, in every cold start.
 class Success(Generic[T]):
     """The handler ran in the tenant's scope and returned ``value``."""
 
-    value: T
-    tenant: TenantContext
+    __slots__ = ("tenant", "value")
+
+    def __init__(self, value: T, tenant: TenantContext) -> None:
+        self.value = value
+        self.tenant = tenant
 
 
-@dataclass(frozen=True)
 class Refused:
     """The caller's proof of tenant was refused, or the handler touched what its tenant may not."""
 
-    error: TenantAuthError
+    __slots__ = ("error",)
+
+    def __init__(self, error: TenantAuthError) -> None:
+        self.error = error
 
 
-@dataclass(frozen=True)
 class Unavailable:
     """A passing outage on our side (STS, the issuer's keys, the key ring): retry."""
 
-    error: TemporarilyUnavailable
+    __slots__ = ("error",)
+
+    def __init__(self, error: TemporarilyUnavailable) -> None:
+        self.error = error
 
 
-@dataclass(frozen=True)
 class Misconfigured:
     """A setting is missing or wrong: nothing will work until it is fixed."""
 
-    error: ConfigurationError
+    __slots__ = ("error",)
+
+    def __init__(self, error: ConfigurationError) -> None:
+        self.error = error
 
 
-@dataclass(frozen=True)
 class Failed:
     """The handler raised something else (a bug, a downstream error): ``error`` as it was raised."""
 
-    error: BaseException
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 Outcome = Success[T] | Refused | Unavailable | Misconfigured | Failed
@@ -224,12 +234,14 @@ class Pipeline:
             except Exception as error:
                 return self._report(unit, span, error)
             request_id = getattr(lambda_context, "aws_request_id", None)
-            with _enter_scope(tenant, credentials, self._explicit_settings, request_id, trace_header):
-                try:
-                    return Success(work(tenant), tenant)
-                except Exception as error:
-                    # Reported inside the scope, so the log line carries the unit's tenant.
-                    return self._report(unit, span, error)
+            scope = _open_scope(tenant, credentials, self._explicit_settings, request_id, trace_header)
+            try:
+                return Success(work(tenant), tenant)
+            except Exception as error:
+                # Reported inside the scope, so the log line carries the unit's tenant.
+                return self._report(unit, span, error)
+            finally:
+                _exit_scope(scope)
 
     def _report(
         self, unit: str, span: Span | None, error: Exception
