@@ -34,7 +34,7 @@ from tests.conftest import LambdaContext, http_api_event
 
 METRIC_UNITS = {"Units": "Count", "ClientErrors": "Count", "Faults": "Count", "Duration": "Milliseconds"}
 STS_FAILURES = ("StsUnreachable", "StsThrottled", "StsRefused")
-ALLOWED_KEYS = {"_aws", "Function", "Trigger", "TenantId", *METRIC_UNITS, *STS_FAILURES}
+ALLOWED_KEYS = {"_aws", "Function", "Trigger", "TenantId", "Reason", *METRIC_UNITS, *STS_FAILURES}
 
 
 def emf_lines(text: str) -> list[dict[str, Any]]:
@@ -236,12 +236,17 @@ def test_each_kind_of_sts_failure_is_its_own_metric_on_every_trigger(
     )
     with pytest.raises(TemporarilyUnavailable):
         task(sfn_task_event({}, tenant_id="acme"), LambdaContext())
-    # THEN each line counts a fault and names how STS failed
+    # THEN each line counts a fault, names how STS failed, and carries the reason
     lines = emf_lines(capsys.readouterr().out)
-    assert [(line["Trigger"], line["Faults"], line.get(metric)) for line in lines] == [
-        ("api", 1, 1),
-        ("sqs", 1, 1),
-        ("sfn", 1, 1),
+    reason = {
+        "StsUnreachable": "sts-unreachable",
+        "StsThrottled": "sts-throttled",
+        "StsRefused": "sts-refused",
+    }
+    assert [(line["Trigger"], line["Faults"], line.get(metric), line["Reason"]) for line in lines] == [
+        ("api", 1, 1, reason[metric]),
+        ("sqs", 1, 1, reason[metric]),
+        ("sfn", 1, 1, reason[metric]),
     ]
 
 

@@ -5,7 +5,8 @@ writes one EMF line to stdout, which Lambda's log pipeline turns into CloudWatch
 the namespace ``tenantscope``: ``Units``, ``ClientErrors`` and ``Faults`` (counts) and
 ``Duration`` (milliseconds), with the dimensions ``Function`` and ``Trigger`` (api, sqs, sfn).
 A unit of work that failed for want of credentials also counts how STS failed, in one of
-``StsUnreachable``, ``StsThrottled`` or ``StsRefused`` (present only on such lines).
+``StsUnreachable``, ``StsThrottled`` or ``StsRefused`` (present only on such lines), and a line
+of a unit that tenantscope refused or failed carries its ``Reason`` as a property.
 
 ``TENANTSCOPE_METRICS``:
 
@@ -32,7 +33,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from ._config import Settings
-from ._errors import StsRefused, StsThrottled, StsUnreachable, TenantAuthError
+from ._errors import StsRefused, StsThrottled, StsUnreachable, TenantAuthError, TenantError
 from ._tracing import AnnotationValue, Span, Tracer
 
 __all__ = ["METRICS_MODES", "NAMESPACE", "MetricsTracer", "emf_line", "with_metrics"]
@@ -55,6 +56,7 @@ def emf_line(
     function: str | None = None,
     timestamp_ms: int | None = None,
     sts_failure: str | None = None,
+    reason: str | None = None,
 ) -> str:
     """One EMF document for one unit of work.
 
@@ -87,6 +89,8 @@ def emf_line(
     }
     if sts_failure:
         document[sts_failure] = 1
+    if reason:  # why the unit failed (tenantscope.Reason): a property for Logs Insights, never a dimension
+        document["Reason"] = reason
     if tenant_id is not None:  # a refused caller has no verified tenant
         document["TenantId"] = tenant_id
     return json.dumps(document, separators=(",", ":"))
@@ -106,6 +110,7 @@ class _MetricsSpan:
         self.client_error = False
         self.fault = False
         self.sts_failure: str | None = None
+        self.reason: str | None = None
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         if key == "tenant_id" and isinstance(value, str):
@@ -116,6 +121,8 @@ class _MetricsSpan:
         self.note(client_error)
         if isinstance(error, _STS_FAILURES):
             self.sts_failure = type(error).__name__
+        if isinstance(error, TenantError):
+            self.reason = str(error.reason)
         self._inner.record_error(error, client_error=client_error)
 
     def note(self, client_error: bool) -> None:
@@ -168,6 +175,7 @@ class MetricsTracer:
                     duration_ms=duration_ms,
                     per_tenant=self.per_tenant,
                     sts_failure=span.sts_failure,
+                    reason=span.reason,
                 )
             )
 
