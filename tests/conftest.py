@@ -43,7 +43,7 @@ def foreign_issuer() -> LocalIssuer:
 
 @pytest.fixture(autouse=True)
 def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """GIVEN a function configured for the development issuer, one role, one pooled table and one pooled bucket."""
+    """GIVEN a function configured for the development issuer, one role, a pooled table and bucket."""
     for name, value in {
         "TENANTSCOPE_JWT_ISSUER": DEV_ISSUER,
         "TENANTSCOPE_JWT_AUDIENCE": DEV_AUDIENCE,
