@@ -141,9 +141,11 @@ class ObjectGuard:
         source = params.get("CopySource")  # botocore has turned a dict into "bucket/key", percent-encoded
         if not isinstance(source, str) or _VERSION_SUFFIX.search(source):
             raise CrossTenantAccess(Reason.FOREIGN_OBJECT, "copy source")
-        bucket, _, key = unquote(source).partition("/")
+        # The bucket is read before decoding, the key after it: a percent-encoded '/' never
+        # moves the line between them.
+        bucket, _, key = source.partition("/")
         self.bucket(bucket)
-        self.key(key)
+        self.key(unquote(key))
 
     def _delete_objects(self, params: Mapping[str, Any]) -> None:
         delete = params.get("Delete")
