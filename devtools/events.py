@@ -274,6 +274,7 @@ _BAD_RECORDS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 RESERVED = {"reserve_inventory": {"item_id": ITEM_ID, "quantity": QUANTITY}}
+CHARGED = {**RESERVED, "charge_payment": {"charged": True, "reference": f"sim-{ORDER_ID}"}}
 
 SAMPLES: dict[str, Sample] = {
     # ---------------------------------------------------------------- HTTP API (payload v2)
@@ -368,7 +369,7 @@ SAMPLES: dict[str, Sample] = {
         "ChargePaymentFunction", "returns results.charge_payment", _task(results=RESERVED)
     ),
     "sfn_complete_order": Sample(
-        "CompleteOrderFunction", "returns results.complete_order", _task(results=RESERVED)
+        "CompleteOrderFunction", "returns results.complete_order", _task(results=CHARGED)
     ),
     "sfn_release_inventory": Sample(
         "ReleaseInventoryFunction", "returns results.release_inventory", _task(results=RESERVED)

@@ -90,6 +90,9 @@ EXPECTED_ROUTES = {
     ("DELETE", "/items/{id}"),
     ("POST", "/orders"),
     ("GET", "/orders/{id}"),
+    ("POST", "/items/{id}/attachment"),
+    ("GET", "/items/{id}/attachment"),
+    ("GET", "/orders/{id}/receipt"),
 }
 REQUIRED_OUTPUTS = {
     # output name: the type of the resource it must name
