@@ -24,10 +24,14 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tenantscope import tenant_bucket, tenant_scope
 from tenantscope._config import ISOLATION_STRATEGIES, Settings, TableSpec
+from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
 from tenantscope._policy import assume_role_request, tenant_object_prefix
+from tenantscope.testing import reset_process_state
 from tests.aws.conftest import ISOLATION_ENV, TEST_ROLE_ENV, Target
 
 pytestmark = pytest.mark.aws
@@ -390,3 +394,49 @@ def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_
     assert (
         _http_status("http://" + own.removeprefix("https://")) == 403
     )  # the bucket policy denies plain HTTP
+
+
+@pytest.fixture
+def tenantscope_on_the_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tenantscope configured as a deployed function of the stack, vending from the assumer's STS."""
+    for name, value in {
+        "TENANTSCOPE_ROLE_ARN": stack.tenant_role_arn,
+        "TENANTSCOPE_ISOLATION": stack.isolation,
+        "TENANTSCOPE_TABLES": f"{stack.table}=pk",
+        "TENANTSCOPE_BUCKETS": stack.bucket,
+        "AWS_REGION": stack.target.region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_process_state()
+    set_default_vendor(CredentialVendor(Boto3Sts(stack.target.region, client=_assumer(stack))))
+
+
+@pytest.mark.usefixtures("probe_objects", "tenantscope_on_the_stack")
+def test_s3_holds_a_presigned_upload_to_its_key_type_and_size(
+    stack: Stack, tenant_sessions: dict[str, Any]
+) -> None:
+    # GIVEN a form for one of A's keys, made by tenantscope on A's scoped credentials
+    with tenant_scope(TENANTS["A"]):
+        files = tenant_bucket(stack.bucket)
+        form = files.presign_upload(f"aws-upload-{RUN}.txt", content_type="text/plain", max_bytes=16)
+        download = files.presign_download(f"aws-probe-{RUN}.txt", expires_in=60)
+
+    def post(body: bytes, **changed: str) -> int:
+        fields = {**form["fields"], **changed}
+        response = requests.post(form["url"], data=fields, files={"file": ("f.txt", body)}, timeout=30)
+        return response.status_code
+
+    # THEN S3 refuses a larger file, another content type and another key (the signed policy)
+    assert post(b"x" * 17) == 400
+    assert post(b"hello", **{"Content-Type": "text/html"}) == 403
+    assert post(b"hello", key=_object("B", f"aws-upload-{RUN}.txt")) == 403
+    assert post(b"hello", key=_object("A", "elsewhere.txt")) == 403
+    # AND accepts exactly what it was made for, which only A can then read
+    assert post(b"hello") == 204
+    uploaded = {"Bucket": stack.bucket, "Key": _object("A", f"aws-upload-{RUN}.txt")}
+    try:
+        assert tenant_sessions["A"].client("s3").get_object(**uploaded)["Body"].read() == b"hello"
+        _s3_denied(lambda: tenant_sessions["B"].client("s3").get_object(**uploaded))
+    finally:
+        tenant_sessions["A"].client("s3").delete_object(**uploaded)
+    assert _http_status(download) == 200

@@ -26,13 +26,11 @@ from tenantscope._policy import (
     ITEM_ACTIONS,
     OBJECT_ACTIONS,
     assume_role_request,
-    object_prefix_patterns,
     session_policy,
     tenant_object_prefix,
 )
 from tests.iam_eval import (
     TABLE_WIDE_ACTIONS,
-    TENANT_TAG_VARIABLE,
     abac_policy,
     allowed_by_all,
     decide,
@@ -599,35 +597,11 @@ def test_the_tenant_role_never_gets_scan_partiql_wildcards_or_bucket_wide_access
     assert kinds == {"items", "objects", "listing"}
 
 
-def _abac_object_statements(bucket_arn: str) -> list[dict[str, Any]]:
-    """The S3 statements of the session-tags policy: the session policy's (``_policy.py``) with the
-    session tag in place of the tenant id."""
-    return [
-        {
-            "Sid": "TenantObjects",
-            "Effect": "Allow",
-            "Action": list(OBJECT_ACTIONS),
-            "Resource": f"{bucket_arn}/{tenant_object_prefix(TENANT_TAG_VARIABLE)}*",
-        },
-        {
-            "Sid": "TenantListing",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {
-                "StringLike": {"s3:prefix": object_prefix_patterns(TENANT_TAG_VARIABLE)},
-                "Null": {"s3:prefix": "false"},
-            },
-        },
-    ]
-
-
 @pytest.mark.parametrize("user_pool", [False, True], ids=["no-userpool", "userpool"])
 def test_the_session_tags_policy_is_the_abac_policy(user_pool: bool) -> None:
     deployment = deployment_for("session-tags", user_pool)
     ((_, document),) = _tenant_policies(deployment)
-    expected = abac_policy([deployment.arn(APP_TABLE)])
-    expected["Statement"] += _abac_object_statements(deployment.arn(FILES_BUCKET))
+    expected = abac_policy([deployment.arn(APP_TABLE)], [deployment.arn(FILES_BUCKET)])
     assert _normalise_statement_values(deployment.render(document)) == _normalise_statement_values(expected)
 
 
