@@ -7,6 +7,7 @@ The role session name and SourceIdentity carry the tenant id so CloudTrail shows
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "session_policy",
     "tenant_object_prefix",
     "tenant_prefix",
+    "tenant_statements",
 ]
 
 # Item-level actions only. Never Scan (ForAllValues:StringLike is vacuously true when a
@@ -126,48 +128,52 @@ def _partition_and_account(settings: Settings) -> tuple[str, str]:
     return parts[1], parts[4]
 
 
-def _item_statement(tenant_id: str, settings: Settings) -> dict[str, Any]:
-    partition, account = _partition_and_account(settings)
-    resources: list[str] = []
-    for spec in settings.tables:
-        base = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{spec.name}"
-        resources += [base, f"{base}/index/*"]
-    return {
-        "Sid": "TenantItems",
-        "Effect": "Allow",
-        "Action": list(ITEM_ACTIONS),
-        "Resource": resources,
-        "Condition": {
-            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(tenant_id)},
-            "Null": {"dynamodb:LeadingKeys": "false"},
-        },
-    }
+def tenant_statements(
+    tenant_ref: str, table_arns: Sequence[str] = (), bucket_arns: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The statements that limit a principal to one tenant's items and objects: the one
+    definition of both, used with a literal id by the session policy and with the session tag's
+    policy variable for the role's ABAC policy (which the template must equal).
 
-
-def _object_statements(tenant_id: str, settings: Settings) -> list[dict[str, Any]]:
-    partition, _ = _partition_and_account(settings)
-    buckets = [f"arn:{partition}:s3:::{name}" for name in settings.buckets]
-    prefix = tenant_object_prefix(tenant_id)
-    return [
-        {
-            "Sid": "TenantObjects",
-            "Effect": "Allow",
-            "Action": list(OBJECT_ACTIONS),
-            "Resource": [f"{bucket}/{prefix}*" for bucket in buckets],
-        },
-        {
-            # Listing needs a prefix, and only the tenant's: without the Null test, a request
-            # with no prefix at all would list every tenant's keys.
-            "Sid": "TenantListing",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": buckets,
-            "Condition": {
-                "StringLike": {"s3:prefix": object_prefix_patterns(tenant_id)},
-                "Null": {"s3:prefix": "false"},
+    ``tenant_ref`` is a validated id or an IAM policy variable.
+    """
+    statements: list[dict[str, Any]] = []
+    if table_arns:
+        statements.append(
+            {
+                "Sid": "TenantItems",
+                "Effect": "Allow",
+                "Action": list(ITEM_ACTIONS),
+                "Resource": [r for arn in table_arns for r in (arn, f"{arn}/index/*")],
+                "Condition": {
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(tenant_ref)},
+                    "Null": {"dynamodb:LeadingKeys": "false"},
+                },
+            }
+        )
+    if bucket_arns:
+        prefix = tenant_object_prefix(tenant_ref)
+        statements += [
+            {
+                "Sid": "TenantObjects",
+                "Effect": "Allow",
+                "Action": list(OBJECT_ACTIONS),
+                "Resource": [f"{arn}/{prefix}*" for arn in bucket_arns],
             },
-        },
-    ]
+            {
+                # Listing needs a prefix, and only the tenant's: without the Null test, a request
+                # with no prefix at all would list every tenant's keys.
+                "Sid": "TenantListing",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": list(bucket_arns),
+                "Condition": {
+                    "StringLike": {"s3:prefix": object_prefix_patterns(tenant_ref)},
+                    "Null": {"s3:prefix": "false"},
+                },
+            },
+        ]
+    return statements
 
 
 def session_policy(tenant_id: str, settings: Settings) -> str:
@@ -180,9 +186,10 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
         raise ConfigurationError(
             Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS"
         )
-    statements = [_item_statement(tenant_id, settings)] if settings.tables else []
-    if settings.buckets:
-        statements += _object_statements(tenant_id, settings)
+    partition, account = _partition_and_account(settings)
+    tables = [f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{t.name}" for t in settings.tables]
+    buckets = [f"arn:{partition}:s3:::{name}" for name in settings.buckets]
+    statements = tenant_statements(tenant_id, tables, buckets)
     document = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
     if len(document) > MAX_SESSION_POLICY_CHARS:
         raise ConfigurationError(
