@@ -293,13 +293,17 @@ def use_local_credentials() -> None:
 
 @contextmanager
 def local_aws(
-    parameters: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None
+    parameters: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    *,
+    execute_state_machines: bool = True,
 ) -> Iterator[LocalAws]:
     """moto with Step Functions executing, the template's resources, and Lambda dispatch.
 
     ``parameters`` are the stack's parameter values (default :data:`LOCAL_PARAMETERS`: the
     development issuer); ``environment`` overrides function environment variables (e.g. a local
-    JWKS URL).
+    JWKS URL). With ``execute_state_machines=False`` moto records executions but runs none: the
+    caller runs them (``make soak`` does, on its simulated clock, with devtools.asl).
     """
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -309,7 +313,10 @@ def local_aws(
     if functions_dir not in sys.path:
         sys.path.insert(0, functions_dir)
 
-    config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    config = {
+        "stepfunctions": {"execute_state_machine": execute_state_machines},
+        "lambda": {"use_docker": False},
+    }
     holder: dict[str, LocalAws] = {}
     original_invoke = LambdaSimpleBackend.invoke
 
@@ -332,7 +339,8 @@ def local_aws(
             try:
                 yield aws
             finally:
-                aws.wait_for_executions()
+                if execute_state_machines:
+                    aws.wait_for_executions()
     finally:
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
         os.environ.clear()

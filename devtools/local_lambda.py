@@ -58,11 +58,16 @@ class LocalLambda:
     def __init__(self) -> None:
         self.functions: dict[str, LocalFunction] = {}
         self._invoke_lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._queue_urls: dict[str, str] = {}
 
     def _client(self, service: str) -> Any:
-        import boto3
+        """A client of the local AWS, made once per service (a client costs milliseconds)."""
+        if service not in self._clients:
+            import boto3
 
-        return boto3.client(service, region_name=REGION)
+            self._clients[service] = boto3.client(service, region_name=REGION)
+        return self._clients[service]
 
     def environment(self) -> dict[str, str]:
         """Every function's environment, merged: they share one process here."""
@@ -100,28 +105,50 @@ class LocalLambda:
         response: dict[str, Any] = self.invoke(function.logical_id, event)
         return response
 
+    def queue_url(self, logical_id: str) -> str:
+        """The URL of the queue a function's SQS event source reads."""
+        if logical_id not in self._queue_urls:
+            function = self.functions[logical_id]
+            assert function.queue_arn is not None
+            name = function.queue_arn.rsplit(":", 1)[1]
+            self._queue_urls[logical_id] = self._client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        return self._queue_urls[logical_id]
+
+    def receive(self, logical_id: str, *, visibility_timeout: int | None = None) -> list[dict[str, Any]]:
+        """One ReceiveMessage of a function's SQS event source: up to its batch size, every attribute."""
+        extra = {} if visibility_timeout is None else {"VisibilityTimeout": visibility_timeout}
+        messages: list[dict[str, Any]] = (
+            self._client("sqs")
+            .receive_message(
+                QueueUrl=self.queue_url(logical_id),
+                MaxNumberOfMessages=self.functions[logical_id].batch_size,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["All"],
+                AttributeNames=["All"],
+                **extra,
+            )
+            .get("Messages", [])
+        )
+        return messages
+
+    def sqs_event_for(self, logical_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The event Lambda's event source mapping builds from received messages."""
+        queue_arn = self.functions[logical_id].queue_arn
+        assert queue_arn is not None
+        return sqs_event(record_from_received(m, queue_arn=queue_arn) for m in messages)
+
     def poll_queue(self, logical_id: str) -> tuple[int, list[str]]:
         """One poll of a function's SQS event source, as Lambda's event source mapping does it.
 
         Returns (records delivered, message ids reported as failures). Failed records are made
         visible again at once, so a retry (and, after maxReceiveCount, the DLQ) follows quickly.
         """
-        function = self.functions[logical_id]
-        assert function.queue_arn is not None
-        sqs = self._client("sqs")
-        url = sqs.get_queue_url(QueueName=function.queue_arn.rsplit(":", 1)[1])["QueueUrl"]
-        messages = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=function.batch_size,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            AttributeNames=["All"],
-        ).get("Messages", [])
+        messages = self.receive(logical_id)
         if not messages:
             return 0, []
-        event = sqs_event(record_from_received(m, queue_arn=function.queue_arn) for m in messages)
-        response = self.invoke(logical_id, event) or {}
+        response = self.invoke(logical_id, self.sqs_event_for(logical_id, messages)) or {}
         failed = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
+        sqs, url = self._client("sqs"), self.queue_url(logical_id)
         for message in messages:
             if message["MessageId"] in failed:
                 sqs.change_message_visibility(
