@@ -65,7 +65,13 @@ def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
     if body.get("simulate_payment_failure") is True:
         attributes["simulate_payment_failure"] = True
     order = items.put("ORDER", order_id, attributes)
-    send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
+    try:
+        send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
+    except Exception:
+        # Not sent (the key ring or the queue is out): no worker would ever start it, and the client,
+        # answered 503 or 500, places the order again. Take it back rather than leave it PENDING.
+        items.delete("ORDER", order_id)
+        raise
     return respond(202, order)
 
 

@@ -135,6 +135,21 @@ def test_an_order_whose_execution_could_not_start_is_retried_from_processing(aws
     assert order_status(aws, order_id) == "COMPLETED"
 
 
+def test_an_order_whose_message_cannot_be_sent_is_taken_back(aws: LocalAws) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORDER_QUEUE_URL", aws.physical["OrderQueue"]["Ref"] + "-missing")
+        placed = aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 1})
+    assert placed["statusCode"] == 500
+    # No PENDING order is left for a worker that will never hear of it: the client places it again.
+    with tenant_scope("acme"):
+        orders = tenant_table(aws.physical["AppTable"]["Ref"]).query(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": tenant_key("ORDER")}
+        )["Items"]
+    assert orders == []
+
+
 def test_a_failure_after_the_charge_releases_the_stock_and_refunds(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
