@@ -61,6 +61,9 @@ QUANTITY = 2
 ORDER = {"order_id": ORDER_ID, "item_id": ITEM_ID, "quantity": QUANTITY}
 # An order of acme's that is COMPLETED, with its receipt.
 COMPLETED_ORDER_ID = "5d0c3a8f1b2e4c6a9e7f0a1b2c3d4e5f"
+# An order of acme's whose execution failed while it held its stock: the compensation's sample.
+FAILING_ORDER_ID = "9b1e4f2a7c3d4e8f8a6b5c4d3e2f1a0b"
+FAILING_ORDER = {**ORDER, "order_id": FAILING_ORDER_ID}
 ATTACHMENT_TYPE = "application/pdf"
 EXECUTION = ORDER_ID
 # (tenant, order id) of the orders each batch's records name.
@@ -145,7 +148,8 @@ class Record:
 
 def seed() -> list[Record]:
     """The data the samples assume: the item they stock and reserve, for both tenants, a PENDING
-    order for every order an SQS or Step Functions sample names, and a COMPLETED one of acme's."""
+    order for every order an SQS or Step Functions sample names, a COMPLETED one of acme's, and
+    one of acme's that holds its stock for the compensation to release."""
     item = {"name": "Widget", "stock": 10}
     order = {"status": "PENDING", "item_id": ITEM_ID, "quantity": QUANTITY}
     orders = sorted({("acme", ORDER_ID), *VALID_BATCH_ORDERS, *MIXED_BATCH_ORDERS})
@@ -153,6 +157,7 @@ def seed() -> list[Record]:
         *(Record(tenant, "ITEM", ITEM_ID, item) for tenant in ("acme", "globex")),
         *(Record(tenant, "ORDER", order_id, order) for tenant, order_id in orders),
         Record("acme", "ORDER", COMPLETED_ORDER_ID, {**order, "status": "COMPLETED"}),
+        Record("acme", "ORDER", FAILING_ORDER_ID, {**order, "status": "PROCESSING", "reserved": QUANTITY}),
     ]
 
 
@@ -237,10 +242,11 @@ def _task(
     results: dict[str, Any] | None = None,
     execution: str = EXECUTION,
     sealed_for: str = EXECUTION,
+    order: dict[str, Any] = ORDER,
 ) -> Callable[[Context], dict[str, Any]]:
     def build(ctx: Context) -> dict[str, Any]:
         state = sealed_input(
-            ORDER,
+            order,
             tenant_id=tenant,
             state_machine_arn=STATE_MACHINE_ARN,
             execution_name=sealed_for,
@@ -444,7 +450,9 @@ SAMPLES: dict[str, Sample] = {
         "CompleteOrderFunction", "returns results.complete_order", _task(results=CHARGED)
     ),
     "sfn_release_inventory": Sample(
-        "ReleaseInventoryFunction", "returns results.release_inventory", _task(results=RESERVED)
+        "ReleaseInventoryFunction",
+        "returns results.release_inventory",
+        _task(results=RESERVED, order=FAILING_ORDER, execution=FAILING_ORDER_ID, sealed_for=FAILING_ORDER_ID),
     ),
     "sfn_other_execution": Sample(
         "ReserveInventoryFunction", "raises TenantAuthError", _task(execution="another-execution")

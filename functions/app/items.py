@@ -9,9 +9,16 @@ import os
 import re
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from tenantscope import tenant_key, tenant_table
 
 RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def error_code(error: ClientError) -> str:
+    """The AWS error code of a botocore ClientError."""
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def table() -> Any:
@@ -28,8 +35,11 @@ def put(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any]
     return public(item)
 
 
-def get(kind: str, record_id: str) -> dict[str, Any] | None:
-    item = table().get_item(Key={"pk": tenant_key(kind), "sk": record_id}).get("Item")
+def get(kind: str, record_id: str, *, consistent: bool = False) -> dict[str, Any] | None:
+    """The record, or None; ``consistent``: with every write acknowledged before the read (a strongly
+    consistent read)."""
+    key = {"pk": tenant_key(kind), "sk": record_id}
+    item = table().get_item(Key=key, ConsistentRead=consistent).get("Item")
     return public(item) if item else None
 
 

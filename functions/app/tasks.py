@@ -19,20 +19,60 @@ class PaymentDeclined(LoggableError):
     """The (simulated) payment was declined: the reservation is released."""
 
 
+def cancellation_reasons(error: ClientError) -> list[str]:
+    """The code of each item of a cancelled transaction, in order ("None" for one that passed)."""
+    return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
+
+
+def update_stock_and_order(
+    order: dict[str, Any], *, stock: str, stock_if: str | None, hold: str, hold_if: str
+) -> None:
+    """Change the item's stock and the order's hold on it in one transaction, ``:q`` being the
+    order's quantity: both happen, or neither (TransactionCanceledException, with a reason per item)."""
+    table = items.table()
+
+    def update(key: dict[str, str], expression: str, condition: str | None) -> dict[str, Any]:
+        change: dict[str, Any] = {"TableName": table.name, "Key": key, "UpdateExpression": expression}
+        change["ExpressionAttributeValues"] = {":q": order["quantity"]}
+        if condition:
+            change["ConditionExpression"] = condition
+        return {"Update": change}
+
+    table.meta.client.transact_write_items(
+        TransactItems=[
+            update({"pk": tenant_key("ITEM"), "sk": order["item_id"]}, stock, stock_if),
+            update({"pk": tenant_key("ORDER"), "sk": order["order_id"]}, hold, hold_if),
+        ]
+    )
+
+
 @sfn_task
 def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Take the order's quantity from the item's stock and record it on the order (``reserved``),
+    in one transaction. A retry after the function failed once it had committed (a timeout) finds
+    the order holding its stock and takes none again; ReleaseInventory gives back what the order
+    holds, whether or not this task returned."""
     order = payload["input"]
     try:
-        items.table().update_item(
-            Key={"pk": tenant_key("ITEM"), "sk": order["item_id"]},
-            UpdateExpression="SET stock = stock - :q",
-            ConditionExpression="attribute_exists(sk) AND stock >= :q",
-            ExpressionAttributeValues={":q": order["quantity"]},
+        update_stock_and_order(
+            order,
+            stock="SET stock = stock - :q",
+            stock_if="attribute_exists(sk) AND stock >= :q",
+            hold="SET reserved = :q",
+            hold_if="attribute_exists(sk) AND attribute_not_exists(reserved)",
         )
     except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if items.error_code(error) != "TransactionCanceledException":
+            raise
+        stock, held = cancellation_reasons(error)
+        if held == "ConditionalCheckFailed" and "reserved" in (
+            items.get("ORDER", order["order_id"], consistent=True) or {}
+        ):
+            pass  # reserved by an earlier attempt of this task
+        elif stock == "ConditionalCheckFailed":
             raise InsufficientStock(f"not enough stock of item {order['item_id']}") from None
-        raise
+        else:
+            raise
     return {"item_id": order["item_id"], "quantity": order["quantity"]}
 
 
@@ -63,19 +103,29 @@ def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @sfn_task
 def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Compensation for any failure after the order started: give back the reserved stock, refund
-    the payment when it was charged (CompleteOrder failed after ChargePayment), mark the order FAILED."""
+    """Compensation for any failure after the order started, from what the order records rather
+    than from the results a failed task never returned: give back the stock the order holds (in
+    one transaction that moves it from ``reserved`` to ``released``), take back the receipt
+    CompleteOrder may have written before it failed, refund the payment when it was charged, and
+    mark the order FAILED. Every step can run again: the state machine retries this task."""
     order = payload["input"]
-    results = payload["results"]
-    reservation = results.get("reserve_inventory")
-    if reservation:
-        items.table().update_item(
-            Key={"pk": tenant_key("ITEM"), "sk": reservation["item_id"]},
-            UpdateExpression="SET stock = stock + :q",
-            ExpressionAttributeValues={":q": reservation["quantity"]},
+    try:
+        update_stock_and_order(
+            order,
+            stock="SET stock = stock + :q",
+            stock_if=None,
+            hold="SET released = :q REMOVE reserved",
+            hold_if="attribute_exists(reserved)",
         )
-    output: dict[str, Any] = {"released": bool(reservation)}
-    charge = results.get("charge_payment")
+    except ClientError as error:
+        nothing_held = cancellation_reasons(error)[1:] == ["ConditionalCheckFailed"]
+        if items.error_code(error) != "TransactionCanceledException" or not nothing_held:
+            raise
+        # The order holds no stock: it never reserved any, or an earlier attempt released it.
+    files.delete(files.receipt_key(order["order_id"]))
+    stored = items.get("ORDER", order["order_id"], consistent=True) or {}
+    output: dict[str, Any] = {"released": "released" in stored}
+    charge = payload["results"].get("charge_payment")
     if charge:
         # Simulated, as the charge is: a real provider refunds by the charge's reference, idempotently
         # (this task is retried).

@@ -25,10 +25,6 @@ class OrderNotFound(LoggableError, LookupError):
     is sent, so this is another tenant's order id or a message sent by hand)."""
 
 
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 @sqs_handler
 def handler(record: SqsRecord, context: Any) -> None:
     order = record.json
@@ -48,7 +44,7 @@ def handler(record: SqsRecord, context: Any) -> None:
         try:
             items.update("ORDER", order_id, only_if={"status": "PENDING"}, status="PROCESSING")
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if items.error_code(error) != "ConditionalCheckFailedException":
                 raise
             logger.info("order %s left PENDING in another delivery; going on", order_id)
     payload = {"order_id": order_id, "item_id": stored["item_id"], "quantity": int(stored["quantity"])}
@@ -58,7 +54,7 @@ def handler(record: SqsRecord, context: Any) -> None:
     try:
         start_execution(os.environ["ORDER_STATE_MACHINE_ARN"], payload, name=order_id)
     except ClientError as error:
-        if error_code(error) != "ExecutionAlreadyExists":
+        if items.error_code(error) != "ExecutionAlreadyExists":
             raise
         logger.info("order %s: its execution was started by an earlier delivery", order_id)
         return

@@ -22,8 +22,8 @@ import requests
 from devtools import events as samples
 from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
-from tenantscope import tenant_bucket, tenant_key, tenant_scope, tenant_table
-from tenantscope.testing import http_api_event, record_from_received, sqs_event
+from tenantscope import seal_input, tenant_bucket, tenant_key, tenant_scope, tenant_table
+from tenantscope.testing import http_api_event, record_from_received, sqs_event, task_event
 
 ISSUER = dev_issuer()
 WORKER = "OrderWorkerFunction"
@@ -43,10 +43,10 @@ def body(response: dict[str, Any]) -> Any:
     return json.loads(response.get("body") or "null")
 
 
-def place_order(aws: LocalAws, **order: Any) -> tuple[str, dict[str, Any]]:
-    """Stock the item, place an order; (order id, the worker's SQS event for its message)."""
+def place_order(aws: LocalAws, stock: int = 5, **order: Any) -> tuple[str, dict[str, Any]]:
+    """Stock the item, place an order of 2; (order id, the worker's SQS event for its message)."""
     token = ISSUER.token("acme")
-    assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
+    assert aws.http("PUT", "/items/widget", token, {"stock": stock})["statusCode"] == 200
     placed = aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 2, **order})
     assert placed["statusCode"] == 202, placed
     queue = aws.physical["OrderQueue"]
@@ -183,6 +183,78 @@ def test_a_failure_after_the_charge_releases_the_stock_and_refunds(
     }
     # The execution history carries no internal resource name.
     assert aws.physical["AppTable"]["Ref"] not in json.dumps(output)
+
+
+@pytest.mark.parametrize(
+    ("task", "order"),
+    [
+        ("reserve_inventory", {}),  # caught: the compensation runs without the reservation's result
+        ("complete_order", {}),  # caught after the receipt and COMPLETED were written
+        ("release_inventory", {"simulate_payment_failure": True}),  # the compensation itself, retried
+    ],
+)
+def test_a_task_that_fails_after_it_wrote_leaves_the_order_failed_and_its_stock_whole(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, task: str, order: dict[str, Any]
+) -> None:
+    # GIVEN a task whose first invocation does its work, then fails before it returns (a timeout:
+    # make soak's handler failures "after request n" found each of these)
+    import app.tasks  # importable once the local AWS put functions/ on sys.path
+
+    real = getattr(app.tasks, task)
+    invocations: list[str] = []
+
+    def fails_once_after_writing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        result: dict[str, Any] = real(event, context)
+        invocations.append(task)
+        if len(invocations) == 1:
+            raise RuntimeError(f"{task} timed out after it wrote")
+        return result
+
+    monkeypatch.setattr(app.tasks, task, fails_once_after_writing)
+    # WHEN the order goes through the state machine
+    order_id, event = place_order(aws, **order)
+    assert deliver(aws, event) == []
+    execution = aws.wait_for_executions()[order_id]
+    # THEN it fails once, cleanly: its stock is back (given back once, taken once), it has no
+    # receipt, and it is FAILED
+    assert (execution["status"], execution.get("error")) == ("FAILED", "OrderFailed")
+    acme = ISSUER.token("acme")
+    assert body(aws.http("GET", "/items/widget", acme))["stock"] == 5
+    assert aws.http("GET", f"/orders/{order_id}/receipt", acme)["statusCode"] == 404
+    stored = body(aws.http("GET", f"/orders/{order_id}", acme))
+    assert (stored["status"], stored["released"]) == ("FAILED", 2)
+    assert "reserved" not in stored
+
+
+def reserve_event(aws: LocalAws, order_id: str) -> dict[str, Any]:
+    """The event ReserveInventory gets for acme's order of 2 widgets, in the execution named by it."""
+    machine = aws.physical["OrderStateMachine"]["Arn"]
+    order = {"order_id": order_id, "item_id": "widget", "quantity": 2}
+    with tenant_scope("acme"):
+        document = seal_input(order, state_machine_arn=machine, execution_name=order_id)
+    return task_event(document, execution_name=order_id, state_machine_arn=machine)
+
+
+def test_a_reservation_retried_after_it_committed_takes_the_stock_once(aws: LocalAws) -> None:
+    # GIVEN ReserveInventory's event for an order of 2 widgets out of 5
+    order_id, _ = place_order(aws)
+    event = reserve_event(aws, order_id)
+    # WHEN it runs twice (Step Functions retries a task whose answer was lost)
+    first = aws.invoke("ReserveInventoryFunction", event)
+    second = aws.invoke("ReserveInventoryFunction", event)
+    # THEN both succeed and the stock went down once
+    assert (
+        first["results"] == second["results"] == {"reserve_inventory": {"item_id": "widget", "quantity": 2}}
+    )
+    acme = ISSUER.token("acme")
+    assert body(aws.http("GET", "/items/widget", acme))["stock"] == 3
+    assert body(aws.http("GET", f"/orders/{order_id}", acme))["reserved"] == 2
+    # and an order the stock cannot cover is refused as such, holding nothing
+    other, _ = place_order(aws, stock=1)
+    with pytest.raises(Exception, match="not enough stock") as refused:
+        aws.invoke("ReserveInventoryFunction", reserve_event(aws, other))
+    assert type(refused.value).__name__ == "InsufficientStock"
+    assert "reserved" not in body(aws.http("GET", f"/orders/{other}", acme))
 
 
 def sam_generated_http_api_event() -> dict[str, Any]:
