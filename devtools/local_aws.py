@@ -14,6 +14,10 @@ What moto cannot do is done here, the way Lambda would:
 - moto's own SQS-to-Lambda mapping sends empty message attributes, so :meth:`poll_queue`
   receives messages and builds real-shaped SQS events, reports batch item failures, and
   deletes only the records that succeeded.
+- moto backs up every table a DynamoDB transaction names, a deep copy of the whole table per
+  item of the transaction, to roll it back: a pooled table of a few thousand items makes each
+  transaction take a second. :func:`item_level_transactions` backs up only the items the
+  transaction names (an internal hook too, guarded by tests/e2e/test_local_aws.py).
 
 Resources that have no local meaning (the layer, the HTTP API, log groups, the optional
 Cognito pool, resource policies, which moto does not enforce) are listed in :attr:`LocalAws.skipped`.
@@ -21,6 +25,7 @@ Cognito pool, resource policies, which moto does not enforce) are listed in :att
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -29,6 +34,7 @@ import string
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from devtools.cfn import ACCOUNT, REGION, ROOT, STACK, TEMPLATE, Stack, load_template, references
@@ -292,6 +298,58 @@ def use_local_credentials() -> None:
 
 
 @contextmanager
+def item_level_transactions() -> Iterator[None]:
+    """moto's TransactWriteItems, rolled back from copies of the items it names, not of its tables."""
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    # ``copy`` as moto.dynamodb.models sees it: tables are not copied (the one deep copy of a table
+    # there is a transaction's backup), anything else is.
+    no_table_copies = SimpleNamespace(copy=copy.copy, deepcopy=deepcopy)
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            operation = next(iter(entry.values())) if len(entry) == 1 else None
+            if not isinstance(operation, dict) or operation.get("TableName") not in self.tables:
+                continue  # moto refuses it before it writes anything
+            table_name = operation["TableName"]
+            table = self.tables[table_name]
+            names = [name for name in (table.hash_key_attr, table.range_key_attr) if name]
+            key = operation.get("Key") or {name: operation.get("Item", {}).get(name) for name in names}
+            try:
+                current = self.get_item(table_name, key)
+            except Exception:  # noqa: S112 - a key moto refuses: it writes nothing for it
+                continue
+            saved.append(
+                (table_name, key, copy.deepcopy(current.to_json()["Attributes"]) if current else None)
+            )
+        try:
+            original(self, transact_items)
+        except BaseException:
+            # moto's rollback put back the very table it did not copy: put back the items it wrote.
+            for table_name, key, attributes in saved:
+                if attributes is None:
+                    self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, attributes)
+            raise
+
+    dynamodb_models.copy = no_table_copies  # type: ignore[assignment]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
+        dynamodb_models.copy = copy
+
+
+@contextmanager
 def local_aws(
     parameters: Mapping[str, str] | None = None,
     environment: Mapping[str, str] | None = None,
@@ -331,7 +389,7 @@ def local_aws(
     saved_env = dict(os.environ)
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     try:
-        with mock_aws(config=config):  # type: ignore[arg-type]
+        with mock_aws(config=config), item_level_transactions():  # type: ignore[arg-type]
             aws = LocalAws(LOCAL_PARAMETERS if parameters is None else parameters).create()
             holder["aws"] = aws
             os.environ.update(aws.environment())

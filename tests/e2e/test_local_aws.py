@@ -1,16 +1,19 @@
-"""The embedded local AWS reads template.yaml and relies on one moto internal: guard both."""
+"""The embedded local AWS reads template.yaml and relies on two moto internals: guard them."""
 
 from __future__ import annotations
 
 import inspect
 import re
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.dynamodb.models import dynamodb_backends
 
-from devtools.cfn import Stack
+from devtools.cfn import ACCOUNT, REGION, Stack
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, load_template, local_aws
 from tenantscope._keyring import key_ring_from_spec
@@ -23,7 +26,55 @@ def test_moto_lambda_hook_keeps_the_signature_local_aws_replaces() -> None:
     parameters = list(inspect.signature(LambdaSimpleBackend.invoke).parameters)
     assert parameters == ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
     pinned = re.search(r"^moto==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)
-    assert pinned, "moto must stay pinned: local_aws depends on one of its internals"
+    assert pinned, "moto must stay pinned: local_aws depends on its internals"
+
+
+def test_a_transaction_is_all_or_nothing_without_a_copy_of_its_table() -> None:
+    with local_aws() as aws:
+        name = aws.physical["AppTable"]["Ref"]
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.put_item(TableName=name, Item={"pk": {"S": "A"}, "sk": {"S": "1"}, "n": {"N": "5"}})
+        table = dynamodb_backends[ACCOUNT][REGION].tables[name]
+
+        def transact(n: int, *, condition: str) -> None:
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": name,
+                            "Key": {"pk": {"S": "A"}, "sk": {"S": "1"}},
+                            "UpdateExpression": "SET n = n - :n",
+                            "ExpressionAttributeValues": {":n": {"N": str(n)}},
+                        }
+                    },
+                    {"Put": {"TableName": name, "Item": {"pk": {"S": "B"}, "sk": {"S": str(n)}}}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": name,
+                            "Key": {"pk": {"S": "C"}, "sk": {"S": "1"}},
+                            "ConditionExpression": condition,
+                        }
+                    },
+                ]
+            )
+
+        def items() -> list[dict[str, Any]]:
+            return sorted(
+                dynamodb.scan(TableName=name)["Items"], key=lambda item: (item["pk"]["S"], item["sk"]["S"])
+            )
+
+        # WHEN a transaction's last item fails its condition after the others were applied
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            transact(2, condition="attribute_exists(pk)")
+        # THEN nothing it wrote is left, and the table is the same object (moto copied none)
+        assert items() == [{"pk": {"S": "A"}, "sk": {"S": "1"}, "n": {"N": "5"}}]
+        assert dynamodb_backends[ACCOUNT][REGION].tables[name] is table
+        # and a transaction that passes writes every item
+        transact(2, condition="attribute_not_exists(pk)")
+        assert items() == [
+            {"pk": {"S": "A"}, "sk": {"S": "1"}, "n": {"N": "3"}},
+            {"pk": {"S": "B"}, "sk": {"S": "2"}},
+        ]
 
 
 @pytest.mark.parametrize("envelope_keys", ["kms", "secretsmanager"])
