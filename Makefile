@@ -16,12 +16,13 @@ ENV ?= dev
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help install test lint typecheck demo events bench build deploy clean \
+.PHONY: help install test lint typecheck demo soak events bench build deploy clean \
 	local-aws local-aws-stop env-from-stack sam-local-test
 
 help:
 	@echo "make demo   - the main job on an embedded local AWS (moto)"
 	@echo "make test   - every check: ruff, mypy, pytest (unit, integration, e2e, template gates)"
+	@echo "make soak [SEED=n] [ORDERS=2000] [TENANTS=50] - the whole flow under load and injected faults"
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
@@ -52,6 +53,9 @@ test: lint typecheck
 
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo
+
+soak: $(STAMP)
+	$(BIN)/python -m devtools.soak $(if $(SEED),--seed $(SEED)) $(if $(ORDERS),--orders $(ORDERS)) $(if $(TENANTS),--tenants $(TENANTS))
 
 events: $(STAMP)
 	$(BIN)/python -m devtools.events
