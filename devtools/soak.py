@@ -12,7 +12,7 @@ guarantees.
 How it runs: one thread, one simulated clock (devtools.asl.Scheduler). Every step (a client's
 request, a poll of the queue, a state of an execution, a message becoming visible again, a fault
 window opening) is an action at a simulated time, run in time order; a handler runs when its
-action comes and takes no simulated time. So two hours of traffic, visibility timeouts of minutes
+action comes and takes no simulated time. So hours of traffic, visibility timeouts of minutes
 and Retry waits of seconds take only as long as the handlers' own work, and one seed decides
 everything drawn at random: run again with the same seed, orders and tenants, and every fault
 falls where it fell (the application draws its ids from the system, so ids differ).
