@@ -40,6 +40,7 @@ from ._producer import seal_input, send_message, sign_message, start_execution
 from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from ._tenant_id import validate_tenant_id
 from ._tracing import NoopTracer, Span, Tracer, XRayTracer, set_tracer
+from ._version import __version__ as __version__
 from .api import api_handler
 from .sfn import sfn_task
 from .sqs import SqsRecord, SqsRecordHandler, sqs_handler, sqs_record_handler
