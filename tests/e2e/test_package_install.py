@@ -1,6 +1,6 @@
 """tenantscope installed as a user installs it: in clean venvs (no system site packages, nothing of
 this repository on the path), from the wheel ``make dist`` builds and from the folder
-``layers/tenantscope`` itself, copied alone.
+``layers/tenantscope`` itself, copied alone; then README's own-service example runs its tests there.
 
 Dependencies come from the package registry, pinned to this repository's versions
 (``-c requirements-dev.txt``). Where the registry cannot be reached, the tests are skipped with a
@@ -148,3 +148,21 @@ def test_the_wheel_installs_alone_into_a_clean_venv(dist: Path, tmp_path: Path) 
         timeout=60,
     )
     assert cli.returncode == 0 and "send" in cli.stdout, cli.stdout + cli.stderr
+
+
+def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder(tmp_path: Path) -> None:
+    """README's "Use it in your own service": the folder copied into a service, installed with the
+    README's command into a clean venv, and the service's tests run there with pytest and moto."""
+    service = own_service.lay_out(tmp_path / "service")
+    python = make_venv(tmp_path / "venv")
+    pip_install(python, "./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]", cwd=service)
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=service,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout

@@ -1,5 +1,5 @@
 """docs/iam.md cannot drift: each of its JSON blocks is what tenantscope's policy code produces and
-what the sample ``template.yaml`` deploys.
+what the templates deploy (the sample ``template.yaml`` and README's own-service example).
 
 Each block is marked ``<!-- iam:<name> -->`` before its fence. The same request is built for both
 isolation strategies and the trust policies are checked against what it carries, which is what
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +23,14 @@ from tenantscope._policy import (
     session_policy,
     trust_policy,
 )
+from tests import own_service
 from tests.iam_eval import abac_policy, allowed_by_all
 from tests.template.conftest import (
     COMBINATIONS,
     ROOT,
     Deployment,
     deployment_for,
+    deployment_of_template,
 )
 
 DOC = ROOT / "docs" / "iam.md"
@@ -221,6 +224,65 @@ def test_the_signing_statements_are_the_sample_templates(block: str, function: s
     assert normalised(documented) == normalised(deployed)
 
 
+# --- README's own-service example deploys the same -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_service_deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    service = own_service.lay_out(tmp_path_factory.mktemp("own-service") / "service")
+    return deployment_of_template(
+        service / "template.yaml", {"JwtIssuer": "https://idp.example.com", "JwtAudience": "notes"}
+    )
+
+
+def test_the_own_service_tenant_role_is_tenantscopes(own_service_deployment: Deployment) -> None:
+    deployment = own_service_deployment
+    role = deployment.props("TenantRole")
+    callers = [{"Fn::GetAtt": [r, "Arn"]} for r in deployment.function_roles().values()]
+    assert normalised(role["AssumeRolePolicyDocument"]) == normalised(trust_policy(callers))
+    ((_, document),) = deployment.policies_of_role("TenantRole")
+    table = deployment.arn("NotesTable")
+    assert normalised(deployment.render(document)) == normalised(abac_policy([table]))
+    for function, env in ((f, deployment.environment(f)) for f in deployment.function_roles()):
+        assert env["TENANTSCOPE_ROLE_ARN"] == deployment.arn("TenantRole")
+        assert env["TENANTSCOPE_TABLES"] == f"{deployment.name('NotesTable')}=pk"
+        assert deployment.render(
+            role_statement(deployment, function, "AssumeTenantRole")
+        ) == assume_statement(deployment.arn("TenantRole"))
+
+
+def test_in_the_own_service_only_the_api_signs_and_only_the_consumer_verifies(
+    own_service_deployment: Deployment,
+) -> None:
+    deployment = own_service_deployment
+    actions = {
+        function: {
+            action
+            for _, document in deployment.policies_of_role(role)
+            for statement in document["Statement"]
+            for action in (
+                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+            )
+            if action.startswith("kms:")
+        }
+        for function, role in deployment.function_roles().items()
+    }
+    assert actions == {"NotesFunction": {"kms:GenerateMac"}, "AuditFunction": {"kms:VerifyMac"}}
+
+
+def test_no_own_service_function_role_reaches_the_table(own_service_deployment: Deployment) -> None:
+    deployment = own_service_deployment
+    table = deployment.arn("NotesTable")
+    for function, role in deployment.function_roles().items():
+        documents = [deployment.render(d) for _, d in deployment.policies_of_role(role)]
+        for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan"):
+            assert not any(
+                allowed_by_all([document], action, table, {"dynamodb:LeadingKeys": ["TENANT#acme"]}, {})
+                for document in documents
+            ), f"{function} may {action}"
+
+
 def test_a_path_in_the_docs_exists() -> None:
     for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", DOC.read_text(encoding="utf-8")):
         assert (DOC.parent / link).exists(), link
+    assert Path(own_service.EXAMPLE / "template.yaml").is_file()

@@ -23,6 +23,7 @@ import pytest
 
 from devtools.local_aws import load_template
 from devtools.sam import ARCHITECTURES, layer_machines
+from tests import own_service
 from tests.own_service import copy_library
 from tests.template.conftest import ROOT, TEMPLATE, sam_template
 
@@ -222,3 +223,28 @@ def test_the_standalone_layer_builds_from_its_folder_alone(standalone_layer_buil
     output = template["Outputs"]["LayerArn"]
     assert output["Value"] == {"Ref": "TenantScopeLayer"}
     assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-LayerArn"}
+
+
+# --- README's own-service example: a user's template with the copied folder as its layer ---------
+
+
+@pytest.fixture(scope="module")
+def own_service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return own_service.lay_out(tmp_path_factory.mktemp("own-service") / "service")
+
+
+def test_the_own_service_template_passes_sam_validate_lint(own_service_dir: Path) -> None:
+    sam_validate_lint(own_service_dir / "template.yaml")
+
+
+def test_the_own_service_builds_with_the_copied_folder_as_its_layer(
+    own_service_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    build = run_sam_build(own_service_dir / "template.yaml", tmp_path_factory.mktemp("own-service-build"))
+    assert build.result.returncode == 0, f"sam build failed:\n{_tail(build.result)}"
+    (layer,) = build.artifacts("AWS::Serverless::LayerVersion").values()
+    assert_only_the_library_is_shipped(layer, "arm64", build.build_dir)
+    functions = build.artifacts("AWS::Serverless::Function")
+    assert set(functions) == {"NotesFunction", "AuditFunction"}
+    for name, directory in functions.items():
+        assert sorted(p.name for p in directory.iterdir()) == ["app.py"], f"{name} ships more than src/"
