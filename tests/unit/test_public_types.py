@@ -27,10 +27,10 @@ from tenantscope import (
     ScopedCredentials, SecretsManagerKeyRing, Settings, Span, SqsRecord, SqsRecordHandler,
     StaticJwksSource, StaticKeyRing, StsBackend, StsRefused, StsThrottled, StsUnreachable, TableSpec,
     TemporarilyUnavailable, TenantAuthError, TenantBucket, TenantContext, TenantError, TenantJsonFormatter,
-    TenantLogFilter, Tracer, Unauthorized, XRayTracer, api_handler, configure_logging, current_tenant,
-    in_tenant_scope, seal_input, send_message, set_tracer, sfn_task, sign_message, sqs_handler,
-    sqs_record_handler, start_execution, tenant_bucket, tenant_key, tenant_s3, tenant_scope,
-    tenant_session, tenant_table, validate_tenant_id,
+    TenantLogFilter, Tracer, Unauthorized, XRayTracer, add_tenant_fields, api_handler, configure_logging,
+    current_tenant, in_tenant_scope, seal_input, send_message, set_tracer, sfn_task, sign_message,
+    sqs_handler, sqs_record_handler, start_execution, tenant_bucket, tenant_fields_processor, tenant_key,
+    tenant_log_fields, tenant_s3, tenant_scope, tenant_session, tenant_table, validate_tenant_id,
 )
 from tenantscope.testing import LambdaContext, RecordingTracer, reset_process_state
 
@@ -106,6 +106,11 @@ def everything_else() -> None:
     configure_logging()
     TenantLogFilter()
     TenantJsonFormatter()
+    import logging
+    stdlib_logger: logging.Logger = add_tenant_fields(logging.getLogger())
+    fields: dict[str, str] = tenant_log_fields()
+    event: Any = tenant_fields_processor(None, "info", {"event": "x"})
+    version: str = tenantscope.__version__
     validate_tenant_id("acme")
     sign_message("{}", destination="arn:aws:sqs:eu-west-1:123456789012:q", tenant_id="acme", ring=ring)
     seal_input({}, state_machine_arn="arn", execution_name="e", tenant_id="acme", ring=ring)

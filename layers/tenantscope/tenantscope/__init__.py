@@ -35,7 +35,14 @@ from ._errors import (
 from ._files import TenantBucket, tenant_bucket, tenant_s3
 from ._jwt import JwksCache, JwksSource, StaticJwksSource
 from ._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
-from ._logging import TenantJsonFormatter, TenantLogFilter, configure_logging
+from ._logging import (
+    TenantJsonFormatter,
+    TenantLogFilter,
+    add_tenant_fields,
+    configure_logging,
+    tenant_fields_processor,
+    tenant_log_fields,
+)
 from ._producer import seal_input, send_message, sign_message, start_execution
 from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from ._tenant_id import validate_tenant_id
@@ -89,6 +96,7 @@ __all__ = [
     "Tracer",
     "Unauthorized",
     "XRayTracer",
+    "add_tenant_fields",
     "api_handler",
     "configure_logging",
     "current_tenant",
@@ -102,7 +110,9 @@ __all__ = [
     "sqs_record_handler",
     "start_execution",
     "tenant_bucket",
+    "tenant_fields_processor",
     "tenant_key",
+    "tenant_log_fields",
     "tenant_s3",
     "tenant_scope",
     "tenant_session",
