@@ -953,10 +953,10 @@ def test_other_buckets_are_denied(make_session: Callable[[str], TenantSession]) 
 
 
 def test_both_strategies_decide_alike_on_objects() -> None:
-    tenants = [*PREFIX_FAMILY, *RANDOM_IDS[:40]]
+    tenants = [*PREFIX_FAMILY, *RANDOM_IDS[:10]]
     for a in tenants:
         by_policy, by_tags = session_policy_session(a), session_tags_session(a)
-        for b in tenants[:20]:
+        for b in tenants[:12]:
             for key in [*foreign_objects(a, b), *own_objects(a)]:
                 assert by_policy.allows_object("s3:GetObject", key) == by_tags.allows_object(
                     "s3:GetObject", key
