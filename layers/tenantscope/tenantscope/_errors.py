@@ -112,6 +112,7 @@ class Reason(StrEnum):
     FOREIGN_TABLE_ARN = ("foreign-table-arn", "table ARN outside this account and region")
     FOREIGN_KEY = ("foreign-key", "key outside the current tenant's partition")
     MISSING_KEY = ("missing-key", "missing key")
+    NO_PARTITION_KEY = ("no-partition-key", "no partition key attribute in the request")
     UNCHECKABLE_INDEX_UPDATE = (
         "uncheckable-index-update",
         "index key updated by an expression the guard cannot check",
