@@ -235,6 +235,10 @@ class KmsKeyRing:
         return response is not None and bool(response.get("MacValid"))
 
 
+# The forms of TENANTSCOPE_SIGNING_KEYS, named by every error about that setting.
+_RING_FORMS = "kms:<key id>, secretsmanager:<secret id> or inline:<JSON ring> (local development)"
+
+
 def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float = 300.0) -> KeyRing:
     """Build the ring named by a ``TENANTSCOPE_SIGNING_KEYS`` value.
 
@@ -242,10 +246,7 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
     """
     kind, sep, value = spec.partition(":")
     if not sep or not value:
-        raise ConfigurationError(
-            Reason.INVALID_SETTING,
-            "TENANTSCOPE_SIGNING_KEYS must be secretsmanager:<id>, kms:<key> or inline:<json>",
-        )
+        raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.SIGNING_KEYS} must be {_RING_FORMS}")
     if kind == "secretsmanager":
         return SecretsManagerKeyRing(value, region=region, max_age=max_age)
     if kind == "kms":
@@ -257,7 +258,9 @@ def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float =
         except ValueError:
             raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.SIGNING_KEYS}=inline: not JSON") from None
         return StaticKeyRing(document)
-    raise ConfigurationError(Reason.INVALID_SETTING, f"unknown key ring kind {kind!r}")
+    raise ConfigurationError(
+        Reason.INVALID_SETTING, f"{ENV.SIGNING_KEYS}: unknown key ring kind {kind!r}, not {_RING_FORMS}"
+    )
 
 
 _rings: ProcessCache[tuple[str, float], KeyRing] = ProcessCache()
@@ -267,7 +270,7 @@ def default_key_ring(settings: Settings) -> KeyRing:
     """The process-wide key ring named by ``TENANTSCOPE_SIGNING_KEYS``, shared by every handler."""
     spec = settings.signing_keys
     if not spec:
-        raise ConfigurationError(Reason.MISSING_SETTING, ENV.SIGNING_KEYS)
+        raise ConfigurationError(Reason.MISSING_SETTING, f"{ENV.SIGNING_KEYS}: set it to {_RING_FORMS}")
     max_age = settings.signing_keys_max_age_seconds
     return _rings.get(
         (spec, max_age), lambda: key_ring_from_spec(spec, region=settings.region, max_age=max_age)

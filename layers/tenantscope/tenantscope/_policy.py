@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
+from ._config import ENV, ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
 from ._errors import ConfigurationError, Reason
 from ._tenant_id import validate_tenant_id
 
@@ -132,7 +132,7 @@ def _partition_and_account(settings: Settings) -> tuple[str, str]:
     parts = (settings.role_arn or "").split(":")
     if len(parts) < 6 or not settings.region:
         raise ConfigurationError(
-            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION"
+            Reason.MISSING_SETTING, f"session-policy needs {ENV.ROLE_ARN} and {ENV.REGION}"
         )
     return parts[1], parts[4]
 
@@ -225,7 +225,7 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
     tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
     if not settings.tables and not settings.buckets:
         raise ConfigurationError(
-            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS"
+            Reason.MISSING_SETTING, f"session-policy needs {ENV.TABLES} or {ENV.BUCKETS}"
         )
     partition, account = _partition_and_account(settings)
     tables = [f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{t.name}" for t in settings.tables]
@@ -244,7 +244,9 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
     """The AssumeRole request that scopes a session to ``tenant_id`` under the configured strategy."""
     tenant_id = validate_tenant_id(tenant_id)
     if not settings.role_arn:
-        raise ConfigurationError(Reason.MISSING_SETTING, "TENANTSCOPE_ROLE_ARN")
+        raise ConfigurationError(
+            Reason.MISSING_SETTING, f"{ENV.ROLE_ARN}: set it to the ARN of the role assumed for each tenant"
+        )
     duration = settings.session_seconds
     tags = ((settings.tenant_tag_key, tenant_id),)
     if settings.isolation == ISOLATION_SESSION_TAGS:

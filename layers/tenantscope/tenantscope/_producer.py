@@ -26,7 +26,7 @@ from ._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from ._errors import ConfigurationError, Forbidden, NoTenantContext, Reason
+from ._errors import ConfigurationError, Forbidden, LoggableError, NoTenantContext, Reason
 from ._keyring import KeyRing, default_key_ring
 from ._tenant_id import validate_tenant_id
 from ._tracing import get_tracer
@@ -35,6 +35,17 @@ __all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "
 
 # sqs.<region>.amazonaws.com (and .com.cn), or the legacy <region>.queue.amazonaws.com.
 _SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?")
+
+
+class _NotText(LoggableError, TypeError):
+    """A body that is not a str. Loggable (its message names a type, no data), so that a handler
+    that passes a dict gets the fix in its log line rather than a bare ``TypeError``."""
+
+
+def _text(body: object) -> str:
+    if not isinstance(body, str):
+        raise _NotText(f"a message body is a str, not {type(body).__name__}: pass json.dumps(body)")
+    return body
 
 
 def _producer_tenant(tenant_id: str | None) -> str:
@@ -99,7 +110,7 @@ def sign_message(
     """
     settings = settings or get_settings()
     envelope, signature = seal(
-        body,
+        _text(body),
         tenant_id=_producer_tenant(tenant_id),
         destination=sqs_destination(destination),
         ring=ring or default_key_ring(settings),
