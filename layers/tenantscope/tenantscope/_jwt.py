@@ -1,14 +1,19 @@
-"""JWT verification with a hardened JWKS cache.
+"""JWT verification with a hardened JWKS cache, and a cache of verified tokens.
 
 Only the configured issuer's JWKS supplies keys, looked up by ``kid``. Key material or
 key locations in the token header (``jwk``, ``jku``, ``x5u``, ``x5c``) are refused,
 never used. Algorithms are pinned by configuration and bound to each key.
+
+A token verified once is known by the SHA-256 of its text (never the text itself) until it
+expires, its signing key leaves the JWKS, or a newer token pushes it out: see
+:class:`JwtVerifier` and docs/performance.md.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from jwt import PyJWK
 
 __all__ = [
+    "TOKEN_CACHE_SIZE",
     "JwksCache",
     "JwksSource",
     "JwtVerifier",
@@ -48,6 +54,9 @@ _TOKEN_REASONS = {
 }
 # A kid is only ever a dictionary key here; this bound keeps log lines and lookups small.
 _KID = re.compile(r"[\x21-\x7e]{1,128}")
+# Verified tokens each verifier remembers: more than the distinct users a warm container serves
+# within a token's lifetime, and a few megabytes at most (an entry is its claims and a digest).
+TOKEN_CACHE_SIZE = 1024
 
 
 class JwksSource(Protocol):
@@ -237,18 +246,52 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+class _Verified:
+    """What one successful verification proved, kept under the SHA-256 of the token."""
+
+    __slots__ = ("claims", "expires", "key", "kid", "not_before")
+
+    def __init__(self, claims: dict[str, Any], key: PyJWK, kid: str, leeway: int) -> None:
+        self.claims = claims
+        self.key = key  # the very key object that checked the signature
+        self.kid = kid
+        # PyJWT has just accepted these claims as integers, with the same leeway.
+        iat = int(claims["iat"])
+        self.not_before = (max(iat, int(claims["nbf"])) if "nbf" in claims else iat) - leeway
+        self.expires = int(claims["exp"]) + leeway
+
+
 class JwtVerifier:
     """Verifies a compact JWT against the configured issuer, audience and algorithms.
 
     Raises :class:`Unauthorized` for every kind of bad token; the message names the
     reason category for logs and never contains the token.
+
+    A token that verifies is remembered by the SHA-256 of its text, for ``cache_size`` tokens
+    (least recently used dropped first; 0 remembers none). Using a remembered token again
+    re-checks what can change since: that the JWKS still serves, under its ``kid``, the very key
+    object that checked its signature (a key withdrawn or replaced, even under the same kid,
+    ends the entry), and ``iat``, ``nbf`` and ``exp`` against ``clock``, with the leeway.
+    Everything else verification checks is a function of the token's text and this verifier's
+    settings, which cannot change. A token that fails is never remembered.
     """
 
-    def __init__(self, settings: Settings, keys: JwksCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: JwksCache,
+        *,
+        cache_size: int = TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not settings.jwt_issuer or not settings.jwt_audience:
             raise ConfigurationError(Reason.MISSING_SETTING, f"{ENV.JWT_ISSUER} and {ENV.JWT_AUDIENCE}")
         self._settings = settings
         self._keys = keys
+        self._clock = clock
+        self._verified: ProcessCache[bytes, _Verified] | None = (
+            ProcessCache(maxsize=cache_size) if cache_size > 0 else None
+        )
         self._options: dict[str, Any] = {
             "require": ["exp", "iat", "iss"],
             "verify_aud": False,  # checked below: aud, or client_id for Cognito access tokens
@@ -260,12 +303,35 @@ class JwtVerifier:
         self._keys.preload()
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Return the verified claims of ``token``."""
+        """Return the verified claims of ``token`` (a new dictionary on each call)."""
+        if len(token) > self._settings.max_token_bytes:
+            raise Unauthorized(Reason.TOKEN_TOO_LONG)
+        verified = self._verified
+        if verified is None:
+            return self._verify(token)[0]
+        digest = hashlib.sha256(token.encode()).digest()
+        entry = verified.lookup(digest)
+        if entry is not None:
+            if self._keys.get(entry.kid) is entry.key:
+                now = self._clock()
+                # In PyJWT's order: iat and nbf, then exp.
+                if now < entry.not_before:
+                    verified.discard(digest)
+                    raise Unauthorized(Reason.TOKEN_NOT_YET_VALID)
+                if now >= entry.expires:
+                    verified.discard(digest)
+                    raise Unauthorized(Reason.TOKEN_EXPIRED)
+                return dict(entry.claims)
+            verified.discard(digest)  # its key was withdrawn or replaced: judge the token afresh
+        claims, key, kid = self._verify(token)
+        verified.store(digest, _Verified(claims, key, kid, self._settings.jwt_leeway_seconds))
+        return dict(claims)
+
+    def _verify(self, token: str) -> tuple[dict[str, Any], PyJWK, str]:
+        """The claims of ``token``, fully verified, with the key and kid that verified them."""
         import jwt  # already loaded by the key cache; a dictionary lookup here
 
         settings = self._settings
-        if len(token) > settings.max_token_bytes:
-            raise Unauthorized(Reason.TOKEN_TOO_LONG)
         header = _unverified_header(token)
         alg = header.get("alg")
         if alg not in settings.jwt_algorithms:
@@ -299,7 +365,7 @@ class JwtVerifier:
         self._check_audience(claims)
         if settings.jwt_token_use is not None and claims.get("token_use") != settings.jwt_token_use:
             raise Unauthorized(Reason.WRONG_TOKEN_USE)
-        return claims
+        return claims, key, kid
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
         allowed = self._settings.jwt_audience
