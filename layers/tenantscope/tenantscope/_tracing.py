@@ -24,6 +24,7 @@ from ._config import ENV
 from ._errors import Reason, TenantAuthError, without_message
 
 __all__ = [
+    "NOOP_SPAN",
     "NoopTracer",
     "Span",
     "Tracer",
@@ -71,14 +72,15 @@ class _NoopSpan:
         return None
 
 
-_NOOP_SPAN = _NoopSpan()
+# The one span of tracing off: the pipeline skips annotating it.
+NOOP_SPAN = _NoopSpan()
 
 
 class NoopTracer:
     """Tracing off: spans record nothing and cost two method calls."""
 
     def span(self, name: str) -> AbstractContextManager[Span]:
-        return _NOOP_SPAN
+        return NOOP_SPAN
 
     def trace_header(self) -> str | None:
         return None
@@ -133,12 +135,12 @@ class XRayTracer:
     @contextmanager
     def span(self, name: str) -> Iterator[Span]:
         if self._recorder is None and "Sampled=1" not in os.environ.get("_X_AMZN_TRACE_ID", ""):
-            yield _NOOP_SPAN
+            yield NOOP_SPAN
             return
         recorder = self.recorder
         subsegment = recorder.begin_subsegment(name)
         if subsegment is None:  # no segment to attach to (not sampled, or no trace context)
-            yield _NOOP_SPAN
+            yield NOOP_SPAN
             return
         span = _XRaySpan(subsegment)
         try:
@@ -177,9 +179,13 @@ def _tracing_wanted() -> bool:
     return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
 
 
+def _detected_tracer() -> Tracer:
+    return XRayTracer() if _tracing_wanted() else NoopTracer()
+
+
 def get_tracer() -> Tracer:
     """The process-wide tracer: X-Ray in Lambda with active tracing, else a no-op."""
-    return _tracer.get(lambda: XRayTracer() if _tracing_wanted() else NoopTracer())
+    return _tracer.get(_detected_tracer)
 
 
 def set_tracer(tracer: Tracer | None) -> None:
