@@ -2,13 +2,15 @@
 
 A token's signature is checked once; every later use re-checks what can change since: its times
 against the verifier's clock, and that the JWKS still serves, under its kid, the key that checked
-it. PyJWT's decode is counted (a spy that calls through) to tell a full verification from a
-remembered one. Fake clocks drive time: the verifier's for the token's times, the JWKS cache's
-for its refreshes. Nothing sleeps.
+it. Signature checks are counted (a spy on PyJWT's RS256 algorithm that calls through) to tell a
+full verification from a remembered one. Fake clocks drive time: the verifier's for the token's
+times, the JWKS cache's for its refreshes. Nothing sleeps.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,16 +30,17 @@ LEEWAY = 30  # the default TENANTSCOPE_JWT_LEEWAY_SECONDS
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every full verification, as the token's subject: PyJWT's decode, called through."""
+    """Every signature checked (a full verification), as the token's subject: PyJWT's RS256
+    algorithm, called through."""
     seen: list[str] = []
-    real = jwt.decode
+    real = jwt.algorithms.RSAAlgorithm.verify
 
-    def decode(token: str, *args: Any, **kwargs: Any) -> Any:
-        claims = real(token, *args, **kwargs)
-        seen.append(claims["sub"])
-        return claims
+    def verify(self: Any, msg: bytes, key: Any, sig: bytes) -> bool:
+        payload = msg.split(b".")[1]
+        seen.append(json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))["sub"])
+        return bool(real(self, msg, key, sig))
 
-    monkeypatch.setattr(jwt, "decode", decode)
+    monkeypatch.setattr(jwt.algorithms.RSAAlgorithm, "verify", verify)
     return seen
 
 

@@ -7,7 +7,6 @@ verifier's key cache. Adapters call them; handlers never parse tenants themselve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -35,8 +34,9 @@ __all__ = [
     "tenant_from_claims",
 ]
 
-# Compact JWS: three base64url segments. Checked before any parsing.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Compact JWS: three base64url segments. Checked before any parsing (_compact_jws).
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_AUTHORIZATION_LENGTH = len("authorization")
 # Claims copied into the context: identity facts, never the token or signature.
 _SELECTED_CLAIMS = ("iss", "sub", "client_id", "token_use", "scope", "exp")
 
@@ -54,14 +54,20 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
     headers = event.get("headers")
     if isinstance(headers, Mapping):
         for k, v in headers.items():
-            if isinstance(k, str) and k.lower() == "authorization":
+            # The length first: most headers are then passed over without a lowercased copy.
+            if isinstance(k, str) and len(k) == _AUTHORIZATION_LENGTH and k.lower() == "authorization":
                 if not isinstance(v, str):  # a list or dict value is unhashable: refuse, never crash
                     raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
                 values.add(v)
     multi = event.get("multiValueHeaders")
     if isinstance(multi, Mapping):
         for k, vs in multi.items():
-            if isinstance(k, str) and k.lower() == "authorization" and isinstance(vs, list):
+            if (
+                isinstance(k, str)
+                and len(k) == _AUTHORIZATION_LENGTH
+                and k.lower() == "authorization"
+                and isinstance(vs, list)
+            ):
                 values.update(v for v in vs if isinstance(v, str))
     if not values:
         raise Unauthorized(Reason.MISSING_TOKEN)
@@ -72,9 +78,21 @@ def bearer_token(event: Mapping[str, Any], max_bytes: int) -> str:
         raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or _COMPACT_JWS.fullmatch(token) is None or len(token) > max_bytes:
+    if scheme.lower() != "bearer" or len(token) > max_bytes or not _compact_jws(token):
         raise Unauthorized(Reason.MALFORMED_AUTHORIZATION)
     return token
+
+
+def _compact_jws(token: str) -> bool:
+    """Three base64url segments, the first two not empty (a compact JWS, and nothing else).
+
+    What the regular expression ``[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*`` matches, checked
+    with one C-level pass over the bytes instead of the expression's per-character steps.
+    """
+    if not token.isascii() or token.encode("ascii").translate(None, _BASE64URL) != b"..":
+        return False
+    first = token.find(".")
+    return first > 0 and token.find(".", first + 1) > first + 1
 
 
 def tenant_from_claims(claims: Mapping[str, Any], settings: Settings) -> TenantContext:
@@ -86,9 +104,9 @@ def tenant_from_claims(claims: Mapping[str, Any], settings: Settings) -> TenantC
     subject = claims.get("sub")
     return TenantContext(
         tenant_id,
-        source="jwt",
-        subject=subject if isinstance(subject, str) else None,
-        claims={k: claims[k] for k in _SELECTED_CLAIMS if k in claims},
+        "jwt",
+        subject if isinstance(subject, str) else None,
+        MappingProxyType({k: claims[k] for k in _SELECTED_CLAIMS if k in claims}),
     )
 
 
