@@ -106,6 +106,19 @@ def test_the_layer_makefile_installs_wheels_for_the_architecture(
     assert f"--platform manylinux2014_{platform} " in planned.stdout
 
 
+def test_the_layer_ships_bytecode_for_what_every_cold_start_imports(tmp_path: Path) -> None:
+    planned = planned_layer_build("arm64", tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    commands = planned.stdout.replace("\\\n", " ")
+    # Compiled after the last removal of __pycache__, for the runtime's python, used as shipped.
+    assert commands.rindex("compileall") > commands.rindex("__pycache__")
+    (compile_command,) = [line for line in commands.splitlines() if "compileall" in line]
+    assert compile_command.startswith("python3.13 -m compileall")
+    assert "--invalidation-mode unchecked-hash" in compile_command
+    assert f'"{tmp_path}/python/tenantscope"' in compile_command
+    assert f'"{tmp_path}/python/jwt"' in compile_command
+
+
 def test_the_layer_makefile_refuses_an_unknown_architecture(tmp_path: Path) -> None:
     planned = planned_layer_build("x86", tmp_path)
     assert planned.returncode != 0

@@ -72,23 +72,35 @@ class TenantContext:
         self.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
 
 
-@dataclass(eq=False)
 class _Scope:
-    context: TenantContext
-    # Set by the adapters, which vend credentials before the handler runs so that a
-    # failure is answered before any tenant code executes. None in a custom scope:
-    # credentials are then vended on first data access.
-    credentials: ScopedCredentials | None = None
-    # The adapter's settings when they differ from the environment's (explicit arguments).
-    settings: Settings | None = None
-    request_id: str | None = None
-    # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
-    trace_header: str | None = None
-    # The scope that was current when this one was entered: what its exit restores.
-    parent: _Scope | None = None
-    # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
-    # task, an abandoned generator) may still hold it: a closed scope is no scope.
-    closed: bool = False
+    """One unit of work's scope. A plain class: one is made for every unit of work."""
+
+    __slots__ = ("closed", "context", "credentials", "parent", "request_id", "settings", "trace_header")
+
+    def __init__(
+        self,
+        context: TenantContext,
+        credentials: ScopedCredentials | None = None,
+        settings: Settings | None = None,
+        request_id: str | None = None,
+        trace_header: str | None = None,
+        parent: _Scope | None = None,
+    ) -> None:
+        self.context = context
+        # Set by the adapters, which vend credentials before the handler runs so that a
+        # failure is answered before any tenant code executes. None in a custom scope:
+        # credentials are then vended on first data access.
+        self.credentials = credentials
+        # The adapter's settings when they differ from the environment's (explicit arguments).
+        self.settings = settings
+        self.request_id = request_id
+        # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
+        self.trace_header = trace_header
+        # The scope that was current when this one was entered: what its exit restores.
+        self.parent = parent
+        # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
+        # task, an abandoned generator) may still hold it: a closed scope is no scope.
+        self.closed = False
 
 
 # Private to this module: every reader goes through active_scope(), which hides ended scopes.

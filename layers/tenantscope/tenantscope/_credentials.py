@@ -154,12 +154,16 @@ class FakeSts:
         )
 
 
-@dataclass
 class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    credentials: ScopedCredentials | None = None
-    # How the leader's call failed, so that the callers waiting on it fail the same way.
-    failure: CredentialsUnavailable | None = None
+    """One AssumeRole call in flight, which concurrent callers for the same tenant wait on."""
+
+    __slots__ = ("credentials", "done", "failure")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.credentials: ScopedCredentials | None = None
+        # How the leader's call failed, so that the callers waiting on it fail the same way.
+        self.failure: CredentialsUnavailable | None = None
 
 
 class CredentialVendor:
