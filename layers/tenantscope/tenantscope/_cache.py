@@ -24,7 +24,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ._errors import log_reason
 
-__all__ = ["ProcessCache", "ProcessValue", "Refresher", "reset_process_state"]
+__all__ = ["ProcessCache", "ProcessValue", "Refresher", "reset_process_state", "touch"]
 
 logger = logging.getLogger("tenantscope")
 
@@ -80,6 +80,14 @@ class ProcessValue(Generic[V]):
         self.set(None)
 
 
+def touch(values: OrderedDict[K, V], key: K) -> None:
+    """Mark ``key`` the most recently used of ``values``, without a lock (readers do not take one)."""
+    try:  # noqa: SIM105 (a try costs nothing here; contextlib.suppress would, on every hit)
+        values.move_to_end(key)
+    except KeyError:  # dropped by another thread since: the value read is still whole
+        pass
+
+
 class ProcessCache(Generic[K, V]):
     """Values built once per key, under one lock; with ``maxsize``, the least recently built go
     (or, for results kept with :meth:`store`, the least recently used).
@@ -117,10 +125,7 @@ class ProcessCache(Generic[K, V]):
         """
         value = self._values.get(key)
         if value is not None:
-            try:  # noqa: SIM105 (a try costs nothing here; contextlib.suppress would, on every hit)
-                self._values.move_to_end(key)
-            except KeyError:  # evicted by another thread since: the value read is still whole
-                pass
+            touch(self._values, key)
         return value
 
     def store(self, key: K, value: V) -> None:
