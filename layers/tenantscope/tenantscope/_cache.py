@@ -2,9 +2,9 @@
 
 - :class:`ProcessValue`: one value built on first use (the settings, the boto3 session, the
   default credential vendor, the tracer).
-- :class:`ProcessCache`: values built once per key, optionally bounded (JWKS caches per issuer,
-  key rings per spec, AWS clients per service, tenants' data clients), or results stored and
-  looked up, least recently used dropped first (verified tokens).
+- :class:`ProcessCache`: values built once per key, or results stored and looked up, optionally
+  bounded, the least recently used dropped first (JWKS caches per issuer, key rings per spec, AWS
+  clients per service, tenants' data clients, verified tokens).
 - :class:`Refresher`: a value loaded from a source that can fail, reloaded at a bounded rate and
   kept when a reload fails (the issuer's JWKS, a signing key ring).
 
@@ -89,8 +89,8 @@ def touch(values: OrderedDict[K, V], key: K) -> None:
 
 
 class ProcessCache(Generic[K, V]):
-    """Values built once per key, under one lock; with ``maxsize``, the least recently built go
-    (or, for results kept with :meth:`store`, the least recently used).
+    """Values built once per key (:meth:`get`) or stored (:meth:`store`), under one lock; with
+    ``maxsize``, the least recently used go.
 
     >>> cache: ProcessCache[str, str] = ProcessCache(maxsize=1)
     >>> cache.get("a", lambda: "A"), cache.get("b", lambda: "B"), len(cache)
@@ -110,6 +110,8 @@ class ProcessCache(Generic[K, V]):
         """The value for ``key``, built when missing or when ``valid`` says the cached one is not."""
         value = self._values.get(key)
         if value is not None and (valid is None or valid(value)):
+            if self._maxsize is not None:
+                touch(self._values, key)
             return value  # the hot path: no lock
         with self._lock:
             value = self._values.get(key)
@@ -119,10 +121,7 @@ class ProcessCache(Generic[K, V]):
             return value
 
     def lookup(self, key: K) -> V | None:
-        """The value stored for ``key``, now the most recently used; None when absent.
-
-        For caches of results (:meth:`store`), where a bound drops the least recently used.
-        """
+        """The value stored for ``key``, now the most recently used; None when absent."""
         value = self._values.get(key)
         if value is not None:
             touch(self._values, key)
