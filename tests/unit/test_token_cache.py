@@ -319,3 +319,62 @@ def test_reset_process_state_forgets_every_remembered_token(
     reset_process_state()
     verifier.verify(token)
     assert decodes == ["user-1", "user-1"]
+
+
+# --- what is derived from a remembered token's claims ----------------------------------------------
+
+
+def test_a_remembered_tokens_tenant_is_derived_once(verifier: JwtVerifier, issuer: LocalIssuer) -> None:
+    derived: list[str] = []
+
+    def tenant_of(claims: Any) -> str:
+        derived.append(claims["tenant_id"])
+        return str(claims["tenant_id"])
+
+    token = issuer.token("acme")
+    assert [verifier.verify_as(token, tenant_of) for _ in range(3)] == ["acme"] * 3
+    assert derived == ["acme"]
+    # AND another function derives its own value
+    assert verifier.verify_as(token, lambda claims: claims["sub"]) == "user-1"
+
+
+def test_a_derivation_that_fails_is_not_remembered(verifier: JwtVerifier, issuer: LocalIssuer) -> None:
+    calls: list[int] = []
+
+    def refuse(claims: Any) -> str:
+        calls.append(1)
+        raise Unauthorized(Reason.INVALID_TENANT_CLAIM)
+
+    token = issuer.token("acme")
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verifier.verify_as(token, refuse)
+    assert len(calls) == 2
+
+
+def test_a_derived_value_dies_with_its_token(
+    verifier: JwtVerifier, issuer: LocalIssuer, clock: FakeClock, decodes: list[str]
+) -> None:
+    token = issuer.token("acme", lifetime=60)
+    first = verifier.verify_as(token, tuple)
+    exp = verifier.verify(token)["exp"]
+    clock.now = exp + LEEWAY
+    with pytest.raises(Unauthorized):
+        verifier.verify_as(token, tuple)
+    # WHEN the clock goes back, the token is verified and derived anew
+    clock.now = exp - 10
+    assert verifier.verify_as(token, tuple) == first
+    assert decodes == ["user-1", "user-1"]
+
+
+def test_an_api_token_used_again_keeps_its_tenant_context(issuer: LocalIssuer, jwks: JwksCache) -> None:
+    from tenantscope._resolve import resolve_api_event
+    from tenantscope.testing import http_api_event
+
+    verifier = JwtVerifier(get_settings(), jwks)
+    event = http_api_event(issuer.token("acme"))
+    first = resolve_api_event(event, verifier, get_settings())
+    again = resolve_api_event(event, verifier, get_settings())
+    assert again is first
+    assert first.tenant_id == "acme"
+    assert first.claims["sub"] == "user-1"

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._cache import ProcessCache, Refresher
 from ._config import ENV, Settings, refuse_local_only_in_deployment
@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tenantscope")
+
+T = TypeVar("T")
 
 _MAX_JWKS_BYTES = 256 * 1024
 # Header parameters that name or carry key material chosen by the token's author.
@@ -282,12 +284,14 @@ def _integer(value: Any) -> int | None:
 class _Verified:
     """What one successful verification proved, kept under the SHA-256 of the token."""
 
-    __slots__ = ("claims", "expires", "key", "kid", "not_before")
+    __slots__ = ("claims", "derived", "expires", "key", "kid", "not_before")
 
     def __init__(self, claims: dict[str, Any], key: PyJWK, kid: str, leeway: int) -> None:
         self.claims = claims
         self.key = key  # the very key object that checked the signature
         self.kid = kid
+        # What JwtVerifier.verify_as derived from the claims, with the function that derived it.
+        self.derived: tuple[Callable[..., Any], Any] | None = None
         # Just read as integers by JwtVerifier._decode, with the same leeway.
         iat = int(claims["iat"])
         self.not_before = (max(iat, int(claims["nbf"])) if "nbf" in claims else iat) - leeway
@@ -332,11 +336,30 @@ class JwtVerifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the verified claims of ``token`` (a new dictionary on each call)."""
+        return dict(self._verified_entry(token).claims)
+
+    def verify_as(self, token: str, derive: Callable[[Mapping[str, Any]], T]) -> T:
+        """``derive`` of the verified claims of ``token``, derived once per remembered token.
+
+        ``derive`` must be a function of the claims alone that leaves them as they are, its value
+        immutable: a token used again gets the value derived at its first use (if ``derive`` is
+        the same object), once its time and key are checked again. A ``derive`` that raises is
+        asked again at the next use: only what succeeds is remembered.
+        """
+        entry = self._verified_entry(token)
+        derived = entry.derived
+        if derived is not None and derived[0] is derive:
+            return derived[1]  # type: ignore[no-any-return]
+        value = derive(entry.claims)
+        entry.derived = (derive, value)
+        return value
+
+    def _verified_entry(self, token: str) -> _Verified:
         if len(token) > self._settings.max_token_bytes:
             raise Unauthorized(Reason.TOKEN_TOO_LONG)
         verified = self._verified
         if verified is None:
-            return self._verify(token)[0]
+            return _Verified(*self._verify(token), self._settings.jwt_leeway_seconds)
         digest = hashlib.sha256(token.encode()).digest()
         entry = verified.lookup(digest)
         if entry is not None:
@@ -349,11 +372,11 @@ class JwtVerifier:
                 if now >= entry.expires:
                     verified.discard(digest)
                     raise Unauthorized(Reason.TOKEN_EXPIRED)
-                return dict(entry.claims)
+                return entry
             verified.discard(digest)  # its key was withdrawn or replaced: judge the token afresh
-        claims, key, kid = self._verify(token)
-        verified.store(digest, _Verified(claims, key, kid, self._settings.jwt_leeway_seconds))
-        return dict(claims)
+        entry = _Verified(*self._verify(token), self._settings.jwt_leeway_seconds)
+        verified.store(digest, entry)
+        return entry
 
     def _verify(self, token: str) -> tuple[dict[str, Any], PyJWK, str]:
         """The claims of ``token``, fully verified, with the key and kid that verified them."""

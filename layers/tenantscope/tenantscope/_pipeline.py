@@ -158,9 +158,10 @@ class Pipeline:
 
     @property
     def verifier(self) -> JwtVerifier:
-        return self._verifier.get(
-            lambda: JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
-        )
+        return self._verifier.peek() or self._verifier.get(self._build_verifier)
+
+    def _build_verifier(self) -> JwtVerifier:
+        return JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
 
     @property
     def ring(self) -> KeyRing:
