@@ -2,8 +2,11 @@
 
 The resources come from template.yaml (see devtools/local_aws.py). Two tenants create items
 and place orders; the orders become signed queue messages; the worker takes them as a batch
-and starts sealed executions; the state machine's tasks run the real handlers. Then each
-attack is shown being stopped. Exits 0 only if every expectation held.
+and starts sealed executions; the state machine's tasks run the real handlers and write each
+completed order's receipt. Each tenant uploads an attachment with the form the API answers and
+downloads it with the link it answers (moto's mock answers the requests library too), side by
+side in one pooled bucket. Then each attack is shown being stopped. Exits 0 only if every
+expectation held.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def main() -> int:
     # The stack trusts the development issuer (its tokens are minted here), its JWKS from a local file.
     with local_aws(LOCAL_PARAMETERS, environment={"TENANTSCOPE_JWKS_URL": jwks_file.as_uri()}) as aws:
         import boto3
+        import requests
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.sts.models import sts_backends
 
@@ -69,6 +73,8 @@ def main() -> int:
             seal_input,
             set_tracer,
             sign_message,
+            tenant_bucket,
+            tenant_s3,
             tenant_scope,
             tenant_table,
         )
@@ -79,6 +85,7 @@ def main() -> int:
         print(f"Local AWS from template.yaml: {len(created)} resources ({', '.join(sorted(created))})")
         tokens = {t: issuer.token(t, subject=f"{t}-user") for t in TENANTS}
         table_name = aws.physical["AppTable"]["Ref"]
+        bucket_name = aws.physical["FilesBucket"]["Ref"]
 
         print("1. Two tenants stock the same item id in one pooled table")
         for tenant, stock in (("acme", 5), ("globex", 3)):
@@ -128,7 +135,45 @@ def main() -> int:
                 stock == expected,
             )
 
-        print("3. Attacks are stopped")
+        print("3. Each tenant's files, side by side in one pooled bucket")
+        manuals = {tenant: f"{tenant}'s widget manual".encode() for tenant in TENANTS}
+        for tenant in TENANTS:
+            r = aws.http("POST", "/items/widget/attachment", tokens[tenant], {"content_type": "text/plain"})
+            form = body(r) if r["statusCode"] == 200 else {"url": "", "fields": {}}
+            key = form["fields"].get("key")
+            upload = {"file": ("manual.txt", manuals[tenant])}
+            posted = (
+                requests.post(form["url"], data=form["fields"], files=upload, timeout=10) if key else None
+            )
+            demo.expect(
+                f"{tenant} POST /items/widget/attachment -> {r['statusCode']}, a form for {key}; "
+                f"the upload -> {'-' if posted is None else posted.status_code}",
+                key == f"tenants/{tenant}/items/widget/attachment" and posted is not None and posted.ok,
+            )
+        for tenant in TENANTS:
+            r = aws.http("GET", "/items/widget/attachment", tokens[tenant])
+            url = body(r).get("url")
+            content = requests.get(url, timeout=10).content if url else b""
+            demo.expect(
+                f"{tenant} GET /items/widget/attachment -> {r['statusCode']}, its link downloads: "
+                f"{content.decode(errors='replace')}",
+                content == manuals[tenant],
+            )
+        for tenant in TENANTS:
+            completed = sorted(o for o, expected in orders[tenant] if expected == "COMPLETED")
+            with tenant_scope(tenant):
+                receipts = tenant_bucket(bucket_name).list("receipts/")
+            r = aws.http("GET", f"/orders/{completed[0]}/receipt", tokens[tenant])
+            url = body(r).get("url")
+            receipt = requests.get(url, timeout=10).json() if url else {}
+            demo.expect(
+                f"{tenant} has {len(receipts)} receipt(s), one per completed order; "
+                f"GET /orders/{completed[0][:8]}/receipt -> {r['statusCode']}, a link to its receipt",
+                receipts == [f"receipts/{o}.json" for o in completed]
+                and receipt.get("order_id") == completed[0],
+            )
+
+        print("4. Attacks are stopped")
         r = aws.http("GET", "/items/widget", forger.token("acme"))
         demo.expect(f"forged JWT (right kid, wrong key) -> {r['statusCode']}", r["statusCode"] == 401)
         r = aws.http("GET", "/items/widget", issuer.token("acme", lifetime=-3600))
@@ -144,6 +189,35 @@ def main() -> int:
                 demo.expect(
                     "globex code reading acme's key directly is refused by the guard", True, str(refusal)
                 )
+        r = aws.http("GET", f"/orders/{acme_order}/receipt", tokens["globex"])
+        demo.expect(f"globex GET acme's receipt -> {r['statusCode']}", r["statusCode"] == 404)
+        acme_file = "tenants/acme/items/widget/attachment"
+        with tenant_scope("globex"):
+            for what, attempt in (
+                (
+                    "reading acme's attachment by its key",
+                    lambda: tenant_s3().get_object(Bucket=bucket_name, Key=acme_file),
+                ),
+                (
+                    "signing a link to acme's attachment",
+                    lambda: tenant_s3().generate_presigned_url(
+                        "get_object", Params={"Bucket": bucket_name, "Key": acme_file}
+                    ),
+                ),
+                (
+                    "reaching acme's attachment with ../",
+                    lambda: tenant_bucket(bucket_name).get("../acme/items/widget/attachment"),
+                ),
+                (
+                    "listing every tenant's files",
+                    lambda: tenant_s3().list_objects_v2(Bucket=bucket_name, Prefix="tenants/"),
+                ),
+            ):
+                try:
+                    attempt()
+                    demo.expect(f"globex code {what} is refused by the guard", False)
+                except CrossTenantAccess as refusal:
+                    demo.expect(f"globex code {what} is refused by the guard", True, str(refusal))
 
         sqs = boto3.client("sqs")
         queue_url, queue_arn = aws.physical["OrderQueue"]["Ref"], aws.physical["OrderQueue"]["Arn"]
@@ -176,7 +250,7 @@ def main() -> int:
             failed["status"] == "FAILED" and failed.get("error") == "TenantAuthError",
         )
 
-        print("4. Per tenant")
+        print("5. Per tenant")
         served = sts_backends[DEFAULT_ACCOUNT_ID]["global"].assumed_roles
         for tenant in TENANTS:
             statuses = Counter(

@@ -11,7 +11,8 @@ development issuer and key ring, and envelope lifetimes as long as the samples')
 endpoint and resources) and ``make env-from-stack`` writes ``env.deployed.json`` (plus a deployed
 stack's resources). This command refreshes the identity in those two when they exist.
 
-The samples assume data: :func:`seed` lists it, and ``make local-aws`` writes it.
+The samples assume data: :func:`seed` and :func:`seed_files` list it, and ``make local-aws``
+writes it.
 
     python -m devtools.events [--out events]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +59,9 @@ ORDER_ID = "0f8fad5bd9cb469fa16570867728950e"
 ITEM_ID = "widget"
 QUANTITY = 2
 ORDER = {"order_id": ORDER_ID, "item_id": ITEM_ID, "quantity": QUANTITY}
+# An order of acme's that is COMPLETED, with its receipt.
+COMPLETED_ORDER_ID = "5d0c3a8f1b2e4c6a9e7f0a1b2c3d4e5f"
+ATTACHMENT_TYPE = "application/pdf"
 EXECUTION = ORDER_ID
 # (tenant, order id) of the orders each batch's records name.
 VALID_BATCH_ORDERS = [("acme", f"{n:032x}") for n in (1, 2)]
@@ -139,14 +144,43 @@ class Record:
 
 
 def seed() -> list[Record]:
-    """The data the samples assume: the item they stock and reserve, for both tenants, and a
-    PENDING order for every order an SQS or Step Functions sample names."""
+    """The data the samples assume: the item they stock and reserve, for both tenants, a PENDING
+    order for every order an SQS or Step Functions sample names, and a COMPLETED one of acme's."""
     item = {"name": "Widget", "stock": 10}
     order = {"status": "PENDING", "item_id": ITEM_ID, "quantity": QUANTITY}
     orders = sorted({("acme", ORDER_ID), *VALID_BATCH_ORDERS, *MIXED_BATCH_ORDERS})
     return [
         *(Record(tenant, "ITEM", ITEM_ID, item) for tenant in ("acme", "globex")),
         *(Record(tenant, "ORDER", order_id, order) for tenant, order_id in orders),
+        Record("acme", "ORDER", COMPLETED_ORDER_ID, {**order, "status": "COMPLETED"}),
+    ]
+
+
+@dataclass(frozen=True)
+class File:
+    """A file of one tenant in the pooled bucket, by the record it belongs to: an ITEM's attachment
+    or an ORDER's receipt (functions/app/files.py's keys)."""
+
+    tenant: str
+    kind: str
+    record_id: str
+    content_type: str
+    body: bytes
+
+
+def seed_files() -> list[File]:
+    """The files the samples assume: acme's widget's attachment, and the receipt of acme's
+    COMPLETED order (as CompleteOrder writes it)."""
+    receipt = {
+        "order_id": COMPLETED_ORDER_ID,
+        "item_id": ITEM_ID,
+        "quantity": QUANTITY,
+        "charge_reference": f"sim-{COMPLETED_ORDER_ID}",
+        "completed_at": "2026-11-30T12:00:00+00:00",
+    }
+    return [
+        File("acme", "ITEM", ITEM_ID, ATTACHMENT_TYPE, b"%PDF-1.7 the widget's manual"),
+        File("acme", "ORDER", COMPLETED_ORDER_ID, "application/json", json.dumps(receipt).encode()),
     ]
 
 
@@ -164,14 +198,18 @@ def _api(
 
     def build(ctx: Context) -> dict[str, Any]:
         bearer = token(ctx) if token else (ctx.issuer.token(tenant, lifetime=LIFETIME) if tenant else None)
-        record_id = path.rsplit("/", 1)[1] if "{id}" in route else None
+        # The route's {id}, where it is in the path: /items/{id}/attachment -> the item id.
+        pattern = "/".join("(?P<id>[^/]+)" if p == "{id}" else re.escape(p) for p in route.split("/"))
+        matched = re.fullmatch(pattern, path)
+        if matched is None:
+            raise ValueError(f"{path} is not a path of {route}")
         return http_api_event(
             bearer,
             method=method,
             path=path,
             route=route,
             body=body,
-            path_parameters={"id": record_id} if record_id else {},
+            path_parameters=matched.groupdict(),
             claims=authorizer_claims(bearer) if authorized and bearer else None,
         )
 
@@ -274,6 +312,7 @@ _BAD_RECORDS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 RESERVED = {"reserve_inventory": {"item_id": ITEM_ID, "quantity": QUANTITY}}
+CHARGED = {**RESERVED, "charge_payment": {"charged": True, "reference": f"sim-{ORDER_ID}"}}
 
 SAMPLES: dict[str, Sample] = {
     # ---------------------------------------------------------------- HTTP API (payload v2)
@@ -299,6 +338,40 @@ SAMPLES: dict[str, Sample] = {
     ),
     "api_get_order_acme": Sample(
         "ApiFunction", "status 200", _api("GET", f"/orders/{ORDER_ID}", "/orders/{id}", "acme")
+    ),
+    # Tenant files: a form that uploads the item's attachment, a link that downloads it, a link
+    # to an order's receipt, and a content type the attachment may not have.
+    "api_attachment_upload_acme": Sample(
+        "ApiFunction",
+        "status 200",
+        _api(
+            "POST",
+            f"/items/{ITEM_ID}/attachment",
+            "/items/{id}/attachment",
+            "acme",
+            {"content_type": ATTACHMENT_TYPE},
+        ),
+    ),
+    "api_attachment_download_acme": Sample(
+        "ApiFunction",
+        "status 200",
+        _api("GET", f"/items/{ITEM_ID}/attachment", "/items/{id}/attachment", "acme"),
+    ),
+    "api_attachment_bad_type_acme": Sample(
+        "ApiFunction",
+        "status 400",
+        _api(
+            "POST",
+            f"/items/{ITEM_ID}/attachment",
+            "/items/{id}/attachment",
+            "acme",
+            {"content_type": "text/html"},
+        ),
+    ),
+    "api_get_receipt_acme": Sample(
+        "ApiFunction",
+        "status 200",
+        _api("GET", f"/orders/{COMPLETED_ORDER_ID}/receipt", "/orders/{id}/receipt", "acme"),
     ),
     # A deployed HTTP API's JWT authorizer answers these three 401 itself; the function's own
     # verification answers them where no authorizer runs (sam local, a misconfigured route).
@@ -368,7 +441,7 @@ SAMPLES: dict[str, Sample] = {
         "ChargePaymentFunction", "returns results.charge_payment", _task(results=RESERVED)
     ),
     "sfn_complete_order": Sample(
-        "CompleteOrderFunction", "returns results.complete_order", _task(results=RESERVED)
+        "CompleteOrderFunction", "returns results.complete_order", _task(results=CHARGED)
     ),
     "sfn_release_inventory": Sample(
         "ReleaseInventoryFunction", "returns results.release_inventory", _task(results=RESERVED)

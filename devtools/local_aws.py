@@ -1,11 +1,11 @@
 """The embedded local AWS: the resources template.yaml declares, created in moto, in-process.
 
 moto's CloudFormation ignores the SAM transform, so this module reads template.yaml itself
-and creates what the application needs to run: tables, queues (with their redrive policy),
-the envelope signing key (a KMS HMAC key, or the secret generated as the template asks), the
-tenant role and its policies, the state machine (its definition file with the template's
-substitutions), and a registry of the functions with their handlers, environment, HTTP routes
-and SQS event sources.
+and creates what the application needs to run: tables, queues (with their redrive policy), the
+files bucket (with its settings), the envelope signing key (a KMS HMAC key, or the secret
+generated as the template asks), the tenant role and its policies, the state machine (its
+definition file with the template's substitutions), and a registry of the functions with their
+handlers, environment, HTTP routes and SQS event sources.
 
 What moto cannot do is done here, the way Lambda would:
 - Step Functions tasks reach the real Python handlers through moto's Lambda backend
@@ -16,7 +16,7 @@ What moto cannot do is done here, the way Lambda would:
   deletes only the records that succeeded.
 
 Resources that have no local meaning (the layer, the HTTP API, log groups, the optional
-Cognito pool) are listed in :attr:`LocalAws.skipped`.
+Cognito pool, resource policies, which moto does not enforce) are listed in :attr:`LocalAws.skipped`.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class LocalAws(LocalLambda, Stack):
         creator = {
             "AWS::DynamoDB::Table": self._table,
             "AWS::SQS::Queue": self._queue,
+            "AWS::S3::Bucket": self._bucket,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::KMS::Key": self._kms_key,
             "AWS::IAM::Role": self._role,
@@ -137,6 +138,44 @@ class LocalAws(LocalLambda, Stack):
         url = sqs.create_queue(QueueName=f"{STACK}-{name}", Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.physical[name] = {"Ref": url, "Arn": arn, "QueueName": f"{STACK}-{name}"}
+
+    def _bucket(self, name: str, properties: dict[str, Any]) -> None:
+        """The bucket with each setting the template gives it, through the S3 API call that makes
+        it (whose shape differs from CloudFormation's here and there); a setting this does not
+        know is an error, not a bucket created without it."""
+        props = self.resolve(properties)
+        bucket = f"{STACK}-{name}".lower()  # bucket names are lower case, as CloudFormation makes them
+        s3 = self._client("s3")
+        s3.create_bucket(Bucket=bucket)
+        settings: dict[str, Any] = {
+            "PublicAccessBlockConfiguration": lambda value: s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=value
+            ),
+            "OwnershipControls": lambda value: s3.put_bucket_ownership_controls(
+                Bucket=bucket, OwnershipControls=value
+            ),
+            "BucketEncryption": lambda value: s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                        for rule in value["ServerSideEncryptionConfiguration"]
+                    ]
+                },
+            ),
+            "VersioningConfiguration": lambda value: s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration=value
+            ),
+            "LifecycleConfiguration": lambda value: s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in value["Rules"]]}
+            ),
+        }
+        unknown = sorted(set(props) - set(settings))
+        if unknown:
+            raise NotImplementedError(f"{name}: {', '.join(unknown)} not modelled by devtools.local_aws")
+        for setting, value in props.items():
+            settings[setting](value)
+        self.physical[name] = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
 
     def _secret(self, name: str, properties: dict[str, Any]) -> None:
         props = self.resolve(properties)
@@ -224,6 +263,19 @@ class LocalAws(LocalLambda, Stack):
             type=properties.get("Type", "STANDARD"),
         )["stateMachineArn"]
         self.physical[name] = {"Ref": arn, "Arn": arn, "Name": f"{STACK}-{name}"}
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A lifecycle rule of the template (covering every key) as PutBucketLifecycleConfiguration takes it."""
+    translated: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {}}
+    for key, value in rule.items():
+        if key == "ExpiredObjectDeleteMarker":
+            translated["Expiration"] = {"ExpiredObjectDeleteMarker": value}
+        elif key in ("NoncurrentVersionExpiration", "AbortIncompleteMultipartUpload"):
+            translated[key] = value
+        elif key not in ("Id", "Status"):
+            raise NotImplementedError(f"lifecycle rule {key} not modelled by devtools.local_aws")
+    return translated
 
 
 def use_local_credentials() -> None:

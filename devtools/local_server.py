@@ -6,11 +6,12 @@
 ``start`` runs moto's server in the background (state and log in .local-aws/), listening on
 127.0.0.1 and on the Docker bridge gateway, where the containers of ``sam local invoke`` reach the
 host, and on no other address. It then creates the template's resources in it with the same
-template reader as the in-process local AWS (devtools/local_aws.py), writes the data the sample
-events assume (devtools.events.seed, through the sample application's own code) and writes
-events/env.local.json: the development identity, the local stack's resources (named by its
-outputs, as ``make env-from-stack`` does for a deployed stack) and the endpoint. Run again, it
-resets the same server and does all of it again. Without Docker it listens on 127.0.0.1 only.
+template reader as the in-process local AWS (devtools/local_aws.py), writes the data and files
+the sample events assume (devtools.events.seed and seed_files, through the sample application's
+own code) and writes events/env.local.json: the development identity, the local stack's
+resources (named by its outputs, as ``make env-from-stack`` does for a deployed stack) and the
+endpoint. Run again, it resets the same server and does all of it again. Without Docker it
+listens on 127.0.0.1 only.
 
 The port is LOCAL_AWS_PORT (default 5089); the address the containers use to reach it is the
 bridge gateway, or LOCAL_AWS_CONTAINER_HOST when set.
@@ -34,7 +35,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from devtools.events import EVENTS_DIR, LOCAL_ENV, identity, seed, write_env_file
+from devtools.events import EVENTS_DIR, LOCAL_ENV, identity, seed, seed_files, write_env_file
 from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, ROOT, LocalAws, use_local_credentials
 from devtools.stack_env import stack_environment
@@ -219,8 +220,9 @@ def _outputs(aws: LocalAws) -> dict[str, str]:
     }
 
 
-def _seed(variables: dict[str, str]) -> int:
-    """Write the samples' data as the sample application writes it, each record as its tenant."""
+def _seed(variables: dict[str, str]) -> tuple[int, int]:
+    """Write the samples' data as the sample application writes it, each record and file as its
+    tenant; (records, files) written."""
     from tenantscope import tenant_scope
     from tenantscope.testing import reset_process_state
 
@@ -229,13 +231,20 @@ def _seed(variables: dict[str, str]) -> int:
     functions = str(ROOT / "functions")
     if functions not in sys.path:
         sys.path.insert(0, functions)
-    from app import items
+    from app import files, items
 
     records = seed()
     for record in records:
         with tenant_scope(record.tenant):
             items.put(record.kind, record.record_id, record.attributes)
-    return len(records)
+    seeded = seed_files()
+    for file in seeded:
+        key = (
+            files.attachment_key(file.record_id) if file.kind == "ITEM" else files.receipt_key(file.record_id)
+        )
+        with tenant_scope(file.tenant):
+            files.bucket().put(key, file.body, ContentType=file.content_type)
+    return len(records), len(seeded)
 
 
 def start(
@@ -258,7 +267,7 @@ def start(
     aws = _create_stack(state.endpoint)
     resources = stack_environment(_outputs(aws))
     dev_identity = identity(dev_issuer())
-    records = _seed({**dev_identity, **resources})
+    records, seeded = _seed({**dev_identity, **resources})
     # The functions run in containers: every address of the local AWS becomes the one they reach.
     container_endpoint = f"http://{container_host or gateway or DOCKER_DESKTOP_HOST}:{port}"
     reachable = {name: value.replace(state.endpoint, container_endpoint) for name, value in resources.items()}
@@ -266,7 +275,8 @@ def start(
     created = [name for name in aws.physical if name not in aws.skipped]
     return (
         f"local-aws: moto on port {port} of {', '.join(hosts)} (pid {state.pid}): {len(created)} resources "
-        f"from template.yaml, {records} sample records; wrote {env_file} (endpoint {container_endpoint})"
+        f"from template.yaml, {records} sample records and {seeded} files; wrote {env_file} "
+        f"(endpoint {container_endpoint})"
     )
 
 

@@ -4,9 +4,11 @@
    ``--skip-pull-image`` added to each ``sam local`` command when SAM_SKIP_PULL=1, for machines
    that cannot pull the Lambda image): every command must succeed, and the response each
    ``sam local invoke`` prints must be what its ``# expect:`` says (``sam`` exits 0 even when the
-   function fails).
+   function fails). Then the receipt CompleteOrder wrote must be in the local bucket.
 2. ``sam local start-api`` on 127.0.0.1, with a bounded set of HTTP requests: put and get an item,
-   list items as another tenant, place an order, no token and a forged token.
+   list items as another tenant, place an order, no token and a forged token; an attachment
+   uploaded with the form the API answers and downloaded with the link it answers, both on the
+   local AWS (never any other address), and none for another tenant.
 
 Exits non-zero on any mismatch. Stops what it started: start-api, the containers SAM left for
 this checkout, and the local AWS unless it was already running. Prints how long each step took.
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools.events import outcome
+from devtools.events import EVENTS_DIR, LOCAL_ENV, ORDER_ID, outcome
 from devtools.issuer import dev_issuer
 from devtools.local_aws import REGION, ROOT
 from devtools.local_server import STATE_DIR, free_port, read_state, stop
@@ -123,6 +125,41 @@ def run_readme_block(report: Report) -> None:
         report.result(
             ok, seconds, f"{shown}  -> {got}", "" if ok else f"expected {step.expect}; {_tail(done)}"
         )
+
+
+def local_variables() -> dict[str, str]:
+    """The variables `make local-aws` wrote for the functions (events/env.local.json)."""
+    variables: dict[str, str] = json.loads((EVENTS_DIR / LOCAL_ENV).read_text())["Parameters"]
+    return variables
+
+
+def check_receipt(report: Report) -> None:
+    """CompleteOrder's sample (in the block) wrote the receipt of its order under acme's prefix."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    state = read_state(STATE_DIR)
+    key = f"tenants/acme/receipts/{ORDER_ID}.json"
+    began = time.monotonic()
+    if state is None:
+        report.result(False, 0.0, f"receipt {key}", "the local AWS is not running")
+        return
+    s3 = boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=state.endpoint,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    try:
+        receipt = json.loads(
+            s3.get_object(Bucket=local_variables()["FILES_BUCKET_NAME"], Key=key)["Body"].read()
+        )
+    except ClientError as error:
+        report.result(False, time.monotonic() - began, f"receipt {key}", str(error))
+        return
+    ok = receipt.get("order_id") == ORDER_ID
+    report.result(ok, time.monotonic() - began, f"CompleteOrder wrote {key}", "" if ok else str(receipt))
 
 
 def _tail(done: subprocess.CompletedProcess[str], lines: int = 6) -> str:
@@ -223,6 +260,47 @@ def run_start_api(report: Report, log: Path) -> None:
                 f"{method} {path} as {who} -> {got}",
                 "" if ok else str(answer)[:300],
             )
+        began = time.monotonic()
+        try:
+            detail = attachment_round_trip(base, acme, globex)
+        except (KeyError, TypeError, ValueError, OSError) as error:  # an answer without its form or link
+            detail = f"{type(error).__name__}: {error}"
+        report.result(
+            not detail,
+            time.monotonic() - began,
+            "attachment of api-widget: form, upload, link, download as acme; none for globex",
+            detail,
+        )
+
+
+def attachment_round_trip(base: str, acme: str, globex: str) -> str:
+    """Upload acme's api-widget's attachment with the form the API answers and download it with the
+    link it answers; '' when all went as it must, else what did not. The form and the link must
+    name the local AWS (as the containers reach it, which this machine reaches too)."""
+    import requests
+
+    local = local_variables()["AWS_ENDPOINT_URL"] + "/"
+    content = b"api-widget's notes"
+    status, form = request(base, "POST", "/items/api-widget/attachment", acme, {"content_type": "text/plain"})
+    if status != 200 or form["fields"]["key"] != "tenants/acme/items/api-widget/attachment":
+        return f"form: {status} {str(form)[:300]}"
+    if not form["url"].startswith(local):
+        return f"the form posts to {form['url']}, not the local AWS {local}"
+    uploaded = requests.post(
+        form["url"], data=form["fields"], files={"file": ("notes.txt", content)}, timeout=30
+    )
+    if uploaded.status_code != 204:
+        return f"upload: {uploaded.status_code} {uploaded.text[:300]}"
+    status, link = request(base, "GET", "/items/api-widget/attachment", acme)
+    if status != 200 or not link["url"].startswith(local):
+        return f"link: {status} {str(link)[:300]}"
+    downloaded = requests.get(link["url"], timeout=30)
+    if downloaded.content != content:
+        return f"download: {downloaded.status_code} {downloaded.content[:100]!r}"
+    status, answer = request(base, "GET", "/items/api-widget/attachment", globex)
+    if status != 404:
+        return f"globex's link: {status} {str(answer)[:300]}"
+    return ""
 
 
 # ---------------------------------------------------------------- cleaning up
@@ -272,6 +350,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sam-local-test-") as scratch:
         try:
             run_readme_block(report)
+            check_receipt(report)
             run_start_api(report, Path(scratch) / "start-api.log")
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             report.result(False, 0.0, "sam local", str(error)[-800:])

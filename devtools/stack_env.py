@@ -25,7 +25,14 @@ from devtools.events import DEPLOYED_ENV, EVENTS_DIR, identity, write_env_file
 from devtools.issuer import dev_issuer
 
 # The outputs the functions' resource variables come from (template.yaml, Outputs).
-OUTPUTS = ("AppTableName", "ReplayTableName", "TenantRoleArn", "OrderQueueUrl", "OrderStateMachineArn")
+OUTPUTS = (
+    "AppTableName",
+    "ReplayTableName",
+    "FilesBucketName",
+    "TenantRoleArn",
+    "OrderQueueUrl",
+    "OrderStateMachineArn",
+)
 
 
 def stack_environment(outputs: Mapping[str, str]) -> dict[str, str]:
@@ -37,6 +44,8 @@ def stack_environment(outputs: Mapping[str, str]) -> dict[str, str]:
         "APP_TABLE_NAME": outputs["AppTableName"],
         "TENANTSCOPE_TABLES": f"{outputs['AppTableName']}=pk",
         "TENANTSCOPE_REPLAY_TABLE": outputs["ReplayTableName"],
+        "FILES_BUCKET_NAME": outputs["FilesBucketName"],
+        "TENANTSCOPE_BUCKETS": outputs["FilesBucketName"],
         "TENANTSCOPE_ROLE_ARN": outputs["TenantRoleArn"],
         "ORDER_QUEUE_URL": outputs["OrderQueueUrl"],
         "ORDER_STATE_MACHINE_ARN": outputs["OrderStateMachineArn"],

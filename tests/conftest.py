@@ -26,6 +26,7 @@ __all__ = ["LambdaContext", "http_api_event", "rest_api_event"]
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-tenant"
 TABLE = "tenantscope-app"
+BUCKET = "tenantscope-files"
 REGION = "us-east-1"
 
 
@@ -42,13 +43,14 @@ def foreign_issuer() -> LocalIssuer:
 
 @pytest.fixture(autouse=True)
 def tenantscope_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """GIVEN a function configured for the development issuer, one role and one pooled table."""
+    """GIVEN a function configured for the development issuer, one role, a pooled table and bucket."""
     for name, value in {
         "TENANTSCOPE_JWT_ISSUER": DEV_ISSUER,
         "TENANTSCOPE_JWT_AUDIENCE": DEV_AUDIENCE,
         "TENANTSCOPE_JWKS_URL": "https://issuer.tenantscope.dev/.well-known/jwks.json",
         "TENANTSCOPE_ROLE_ARN": ROLE_ARN,
         "TENANTSCOPE_TABLES": f"{TABLE}=pk",
+        "TENANTSCOPE_BUCKETS": BUCKET,
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing-function-role",

@@ -49,7 +49,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from tenantscope._policy import ITEM_ACTIONS, leading_key_patterns
+from tenantscope._policy import tenant_statements
 
 __all__ = [
     "TENANT_TAG_VARIABLE",
@@ -78,32 +78,15 @@ class NotModelled(ValueError):
     """The policy or request uses IAM semantics this evaluator does not model."""
 
 
-def abac_policy(table_arns: Iterable[str]) -> dict[str, Any]:
+def abac_policy(table_arns: Iterable[str], bucket_arns: Iterable[str] = ()) -> dict[str, Any]:
     """The tenant role's identity policy for the session-tags strategy (what the SAM template carries).
 
-    The same item actions as the session policy, on each table and its indexes, limited to the
-    leading keys of the tenant named by the session tag ``TenantId``.
+    The session policy's statements (``_policy.tenant_statements``) with the session tag
+    ``TenantId`` in place of the tenant id: item actions on each table and its indexes, object
+    actions on the tenant's prefix of each bucket, listings only under that prefix.
     """
-    resources: list[str] = []
-    for arn in table_arns:
-        resources += [arn, f"{arn}/index/*"]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "TenantItems",
-                "Effect": "Allow",
-                "Action": list(ITEM_ACTIONS),
-                "Resource": resources,
-                "Condition": {
-                    "ForAllValues:StringLike": {
-                        "dynamodb:LeadingKeys": leading_key_patterns(TENANT_TAG_VARIABLE)
-                    },
-                    "Null": {"dynamodb:LeadingKeys": "false"},
-                },
-            }
-        ],
-    }
+    statements = tenant_statements(TENANT_TAG_VARIABLE, list(table_arns), list(bucket_arns))
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 # --- patterns ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""ApiFunction: the items and orders routes of the HTTP API."""
+"""ApiFunction: the items, attachments and orders routes of the HTTP API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from app import items
+from app import files, items
 from tenantscope import api_handler, send_message
 
 
@@ -69,6 +69,25 @@ def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
     return respond(202, order)
 
 
+def upload_attachment(item_id: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """A form that uploads the item's attachment straight to the bucket (a presigned POST)."""
+    content_type = (body or {}).get("content_type")
+    if content_type not in files.ATTACHMENT_TYPES:
+        return respond(400, {"message": f"content_type must be one of {', '.join(files.ATTACHMENT_TYPES)}"})
+    if items.get("ITEM", item_id) is None:
+        return respond(404, {"message": "not found"})
+    key = files.attachment_key(item_id)
+    form = files.upload_form(key, content_type)
+    return respond(200, {**form, "key": key, "max_bytes": files.MAX_ATTACHMENT_BYTES})
+
+
+def download(key: str) -> dict[str, Any]:
+    """A link that downloads the tenant's object ``key``, or 404 when there is none."""
+    if not files.exists(key):
+        return respond(404, {"message": "not found"})
+    return respond(200, {"key": key, "url": files.download_url(key)})
+
+
 @api_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     route_key, raw_id = route(event)
@@ -87,10 +106,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         found = items.get("ITEM", record_id)
         return respond(200, found) if found else respond(404, {"message": "not found"})
     if route_key == "DELETE /items/{id}" and record_id:
+        # The attachment first: if that fails, the item is still there to be deleted again.
+        files.delete(files.attachment_key(record_id))
         return respond(204, {}) if items.delete("ITEM", record_id) else respond(404, {"message": "not found"})
+    if route_key == "POST /items/{id}/attachment" and record_id:
+        return upload_attachment(record_id, parse_body(event))
+    if route_key == "GET /items/{id}/attachment" and record_id:
+        return download(files.attachment_key(record_id))
     if route_key == "POST /orders":
         return place_order(parse_body(event))
     if route_key == "GET /orders/{id}" and record_id:
         found = items.get("ORDER", record_id)
         return respond(200, found) if found else respond(404, {"message": "not found"})
+    if route_key == "GET /orders/{id}/receipt" and record_id:
+        return download(files.receipt_key(record_id))
     return respond(404, {"message": "no such route"})

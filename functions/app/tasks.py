@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app import items
+from app import files, items
 from tenantscope import LoggableError, sfn_task, tenant_key
 
 
@@ -45,8 +46,19 @@ def charge_payment(payload: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @sfn_task
 def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
-    items.update("ORDER", payload["input"]["order_id"], status="COMPLETED")
-    return {"status": "COMPLETED"}
+    """Write the order's receipt under the tenant's prefix, then mark the order COMPLETED: a
+    completed order always has its receipt (a retry writes it again)."""
+    order = payload["input"]
+    receipt = {
+        "order_id": order["order_id"],
+        "item_id": order["item_id"],
+        "quantity": order["quantity"],
+        "charge_reference": payload["results"]["charge_payment"]["reference"],
+        "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    key = files.put_receipt(order["order_id"], receipt)
+    items.update("ORDER", order["order_id"], status="COMPLETED")
+    return {"status": "COMPLETED", "receipt": key}
 
 
 @sfn_task

@@ -3,9 +3,10 @@
 moto ignores session policies and session tags, so only real AWS can show this. The suite reads the
 stack's outputs, assumes the tenant role for two fresh tenants with exactly the AssumeRole request
 tenantscope builds (:func:`tenantscope._policy.assume_role_request`, for the deployed isolation
-strategy), and then uses raw boto3 DynamoDB clients, NOT the tenantscope guard, so that every refusal
-below comes from IAM. Tenant A's id is a prefix of tenant B's (``acme-x`` and ``acme-x-corp``), so the
-``#`` after the id in the leading-key patterns is tested too.
+strategy), and then uses raw boto3 DynamoDB and S3 clients and plain HTTP for presigned URLs, NOT
+the tenantscope guards, so that every refusal below comes from IAM (or the bucket policy). Tenant A's
+id is a prefix of tenant B's (``acme-x`` and ``acme-x-corp``), so the ``#`` after the id in the
+leading-key patterns, and the ``/`` after it in the object prefix, are tested too.
 
 Skipped unless ``TENANTSCOPE_STACK_NAME`` and real AWS credentials are set; see conftest.py for the
 permissions the caller needs and for ``TENANTSCOPE_TEST_ROLE_ARN`` and ``TENANTSCOPE_ISOLATION``.
@@ -14,6 +15,8 @@ permissions the caller needs and for ``TENANTSCOPE_TEST_ROLE_ARN`` and ``TENANTS
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,10 +24,14 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tenantscope import tenant_bucket, tenant_scope
 from tenantscope._config import ISOLATION_STRATEGIES, Settings, TableSpec
-from tenantscope._policy import assume_role_request
+from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
+from tenantscope._policy import assume_role_request, tenant_object_prefix
+from tenantscope.testing import reset_process_state
 from tests.aws.conftest import ISOLATION_ENV, TEST_ROLE_ENV, Target
 
 pytestmark = pytest.mark.aws
@@ -32,12 +39,14 @@ pytestmark = pytest.mark.aws
 RUN = uuid.uuid4().hex[:8]
 TENANTS = {"A": f"acme-{RUN}", "B": f"acme-{RUN}-corp"}
 ACCESS_DENIED = "AccessDeniedException"
+S3_DENIED = {"AccessDenied", "403"}  # HEAD responses have no body, so botocore reports the status
 
 
 @dataclass(frozen=True)
 class Stack:
     target: Target
     table: str
+    bucket: str
     tenant_role_arn: str
     isolation: str
 
@@ -85,12 +94,16 @@ def stack(aws_target: Target) -> Stack:
             f"as {aws_target.caller_arn}: {_error_code(error)}"
         )
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
-    missing = {"AppTableName", "TenantRoleArn"} - set(outputs)
+    missing = {"AppTableName", "FilesBucketName", "TenantRoleArn"} - set(outputs)
     assert not missing, (
         f"{aws_target.stack_name} lacks outputs {sorted(missing)}: deploy the current template"
     )
     return Stack(
-        aws_target, outputs["AppTableName"], outputs["TenantRoleArn"], _deployed_isolation(aws_target)
+        aws_target,
+        outputs["AppTableName"],
+        outputs["FilesBucketName"],
+        outputs["TenantRoleArn"],
+        _deployed_isolation(aws_target),
     )
 
 
@@ -122,6 +135,7 @@ def tenant_sessions(stack: Stack) -> dict[str, Any]:
         role_arn=stack.tenant_role_arn,
         isolation=stack.isolation,
         tables=(TableSpec(stack.table, "pk"),),
+        buckets=(stack.bucket,),
         region=stack.target.region,
     )
     sts = _assumer(stack)
@@ -237,3 +251,192 @@ def test_partiql_is_access_denied_even_on_own_keys(stack: Stack, tenant_sessions
             Statement=f'SELECT * FROM "{stack.table}" WHERE pk = ?', Parameters=[_key("B")["pk"]]
         )
     assert _error_code(raised.value) == ACCESS_DENIED
+
+
+# --- tenant files -------------------------------------------------------------------------------
+
+
+def _object(label: str, name: str = f"aws-probe-{RUN}.txt") -> str:
+    return f"{tenant_object_prefix(TENANTS[label])}{name}"
+
+
+@pytest.fixture(scope="session")
+def probe_objects(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[None]:
+    """Each tenant writes one object under its own prefix, and deletes it at the end (the bucket's
+    lifecycle rule expires the noncurrent version: the tenant role may not delete versions)."""
+    for label, session in tenant_sessions.items():
+        session.client("s3").put_object(Bucket=stack.bucket, Key=_object(label), Body=TENANTS[label].encode())
+    yield
+    for label, session in tenant_sessions.items():
+        session.client("s3").delete_object(Bucket=stack.bucket, Key=_object(label))
+
+
+def _s3_denied(call: Callable[[], Any]) -> None:
+    with pytest.raises(ClientError) as raised:
+        call()
+    assert _error_code(raised.value) in S3_DENIED, _error_code(raised.value)
+
+
+def _http_status(url: str, method: str = "GET") -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.usefixtures("probe_objects")
+def test_a_tenant_reads_writes_and_lists_its_own_objects(
+    stack: Stack, tenant_sessions: dict[str, Any]
+) -> None:
+    s3 = tenant_sessions["A"].client("s3")
+    assert s3.get_object(Bucket=stack.bucket, Key=_object("A"))["Body"].read() == TENANTS["A"].encode()
+    s3.copy_object(
+        Bucket=stack.bucket,
+        Key=_object("A", "copy.txt"),
+        CopySource={"Bucket": stack.bucket, "Key": _object("A")},
+    )
+    s3.delete_object(Bucket=stack.bucket, Key=_object("A", "copy.txt"))
+    listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=tenant_object_prefix(TENANTS["A"]))
+    # B's id starts with A's: B's objects must not be listed under A's prefix
+    assert {item["Key"] for item in listed.get("Contents", [])} >= {_object("A")}
+    assert all(
+        item["Key"].startswith(tenant_object_prefix(TENANTS["A"])) for item in listed.get("Contents", [])
+    )
+
+
+@pytest.mark.usefixtures("probe_objects")
+@pytest.mark.parametrize("operation", ["GetObject", "HeadObject", "PutObject", "DeleteObject", "CopyFrom"])
+@pytest.mark.parametrize(("attacker", "victim"), [("B", "A"), ("A", "B")], ids=["B-on-A", "A-on-B"])
+def test_another_tenants_objects_are_access_denied(
+    stack: Stack, tenant_sessions: dict[str, Any], attacker: str, victim: str, operation: str
+) -> None:
+    s3, key = tenant_sessions[attacker].client("s3"), _object(victim)
+    calls: dict[str, Callable[[], Any]] = {
+        "GetObject": lambda: s3.get_object(Bucket=stack.bucket, Key=key),
+        "HeadObject": lambda: s3.head_object(Bucket=stack.bucket, Key=key),
+        "PutObject": lambda: s3.put_object(Bucket=stack.bucket, Key=key, Body=b"overwritten"),
+        "DeleteObject": lambda: s3.delete_object(Bucket=stack.bucket, Key=key),
+        "CopyFrom": lambda: s3.copy_object(
+            Bucket=stack.bucket,
+            Key=_object(attacker, "stolen.txt"),
+            CopySource={"Bucket": stack.bucket, "Key": key},
+        ),
+    }
+    _s3_denied(calls[operation])
+    victim_s3 = tenant_sessions[victim].client("s3")
+    assert victim_s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == TENANTS[victim].encode()
+
+
+@pytest.mark.usefixtures("probe_objects")
+@pytest.mark.parametrize(
+    "prefix", [None, "", "tenants/", "tenants", "B", "A-without-slash"], ids=lambda p: f"prefix={p!r}"
+)
+def test_listing_outside_the_tenants_prefix_is_access_denied(
+    stack: Stack, tenant_sessions: dict[str, Any], prefix: str | None
+) -> None:
+    s3 = tenant_sessions["A"].client("s3")
+    named = {"B": tenant_object_prefix(TENANTS["B"]), "A-without-slash": f"tenants/{TENANTS['A']}"}
+    params = {"Bucket": stack.bucket}
+    if prefix is not None:
+        params["Prefix"] = named.get(prefix, prefix)
+    _s3_denied(lambda: s3.list_objects_v2(**params))
+
+
+@pytest.mark.usefixtures("probe_objects")
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "PutObjectAcl",
+        "GetBucketPolicy",
+        "PutBucketPolicy",
+        "DeleteBucket",
+        "ListObjectVersions",
+        "GetObjectVersion",
+    ],
+)
+def test_bucket_acl_and_version_operations_are_access_denied(
+    stack: Stack, tenant_sessions: dict[str, Any], operation: str
+) -> None:
+    s3, own = tenant_sessions["A"].client("s3"), _object("A")
+    calls: dict[str, Callable[[], Any]] = {
+        "PutObjectAcl": lambda: s3.put_object_acl(Bucket=stack.bucket, Key=own, ACL="public-read"),
+        "GetBucketPolicy": lambda: s3.get_bucket_policy(Bucket=stack.bucket),
+        "PutBucketPolicy": lambda: s3.put_bucket_policy(Bucket=stack.bucket, Policy="{}"),
+        "DeleteBucket": lambda: s3.delete_bucket(Bucket=stack.bucket),
+        "ListObjectVersions": lambda: s3.list_object_versions(
+            Bucket=stack.bucket, Prefix=tenant_object_prefix(TENANTS["A"])
+        ),
+        "GetObjectVersion": lambda: s3.get_object(Bucket=stack.bucket, Key=own, VersionId="null"),
+    }
+    with pytest.raises(ClientError) as raised:
+        calls[operation]()
+    # ACLs are disabled on the bucket (BucketOwnerEnforced): S3 may answer that before IAM does
+    assert _error_code(raised.value) in S3_DENIED | {"AccessControlListNotSupported"}
+
+
+@pytest.mark.usefixtures("probe_objects")
+def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_tls(
+    stack: Stack, tenant_sessions: dict[str, Any]
+) -> None:
+    s3 = tenant_sessions["A"].client("s3")
+
+    def presign(key: str) -> str:
+        url: str = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": stack.bucket, "Key": key}, ExpiresIn=60
+        )
+        return url
+
+    own = presign(_object("A"))
+    assert _http_status(own) == 200
+    assert _http_status(presign(_object("B"))) == 403
+    assert own.startswith("https://")
+    assert (
+        _http_status("http://" + own.removeprefix("https://")) == 403
+    )  # the bucket policy denies plain HTTP
+
+
+@pytest.fixture
+def tenantscope_on_the_stack(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tenantscope configured as a deployed function of the stack, vending from the assumer's STS."""
+    for name, value in {
+        "TENANTSCOPE_ROLE_ARN": stack.tenant_role_arn,
+        "TENANTSCOPE_ISOLATION": stack.isolation,
+        "TENANTSCOPE_TABLES": f"{stack.table}=pk",
+        "TENANTSCOPE_BUCKETS": stack.bucket,
+        "AWS_REGION": stack.target.region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_process_state()
+    set_default_vendor(CredentialVendor(Boto3Sts(stack.target.region, client=_assumer(stack))))
+
+
+@pytest.mark.usefixtures("probe_objects", "tenantscope_on_the_stack")
+def test_s3_holds_a_presigned_upload_to_its_key_type_and_size(
+    stack: Stack, tenant_sessions: dict[str, Any]
+) -> None:
+    # GIVEN a form for one of A's keys, made by tenantscope on A's scoped credentials
+    with tenant_scope(TENANTS["A"]):
+        files = tenant_bucket(stack.bucket)
+        form = files.presign_upload(f"aws-upload-{RUN}.txt", content_type="text/plain", max_bytes=16)
+        download = files.presign_download(f"aws-probe-{RUN}.txt", expires_in=60)
+
+    def post(body: bytes, **changed: str) -> int:
+        fields = {**form["fields"], **changed}
+        response = requests.post(form["url"], data=fields, files={"file": ("f.txt", body)}, timeout=30)
+        return response.status_code
+
+    # THEN S3 refuses a larger file, another content type and another key (the signed policy)
+    assert post(b"x" * 17) == 400
+    assert post(b"hello", **{"Content-Type": "text/html"}) == 403
+    assert post(b"hello", key=_object("B", f"aws-upload-{RUN}.txt")) == 403
+    assert post(b"hello", key=_object("A", "elsewhere.txt")) == 403
+    # AND accepts exactly what it was made for, which only A can then read
+    assert post(b"hello") == 204
+    uploaded = {"Bucket": stack.bucket, "Key": _object("A", f"aws-upload-{RUN}.txt")}
+    try:
+        assert tenant_sessions["A"].client("s3").get_object(**uploaded)["Body"].read() == b"hello"
+        _s3_denied(lambda: tenant_sessions["B"].client("s3").get_object(**uploaded))
+    finally:
+        tenant_sessions["A"].client("s3").delete_object(**uploaded)
+    assert _http_status(download) == 200

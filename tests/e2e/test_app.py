@@ -1,6 +1,7 @@
 """The sample application's own behaviour on the local AWS: numbers in bodies, base64 bodies, an
-order's status through the worker and the state machine, redelivered order messages, and the
-compensation."""
+order's status through the worker and the state machine, redelivered order messages, the
+compensation, and tenant files (an item's attachment, an order's receipt). moto's mock intercepts
+the requests library too, so presigned forms and links are used as a client would use them."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import requests
 
 from devtools import events as samples
 from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
-from tenantscope import tenant_key, tenant_scope, tenant_table
+from tenantscope import tenant_bucket, tenant_key, tenant_scope, tenant_table
 from tenantscope.testing import http_api_event, record_from_received, sqs_event
 
 ISSUER = dev_issuer()
@@ -198,3 +201,115 @@ def test_a_base64_encoded_body_from_sams_own_event_is_decoded(aws: LocalAws) -> 
     # A body that claims base64 but is not is a bad request, not an error.
     for broken in ("not base64!", base64.b64encode(b"\xff\xfe").decode()):
         assert aws.invoke("ApiFunction", {**event, "body": broken})["statusCode"] == 400
+
+
+def policy_of(form: dict[str, Any]) -> dict[str, Any]:
+    """The POST policy a presigned form carries, which S3 checks the upload against."""
+    document: dict[str, Any] = json.loads(base64.b64decode(form["fields"]["policy"]))
+    return document
+
+
+def test_an_attachment_is_uploaded_with_its_form_and_downloaded_with_its_link(aws: LocalAws) -> None:
+    acme, globex = ISSUER.token("acme"), ISSUER.token("globex")
+    for token in (acme, globex):
+        assert aws.http("PUT", "/items/widget", token, {"stock": 1})["statusCode"] == 200
+    # GIVEN acme's form for its widget's attachment
+    answer = aws.http("POST", "/items/widget/attachment", acme, {"content_type": "text/plain"})
+    assert answer["statusCode"] == 200, answer
+    form = body(answer)
+    key = "tenants/acme/items/widget/attachment"
+    assert form["key"] == "items/widget/attachment"
+    assert form["fields"]["key"] == key and form["fields"]["Content-Type"] == "text/plain"
+    # S3 takes exactly this key, of this type, of at most 10 MiB, for 5 minutes
+    conditions = policy_of(form)["conditions"]
+    assert ["eq", "$key", key] in conditions and ["eq", "$Content-Type", "text/plain"] in conditions
+    assert ["content-length-range", 1, 10 * 1024 * 1024] in conditions
+    assert form["max_bytes"] == 10 * 1024 * 1024
+    assert 0 < form["expires_at"] - time.time() <= 300
+    # WHEN a client posts the form to the bucket
+    uploaded = requests.post(
+        form["url"], data=form["fields"], files={"file": ("manual.txt", b"acme's manual")}
+    )
+    assert uploaded.status_code == 204, uploaded.text
+    # THEN acme's link downloads it, and globex, whose widget has no attachment, gets none
+    link = aws.http("GET", "/items/widget/attachment", acme)
+    assert link["statusCode"] == 200, link
+    assert body(link)["key"] == "items/widget/attachment" and f"/{key}?" in body(link)["url"]
+    assert requests.get(body(link)["url"]).content == b"acme's manual"
+    assert aws.http("GET", "/items/widget/attachment", globex)["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_body", "status"),
+    [
+        ("POST", "/items/widget/attachment", {"content_type": "text/html"}, 400),
+        ("POST", "/items/widget/attachment", {"content_type": ["text/plain"]}, 400),
+        ("POST", "/items/widget/attachment", {}, 400),
+        ("POST", "/items/widget/attachment", None, 400),
+        ("POST", "/items/no-such-item/attachment", {"content_type": "text/plain"}, 404),
+        ("POST", "/items/../attachment", {"content_type": "text/plain"}, 400),
+        ("GET", "/items/widget/attachment", None, 404),  # nothing uploaded yet
+        ("GET", "/items/..%2F..%2Fglobex/attachment", None, 400),
+        ("GET", "/orders/no-such-order/receipt", None, 404),
+    ],
+)
+def test_attachment_and_receipt_requests_that_are_refused(
+    aws: LocalAws, method: str, path: str, request_body: Any, status: int
+) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 1})["statusCode"] == 200
+    answer = aws.http(method, path, token, request_body)
+    assert answer["statusCode"] == status, answer
+    assert "message" in body(answer) and aws.physical["FilesBucket"]["Ref"] not in answer["body"]
+    assert aws.http(method, path, None, request_body)["statusCode"] == 401
+
+
+def test_deleting_an_item_deletes_its_attachment(aws: LocalAws) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 1})["statusCode"] == 200
+    form = body(aws.http("POST", "/items/widget/attachment", token, {"content_type": "image/png"}))
+    assert requests.post(form["url"], data=form["fields"], files={"file": ("a.png", b"png")}).ok
+    assert aws.http("GET", "/items/widget/attachment", token)["statusCode"] == 200
+    assert aws.http("DELETE", "/items/widget", token)["statusCode"] == 204
+    assert aws.http("GET", "/items/widget/attachment", token)["statusCode"] == 404
+    with tenant_scope("acme"):
+        assert tenant_bucket(aws.physical["FilesBucket"]["Ref"]).list() == []
+
+
+def test_a_completed_order_has_its_receipt_which_only_its_tenant_reaches(aws: LocalAws) -> None:
+    order_id, event = place_order(aws)
+    acme = ISSUER.token("acme")
+    assert aws.http("GET", f"/orders/{order_id}/receipt", acme)["statusCode"] == 404  # not completed yet
+    assert deliver(aws, event) == []
+    assert aws.wait_for_executions()[order_id]["status"] == "SUCCEEDED"
+    link = aws.http("GET", f"/orders/{order_id}/receipt", acme)
+    assert link["statusCode"] == 200, link
+    receipt = requests.get(body(link)["url"]).json()
+    assert {k: v for k, v in receipt.items() if k != "completed_at"} == {
+        "order_id": order_id,
+        "item_id": "widget",
+        "quantity": 2,
+        "charge_reference": f"sim-{order_id}",
+    }
+    assert receipt["completed_at"].endswith("+00:00")
+    assert aws.http("GET", f"/orders/{order_id}/receipt", ISSUER.token("globex"))["statusCode"] == 404
+    with tenant_scope("acme"):
+        assert tenant_bucket(aws.physical["FilesBucket"]["Ref"]).list("receipts/") == [
+            f"receipts/{order_id}.json"
+        ]
+
+
+def test_without_the_bucket_name_the_file_routes_fail_closed(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 1})["statusCode"] == 200
+    monkeypatch.delenv("FILES_BUCKET_NAME")
+    for method, path, request_body in (
+        ("POST", "/items/widget/attachment", {"content_type": "text/plain"}),
+        ("GET", "/items/widget/attachment", None),
+        ("DELETE", "/items/widget", None),
+    ):
+        answer = aws.http(method, path, token, request_body)
+        assert (answer["statusCode"], body(answer)) == (500, {"message": "Internal Server Error"}), path
+    assert aws.http("GET", "/items/widget", token)["statusCode"] == 200  # not deleted

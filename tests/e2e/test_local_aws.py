@@ -6,6 +6,7 @@ import inspect
 import re
 from pathlib import Path
 
+import boto3
 import pytest
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
@@ -31,10 +32,11 @@ def test_every_template_resource_is_created_or_knowingly_skipped(envelope_keys: 
     with local_aws({**LOCAL_PARAMETERS, "EnvelopeKeys": envelope_keys}) as aws:
         created = {name for name in aws.physical if name not in aws.skipped}
         assert created | set(aws.skipped) >= set(resources)
-        # What runs locally: data, queues, keys, the tenant role, functions and the state machine.
+        # What runs locally: data, files, queues, keys, the tenant role, functions and the state machine.
         for name, spec in resources.items():
             if spec["Type"] in (
                 "AWS::DynamoDB::Table",
+                "AWS::S3::Bucket",
                 "AWS::SQS::Queue",
                 "AWS::Serverless::Function",
                 "AWS::Serverless::StateMachine",
@@ -50,6 +52,7 @@ def test_every_template_resource_is_created_or_knowingly_skipped(envelope_keys: 
             "HttpApi",
             "OrderStateMachineLogs",
             "OrderQueuePolicy",  # moto enforces no resource policy: tested as data in tests/template
+            "FilesBucketPolicy",
             "UserPool",
             "UserPoolClient",
             "TenantSessionPolicyBoundary",
@@ -97,3 +100,31 @@ def test_an_intrinsic_the_reader_does_not_model_is_an_error_not_a_value() -> Non
         stack.resolve({"Fn::Select": [0, {"Fn::GetAZs": ""}]})
     assert stack.resolve({"Fn::Split": [",", {"Fn::Join": ["-", ["a", "b,c"]]}]}) == ["a-b", "c"]
     assert stack.resolve({"Fn::If": ["UseKmsEnvelopeKeys", "kms", "secretsmanager"]}) == "kms"
+
+
+def test_the_files_bucket_has_the_templates_settings() -> None:
+    settings = load_template()["Resources"]["FilesBucket"]["Properties"]
+    with local_aws() as aws:
+        bucket = aws.physical["FilesBucket"]["Ref"]
+        environment = aws.environment()
+        assert environment["FILES_BUCKET_NAME"] == environment["TENANTSCOPE_BUCKETS"] == bucket
+        s3 = boto3.client("s3")
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        blocked = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert blocked == settings["PublicAccessBlockConfiguration"]
+        ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+        assert ownership == settings["OwnershipControls"]
+        (encryption,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert encryption["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+        (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+        (expected,) = settings["LifecycleConfiguration"]["Rules"]
+        assert rule["NoncurrentVersionExpiration"] == expected["NoncurrentVersionExpiration"]
+        assert rule["AbortIncompleteMultipartUpload"] == expected["AbortIncompleteMultipartUpload"]
+        assert rule["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+
+
+def test_a_bucket_setting_the_reader_does_not_model_is_an_error_not_dropped() -> None:
+    cors = {"CorsRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://app.example.com"]}]}
+    bucket = {"Type": "AWS::S3::Bucket", "Properties": {"CorsConfiguration": cors}}
+    with local_aws(), pytest.raises(NotImplementedError, match="CorsConfiguration"):
+        LocalAws(LOCAL_PARAMETERS, {"Resources": {"Files": bucket}}).create()

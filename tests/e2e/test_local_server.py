@@ -80,6 +80,19 @@ def test_start_creates_the_stack_seeds_it_and_writes_the_env_file(running: tuple
     stored = dynamodb(port).scan(TableName=table)["Items"]  # type: ignore[attr-defined]
     keys = {(item["pk"]["S"], item["sk"]["S"]) for item in stored}
     assert keys == {(f"TENANT#{r.tenant}#{r.kind}", r.record_id) for r in samples.seed()}
+    # And the files in the bucket it names, under acme's prefix.
+    s3 = boto3.client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=f"http://{LOOPBACK}:{port}",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    listed = s3.list_objects_v2(Bucket=variables["FILES_BUCKET_NAME"])["Contents"]
+    assert {o["Key"] for o in listed} == {
+        f"tenants/acme/items/{samples.ITEM_ID}/attachment",
+        f"tenants/acme/receipts/{samples.COMPLETED_ORDER_ID}.json",
+    }
     if PROC_NET_TCP.exists():
         assert listening_addresses(port) == {LOOPBACK, *([gateway] if gateway else [])}
 

@@ -16,6 +16,9 @@ from devtools.sam_local_test import Step, last_json_line, readme_steps, with_ski
 REQUIRED = {
     "api_put_item_acme",
     "api_place_order_acme",
+    "api_attachment_upload_acme",
+    "api_attachment_download_acme",
+    "sfn_complete_order",
     "api_forged_token",
     "sqs_mixed_tenants",
     "sqs_tampered_body",

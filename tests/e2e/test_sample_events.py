@@ -19,13 +19,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import jwt
 import pytest
+import requests
 
 from devtools import events as samples
 from devtools.issuer import dev_issuer
-from devtools.local_aws import ROOT, load_template
+from devtools.local_aws import REGION, ROOT, load_template
 from devtools.local_server import free_port
 from devtools.sam import read_env_vars, resolved_environment
 from tenantscope import StaticKeyRing
@@ -162,6 +165,44 @@ def test_sam_passes_every_env_file_entry_to_the_functions_that_need_it(
     # What SAM does with a variable the template does not declare: it drops it, silently.
     undeclared = resolved_environment("ApiFunction", {"Parameters": {"NOT_DECLARED": "x"}}, shell=shell(home))
     assert "NOT_DECLARED" not in undeclared
+
+
+def test_the_file_samples_reach_acmes_own_files_and_complete_order_writes_its_receipt(
+    local_env: Path, responses: dict[str, Any]
+) -> None:
+    variables = read_env_vars(local_env)["Parameters"]
+    prefix = "tenants/acme/"
+    # The upload form is for acme's widget's attachment only
+    form = json.loads(responses["api_attachment_upload_acme"]["body"])
+    assert form["fields"]["key"] == f"{prefix}items/{samples.ITEM_ID}/attachment"
+    assert form["fields"]["Content-Type"] == samples.ATTACHMENT_TYPE
+    # The links download acme's files from the local AWS
+    (attachment, receipt) = samples.seed_files()
+    for name, key, file in (
+        ("api_attachment_download_acme", f"items/{samples.ITEM_ID}/attachment", attachment),
+        ("api_get_receipt_acme", f"receipts/{samples.COMPLETED_ORDER_ID}.json", receipt),
+    ):
+        url = json.loads(responses[name]["body"])["url"]
+        assert url.startswith(variables["AWS_ENDPOINT_URL"] + "/"), url  # nowhere but the local AWS
+        assert urlsplit(url).path.endswith(f"/{prefix}{key}"), url
+        assert requests.get(url, timeout=10).content == file.body
+    # CompleteOrder wrote the receipt of the order it completed, under acme's prefix
+    key = f"receipts/{samples.ORDER_ID}.json"
+    assert responses["sfn_complete_order"]["results"]["complete_order"] == {
+        "status": "COMPLETED",
+        "receipt": key,
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=variables["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    stored = s3.get_object(Bucket=variables["FILES_BUCKET_NAME"], Key=prefix + key)
+    assert stored["ContentType"] == "application/json"
+    written = json.loads(stored["Body"].read())
+    assert (written["order_id"], written["charge_reference"]) == (samples.ORDER_ID, f"sim-{samples.ORDER_ID}")
 
 
 def run_worker(environment: dict[str, str], event: dict[str, Any], home: Path) -> tuple[Any, str]:

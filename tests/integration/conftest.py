@@ -1,4 +1,4 @@
-"""Integration fixtures: an in-process moto account with the pooled table."""
+"""Integration fixtures: an in-process moto account with the pooled table and bucket."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
 from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
-from tests.conftest import REGION, TABLE
+from tests.conftest import BUCKET, REGION, TABLE
 
 
 def assumed_roles() -> list[Any]:
@@ -36,6 +36,7 @@ def aws() -> Iterator[None]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
 
 

@@ -101,7 +101,7 @@ def test_sessions_use_the_vended_credentials_never_the_function_role(sts_vendor:
     assert served.role_arn == ROLE_ARN
 
 
-@pytest.mark.parametrize("service", ["dynamodbstreams", "s3", "sts", "iam", "sqs"])
+@pytest.mark.parametrize("service", ["dynamodbstreams", "sts", "iam", "sqs", "s3control"])
 def test_a_tenant_session_makes_no_client_the_guard_does_not_understand(
     sts_vendor: CredentialVendor, service: str
 ) -> None:

@@ -21,6 +21,7 @@ from tests.conftest import REGION
 OUTPUTS = {
     "AppTableName": "tenantscope-dev-AppTable-1A2B3C",
     "ReplayTableName": "tenantscope-dev-ReplayTable-4D5E6F",
+    "FilesBucketName": "tenantscope-dev-filesbucket-1a2b3c4d5e6f",
     "TenantRoleArn": "arn:aws:iam::123456789012:role/tenantscope-dev-tenant",
     "OrderQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/tenantscope-dev-OrderQueue-7G8H",
     "OrderStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:OrderStateMachine-9I0J",
@@ -58,6 +59,8 @@ def test_the_env_file_has_the_identity_and_the_stacks_resources(
         "APP_TABLE_NAME": OUTPUTS["AppTableName"],
         "TENANTSCOPE_TABLES": f"{OUTPUTS['AppTableName']}=pk",
         "TENANTSCOPE_REPLAY_TABLE": OUTPUTS["ReplayTableName"],
+        "FILES_BUCKET_NAME": OUTPUTS["FilesBucketName"],
+        "TENANTSCOPE_BUCKETS": OUTPUTS["FilesBucketName"],
         "TENANTSCOPE_ROLE_ARN": OUTPUTS["TenantRoleArn"],
         "ORDER_QUEUE_URL": OUTPUTS["OrderQueueUrl"],
         "ORDER_STATE_MACHINE_ARN": OUTPUTS["OrderStateMachineArn"],

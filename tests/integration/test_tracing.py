@@ -34,6 +34,7 @@ from tenantscope import (
     sfn_task,
     sqs_handler,
     start_execution,
+    tenant_bucket,
     tenant_key,
     tenant_table,
 )
@@ -50,7 +51,7 @@ from tenantscope.testing import (
     signed_sqs_record,
     sqs_event,
 )
-from tests.conftest import REGION, TABLE, LambdaContext, http_api_event
+from tests.conftest import BUCKET, REGION, TABLE, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
 
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
@@ -237,6 +238,37 @@ def test_an_api_call_is_one_annotated_subsegment_with_sts_and_dynamodb_under_it(
     for node in span.walk():
         assert trace.span_of(node) is span
         assert node.doc["trace_id"] == TRACE_ROOT
+    secrets.assert_none_in(xray.emitter.documents)
+
+
+def test_s3_calls_nest_under_the_units_tenant_span(
+    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
+) -> None:
+    # GIVEN a route that writes, reads and lists one of the tenant's files, and presigns a download
+    @api_handler(jwks=jwks)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        files = tenant_bucket(BUCKET)
+        files.put("receipts/order-1.json", b"{}")
+        files.get("receipts/order-1.json")
+        files.list("receipts/")
+        files.presign_download("receipts/order-1.json")  # signed locally: no call, no subsegment
+        return {"statusCode": 200}
+
+    secrets.tokens.append(token := issuer.token("acme"))
+    assert handler(http_api_event(token), LambdaContext())["statusCode"] == 200
+
+    # THEN every S3 call is a subsegment of the tenant's span; the X-Ray SDK records the bucket
+    # and the key it touched, which is the tenant's own (docs/observability.md)
+    trace = xray.trace()
+    (span,) = trace.named("tenantscope.api")
+    assert trace.top_level() == [span]
+    s3_calls = [node for node in span.walk() if node.name == "s3"]
+    assert [node.operation for node in s3_calls] == ["PutObject", "GetObject", "ListObjectsV2"]
+    for node in span.walk():
+        assert trace.span_of(node) is span
+    for node in s3_calls[:2]:
+        assert node.doc["aws"]["key"] == "tenants/acme/receipts/order-1.json"
+        assert node.doc["aws"]["bucket_name"] == BUCKET
     secrets.assert_none_in(xray.emitter.documents)
 
 

@@ -248,6 +248,7 @@ _NAME_PROPERTY = {
     "AWS::Logs::LogGroup": "LogGroupName",
     "AWS::StepFunctions::StateMachine": "StateMachineName",
     "AWS::SecretsManager::Secret": "Name",
+    "AWS::S3::Bucket": "BucketName",
 }
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
@@ -355,7 +356,9 @@ class Deployment:
         if prop and prop in self.props(logical_id):
             name: str = self.render(self.props(logical_id)[prop])
             return name
-        return f"{STACK}-{logical_id}-1A2B3C4D5E6F"
+        generated = f"{STACK}-{logical_id}-1A2B3C4D5E6F"
+        # S3 bucket names are lower case: CloudFormation lowers what it generates for one.
+        return generated.lower() if self.type_of(logical_id) == "AWS::S3::Bucket" else generated
 
     def arn(self, logical_id: str) -> str:
         kind, name = self.type_of(logical_id), self.name(logical_id)
@@ -370,6 +373,7 @@ class Deployment:
             "AWS::StepFunctions::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
             "AWS::SecretsManager::Secret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf",
             "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{name}",
+            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
         }
         service = kind.split("::")[1].lower()
         return arns.get(kind, f"arn:aws:{service}:{REGION}:{ACCOUNT}:{logical_id}")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,8 +22,21 @@ import pytest
 from devtools.local_aws import references
 from tenantscope import TemporarilyUnavailable
 from tenantscope._config import Settings
-from tenantscope._policy import ITEM_ACTIONS, assume_role_request, session_policy
-from tests.iam_eval import TABLE_WIDE_ACTIONS, abac_policy, allowed_by_all, decide, glob_match, is_allowed
+from tenantscope._policy import (
+    ITEM_ACTIONS,
+    OBJECT_ACTIONS,
+    assume_role_request,
+    session_policy,
+    tenant_object_prefix,
+)
+from tests.iam_eval import (
+    TABLE_WIDE_ACTIONS,
+    abac_policy,
+    allowed_by_all,
+    decide,
+    glob_match,
+    is_allowed,
+)
 from tests.template.conftest import (
     ACCOUNT,
     COMBINATIONS,
@@ -40,6 +54,7 @@ from tests.template.conftest import (
 
 APP_TABLE = "AppTable"
 REPLAY_TABLE = "ReplayTable"
+FILES_BUCKET = "FilesBucket"
 TENANT_ROLE = "TenantRole"
 WORKER = "OrderWorkerFunction"
 STATE_MACHINE = "OrderStateMachine"
@@ -59,8 +74,8 @@ DYNAMODB_WRITE_ACTIONS = (
     "dynamodb:PartiQLUpdate",
     "dynamodb:PartiQLDelete",
 )
-# AWS managed policies reviewed to hold no DynamoDB action (CloudWatch Logs, X-Ray, SQS receive and
-# delete). Any other managed policy on a role of this stack fails the gate until it is reviewed.
+# AWS managed policies reviewed to hold no DynamoDB or S3 action (CloudWatch Logs, X-Ray, SQS receive
+# and delete). Any other managed policy on a role of this stack fails the gate until it is reviewed.
 REVIEWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
@@ -73,6 +88,9 @@ EXPECTED_ROUTES = {
     ("DELETE", "/items/{id}"),
     ("POST", "/orders"),
     ("GET", "/orders/{id}"),
+    ("POST", "/items/{id}/attachment"),
+    ("GET", "/items/{id}/attachment"),
+    ("GET", "/orders/{id}/receipt"),
 }
 REQUIRED_OUTPUTS = {
     # output name: the type of the resource it must name
@@ -81,6 +99,7 @@ REQUIRED_OUTPUTS = {
     "OrderStateMachineArn": "AWS::StepFunctions::StateMachine",
     "AppTableName": "AWS::DynamoDB::Table",
     "ReplayTableName": "AWS::DynamoDB::Table",  # read by make env-from-stack
+    "FilesBucketName": "AWS::S3::Bucket",  # read by make env-from-stack
     "TenantScopeLayerArn": "AWS::Lambda::LayerVersion",
     "TenantRoleArn": "AWS::IAM::Role",  # read by tests/aws
 }
@@ -99,12 +118,17 @@ def _allow_statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield statement
 
 
-def _touches_dynamodb(pattern: str) -> bool:
-    """Could this Action pattern match some DynamoDB action? (``*``, ``dynamodb:*``, ``dynamo*:Get*``...)"""
-    service, colon, _ = pattern.partition(":")
-    if not colon:
-        return glob_match(pattern, "dynamodb:GetItem", ignore_case=True)
-    return glob_match(service, "dynamodb", ignore_case=True)
+def _touches(service: str) -> Callable[[str], bool]:
+    """Could an Action pattern match some action of ``service``? (``*``, ``dynamodb:*``,
+    ``dynamo*:Get*``, ``s3:Get*``...)"""
+
+    def matches(pattern: str) -> bool:
+        prefix, colon, _ = pattern.partition(":")
+        if not colon:
+            return glob_match(pattern, f"{service}:Any", ignore_case=True)
+        return glob_match(prefix, service, ignore_case=True)
+
+    return matches
 
 
 def _matches_any_action(pattern: str, actions: tuple[str, ...]) -> bool:
@@ -113,13 +137,18 @@ def _matches_any_action(pattern: str, actions: tuple[str, ...]) -> bool:
 
 def _reaches(deployment: Deployment, resource: Any, target: str) -> bool:
     """Does a policy Resource value name ``target``: by Ref/GetAtt/Sub of it, or as a pattern
-    (``*``, ``arn:aws:dynamodb:*:*:table/*``...) matching its ARN, its indexes or its streams?"""
+    (``*``, ``arn:aws:dynamodb:*:*:table/*``, ``arn:aws:s3:::*``...) matching its ARN, a table's
+    indexes or streams, or a bucket's objects?"""
     if target in references(resource):
         return True
     rendered = deployment.render(resource)
     arn = deployment.arn(target)
+    if deployment.type_of(target) == "AWS::S3::Bucket":
+        parts = ("tenants/acme/receipts/1.json", "other/key")
+    else:
+        parts = ("index/gsi1", "stream/2026")
     return isinstance(rendered, str) and any(
-        glob_match(rendered, candidate) for candidate in (arn, f"{arn}/index/gsi1", f"{arn}/stream/2026")
+        glob_match(rendered, candidate) for candidate in (arn, *(f"{arn}/{part}" for part in parts))
     )
 
 
@@ -285,15 +314,31 @@ def test_the_visibility_timeout_is_at_least_six_worker_timeouts(deployment: Depl
 # --- least privilege of the execution roles ------------------------------------------------------
 
 
-def test_no_role_but_the_tenant_role_reaches_the_app_table(deployment: Deployment) -> None:
+@pytest.mark.parametrize(("service", "target"), [("dynamodb", APP_TABLE), ("s3", FILES_BUCKET)])
+def test_no_role_but_the_tenant_role_reaches_the_tenants_data(
+    deployment: Deployment, service: str, target: str
+) -> None:
     roles = set(deployment.of_type("AWS::IAM::Role")) - {TENANT_ROLE}
     function_roles = set(deployment.function_roles().values())
     assert function_roles and function_roles <= roles
     for role in sorted(roles):
-        grants = _grants(deployment, role, _touches_dynamodb, APP_TABLE)
-        assert not grants, f"{role} can call DynamoDB on {APP_TABLE}: {grants}"
+        grants = _grants(deployment, role, _touches(service), target)
+        assert not grants, f"{role} can call {service} on {target}: {grants}"
         unreviewed = set(deployment.external_managed_policies(role)) - REVIEWED_MANAGED_POLICIES
-        assert not unreviewed, f"{role} has managed policies not reviewed for DynamoDB access: {unreviewed}"
+        assert not unreviewed, f"{role} has managed policies not reviewed for data access: {unreviewed}"
+
+
+def test_no_function_role_is_granted_any_s3_action(deployment: Deployment) -> None:
+    # Files only through the tenant role: not even s3 actions on other resources (a "*" would do).
+    for function, role in deployment.function_roles().items():
+        granted = [
+            f"{source}: {action}"
+            for source, document in deployment.policies_of_role(role)
+            for statement in _allow_statements(document)
+            for action in _as_list(statement.get("Action", "*"))
+            if _touches("s3")(action)
+        ]
+        assert not granted, f"{function}'s role is granted {granted}"
 
 
 def test_only_the_worker_writes_the_replay_table(deployment: Deployment) -> None:
@@ -512,48 +557,88 @@ def test_the_tenant_role_trusts_exactly_this_stacks_function_roles(deployment: D
     assert {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"} <= actions
 
 
-def test_the_tenant_role_never_gets_scan_partiql_or_wildcards(deployment: Deployment) -> None:
+def test_the_tenant_role_never_gets_scan_partiql_wildcards_or_bucket_wide_access(
+    deployment: Deployment,
+) -> None:
     assert not deployment.props(TENANT_ROLE).get("ManagedPolicyArns"), "no managed policy on the tenant role"
     policies = _tenant_policies(deployment)
     expected = {"session-tags": "TenantAbacPolicy", "session-policy": "TenantSessionPolicyBoundary"}
     assert [source for source, _ in policies] == [expected[deployment.isolation]]
     table_arn = deployment.arn(APP_TABLE)
+    bucket_arn = deployment.arn(FILES_BUCKET)
+    kinds = set()
     for source, document in policies:
         for statement in _allow_statements(document):
             assert "NotAction" not in statement and "NotResource" not in statement, source
-            for action in _as_list(statement["Action"]):
-                assert not _matches_any_action(action, TABLE_WIDE_ACTIONS), f"{source} allows {action}"
-                assert action in ITEM_ACTIONS, f"{source} allows {action}, not an item action"
+            actions = _as_list(statement["Action"])
             resources = set(deployment.render(_as_list(statement["Resource"])))
-            assert resources <= {table_arn, f"{table_arn}/index/*"}, f"{source} reaches {resources}"
-            null = statement.get("Condition", {}).get("Null", {}).get("dynamodb:LeadingKeys")
-            assert str(null).lower() == "false", f"{source} lacks Null dynamodb:LeadingKeys false"
+            condition = statement.get("Condition", {})
+            for action in actions:
+                assert not _matches_any_action(action, TABLE_WIDE_ACTIONS), f"{source} allows {action}"
+            if set(actions) <= set(ITEM_ACTIONS):
+                assert resources <= {table_arn, f"{table_arn}/index/*"}, f"{source} reaches {resources}"
+                null = condition.get("Null", {}).get("dynamodb:LeadingKeys")
+                assert str(null).lower() == "false", f"{source} lacks Null dynamodb:LeadingKeys false"
+                kinds.add("items")
+            elif set(actions) <= set(OBJECT_ACTIONS):
+                # objects, never the bucket, and only below tenants/ (a session narrows it to one tenant)
+                assert all(r.startswith(f"{bucket_arn}/tenants/") for r in resources), (
+                    f"{source}: {resources}"
+                )
+                kinds.add("objects")
+            elif actions == ["s3:ListBucket"]:
+                assert resources == {bucket_arn}, f"{source} lists {resources}"
+                assert str(condition.get("Null", {}).get("s3:prefix")).lower() == "false", source
+                prefixes = _as_list(condition.get("StringLike", {}).get("s3:prefix", []))
+                assert prefixes and all(p.startswith("tenants/") for p in prefixes), f"{source}: {prefixes}"
+                kinds.add("listing")
+            else:
+                pytest.fail(f"{source} allows {actions}: neither item, object nor listing actions")
+    assert kinds == {"items", "objects", "listing"}
 
 
 @pytest.mark.parametrize("user_pool", [False, True], ids=["no-userpool", "userpool"])
 def test_the_session_tags_policy_is_the_abac_policy(user_pool: bool) -> None:
     deployment = deployment_for("session-tags", user_pool)
     ((_, document),) = _tenant_policies(deployment)
-    expected = abac_policy([deployment.arn(APP_TABLE)])
+    expected = abac_policy([deployment.arn(APP_TABLE)], [deployment.arn(FILES_BUCKET)])
     assert _normalise_statement_values(deployment.render(document)) == _normalise_statement_values(expected)
 
 
-def _effective(deployment: Deployment, tenant: str | None) -> Any:
-    """``allowed(action, leading_keys, resource=table)`` for a session of the tenant role assumed with
-    the exact request tenantscope builds from a deployed function's environment."""
+def _session(deployment: Deployment, tenant: str | None) -> tuple[list[Any], dict[str, str]]:
+    """(the policies, the session tags) of a session of the tenant role assumed with the exact
+    request tenantscope builds from a deployed function's environment."""
     (_, role_policy) = _tenant_policies(deployment)[0]
-    role_policy = deployment.render(role_policy)
     settings = _settings(deployment)
     assert settings.isolation == deployment.isolation
     request = assume_role_request(tenant, settings) if tenant else None
-    policies = [role_policy]
+    policies = [deployment.render(role_policy)]
     if request is not None and request.policy is not None:
         policies.append(json.loads(request.policy))
-    tags = dict(request.tags) if request is not None else {}
+    return policies, dict(request.tags) if request is not None else {}
+
+
+def _effective(deployment: Deployment, tenant: str | None) -> Any:
+    """``allowed(action, leading_keys, resource=table)`` for a session of ``tenant``."""
+    policies, tags = _session(deployment, tenant)
     table_arn = deployment.arn(APP_TABLE)
 
     def allowed(action: str, keys: list[str] | None, resource: str = table_arn) -> bool:
         context = {"dynamodb:LeadingKeys": keys} if keys is not None else None
+        return allowed_by_all(policies, action, resource, context, tags)
+
+    return allowed
+
+
+def _effective_on_files(deployment: Deployment, tenant: str | None) -> Any:
+    """``allowed(action, key_or_none, prefix=None)`` for a session of ``tenant`` on the files bucket:
+    an object action on the object ``key``, a bucket action (key None) with the request's s3:prefix."""
+    policies, tags = _session(deployment, tenant)
+    bucket_arn = deployment.arn(FILES_BUCKET)
+
+    def allowed(action: str, key: str | None, prefix: str | None = None) -> bool:
+        resource = bucket_arn if key is None else f"{bucket_arn}/{key}"
+        context = {"s3:prefix": prefix} if prefix is not None else None
         return allowed_by_all(policies, action, resource, context, tags)
 
     return allowed
@@ -578,24 +663,118 @@ def test_a_tenant_session_reaches_its_own_keys_only(deployment: Deployment, tena
     assert not allowed("dynamodb:GetItem", [own[1]], f"{deployment.arn(APP_TABLE)}-other"), "other tables"
 
 
+@pytest.mark.parametrize(("tenant", "other"), [("acme", "acme-corp"), ("acme-corp", "acme")])
+def test_a_tenant_session_reaches_its_own_files_only(deployment: Deployment, tenant: str, other: str) -> None:
+    allowed = _effective_on_files(deployment, tenant)
+    own = tenant_object_prefix(tenant)
+    for action in OBJECT_ACTIONS:
+        for key in (f"{own}items/widget/attachment", f"{own}receipts/1.json"):
+            assert allowed(action, key), f"{tenant} denied {action} on its own {key}"
+        for key in (f"tenants/{other}/x", f"tenants/{tenant}x", f"tenants/{tenant}", "tenants/x", "x"):
+            assert not allowed(action, key), f"{tenant} allowed {action} on {key}"
+    # A listing needs the tenant's own prefix: not none, not all tenants', not a prefix of another's.
+    for prefix in (own, f"{own}receipts/"):
+        assert allowed("s3:ListBucket", None, prefix), f"{tenant} denied listing {prefix}"
+    for refused in (None, "", "tenants/", f"tenants/{tenant}", f"tenants/{other}/", "receipts/"):
+        assert not allowed("s3:ListBucket", None, refused), f"{tenant} allowed listing {refused!r}"
+    # No ACLs, versions or tags on objects; nothing on the bucket itself.
+    for action in (
+        "s3:PutObjectAcl",
+        "s3:GetObjectAcl",
+        "s3:GetObjectVersion",
+        "s3:DeleteObjectVersion",
+        "s3:PutObjectTagging",
+        "s3:PutObjectRetention",
+    ):
+        assert not allowed(action, f"{own}x"), f"{tenant} allowed {action}"
+    for action in (
+        "s3:PutBucketPolicy",
+        "s3:DeleteBucket",
+        "s3:PutBucketAcl",
+        "s3:PutBucketVersioning",
+        "s3:PutLifecycleConfiguration",
+        "s3:ListBucketVersions",
+        "s3:ListBucketMultipartUploads",
+    ):
+        assert not allowed(action, None, own), f"{tenant} allowed {action}"
+
+
 def test_a_session_without_tenant_tags_reaches_nothing() -> None:
     deployment = deployment_for("session-tags", False)
     allowed = _effective(deployment, None)
     assert not allowed("dynamodb:GetItem", ["TENANT#acme#ITEM"])
     assert not allowed("dynamodb:GetItem", ["TENANT##ITEM"])
+    on_files = _effective_on_files(deployment, None)
+    assert not on_files("s3:GetObject", "tenants/acme/x")
+    assert not on_files("s3:GetObject", "tenants//x")
+    assert not on_files("s3:ListBucket", None, "tenants/acme/")
 
 
 def test_the_session_policy_fits_the_sts_limits() -> None:
     deployment = deployment_for("session-policy", False)
     settings = _settings(deployment)
-    document = session_policy("a" * 64, settings)
+    tenant = "a" * 64
+    document = session_policy(tenant, settings)
     assert len(document) <= 2048
     assert is_allowed(
         document,
         "dynamodb:GetItem",
         deployment.arn(APP_TABLE),
-        {"dynamodb:LeadingKeys": ["TENANT#" + "a" * 64]},
+        {"dynamodb:LeadingKeys": ["TENANT#" + tenant]},
     )
+    assert is_allowed(document, "s3:PutObject", f"{deployment.arn(FILES_BUCKET)}/tenants/{tenant}/x")
+    # The longest names the stack can have: a table name of 255 characters, a bucket name of 63.
+    longest = replace(settings, tables=(replace(settings.tables[0], name="t" * 255),), buckets=("b" * 63,))
+    assert len(session_policy(tenant, longest)) <= 2048
+
+
+# --- the files bucket -----------------------------------------------------------------------------
+
+
+def test_the_files_bucket_is_private_encrypted_versioned_and_retained(deployment: Deployment) -> None:
+    bucket = deployment.props(FILES_BUCKET)
+    assert deployment.resources[FILES_BUCKET].get("DeletionPolicy") == "Retain"
+    assert deployment.resources[FILES_BUCKET].get("UpdateReplacePolicy") == "Retain"
+    blocks = bucket["PublicAccessBlockConfiguration"]
+    assert blocks == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}, "ACLs on"
+    ((encryption),) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    # S3-managed keys: a KMS key would need grants on the tenant role, which has none.
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and "Prefix" not in rule and "TagFilters" not in rule  # every key
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 30
+    assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] <= 7
+    assert "ExpirationInDays" not in rule and "ExpirationDate" not in rule, "current versions are kept"
+
+
+def test_the_files_bucket_refuses_every_request_without_tls(deployment: Deployment) -> None:
+    (policy,) = deployment.of_type("AWS::S3::BucketPolicy").values()
+    rendered = deployment.render(policy)
+    assert rendered["Bucket"] == deployment.name(FILES_BUCKET)
+    document = rendered["PolicyDocument"]
+    bucket = deployment.arn(FILES_BUCKET)
+    requests = [
+        ("s3:GetObject", f"{bucket}/tenants/acme/x"),
+        ("s3:PutObject", f"{bucket}/tenants/acme/x"),
+        ("s3:ListBucket", bucket),
+        ("s3:PutBucketPolicy", bucket),
+    ]
+    for action, resource in requests:
+        assert decide(document, action, resource, {"aws:SecureTransport": "false"}) == "ExplicitDeny"
+        # Over TLS the bucket policy grants nothing: identity policies (the tenant role's) decide.
+        assert decide(document, action, resource, {"aws:SecureTransport": "true"}) == "ImplicitDeny"
+
+
+def test_every_function_is_given_the_files_bucket_as_its_only_bucket(deployment: Deployment) -> None:
+    name = deployment.name(FILES_BUCKET)
+    for function in deployment.function_roles():
+        environment = deployment.environment(function)
+        assert environment["FILES_BUCKET_NAME"] == environment["TENANTSCOPE_BUCKETS"] == name, function
+        assert Settings.load(environ=environment).buckets == (name,), function
 
 
 # --- data, state machine, Cognito, API ------------------------------------------------------------
@@ -697,6 +876,7 @@ def test_the_outputs_name_what_users_need(deployment: Deployment) -> None:
         referenced = {r for r in references(outputs[name]["Value"]) if r in deployment.resources}
         assert [deployment.type_of(r) for r in referenced] == [kind], f"{name} does not name a {kind}"
     assert outputs["AppTableName"]["Value"] == {"Ref": APP_TABLE}
+    assert outputs["FilesBucketName"]["Value"] == {"Ref": FILES_BUCKET}
     assert outputs["TenantRoleArn"]["Value"] == {"Fn::GetAtt": [TENANT_ROLE, "Arn"]}
     assert "execute-api" in deployment.render(outputs["ApiUrl"]["Value"])
 

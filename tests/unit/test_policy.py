@@ -32,13 +32,15 @@ from tenantscope._errors import (
 from tenantscope._policy import (
     ITEM_ACTIONS,
     MAX_SESSION_POLICY_CHARS,
+    OBJECT_ACTIONS,
     assume_role_request,
     leading_key_patterns,
     session_policy,
+    tenant_object_prefix,
     tenant_prefix,
 )
 from tenantscope._tenant_id import TENANT_ID_PATTERN
-from tests.conftest import REGION, ROLE_ARN, TABLE
+from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE
 from tests.iam_eval import (
     TABLE_WIDE_ACTIONS,
     TENANT_TAG_VARIABLE,
@@ -54,6 +56,7 @@ ACCOUNT = "123456789012"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"
 INDEX_ARN = f"{TABLE_ARN}/index/gsi1"
 LEADING_KEYS = "dynamodb:LeadingKeys"
+BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
 
 MANAGEMENT_ACTIONS = (
     "dynamodb:CreateTable",
@@ -433,6 +436,7 @@ def policy_settings(**overrides: Any) -> Settings:
         "role_arn": ROLE_ARN,
         "region": REGION,
         "tables": (TableSpec(TABLE, "pk"),),
+        "buckets": (BUCKET,),
         "isolation": "session-policy",
     }
     values.update(overrides)
@@ -454,6 +458,13 @@ class TenantSession:
         context = {} if leading_keys is None else {LEADING_KEYS: list(leading_keys)}
         return is_allowed(self.policy, action, resource, context, self.tags)
 
+    def allows_object(self, action: str, key: str, bucket_arn: str = BUCKET_ARN) -> bool:
+        return is_allowed(self.policy, action, f"{bucket_arn}/{key}", {}, self.tags)
+
+    def allows_listing(self, prefix: str | None, bucket_arn: str = BUCKET_ARN) -> bool:
+        context = {} if prefix is None else {"s3:prefix": prefix}
+        return is_allowed(self.policy, "s3:ListBucket", bucket_arn, context, self.tags)
+
 
 def session_policy_session(tenant_id: str) -> TenantSession:
     request = assume_role_request(tenant_id, policy_settings())
@@ -464,7 +475,8 @@ def session_policy_session(tenant_id: str) -> TenantSession:
 def session_tags_session(tenant_id: str) -> TenantSession:
     request = assume_role_request(tenant_id, policy_settings(isolation="session-tags"))
     assert request.policy is None  # the role's own ABAC policy does the limiting
-    return TenantSession(tenant_id, request.strategy, abac_policy([TABLE_ARN]), dict(request.tags))
+    policy = abac_policy([TABLE_ARN], [BUCKET_ARN])
+    return TenantSession(tenant_id, request.strategy, policy, dict(request.tags))
 
 
 STRATEGIES: dict[str, Callable[[str], TenantSession]] = {
@@ -485,7 +497,7 @@ def test_session_carries_the_expected_strategy(make_session: Callable[[str], Ten
 
 
 def test_session_policy_names_only_the_tenants_patterns() -> None:
-    (statement,) = json.loads(session_policy("acme", policy_settings()))["Statement"]
+    (statement,) = json.loads(session_policy("acme", policy_settings(buckets=())))["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == list(ITEM_ACTIONS)
     assert statement["Resource"] == [TABLE_ARN, f"{TABLE_ARN}/index/*"]
@@ -706,7 +718,7 @@ def test_duration_fits_role_chaining_and_the_sts_minimum(configured: int, expect
     [
         ({"role_arn": None}, "session-policy"),
         ({"role_arn": None}, "session-tags"),
-        ({"tables": ()}, "session-policy"),
+        ({"tables": (), "buckets": ()}, "session-policy"),
         ({"region": None}, "session-policy"),
         ({"role_arn": "not-an-arn"}, "session-policy"),
     ],
@@ -778,3 +790,194 @@ def test_invalid_tenant_id_is_refused_before_any_policy_is_built(
 def test_session_policy_refuses_an_invalid_tenant_id_itself(tenant: Any) -> None:
     with pytest.raises(InvalidTenantId):
         session_policy(tenant, policy_settings())
+
+
+# --- tenant files: the same isolation on a pooled bucket ---------------------------------------
+
+BUCKET_MANAGEMENT_ACTIONS = (
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:GetBucketPolicy",
+    "s3:PutBucketAcl",
+    "s3:PutObjectAcl",
+    "s3:GetObjectAcl",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketCORS",
+    "s3:GetObjectVersion",
+    "s3:DeleteObjectVersion",
+    "s3:PutObjectTagging",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:ListAllMyBuckets",
+    "s3:RestoreObject",
+    "s3:ReplicateObject",
+)
+
+
+def own_objects(a: str) -> list[str]:
+    prefix = tenant_object_prefix(a)
+    return [f"{prefix}x", f"{prefix}receipts/order-1.json", f"{prefix}items/1/attachment", f"{prefix}"]
+
+
+def foreign_objects(a: str, b: str) -> list[str]:
+    """Object keys that tenant ``a`` must never reach: ``b``'s, and keys beside ``a``'s prefix."""
+    return [
+        f"tenants/{b}/x",
+        f"tenants/{b}/tenants/{a}/x",
+        f"tenants/{a}",  # the folder name without its slash: the prefix is "tenants/<id>/"
+        f"tenants/{a}x/y",
+        f"tenants/{a}-corp/y",
+        f"tenants/{a.upper()}/x",
+        f"Tenants/{a}/x",
+        f"tenant/{a}/x",
+        f"{a}/x",
+        f"x/tenants/{a}/y",
+        "tenants/",
+        "tenants//x",
+        "",
+    ]
+
+
+def test_session_policy_grants_object_actions_on_the_tenants_prefix_only() -> None:
+    # GIVEN a function configured with one table and one bucket
+    items, objects, listing = json.loads(session_policy("acme", policy_settings()))["Statement"]
+    # THEN the object statements name the literal prefix, and listing needs it
+    assert items["Sid"] == "TenantItems"
+    assert objects == {
+        "Sid": "TenantObjects",
+        "Effect": "Allow",
+        "Action": list(OBJECT_ACTIONS),
+        "Resource": [f"{BUCKET_ARN}/tenants/acme/*"],
+    }
+    assert listing == {
+        "Sid": "TenantListing",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": [BUCKET_ARN],
+        "Condition": {
+            "StringLike": {"s3:prefix": ["tenants/acme/", "tenants/acme/*"]},
+            "Null": {"s3:prefix": "false"},
+        },
+    }
+    assert not any(action.endswith("*") for action in OBJECT_ACTIONS)
+
+
+def test_a_bucket_alone_is_enough_for_the_session_policy() -> None:
+    (objects, listing) = json.loads(session_policy("acme", policy_settings(tables=())))["Statement"]
+    assert (objects["Sid"], listing["Sid"]) == ("TenantObjects", "TenantListing")
+
+
+@pytest.mark.parametrize("action", OBJECT_ACTIONS)
+def test_tenant_reaches_its_own_objects(make_session: Callable[[str], TenantSession], action: str) -> None:
+    session = make_session("acme")
+    for key in own_objects("acme"):
+        assert session.allows_object(action, key), key
+
+
+@pytest.mark.parametrize("tenant", PREFIX_FAMILY)
+def test_tenant_never_reaches_the_objects_of_prefix_sharing_tenants(
+    make_session: Callable[[str], TenantSession], tenant: str
+) -> None:
+    session = make_session(tenant)
+    for other in (b for b in PREFIX_FAMILY if b != tenant):
+        for action in OBJECT_ACTIONS:
+            for key in foreign_objects(tenant, other):
+                assert not session.allows_object(action, key), (action, key)
+        assert not session.allows_listing(tenant_object_prefix(other))
+    assert session.allows_object("s3:GetObject", f"tenants/{tenant}/x")
+
+
+def test_random_tenants_reach_only_their_own_objects(make_session: Callable[[str], TenantSession]) -> None:
+    checked = 0
+    for index, a in enumerate(RANDOM_IDS[::3]):
+        session = make_session(a)
+        for b in RANDOM_IDS[max(0, index * 3 - 2) : index * 3 + 3]:
+            for key in foreign_objects(a, b) if b != a else []:
+                assert not session.allows_object("s3:GetObject", key), (a, key)
+                checked += 1
+            assert session.allows_listing(tenant_object_prefix(b)) is (a == b)
+    assert checked > 1000
+
+
+@hypothesis_settings(max_examples=200, database=None, derandomize=True, deadline=None)
+@given(
+    a=st.from_regex(TENANT_ID_PATTERN, fullmatch=True),
+    b=st.from_regex(TENANT_ID_PATTERN, fullmatch=True),
+    rest=st.text(max_size=12),
+)
+def test_any_two_tenants_objects_are_separated(a: str, b: str, rest: str) -> None:
+    for make_session in STRATEGIES.values():
+        session = make_session(a)
+        assert session.allows_object("s3:PutObject", f"tenants/{b}/{rest}") is (a == b)
+        assert session.allows_listing(f"tenants/{b}/{rest}") is (a == b)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [None, "", "tenants/", "tenants", "tenants/acme", "tenants/acme-corp/", "tenants/ac", "*", "tenants/*"],
+)
+def test_listing_without_the_tenants_prefix_is_denied(
+    make_session: Callable[[str], TenantSession], prefix: str | None
+) -> None:
+    # None is a ListObjectsV2 with no prefix at all: it would list every tenant's keys.
+    session = make_session("acme")
+    assert not session.allows_listing(prefix)
+    assert session.allows_listing("tenants/acme/")
+    assert session.allows_listing("tenants/acme/receipts/")
+
+
+@pytest.mark.parametrize("action", BUCKET_MANAGEMENT_ACTIONS)
+def test_bucket_acl_policy_and_version_actions_are_denied(
+    make_session: Callable[[str], TenantSession], action: str
+) -> None:
+    session = make_session("acme")
+    for resource in (BUCKET_ARN, f"{BUCKET_ARN}/tenants/acme/x", "*"):
+        assert not is_allowed(session.policy, action, resource, {"s3:prefix": "tenants/acme/"}, session.tags)
+
+
+def test_other_buckets_are_denied(make_session: Callable[[str], TenantSession]) -> None:
+    session = make_session("acme")
+    for bucket in ("arn:aws:s3:::other", f"{BUCKET_ARN}-logs", "arn:aws:s3:::tenantscope-file"):
+        for action in OBJECT_ACTIONS:
+            assert not session.allows_object(action, "tenants/acme/x", bucket), (action, bucket)
+        assert not session.allows_listing("tenants/acme/", bucket)
+
+
+def test_both_strategies_decide_alike_on_objects() -> None:
+    tenants = [*PREFIX_FAMILY, *RANDOM_IDS[:10]]
+    for a in tenants:
+        by_policy, by_tags = session_policy_session(a), session_tags_session(a)
+        for b in tenants[:12]:
+            for key in [*foreign_objects(a, b), *own_objects(a)]:
+                assert by_policy.allows_object("s3:GetObject", key) == by_tags.allows_object(
+                    "s3:GetObject", key
+                ), (a, key)
+            prefix = tenant_object_prefix(b)
+            assert by_policy.allows_listing(prefix) == by_tags.allows_listing(prefix)
+
+
+def test_session_tags_without_the_tag_reach_no_objects() -> None:
+    policy = abac_policy([TABLE_ARN], [BUCKET_ARN])
+    for tags in ({}, {"OtherTag": "acme"}):
+        assert not is_allowed(policy, "s3:GetObject", f"{BUCKET_ARN}/tenants/acme/x", {}, tags)
+        assert not is_allowed(policy, "s3:ListBucket", BUCKET_ARN, {"s3:prefix": "tenants/acme/"}, tags)
+    # an EMPTY tag value would own "tenants//", which no key the guard accepts can reach
+    assert is_allowed(policy, "s3:GetObject", f"{BUCKET_ARN}/tenants//x", {}, {"TenantId": ""})
+
+
+def test_session_policy_with_a_bucket_fits_the_sts_limit_for_the_longest_tenant_id() -> None:
+    longest = "a" + "-" * 62 + "z"
+    settings = policy_settings(
+        tables=(TableSpec(TABLE, "pk"), TableSpec("tenantscope-audit", "pk")),
+        buckets=(BUCKET, "tenantscope-exports-123456789012-eu-west-1"),
+    )
+    assert len(session_policy(longest, settings)) <= MAX_SESSION_POLICY_CHARS

@@ -26,11 +26,11 @@ from tenantscope import (
     KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, Reason, ReplayGuard,
     ScopedCredentials, SecretsManagerKeyRing, Settings, Span, SqsRecord, SqsRecordHandler,
     StaticJwksSource, StaticKeyRing, StsBackend, StsRefused, StsThrottled, StsUnreachable, TableSpec,
-    TemporarilyUnavailable, TenantAuthError, TenantContext, TenantError, TenantJsonFormatter,
+    TemporarilyUnavailable, TenantAuthError, TenantBucket, TenantContext, TenantError, TenantJsonFormatter,
     TenantLogFilter, Tracer, Unauthorized, XRayTracer, api_handler, configure_logging, current_tenant,
     in_tenant_scope, seal_input, send_message, set_tracer, sfn_task, sign_message, sqs_handler,
-    sqs_record_handler, start_execution, tenant_key, tenant_scope, tenant_session, tenant_table,
-    validate_tenant_id,
+    sqs_record_handler, start_execution, tenant_bucket, tenant_key, tenant_s3, tenant_scope,
+    tenant_session, tenant_table, validate_tenant_id,
 )
 from tenantscope.testing import LambdaContext, RecordingTracer, reset_process_state
 
@@ -74,6 +74,7 @@ reveal_type(worker)
 reveal_type(step)
 reveal_type(task)
 reveal_type(tenant_table("app"))
+reveal_type(tenant_s3())
 reveal_type(Reason.UNKNOWN_KID.description)
 
 
@@ -94,6 +95,10 @@ def everything_else() -> None:
         assert isinstance(context, TenantContext)
         run = in_tenant_scope(lambda: tenant_session().client("dynamodb"))
         run()
+        files: TenantBucket = tenant_bucket("files")
+        files.put("receipts/1.json", b"{}", ContentType="application/json")
+        url: str = files.presign_download("receipts/1.json", expires_in=60)
+        form: dict[str, Any] = files.presign_upload("a.png", content_type="image/png", max_bytes=1024)
     tracer: Tracer = RecordingTracer()
     set_tracer(tracer)
     set_tracer(NoopTracer())
@@ -160,6 +165,7 @@ def test_decorated_handlers_keep_their_types(mypy_report: tuple[str, int]) -> No
         '"tenantscope.sqs.SqsRecordHandler"',
         '"def (dict[str, Any], Any) -> dict[str, Any]"',  # the Step Functions task
         '"mypy_boto3_dynamodb.service_resource.Table"',  # under TYPE_CHECKING only
+        '"mypy_boto3_s3.client.S3Client"',
         '"str"',
     ]
 

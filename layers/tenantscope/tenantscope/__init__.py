@@ -1,7 +1,7 @@
 """tenantscope: secure pooled multi-tenancy for Python on AWS Lambda.
 
 Every unit of work (an API invocation, an SQS record, a Step Functions task) runs as one
-verified tenant, with AWS credentials that reach only that tenant's DynamoDB keys.
+verified tenant, with AWS credentials that reach only that tenant's DynamoDB keys and S3 objects.
 
 >>> from tenantscope import tenant_scope, current_tenant, tenant_key
 >>> with tenant_scope("acme"):
@@ -32,6 +32,7 @@ from ._errors import (
     TenantError,
     Unauthorized,
 )
+from ._files import TenantBucket, tenant_bucket, tenant_s3
 from ._jwt import JwksCache, JwksSource, StaticJwksSource
 from ._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
 from ._logging import TenantJsonFormatter, TenantLogFilter, configure_logging
@@ -79,6 +80,7 @@ __all__ = [
     "TableSpec",
     "TemporarilyUnavailable",
     "TenantAuthError",
+    "TenantBucket",
     "TenantContext",
     "TenantError",
     "TenantJsonFormatter",
@@ -98,7 +100,9 @@ __all__ = [
     "sqs_handler",
     "sqs_record_handler",
     "start_execution",
+    "tenant_bucket",
     "tenant_key",
+    "tenant_s3",
     "tenant_scope",
     "tenant_session",
     "tenant_table",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._cache import ProcessCache, ProcessValue
 
-__all__ = ["aws_client", "base_session", "tenant_boto3_session", "tenant_resource"]
+__all__ = ["aws_client", "base_session", "tenant_boto3_session", "tenant_client", "tenant_resource"]
 
 # boto3 sessions are not safe to create clients from concurrently: every creation holds this lock.
 _lock = threading.RLock()
@@ -87,13 +87,27 @@ def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
 
 def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
     """A boto3 resource for ``service`` on a tenant's scoped credentials (never the function's)."""
+    return _on_tenant_credentials("resource", service, region, credentials)
+
+
+def tenant_client(service: str, region: str | None, credentials: Any) -> Any:
+    """A boto3 client for ``service`` on a tenant's scoped credentials (never the function's)."""
+    return _on_tenant_credentials("client", service, region, credentials)
+
+
+def _on_tenant_credentials(kind: str, service: str, region: str | None, credentials: Any) -> Any:
+    from botocore.config import Config
+
+    config = _config(2)
+    if service == "s3":  # presigned URLs are signed with SigV4, whatever the region
+        config = config.merge(Config(signature_version="s3v4"))
     session = _tenant_base.get(lambda: tenant_boto3_session(None))
     with _lock:
-        return session.resource(
+        return getattr(session, kind)(
             service,
             region_name=region,
             aws_access_key_id=credentials.access_key_id,
             aws_secret_access_key=credentials.secret_access_key,
             aws_session_token=credentials.session_token,
-            config=_config(2),
+            config=config,
         )

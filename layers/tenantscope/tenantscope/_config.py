@@ -41,6 +41,7 @@ class ENV:
     ROLE_ARN = "TENANTSCOPE_ROLE_ARN"
     ISOLATION = "TENANTSCOPE_ISOLATION"
     TABLES = "TENANTSCOPE_TABLES"
+    BUCKETS = "TENANTSCOPE_BUCKETS"
     TENANT_TAG_KEY = "TENANTSCOPE_TENANT_TAG_KEY"
     UNGUARDED_SERVICES = "TENANTSCOPE_UNGUARDED_SERVICES"
     SESSION_DURATION = "TENANTSCOPE_SESSION_DURATION_SECONDS"
@@ -165,6 +166,7 @@ class Settings:
         default=ISOLATION_SESSION_TAGS, metadata={"env": ENV.ISOLATION, "parse": _isolation}
     )
     tables: tuple[TableSpec, ...] = field(default=(), metadata={"env": ENV.TABLES, "parse": _parse_tables})
+    buckets: tuple[str, ...] = field(default=(), metadata={"env": ENV.BUCKETS, "parse": _csv})
     tenant_tag_key: str = field(default="TenantId", metadata={"env": ENV.TENANT_TAG_KEY})
     unguarded_services: tuple[str, ...] = field(
         default=(), metadata={"env": ENV.UNGUARDED_SERVICES, "parse": _csv}
@@ -206,7 +208,7 @@ class Settings:
             raise ConfigurationError(
                 Reason.INVALID_SETTING, f"unknown settings: {', '.join(sorted(explicit))}"
             )
-        for name in ("jwt_audience", "jwt_algorithms", "tables", "unguarded_services"):
+        for name in ("jwt_audience", "jwt_algorithms", "tables", "buckets", "unguarded_services"):
             if not isinstance(values.get(name, ()), tuple):
                 raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be a tuple")
         settings = cls(**values)

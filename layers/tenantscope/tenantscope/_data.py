@@ -1,8 +1,8 @@
 """Tenant data access: keys in the tenant's partition, and DynamoDB on the tenant's credentials.
 
-Every client made here carries the leading-key guard (``_guard.py``), is built on a session that
-cannot fall back to the function's role (``_aws.py``), and works only inside the scope of the
-tenant it was made for.
+Every client made here carries its guard (``_guard.py`` for DynamoDB, ``_object_guard.py`` for S3,
+whose clients are made in ``_files.py``), is built on a session that cannot fall back to the
+function's role (``_aws.py``), and works only inside the scope of the tenant it was made for.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ._context import _current_scope_or_raise
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess, Reason
 from ._guard import LeadingKeyGuard
+from ._object_guard import ObjectGuard
 from ._policy import tenant_prefix
 
 if TYPE_CHECKING:  # type stubs only (boto3-stubs, mypy-boto3-dynamodb): nothing at run time
@@ -49,9 +50,11 @@ class _TenantData:
 
     credentials: ScopedCredentials
     guard: LeadingKeyGuard
+    objects: ObjectGuard
     session: Any = None
     resource: Any = None
     tables: dict[str, Any] = field(default_factory=dict)
+    s3: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -66,7 +69,11 @@ def _tenant_data() -> _TenantData:
     credentials = scope.credentials or default_vendor().credentials_for(scope.context.tenant_id, settings)
     return _tenants.get(
         (credentials.tenant_id, settings),
-        lambda: _TenantData(credentials, LeadingKeyGuard(credentials.tenant_id, settings)),
+        lambda: _TenantData(
+            credentials,
+            LeadingKeyGuard(credentials.tenant_id, settings),
+            ObjectGuard(credentials.tenant_id, settings),
+        ),
         valid=lambda data: data.credentials is credentials,  # rebuilt with refreshed credentials
     )
 
@@ -75,9 +82,13 @@ def _guarded(events: Any, guard: LeadingKeyGuard) -> None:
     events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
 
 
-# The services whose every request the guard checks. A tenant session makes clients for these
-# and for the services TENANTSCOPE_UNGUARDED_SERVICES names explicitly (IAM is then the only lock).
-GUARDED_SERVICES = frozenset({"dynamodb"})
+def _objects_guarded(events: Any, guard: ObjectGuard) -> None:
+    events.register_last("before-parameter-build.s3", guard, unique_id="tenantscope-object-guard")
+
+
+# The services whose every request a guard checks. A tenant session makes clients for these and
+# for the services TENANTSCOPE_UNGUARDED_SERVICES names explicitly (IAM is then the only lock).
+GUARDED_SERVICES = frozenset({"dynamodb", "s3"})
 
 
 def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
@@ -89,9 +100,9 @@ def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
 
 
 def tenant_session() -> Session:
-    """A boto3 Session on the current tenant's scoped credentials, with the leading-key guard.
+    """A boto3 Session on the current tenant's scoped credentials, with the guards.
 
-    It makes DynamoDB clients only, each guarded, plus clients for the services listed in
+    It makes DynamoDB and S3 clients only, each guarded, plus clients for the services listed in
     ``TENANTSCOPE_UNGUARDED_SERVICES``; any other client (``dynamodbstreams`` included, whose
     stream of the pooled table carries every tenant's writes) raises :class:`CrossTenantAccess`.
     Its botocore session has no credential providers: it can never act as the function's role.
@@ -109,6 +120,7 @@ def tenant_session() -> Session:
                 allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
                 session.events.register("choose-service-name", _only_allowed_services(allowed))
                 _guarded(session.events, data.guard)
+                _objects_guarded(session.events, data.objects)
                 data.session = session
     return cast("Session", data.session)
 

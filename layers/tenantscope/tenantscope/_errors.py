@@ -120,6 +120,18 @@ class Reason(StrEnum):
     UNREADABLE_EXPRESSION = ("unreadable-expression", "expression the guard cannot read exactly")
     MALFORMED_REQUEST = ("malformed-request", "malformed request")
     UNGUARDED_SERVICE = ("unguarded-service", "a tenant session makes no client for an unguarded service")
+    # the object guard (403)
+    UNCONFIGURED_BUCKET = ("unconfigured-bucket", "bucket is not in TENANTSCOPE_BUCKETS")
+    FOREIGN_OBJECT = ("foreign-object", "object key outside the current tenant's prefix")
+    UNSAFE_OBJECT_KEY = (
+        "unsafe-object-key",
+        "object key outside S3's safe characters, or with an empty, '.' or '..' segment",
+    )
+    REFUSED_PARAMETER = (
+        "refused-parameter",
+        "ACLs, grants and object versions are refused on a tenant client",
+    )
+    PRESIGN_BOUNDS = ("presign-bounds", "presigned URL expiry, size or type out of bounds")
     # scopes
     NO_SCOPE = ("no-scope", "no tenant scope is active")
     SCOPE_ENDED = ("scope-ended", "the tenant scope this work was started in has ended")

@@ -7,6 +7,7 @@ The role session name and SourceIdentity carry the tenant id so CloudTrail shows
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,15 @@ from ._tenant_id import validate_tenant_id
 __all__ = [
     "ITEM_ACTIONS",
     "MAX_SESSION_POLICY_CHARS",
+    "OBJECT_ACTIONS",
     "AssumeRoleRequest",
     "assume_role_request",
     "leading_key_patterns",
+    "object_prefix_patterns",
     "session_policy",
+    "tenant_object_prefix",
     "tenant_prefix",
+    "tenant_statements",
 ]
 
 # Item-level actions only. Never Scan (ForAllValues:StringLike is vacuously true when a
@@ -36,6 +41,15 @@ ITEM_ACTIONS = (
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
 )
+# Object-level actions on the tenant's prefix only: no bucket-level write, no ACL, no policy,
+# no object versions (s3:GetObjectVersion is what a VersionId needs, and it is not granted).
+OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
 MAX_SESSION_POLICY_CHARS = 2048
 
 
@@ -49,6 +63,25 @@ def tenant_prefix(tenant_ref: str) -> str:
     'TENANT#acme'
     """
     return f"TENANT#{tenant_ref}"
+
+
+def tenant_object_prefix(tenant_ref: str) -> str:
+    """The object key prefix owned by a tenant in a pooled bucket: the one place its format is
+    defined. The trailing ``/`` is what keeps ``acme`` from reaching ``acme-corp``'s objects.
+
+    >>> tenant_object_prefix("acme")
+    'tenants/acme/'
+    """
+    return f"tenants/{tenant_ref}/"
+
+
+def object_prefix_patterns(tenant_ref: str) -> list[str]:
+    """StringLike patterns for the ``s3:prefix`` of a tenant's listings: its folder, or below it.
+
+    ``tenant_ref`` is a validated id or an IAM policy variable.
+    """
+    prefix = tenant_object_prefix(tenant_ref)
+    return [prefix, f"{prefix}*"]
 
 
 def leading_key_patterns(tenant_ref: str) -> list[str]:
@@ -85,49 +118,83 @@ class AssumeRoleRequest:
         return params
 
 
-def _table_resources(settings: Settings) -> list[str]:
+def _partition_and_account(settings: Settings) -> tuple[str, str]:
     # arn:<partition>:iam::<account>:role/<name> gives the partition and account.
     parts = (settings.role_arn or "").split(":")
     if len(parts) < 6 or not settings.region:
         raise ConfigurationError(
             Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION"
         )
-    partition, account = parts[1], parts[4]
-    resources: list[str] = []
-    for spec in settings.tables:
-        base = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{spec.name}"
-        resources += [base, f"{base}/index/*"]
-    return resources
+    return parts[1], parts[4]
 
 
-def session_policy(tenant_id: str, settings: Settings) -> str:
-    """The inline session policy that limits a session to one tenant's leading keys.
+def tenant_statements(
+    tenant_ref: str, table_arns: Sequence[str] = (), bucket_arns: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The statements that limit a principal to one tenant's items and objects: the one
+    definition of both, used with a literal id by the session policy and with the session tag's
+    policy variable for the role's ABAC policy (which the template must equal).
 
-    Raises :class:`ConfigurationError` before a policy could exceed the STS limit.
+    ``tenant_ref`` is a validated id or an IAM policy variable.
     """
-    tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
-    if not settings.tables:
-        raise ConfigurationError(Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES")
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
+    statements: list[dict[str, Any]] = []
+    if table_arns:
+        statements.append(
             {
                 "Sid": "TenantItems",
                 "Effect": "Allow",
                 "Action": list(ITEM_ACTIONS),
-                "Resource": _table_resources(settings),
+                "Resource": [r for arn in table_arns for r in (arn, f"{arn}/index/*")],
                 "Condition": {
-                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(tenant_id)},
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(tenant_ref)},
                     "Null": {"dynamodb:LeadingKeys": "false"},
                 },
             }
-        ],
-    }
-    document = json.dumps(policy, separators=(",", ":"))
+        )
+    if bucket_arns:
+        prefix = tenant_object_prefix(tenant_ref)
+        statements += [
+            {
+                "Sid": "TenantObjects",
+                "Effect": "Allow",
+                "Action": list(OBJECT_ACTIONS),
+                "Resource": [f"{arn}/{prefix}*" for arn in bucket_arns],
+            },
+            {
+                # Listing needs a prefix, and only the tenant's: without the Null test, a request
+                # with no prefix at all would list every tenant's keys.
+                "Sid": "TenantListing",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": list(bucket_arns),
+                "Condition": {
+                    "StringLike": {"s3:prefix": object_prefix_patterns(tenant_ref)},
+                    "Null": {"s3:prefix": "false"},
+                },
+            },
+        ]
+    return statements
+
+
+def session_policy(tenant_id: str, settings: Settings) -> str:
+    """The inline session policy that limits a session to one tenant's leading keys and objects.
+
+    Raises :class:`ConfigurationError` before a policy could exceed the STS limit.
+    """
+    tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
+    if not settings.tables and not settings.buckets:
+        raise ConfigurationError(
+            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS"
+        )
+    partition, account = _partition_and_account(settings)
+    tables = [f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{t.name}" for t in settings.tables]
+    buckets = [f"arn:{partition}:s3:::{name}" for name in settings.buckets]
+    statements = tenant_statements(tenant_id, tables, buckets)
+    document = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
     if len(document) > MAX_SESSION_POLICY_CHARS:
         raise ConfigurationError(
             Reason.SESSION_POLICY_TOO_LARGE,
-            f"{len(document)} chars, over {MAX_SESSION_POLICY_CHARS}: configure fewer tables",
+            f"{len(document)} chars, over {MAX_SESSION_POLICY_CHARS}: configure fewer tables or buckets",
         )
     return document
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._cache import reset_process_state
-from .._config import _parse_tables
+from .._config import _csv, _parse_tables
 from .._keyring import KeyRing, StaticKeyRing
 from ._doubles import LambdaContext
 from ._events import REGION, RING, RING_DOCUMENT, http_api_event, ring_spec, sfn_task_event, signed_sqs_record
@@ -62,6 +62,7 @@ class LocalTenants:
 def local_tenants(
     *,
     tables: str = "",
+    buckets: str = "",
     sort_key: str | None = "sk",
     issuer: LocalIssuer | None = None,
     ring_document: Mapping[str, Any] | None = None,
@@ -73,11 +74,13 @@ def local_tenants(
     a local issuer (its JWKS inline) and an inline signing key ring (``ring_document``, by default
     the test ring :data:`RING`), with ``TENANTSCOPE_TABLES`` set
     to ``tables`` (its syntax: ``"notes=pk,notes/by_owner=owner_pk"``) and each of those tables
-    created (partition key, and ``sort_key`` unless None); credentials are vended per tenant by
-    moto's STS, exactly as the real STS would be called. Everything is put back afterwards.
-    moto does not enforce IAM: the guard is what keeps tenants apart here.
+    created (partition key, and ``sort_key`` unless None), and ``TENANTSCOPE_BUCKETS`` set to
+    ``buckets`` (comma-separated names) and each bucket created; credentials are vended per
+    tenant by moto's STS, exactly as the real STS would be called. Everything is put back
+    afterwards. moto does not enforce IAM: the guards are what keep tenants apart here.
 
-    Needs ``moto[dynamodb,sts,iam]`` in your test dependencies (not in the layer).
+    Needs ``moto[dynamodb,sts,iam]`` in your test dependencies (not in the layer), and ``s3``
+    among the extras for ``buckets``.
 
     >>> from tenantscope import api_handler, current_tenant
     >>> @api_handler
@@ -95,6 +98,7 @@ def local_tenants(
         **issuer.environment(),
         "TENANTSCOPE_ROLE_ARN": ROLE_ARN,
         "TENANTSCOPE_TABLES": tables,
+        "TENANTSCOPE_BUCKETS": buckets,
         "TENANTSCOPE_SIGNING_KEYS": ring_spec(document),
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
@@ -111,12 +115,21 @@ def local_tenants(
     try:
         with mock_aws():
             _create_tables(tables, sort_key)
+            _create_buckets(buckets)
             ring = RING if ring_document is None else StaticKeyRing(document)
             yield LocalTenants(issuer, ring, variables)
     finally:
         reset_process_state()
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _create_buckets(buckets: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    for name in _csv(buckets):
+        s3.create_bucket(Bucket=name)
 
 
 def _create_tables(tables: str, sort_key: str | None) -> None:
