@@ -14,7 +14,10 @@ no-ops for every later test (a test that needs the SDK enables it again, as this
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -592,3 +595,106 @@ def test_with_tracing_off_the_same_calls_emit_nothing_and_raise_nothing(
     assert emitter.documents == []
     assert "AWSTraceHeader" not in message.get("Attributes", {})
     assert "traceHeader" not in started[0]
+
+
+# --- the SDK's Lambda context, reading the trace header once per trace --------------------
+
+
+HEADERS = [
+    LAMBDA_TRACE_HEADER,
+    LAMBDA_TRACE_HEADER,  # the same invocation
+    f"Root={TRACE_ROOT};Parent=0000000000000bee;Sampled=1",  # same trace, another parent
+    f"Root=1-5759e988-00000000000000000000cafe;Parent={LAMBDA_PARENT};Sampled=1",  # a new invocation
+    f"Root=1-5759e988-00000000000000000000beef;Parent={LAMBDA_PARENT};Sampled=0",  # not sampled
+    f"Root=1-5759e988-00000000000000000000cafe;Parent={LAMBDA_PARENT};Sampled=1",  # back again
+    "Root=1-5759e988-00000000000000000000f00d;Sampled=1",  # no parent: a dummy segment
+    "Root=1-5759e988-00000000000000000000f00d;Sampled=1",
+    LAMBDA_TRACE_HEADER,
+]
+
+
+def emitted_for(headers: list[str], *, upgraded: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each span through XRayTracer emits, header by header: (name, trace id, parent), the
+    parent named when it is one of the spans (its id is random) and given when it is not."""
+    from aws_xray_sdk import global_sdk_config
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext as XRayLambdaContext
+
+    from tenantscope._tracing import _read_the_trace_header_once_per_trace
+
+    global_sdk_config.set_sdk_enabled(True)
+    emitter = CapturingEmitter()
+    xray_recorder.configure(
+        context=XRayLambdaContext(), emitter=emitter, streaming_threshold=0, sampling=False
+    )
+    if upgraded:
+        _read_the_trace_header_once_per_trace(xray_recorder)
+    assert (type(xray_recorder.context).__name__ == "InvocationContext") == upgraded
+    tracer = XRayTracer(xray_recorder)
+    seen: list[Any] = []
+    for n, header in enumerate(headers):
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+        with tracer.span(f"tenantscope.unit{n}") as outer:
+            outer.annotate("tenant_id", "acme")
+            with tracer.span("tenantscope.inner"):  # nested, as a botocore call would be
+                pass
+        documents = [json.loads(d) for d in emitter.documents]
+        emitter.documents.clear()
+        names = {d["id"]: d["name"] for d in documents}
+        seen.append(
+            sorted(
+                (d["name"], d["trace_id"], names.get(d.get("parent_id"), d.get("parent_id")))
+                for d in documents
+            )
+        )
+    return seen
+
+
+def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_xray_sdk import global_sdk_config
+    from aws_xray_sdk.core import xray_recorder
+
+    saved = (xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold)
+    try:
+        plain = emitted_for(HEADERS, upgraded=False, monkeypatch=monkeypatch)
+        upgraded = emitted_for(HEADERS, upgraded=True, monkeypatch=monkeypatch)
+    finally:
+        xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold = saved
+        global_sdk_config.set_sdk_enabled(False)
+    assert upgraded == plain
+    # Each sampled invocation with a parent was traced under that parent (Lambda's facade segment),
+    # the nested span under its span; the others emitted nothing.
+    assert plain[0] == [
+        ("tenantscope.inner", TRACE_ROOT, "tenantscope.unit0"),
+        ("tenantscope.unit0", TRACE_ROOT, LAMBDA_PARENT),
+    ]
+    assert [len(unit) for unit in plain] == [2, 2, 2, 2, 0, 2, 0, 0, 2]
+
+
+def test_the_botocore_patch_works_on_wrapts_pure_python_wrappers(tmp_path: Any) -> None:
+    """The layer ships wrapt without its C extension (layers/tenantscope/Makefile): X-Ray's
+    botocore patch must record a traced AWS call with wrapt's pure-Python wrappers alone."""
+    script = """
+import boto3, wrapt.__wrapt__
+from moto import mock_aws
+from aws_xray_sdk.core import patch, xray_recorder
+assert not wrapt.__wrapt__._using_c_extension
+patch(["botocore"])
+xray_recorder.configure(context_missing="LOG_ERROR", sampling=False)
+with mock_aws():
+    segment = xray_recorder.begin_segment("unit")
+    boto3.client("sts", region_name="us-east-1").get_caller_identity()
+    names = [sub.name for sub in segment.subsegments]
+    xray_recorder.end_segment()
+print(names)
+"""
+    env = {**os.environ, "WRAPT_DISABLE_EXTENSIONS": "1", "AWS_XRAY_SDK_ENABLED": "true"}
+    env.pop("_X_AMZN_TRACE_ID", None)
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['sts']"  # the STS call, recorded as its subsegment

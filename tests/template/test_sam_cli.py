@@ -157,21 +157,27 @@ def standalone_layer_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
 
 
 def assert_only_the_library_is_shipped(layer: Path, machine: str, build_dir: Path) -> None:
-    """The layer: python/ with tenantscope as in the repository and its dependencies for
-    ``machine``; nothing of the folder but the package (no pyproject, README, template, Makefile)."""
+    """The layer: python/ with tenantscope as in the repository (but its test doubles) and its
+    dependencies for ``machine``; nothing of the folder but the package (no pyproject, README,
+    template, Makefile)."""
     assert [p.name for p in layer.iterdir()] == ["python"], sorted(p.name for p in layer.iterdir())
     python = layer / "python"
-    for package in ("tenantscope", "jwt", "aws_xray_sdk"):
+    for package in ("tenantscope", "aws_xray_sdk"):
         assert (python / package / "__init__.py").is_file(), f"the layer lacks python/{package}"
-    source = {p.relative_to(LAYER_SOURCE) for p in LAYER_SOURCE.rglob("*.py")}
+    # PyJWT ships as bytecode alone (the layer's Makefile says why), importable without sources.
+    assert (python / "jwt" / "__init__.pyc").is_file(), "the layer lacks PyJWT's bytecode"
+    assert not list((python / "jwt").rglob("*.py")), "PyJWT's sources are shipped beside its bytecode"
+    source = {
+        p.relative_to(LAYER_SOURCE)
+        for p in LAYER_SOURCE.rglob("*.py")
+        if p.relative_to(LAYER_SOURCE).parts[0] != "testing"  # test doubles stay out of Lambda
+    }
     built = {p.relative_to(python / "tenantscope") for p in (python / "tenantscope").rglob("*.py")}
     assert built == source, "the layer's tenantscope differs from layers/tenantscope/tenantscope"
-    assert (python / "tenantscope" / "py.typed").is_file()
+    assert not list(python.glob("*.dist-info/RECORD")), "pip's uninstall manifests are shipped"
     strays = [p.name for p in python.iterdir() if p.name in LIBRARY_FOLDER_FILES or p.suffix == ".egg-info"]
     strays += [
-        str(p)
-        for p in (python / "tenantscope").rglob("*")
-        if p.is_file() and p.suffix not in (".py", ".typed")
+        str(p) for p in (python / "tenantscope").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
     ]
     assert not strays, f"the layer ships files of the folder that are not the package: {strays}"
     bundled = sorted(

@@ -191,3 +191,31 @@ def test_public_names_report_the_package_as_their_module() -> None:
     for name in tenantscope.__all__:
         value = getattr(tenantscope, name)
         assert getattr(value, "__module__", "tenantscope") == "tenantscope", name
+
+
+def test_the_value_types_are_frozen_dataclasses_with_their_usual_behaviour() -> None:
+    import dataclasses
+
+    from tenantscope import SqsRecord, TenantContext
+    from tenantscope._envelope import Envelope
+
+    context = TenantContext("acme", source="sqs", claims={"message_id": "m-1"})
+    record = SqsRecord("m-1", "{}", {}, {}, "arn:aws:sqs:us-east-1:123456789012:q")
+    envelope = Envelope("k1", "acme", 1, 2, "0" * 32, "f" * 64, "sqs:arn")
+    for value in (context, record, envelope):
+        fields = [field.name for field in dataclasses.fields(value)]
+        # Equal to a copy rebuilt from its own fields, and immutable.
+        assert dataclasses.replace(value) == value
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, fields[0], "changed")
+    assert repr(context) == (
+        "TenantContext(tenant_id='acme', source='sqs', subject=None, "
+        "claims=mappingproxy({'message_id': 'm-1'}))"
+    )
+    assert "message_attributes" not in repr(record)  # kept out of logs
+    assert envelope.version == "1"
+    assert TenantContext("acme").claims == {}
+    with pytest.raises(TypeError):
+        TenantContext("acme", claims=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        context.claims["message_id"] = "m-2"  # type: ignore[index]

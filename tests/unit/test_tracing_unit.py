@@ -295,6 +295,27 @@ def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
     }
 
 
+def test_tenantscope_annotation_keys_are_valid_x_ray_keys_and_others_are_checked_by_the_sdk() -> None:
+    from aws_xray_sdk.core.models.entity import _valid_annotation_key_characters
+
+    from tenantscope._tracing import ANNOTATION_KEYS, _XRaySpan
+
+    # Ours are stored without the SDK's per-character check: each must pass it.
+    assert all(set(key) <= set(_valid_annotation_key_characters) for key in ANNOTATION_KEYS)
+
+    class Refusing(FakeSubsegment):  # the SDK's check: letters, digits and "_" only
+        def put_annotation(self, key: str, value: Any) -> None:
+            if set(key) <= set(_valid_annotation_key_characters):
+                super().put_annotation(key, value)
+
+    subsegment = Refusing("tenantscope.api")
+    span = _XRaySpan(FakeRecorder(), subsegment)
+    span.annotate("tenant_id", "acme")
+    span.annotate("other-key", "x")  # not ours: the SDK decides, and drops it
+    span.annotate("tenant_source", ["not", "a", "scalar"])  # type: ignore[arg-type]  # the SDK decides
+    assert subsegment.annotations == {"tenant_id": "acme", "tenant_source": ["not", "a", "scalar"]}
+
+
 def test_without_a_segment_xray_spans_do_nothing() -> None:
     recorder = FakeRecorder(segment=False)
     tracer = XRayTracer(recorder)
