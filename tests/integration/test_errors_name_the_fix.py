@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tenantscope import api_handler, send_message, tenant_key, tenant_table
-from tenantscope.testing import LocalTenants, local_tenants
+from tenantscope import SqsRecord, api_handler, send_message, sqs_handler, tenant_key, tenant_table
+from tenantscope.testing import LambdaContext, LocalTenants, http_api_event, local_tenants, sqs_event
 
 REGION = "us-east-1"
 
@@ -119,3 +119,115 @@ def test_a_dict_body_is_a_type_error_that_says_to_pass_a_str(
     )
     assert_generic(response, 500, "Internal Server Error")
     assert "failed in its handler: a message body is a str, not dict: pass json.dumps(body)" in logged(caplog)
+
+
+@pytest.mark.parametrize("misconfigured", [{}], indirect=True)
+@pytest.mark.parametrize(
+    ("claims", "drop", "detail"),
+    [
+        (
+            {"tenant_id": "Acme"},
+            (),
+            "claim 'tenant_id' is not 2 to 64 lowercase letters, digits and inner hyphens",
+        ),
+        (
+            {},
+            ("tenant_id",),
+            "no claim 'tenant_id': TENANTSCOPE_TENANT_CLAIM names the claim that holds the tenant id",
+        ),
+    ],
+    ids=["uppercase", "missing"],
+)
+def test_a_refused_tenant_claim_names_the_claim_and_the_format_in_the_log_only(
+    misconfigured: LocalTenants,
+    caplog: pytest.LogCaptureFixture,
+    claims: dict[str, Any],
+    drop: tuple[str, ...],
+    detail: str,
+) -> None:
+    token = misconfigured.issuer.token("acme", claims=claims, drop=drop)
+    response = list_notes(http_api_event(token), misconfigured.context())
+    assert_generic(response, 403, "Forbidden")
+    assert f"API request refused: token carries no valid tenant claim ({detail})" in logged(caplog)
+    # the value the token carried is never repeated, in the log or the answer
+    assert "Acme" not in logged(caplog) and "Acme" not in response["body"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "http://issuer.example/jwks.json",
+            "invalid setting (TENANTSCOPE_JWKS_URL must be the issuer's https:// URL, "
+            "or file://<path> or inline:<JWKS JSON> for local development)",
+        ),
+        (
+            "",
+            "a required setting is not configured (TENANTSCOPE_JWKS_URL: set it to the issuer's "
+            "https:// URL, or file://<path> or inline:<JWKS JSON> for local development)",
+        ),
+    ],
+    ids=["http", "missing"],
+)
+def test_a_jwks_url_error_names_every_form_it_takes(
+    caplog: pytest.LogCaptureFixture, url: str, message: str
+) -> None:
+    with local_tenants(environment={"TENANTSCOPE_JWKS_URL": url}) as local:
+        response = list_notes(local.api_event("acme"), local.context())
+    assert_generic(response, 500, "Internal Server Error")
+    assert f"API request misconfigured: {message}" in logged(caplog)
+
+
+@sqs_handler
+def audit(record: SqsRecord, context: Any) -> None:
+    tenant_table("notes").put_item(Item={"pk": tenant_key("AUDIT"), "sk": record.message_id})
+
+
+@pytest.fixture
+def received(misconfigured: LocalTenants) -> dict[str, Any]:
+    """What ``ReceiveMessage`` answers for one sealed message on the audit queue."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.get_queue_url(QueueName="audit")["QueueUrl"]
+    send_message(queue_url, "note-added", tenant_id="acme")
+    answer: dict[str, Any] = sqs.receive_message(
+        QueueUrl=queue_url, AttributeNames=["All"], MessageAttributeNames=["All"]
+    )
+    return answer
+
+
+@pytest.mark.parametrize("misconfigured", [{}], indirect=True)
+def test_receive_message_output_given_to_sqs_handler_is_an_error_that_says_so(
+    misconfigured: LocalTenants, received: dict[str, Any]
+) -> None:
+    with pytest.raises(TypeError) as raised:
+        audit(received, misconfigured.context())
+    assert str(raised.value) == (
+        "@sqs_handler was given ReceiveMessage's answer ('Messages'), not Lambda's SQS event "
+        "{'Records': [...]}: in a test, convert each message with "
+        "tenantscope.testing.record_from_received(message, queue_arn=...) and wrap them with sqs_event(...)"
+    )
+
+
+@pytest.mark.parametrize("misconfigured", [{}], indirect=True)
+def test_receive_message_messages_as_records_fail_with_a_log_that_says_so(
+    misconfigured: LocalTenants, received: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    (message,) = received["Messages"]
+    assert audit(sqs_event([message]), misconfigured.context()) == {
+        "batchItemFailures": [{"itemIdentifier": ""}]
+    }
+    assert (
+        "refused: malformed record (a message as ReceiveMessage answers it, not a record of Lambda's "
+        "SQS event: convert it with tenantscope.testing.record_from_received)"
+    ) in logged(caplog)
+
+
+@pytest.mark.parametrize("event", [{}, {"Records": None}, {"Records": "x"}, None], ids=repr)
+def test_an_event_without_records_is_an_error_naming_the_sqs_event_shape(event: Any) -> None:
+    # Answering "no failures" would delete the batch unread: raising makes Lambda retry it.
+    with pytest.raises(TypeError) as raised:
+        audit(event, LambdaContext())
+    assert str(raised.value) == (
+        "@sqs_handler takes Lambda's SQS event, {'Records': [{'messageId': ..., 'body': ..., "
+        "'messageAttributes': ..., 'eventSourceARN': ..., ...}]}, and this event has no 'Records' list"
+    )

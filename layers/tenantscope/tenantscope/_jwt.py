@@ -66,6 +66,10 @@ class JwksSource(Protocol):
         ...
 
 
+# The forms of TENANTSCOPE_JWKS_URL, named by every error about that setting.
+_JWKS_FORMS = "the issuer's https:// URL, or file://<path> or inline:<JWKS JSON> for local development"
+
+
 class UrlJwksSource:
     """Fetches a JWKS from an ``https://`` URL, or a ``file://`` URL for the local development issuer.
 
@@ -78,9 +82,7 @@ class UrlJwksSource:
     def __init__(self, url: str, *, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None) -> None:
         scheme = url.partition("://")[0] if "://" in url else ""
         if scheme not in ("https", "file"):
-            raise ConfigurationError(
-                Reason.INVALID_SETTING, "TENANTSCOPE_JWKS_URL must use https:// or file://"
-            )
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.JWKS_URL} must be {_JWKS_FORMS}")
         if scheme == "file":
             refuse_local_only_in_deployment(ENV.JWKS_URL, "file://")
         self.url = url
@@ -212,7 +214,7 @@ _caches: ProcessCache[tuple[str, float, float, float], JwksCache] = ProcessCache
 def jwks_cache_for(settings: Settings) -> JwksCache:
     """The process-wide JWKS cache for the configured URL, shared by every handler."""
     if not settings.jwks_url:
-        raise ConfigurationError(Reason.MISSING_SETTING, ENV.JWKS_URL)
+        raise ConfigurationError(Reason.MISSING_SETTING, f"{ENV.JWKS_URL}: set it to {_JWKS_FORMS}")
     key = (
         settings.jwks_url,
         settings.jwks_ttl_seconds,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ._config import Settings
+from ._config import ENV, Settings
 from ._context import TenantContext
 from ._envelope import (
     SFN_KEY,
@@ -25,7 +25,7 @@ from ._envelope import verify as verify_envelope
 from ._errors import Forbidden, InvalidEnvelope, InvalidTenantId, Reason, Unauthorized
 from ._jwt import JwtVerifier
 from ._keyring import KeyRing
-from ._tenant_id import validate_tenant_id
+from ._tenant_id import TENANT_ID_FORMAT, validate_tenant_id
 
 __all__ = [
     "bearer_token",
@@ -106,7 +106,7 @@ def _tenant_from_claims(claims: Mapping[str, Any], tenant_claim: str) -> TenantC
     try:
         tenant_id = validate_tenant_id(claims.get(tenant_claim))
     except InvalidTenantId:
-        raise InvalidTenantId(Reason.INVALID_TENANT_CLAIM) from None
+        raise _refused_tenant_claim(claims, tenant_claim) from None
     subject = claims.get("sub")
     return TenantContext(
         tenant_id,
@@ -114,6 +114,16 @@ def _tenant_from_claims(claims: Mapping[str, Any], tenant_claim: str) -> TenantC
         subject if isinstance(subject, str) else None,
         MappingProxyType({k: claims[k] for k in _SELECTED_CLAIMS if k in claims}),
     )
+
+
+def _refused_tenant_claim(claims: Mapping[str, Any], tenant_claim: str) -> InvalidTenantId:
+    """The refusal of a verified token's tenant claim. Its detail, for the log, names the claim and
+    what a tenant id is; never the value, which whoever got the token issued chose."""
+    if tenant_claim not in claims:
+        detail = f"no claim {tenant_claim!r}: {ENV.TENANT_CLAIM} names the claim that holds the tenant id"
+    else:
+        detail = f"claim {tenant_claim!r} is not {TENANT_ID_FORMAT}"
+    return InvalidTenantId(Reason.INVALID_TENANT_CLAIM, detail)
 
 
 def resolve_api_event(
@@ -180,7 +190,7 @@ def resolve_sqs_record(
         or not isinstance(message_id, str)
         or not (type(attributes) is dict or isinstance(attributes, Mapping))  # the ABC last: slower
     ):
-        raise InvalidEnvelope(Reason.MALFORMED_RECORD)
+        raise _malformed_record(record)
     tenant, header, signature = sqs_record_fields(attributes)
     envelope = verify_envelope(
         tenant=tenant,
@@ -196,6 +206,18 @@ def resolve_sqs_record(
     claims = MappingProxyType({"envelope_id": envelope.envelope_id, "message_id": message_id})
     context = TenantContext(envelope.tenant_id, "sqs", None, claims)
     return _same_as_lambda_tenant(context, lambda_tenant_id), envelope
+
+
+def _malformed_record(record: Mapping[str, Any]) -> InvalidEnvelope:
+    """The refusal of a record that is not one of Lambda's SQS event. A message as ReceiveMessage
+    answers it (``MessageId``, ``Body``: a test feeding a queue's answer to the handler) is named."""
+    if "MessageId" in record and "messageId" not in record:
+        return InvalidEnvelope(
+            Reason.MALFORMED_RECORD,
+            "a message as ReceiveMessage answers it, not a record of Lambda's SQS event: "
+            "convert it with tenantscope.testing.record_from_received",
+        )
+    return InvalidEnvelope(Reason.MALFORMED_RECORD)
 
 
 def resolve_sfn_event(

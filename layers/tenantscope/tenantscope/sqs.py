@@ -212,6 +212,21 @@ def _failure(raw: object) -> dict[str, str]:
     return {"itemIdentifier": message_id if isinstance(message_id, str) else ""}
 
 
+def _not_an_sqs_event(event: object) -> TypeError:
+    """Why ``event`` is not Lambda's SQS event. Raised rather than answered with no failures, which
+    would delete a batch nothing has read: Lambda retries a batch whose handler raised."""
+    if isinstance(event, Mapping) and "Messages" in event:
+        return TypeError(
+            "@sqs_handler was given ReceiveMessage's answer ('Messages'), not Lambda's SQS event "
+            "{'Records': [...]}: in a test, convert each message with tenantscope.testing."
+            "record_from_received(message, queue_arn=...) and wrap them with sqs_event(...)"
+        )
+    return TypeError(
+        "@sqs_handler takes Lambda's SQS event, {'Records': [{'messageId': ..., 'body': ..., "
+        "'messageAttributes': ..., 'eventSourceARN': ..., ...}]}, and this event has no 'Records' list"
+    )
+
+
 BatchHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -247,7 +262,8 @@ def sqs_handler(
     replayed, when its tenant is not Lambda's (tenant isolation mode), when credentials
     cannot be vended, or when the function raises. Other records go on. On a FIFO queue,
     once a record fails, the later records of its message group fail too, so the group's
-    order is kept.
+    order is kept. An event without a ``Records`` list (``ReceiveMessage``'s answer, another
+    trigger's event) raises ``TypeError``, so that Lambda retries it rather than deletes it.
 
     >>> from tenantscope import current_tenant, sqs_handler
     >>> @sqs_handler
@@ -265,7 +281,9 @@ def sqs_handler(
             failures: list[dict[str, str]] = []
             failed_groups: set[str] = set()
             records = event.get("Records") if isinstance(event, Mapping) else None
-            for raw in records if isinstance(records, list) else []:
+            if not isinstance(records, list):
+                raise _not_an_sqs_event(event)
+            for raw in records:
                 # Until a record fails, no group has failed: the group is looked up only then.
                 if failed_groups and _fifo_group(raw) in failed_groups:
                     failures.append(_failure(raw))
