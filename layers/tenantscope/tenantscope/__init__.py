@@ -36,6 +36,7 @@ from ._files import TenantBucket, tenant_bucket, tenant_s3
 from ._jwt import JwksCache, JwksSource, StaticJwksSource
 from ._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, StaticKeyRing
 from ._logging import TenantJsonFormatter, TenantLogFilter, configure_logging
+from ._otel import OTelTracer
 from ._producer import seal_input, send_message, sign_message, start_execution
 from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from ._tenant_id import validate_tenant_id
@@ -63,6 +64,7 @@ __all__ = [
     "LoggableError",
     "NoTenantContext",
     "NoopTracer",
+    "OTelTracer",
     "Reason",
     "ReplayGuard",
     "ScopedCredentials",
