@@ -1,7 +1,6 @@
 """The OpenTelemetry backend on the OpenTelemetry SDK, with its in-memory exporter.
 
-Each test builds its own tracer provider (the API lets a process set its global provider only
-once); ``OTelTracer(provider)`` uses it as the ADOT layer's would be used. The spans of real
+Each test captures on a tracer provider of its own (tests.otel_capture). The spans of real
 handlers, with botocore instrumented, on moto, are in tests/integration/test_tracing_otel.py.
 """
 
@@ -15,16 +14,13 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tenantscope import (
     CredentialsUnavailable,
     InvalidEnvelope,
     LoggableError,
-    OTelTracer,
     Reason,
     TenantAuthError,
     TenantError,
@@ -32,6 +28,7 @@ from tenantscope import (
 )
 from tenantscope._otel import XRAY_ANNOTATIONS
 from tenantscope._tracing import ANNOTATION_KEYS
+from tests.otel_capture import Captured, trace_id
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
@@ -40,30 +37,9 @@ PRODUCER_ROOT = "1-5759e988-00000000000000000000cafe"
 PRODUCER_PARENT = "00000000000000aa"
 
 
-def trace_id(root: str) -> int:
-    """An X-Ray trace id (``1-<time>-<unique>``) as OpenTelemetry's 128-bit trace id."""
-    return int(root[2:].replace("-", ""), 16)
-
-
-class Captured:
-    """A tracer provider of its own, and what it finished."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.tracer = OTelTracer(self.provider)
-
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def named(self, name: str) -> ReadableSpan:
-        (span,) = [s for s in self.spans() if s.name == name]
-        return span
-
-    def invocation(self, name: str = "orders-api") -> trace.Span:
-        """What the ADOT layer's Lambda instrumentation opens around the handler."""
-        return self.provider.get_tracer("adot-lambda").start_span(name, kind=SpanKind.SERVER)
+def one(otel: Captured, name: str) -> ReadableSpan:
+    (span,) = otel.named(name)
+    return span
 
 
 @pytest.fixture
@@ -74,7 +50,7 @@ def otel(monkeypatch: pytest.MonkeyPatch) -> Captured:
 
 @pytest.fixture
 def in_invocation(otel: Captured) -> Iterator[trace.Span]:
-    invocation = otel.invocation()
+    invocation = otel.invocation("orders-api")
     with trace.use_span(invocation, end_on_exit=True):
         yield invocation
 
@@ -87,7 +63,7 @@ def test_a_span_holds_the_annotations_as_attributes_and_lists_them_for_x_ray(ote
         span.annotate("tenant_id", "acme")
         span.annotate("tenant_source", "jwt")
         span.annotate("cold_start", True)
-    finished = otel.named("tenantscope.api")
+    finished = one(otel, "tenantscope.api")
     assert finished.kind is SpanKind.INTERNAL
     assert finished.status.status_code is StatusCode.UNSET
     assert dict(finished.attributes or {}) == {
@@ -121,7 +97,7 @@ def test_a_span_is_a_child_of_the_invocation_span_and_the_parent_of_what_runs_in
     botocore = otel.provider.get_tracer("botocore")
     with otel.tracer.span("tenantscope.api"), botocore.start_as_current_span("DynamoDB.PutItem"):
         pass
-    ours, call = otel.named("tenantscope.api"), otel.named("DynamoDB.PutItem")
+    ours, call = one(otel, "tenantscope.api"), one(otel, "DynamoDB.PutItem")
     invocation = in_invocation.get_span_context()
     assert ours.parent is not None and ours.parent.span_id == invocation.span_id
     assert ours.context.trace_id == invocation.trace_id
@@ -136,7 +112,7 @@ def test_without_an_invocation_span_a_span_continues_lambdas_trace(
     monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={TRACE_ROOT};Parent={LAMBDA_PARENT};Sampled=1")
     with otel.tracer.span("tenantscope.sfn"):
         pass
-    finished = otel.named("tenantscope.sfn")
+    finished = one(otel, "tenantscope.sfn")
     assert finished.context.trace_id == trace_id(TRACE_ROOT)
     assert finished.parent is not None and finished.parent.is_remote
     assert finished.parent.span_id == int(LAMBDA_PARENT, 16)
@@ -161,7 +137,7 @@ def test_a_record_with_its_own_trace_continues_it_linked_to_the_invocation(
     producer = f"Root={PRODUCER_ROOT};Parent={PRODUCER_PARENT};Sampled=1"
     with otel.tracer.span("tenantscope.sqs", producer):
         continued = otel.tracer.trace_header()
-    record = otel.named("tenantscope.sqs")
+    record = one(otel, "tenantscope.sqs")
     # THEN its span belongs to the producer's trace, under the span that sent it
     assert record.context.trace_id == trace_id(PRODUCER_ROOT)
     assert record.parent is not None and record.parent.span_id == int(PRODUCER_PARENT, 16)
@@ -180,7 +156,7 @@ def test_a_record_of_the_invocations_own_trace_needs_no_link(
     same_trace = f"Root=1-{hexed[:8]}-{hexed[8:]};Parent={PRODUCER_PARENT};Sampled=1"
     with otel.tracer.span("tenantscope.sqs", same_trace):
         pass
-    record = otel.named("tenantscope.sqs")
+    record = one(otel, "tenantscope.sqs")
     assert record.context.trace_id == invocation.trace_id
     assert record.parent is not None and record.parent.span_id == int(PRODUCER_PARENT, 16)
     assert record.links == ()
@@ -192,7 +168,7 @@ def test_a_record_whose_trace_header_cannot_be_read_stays_under_the_invocation(
 ) -> None:
     with otel.tracer.span("tenantscope.sqs", header):
         pass
-    record = otel.named("tenantscope.sqs")
+    record = one(otel, "tenantscope.sqs")
     assert record.parent is not None and record.parent.span_id == in_invocation.get_span_context().span_id
     assert record.links == ()
 
@@ -201,7 +177,7 @@ def test_the_trace_header_names_the_current_span_and_nothing_outside_one(otel: C
     assert otel.tracer.trace_header() is None
     with otel.tracer.span("tenantscope.api"):
         header = otel.tracer.trace_header()
-    context = otel.named("tenantscope.api").context
+    context = one(otel, "tenantscope.api").context
     hexed = f"{context.trace_id:032x}"
     assert header == f"Root=1-{hexed[:8]}-{hexed[8:]};Parent={context.span_id:016x};Sampled=1"
 
@@ -224,7 +200,7 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
 ) -> None:
     with pytest.raises(type(error)), otel.tracer.span("tenantscope.sfn"):
         raise error
-    finished = otel.named("tenantscope.sfn")
+    finished = one(otel, "tenantscope.sfn")
     # A fault is an ERROR status (X-Ray: fault); a refused caller keeps UNSET (not a fault).
     if client:
         assert finished.status.status_code is StatusCode.UNSET
@@ -257,7 +233,7 @@ def test_the_recorded_stack_has_frames_but_no_message_of_a_chained_exception(ote
 
     with pytest.raises(RuntimeError), otel.tracer.span("tenantscope.sfn"):
         charge()
-    (event,) = otel.named("tenantscope.sfn").events
+    (event,) = one(otel, "tenantscope.sfn").events
     recorded = str(dict(event.attributes or {}))
     assert "4111" not in recorded
     stack = str((event.attributes or {})["exception.stacktrace"])
@@ -267,7 +243,7 @@ def test_the_recorded_stack_has_frames_but_no_message_of_a_chained_exception(ote
 def test_record_error_marks_a_client_error_without_an_error_status(otel: Captured) -> None:
     with otel.tracer.span("tenantscope.api") as span:
         span.record_error(Unauthorized(Reason.MISSING_TOKEN), client_error=True)
-    finished = otel.named("tenantscope.api")
+    finished = one(otel, "tenantscope.api")
     assert finished.status.status_code is StatusCode.UNSET
     attributes = dict(finished.attributes or {})
     assert (attributes["failure"], attributes["error_type"], attributes["reason"]) == (
