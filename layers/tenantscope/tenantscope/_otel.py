@@ -14,14 +14,18 @@ import os
 import sys
 import traceback
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._config import ENV
 from ._errors import ConfigurationError, Reason, TenantAuthError, without_message
 from ._tracing import ANNOTATION_KEYS, AnnotationValue, Span
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from opentelemetry.context import Context
+    from opentelemetry.trace import Span as OpenTelemetrySpan
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["XRAY_ANNOTATIONS", "OTelTracer", "otel_configured"]
 
@@ -50,7 +54,7 @@ class _OTelSpan:
 
     __slots__ = ("_span", "_token", "_tracer", "recorded")
 
-    def __init__(self, span: Any, token: Any, tracer: OTelTracer) -> None:
+    def __init__(self, span: OpenTelemetrySpan, token: Token[Context], tracer: OTelTracer) -> None:
         self._span = span
         self._token = token
         self._tracer = tracer
@@ -118,7 +122,7 @@ class OTelTracer:
     ('tenantscope.api', 'acme')
     """
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         try:
             from opentelemetry import context, trace
             from opentelemetry.propagators.aws.aws_xray_propagator import (
