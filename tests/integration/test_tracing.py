@@ -14,6 +14,9 @@ no-ops for every later test (a test that needs the SDK enables it again, as this
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -591,3 +594,30 @@ def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
         ("tenantscope.unit0", TRACE_ROOT, LAMBDA_PARENT),
     ]
     assert [len(unit) for unit in plain] == [2, 2, 2, 2, 0, 2, 0, 0, 2]
+
+
+def test_the_botocore_patch_works_on_wrapts_pure_python_wrappers(tmp_path: Any) -> None:
+    """The layer ships wrapt without its C extension (layers/tenantscope/Makefile): X-Ray's
+    botocore patch must record a traced AWS call with wrapt's pure-Python wrappers alone."""
+    script = """
+import boto3, wrapt.__wrapt__
+from moto import mock_aws
+from aws_xray_sdk.core import patch, xray_recorder
+assert not wrapt.__wrapt__._using_c_extension
+patch(["botocore"])
+xray_recorder.configure(context_missing="LOG_ERROR", sampling=False)
+with mock_aws():
+    segment = xray_recorder.begin_segment("unit")
+    boto3.client("sts", region_name="us-east-1").get_caller_identity()
+    names = [sub.name for sub in segment.subsegments]
+    xray_recorder.end_segment()
+print(names)
+"""
+    env = {**os.environ, "WRAPT_DISABLE_EXTENSIONS": "1", "AWS_XRAY_SDK_ENABLED": "true"}
+    env.pop("_X_AMZN_TRACE_ID", None)
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['sts']"  # the STS call, recorded as its subsegment

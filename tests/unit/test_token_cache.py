@@ -13,6 +13,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -292,7 +293,9 @@ def test_the_cache_keeps_the_most_recently_used_tokens(
 def test_the_default_bound_is_documented(keys: JwksCache) -> None:
     verifier = JwtVerifier(get_settings(), keys)
     assert verifier._verified is not None
-    assert verifier._verified._maxsize == TOKEN_CACHE_SIZE == 1024
+    assert verifier._verified._maxsize == TOKEN_CACHE_SIZE
+    performance = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
+    assert f"{TOKEN_CACHE_SIZE:,} most recently used tokens" in performance
 
 
 def test_a_cache_size_of_zero_remembers_nothing(
