@@ -221,11 +221,29 @@ def measure_tracing(fixtures: dict[str, Any], results: dict[str, Any]) -> None:
 
     Both layers share aws_xray_sdk's recorder: this layer's tracer upgrades its Lambda context
     (tenantscope._tracing); the previous layer's blocks run on the SDK's own class, as they did.
+    This layer's unit also runs on its OpenTelemetry backend, as under the ADOT layer: an SDK
+    tracer provider, the invocation's span current, each span handed to a span processor.
     """
     from aws_xray_sdk.core import xray_recorder
     from aws_xray_sdk.core.lambda_launcher import LambdaContext
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
     from tenantscope.testing import http_api_event
+
+    class Counted(SpanExporter):
+        """Counts the spans handed over: the ADOT layer exports them in batches, off the handler's thread."""
+
+        sent = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            Counted.sent += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Counted()))
 
     context = type("Ctx", (), {"aws_request_id": "bench"})()
     event = http_api_event(fixtures["token"])
@@ -255,8 +273,13 @@ def measure_tracing(fixtures: dict[str, Any], results: dict[str, Any]) -> None:
             ("api_on", xray, lambda handler=handler: handler(event, context)),
         ):
             blocks.append((f"{layer} {name}", ts, tracer, fn, context_class))
+        if layer == "this":  # the previous layer has no OpenTelemetry backend
+            blocks.append(("this otel", ts, ts.OTelTracer(provider), unit, context_class))
     emitter = xray_recorder.emitter
     sent = emitter.sent
+    # The invocation's span, current as the ADOT layer's Lambda instrumentation leaves it.
+    invocation = provider.get_tracer("adot-lambda").start_span("invocation", kind=trace.SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(invocation))
     samples: dict[str, list[float]] = {name: [] for name, *_ in blocks}
     clock = time.perf_counter_ns
     for _ in range(15):
@@ -271,11 +294,14 @@ def measure_tracing(fixtures: dict[str, Any], results: dict[str, Any]) -> None:
                 fn()
                 record((clock() - start) / 1000)
             ts.set_tracer(None)
+    otel_context.detach(token)
     assert emitter.sent - sent >= 2 * 2 * 15 * 120, "tracing on did not emit a subsegment per unit"
+    assert Counted.sent == 15 * 120, "the OpenTelemetry backend did not end a span per unit"
     for layer in PACKAGES:
         results[layer]["tracing"] = {
             case: summary(samples[f"{layer} {case}"]) for case in ("off", "on", "api_off", "api_on")
         }
+    results["this"]["tracing"]["otel"] = summary(samples["this otel"])
 
 
 def measure_churn(fixtures: dict[str, Any], results: dict[str, Any]) -> None:
@@ -788,9 +814,12 @@ def report(runs: dict[str, dict[str, Any]], cold: dict[str, Any] | None, sizes: 
 
     (unit_prev, api_prev, rs_prev), (unit_this, api_this, rs_this) = traced(prev), traced(this)
     out.section(
-        "3. Tracing on: one traced unit of work (X-Ray, captured as in Lambda; us)",
-        "A unit of work through the pipeline with tracing on, minus the same with tracing off: its "
-        "subsegment begun and ended, its annotations, its serialization (streamed at once, as in Lambda).",
+        "3. Tracing on: one traced unit of work (X-Ray, captured as in Lambda; OpenTelemetry; us)",
+        "A unit of work through the pipeline with tracing on, minus the same with tracing off. X-Ray: its "
+        "subsegment begun and ended, its annotations, its serialization (streamed at once, as in Lambda). "
+        "OpenTelemetry (this layer only): its span started under the invocation's span, as under the "
+        "ADOT layer, its attributes, and its end, handed to the SDK's span processor; the ADOT layer "
+        "exports spans in batches, off the handler's thread, so no serialization is counted.",
     )
     out.row("pipeline unit, tracing off", us(prev["tracing"]["off"]), us(this["tracing"]["off"]))
     out.row("pipeline unit, tracing on", us(prev["tracing"]["on"]), us(this["tracing"]["on"]))
@@ -798,6 +827,12 @@ def report(runs: dict[str, dict[str, Any]], cold: dict[str, Any] | None, sizes: 
         "one traced unit of work",
         f"{unit_prev:.1f} ({unit_prev / rs_prev:.2f}x RS256)",
         f"{unit_this:.1f} ({unit_this / rs_this:.2f}x RS256)",
+    )
+    otel_this = this["tracing"]["otel"]["median"] - this["tracing"]["off"]["median"]
+    out.row(
+        "one traced unit of work, OpenTelemetry",
+        "",
+        f"{otel_this:.1f} ({otel_this / rs_this:.2f}x RS256, {otel_this / unit_this:.2f}x X-Ray)",
     )
     out.row(
         "@api_handler, tracing on minus off",

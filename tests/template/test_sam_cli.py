@@ -186,6 +186,8 @@ def assert_only_the_library_is_shipped(layer: Path, machine: str, build_dir: Pat
         if p.name.lower().split("-")[0] in ("boto3", "botocore") or p.name in ("boto3", "botocore")
     )
     assert not bundled, f"the runtime provides boto3/botocore; the layer must not bundle {bundled}"
+    # OpenTelemetry comes with the ADOT layer: a second copy in /opt/python would shadow its own.
+    assert not (python / "opentelemetry").exists(), "the layer must not bundle OpenTelemetry"
     machines = layer_machines(build_dir)
     assert machines, "expected compiled extensions (cryptography)"
     wrong = {p: m for p, m in machines.items() if m != ARCHITECTURES[machine]}

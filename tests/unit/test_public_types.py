@@ -23,7 +23,8 @@ import tenantscope
 from tenantscope import (
     ConfigurationError, CredentialVendor, CredentialsUnavailable, CrossTenantAccess, DynamoDbReplayGuard,
     FakeSts, Forbidden, InMemoryReplayGuard, InvalidEnvelope, InvalidTenantId, JwksCache, JwksSource,
-    KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, Reason, ReplayGuard,
+    KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, OTelTracer, Reason,
+    ReplayGuard,
     ScopedCredentials, SecretsManagerKeyRing, Settings, Span, SqsRecord, SqsRecordHandler,
     StaticJwksSource, StaticKeyRing, StsBackend, StsRefused, StsThrottled, StsUnreachable, TableSpec,
     TemporarilyUnavailable, TenantAuthError, TenantBucket, TenantContext, TenantError, TenantJsonFormatter,
@@ -103,6 +104,7 @@ def everything_else() -> None:
     set_tracer(tracer)
     set_tracer(NoopTracer())
     set_tracer(XRayTracer())
+    set_tracer(OTelTracer())
     configure_logging()
     TenantLogFilter()
     TenantJsonFormatter()

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         tenant_fields_processor,
         tenant_log_fields,
     )
+    from ._otel import OTelTracer
     from ._producer import seal_input, send_message, sign_message, start_execution
     from ._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
     from ._tenant_id import validate_tenant_id
@@ -76,6 +77,7 @@ __all__ = [
     "LoggableError",
     "NoTenantContext",
     "NoopTracer",
+    "OTelTracer",
     "Reason",
     "ReplayGuard",
     "ScopedCredentials",
@@ -146,6 +148,7 @@ _MODULES = {
     "LoggableError": "_errors",
     "NoTenantContext": "_errors",
     "NoopTracer": "_tracing",
+    "OTelTracer": "_otel",
     "Reason": "_errors",
     "ReplayGuard": "_replay",
     "ScopedCredentials": "_credentials",

@@ -222,7 +222,7 @@ class Pipeline:
             tracer = self.tracer
         except Exception as error:  # settings that cannot even be read
             return self._report(unit, None, error)
-        with tracer.span(self._span_name) as span:
+        with tracer.span(self._span_name, trace_header) as span:
             recording = span is not NOOP_SPAN  # tracing off or not sampled: nothing to annotate
             if recording:
                 for key, value in annotations.items():

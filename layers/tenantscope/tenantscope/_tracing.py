@@ -4,14 +4,16 @@ Every unit of work (API invocation, SQS record, Step Functions task) runs inside
 annotated with its tenant, so an operator finds it with ``annotation.tenant_id = "acme"``.
 AWS SDK calls made inside the span (STS, DynamoDB) nest under it.
 
-The X-Ray backend is used in Lambda with active tracing; elsewhere, or with
-``TENANTSCOPE_TRACING=off``, a no-op tracer costs a function call. Another backend (for
-example OpenTelemetry, as the X-Ray SDKs reach end of support in February 2027) only has to
-implement :class:`Tracer` and be installed with :func:`set_tracer`.
+``TENANTSCOPE_TRACING`` chooses the backend once per process: ``xray`` (aws_xray_sdk, here),
+``otel`` (OpenTelemetry, in ``_otel``), ``off`` (a no-op tracer that costs a function call), or
+``auto``, the default: OpenTelemetry where an OpenTelemetry SDK tracer provider is already
+configured (the ADOT Lambda layer's), else X-Ray in Lambda with X-Ray available, else off. Any
+other backend only has to implement :class:`Tracer` and be installed with :func:`set_tracer`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import traceback
@@ -20,10 +22,11 @@ from typing import Any, Protocol
 
 from ._cache import ProcessValue
 from ._config import ENV
-from ._errors import Reason, TenantAuthError, without_message
+from ._errors import ConfigurationError, Reason, TenantAuthError, without_message
 
 __all__ = [
     "NOOP_SPAN",
+    "TRACING_CHOICES",
     "NoopTracer",
     "Span",
     "Tracer",
@@ -32,6 +35,8 @@ __all__ = [
     "set_tracer",
     "take_cold_start",
 ]
+
+logger = logging.getLogger("tenantscope")
 
 AnnotationValue = str | int | float | bool
 
@@ -47,8 +52,12 @@ class Span(Protocol):
 
 
 class Tracer(Protocol):
-    def span(self, name: str) -> AbstractContextManager[Span]:
-        """Open a span for one unit of work; an exception escaping it is recorded."""
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
+        """Open a span for one unit of work; an exception escaping it is recorded.
+
+        ``trace_header`` is the X-Ray trace header the unit arrived with when it has its own (an
+        SQS record's ``AWSTraceHeader``): a backend that can, continues that trace.
+        """
         ...
 
     def trace_header(self) -> str | None:
@@ -78,7 +87,7 @@ NOOP_SPAN = _NoopSpan()
 class NoopTracer:
     """Tracing off: spans record nothing and cost two method calls."""
 
-    def span(self, name: str) -> AbstractContextManager[Span]:
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
         return NOOP_SPAN
 
     def trace_header(self) -> str | None:
@@ -170,8 +179,10 @@ class XRayTracer:
                     self._recorder = xray_recorder
         return self._recorder
 
-    def span(self, name: str) -> AbstractContextManager[Span]:
-        if self._recorder is None and "Sampled=1" not in os.environ.get("_X_AMZN_TRACE_ID", ""):
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
+        # A subsegment belongs to the invocation's segment, whatever trace the unit arrived with:
+        # ``trace_header`` is not continued here, the producers forward it downstream instead.
+        if self._recorder is None and "Sampled=1" not in os.environ.get(ENV.LAMBDA_TRACE_HEADER, ""):
             return NOOP_SPAN
         recorder = self.recorder
         subsegment = recorder.begin_subsegment(name)
@@ -223,9 +234,20 @@ _cold_start = True
 _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
 
-def _tracing_wanted() -> bool:
-    if os.environ.get(ENV.TRACING, "").strip().lower() == "off":
-        return False
+# TENANTSCOPE_TRACING's values; unset or empty is "auto".
+TRACING_AUTO, TRACING_XRAY, TRACING_OTEL, TRACING_OFF = TRACING_CHOICES = ("auto", "xray", "otel", "off")
+
+
+def _tracing_choice() -> str:
+    choice = os.environ.get(ENV.TRACING, "").strip().lower() or TRACING_AUTO
+    if choice not in TRACING_CHOICES:
+        raise ConfigurationError(
+            Reason.INVALID_SETTING, f"{ENV.TRACING} must be one of {', '.join(TRACING_CHOICES)}"
+        )
+    return choice
+
+
+def _xray_available() -> bool:
     if os.environ.get("AWS_XRAY_SDK_ENABLED", "").strip().lower() in _SDK_DISABLED:
         return False
     # Lambda sets LAMBDA_TASK_ROOT always, and the daemon address where X-Ray can trace (possibly
@@ -235,11 +257,24 @@ def _tracing_wanted() -> bool:
 
 
 def _detected_tracer() -> Tracer:
-    return XRayTracer() if _tracing_wanted() else NoopTracer()
+    choice = _tracing_choice()
+    if choice == TRACING_OFF:
+        return NoopTracer()
+    if choice != TRACING_XRAY:
+        from ._otel import OTelTracer, otel_configured
+
+        if choice == TRACING_OTEL:
+            return OTelTracer()  # a ConfigurationError where OpenTelemetry is not installed
+        if otel_configured():
+            try:
+                return OTelTracer()
+            except ConfigurationError as missing:  # chosen automatically: keep tracing as before
+                logger.warning("tenantscope: not tracing with OpenTelemetry: %s", missing)
+    return XRayTracer() if _xray_available() else NoopTracer()
 
 
 def get_tracer() -> Tracer:
-    """The process-wide tracer: X-Ray in Lambda with active tracing, else a no-op."""
+    """The process-wide tracer, chosen by ``TENANTSCOPE_TRACING`` on first use (see the module)."""
     return _tracer.get(_detected_tracer)
 
 
