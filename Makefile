@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LIBRARY := layers/tenantscope
+DIST ?= dist
 PIP_VERSION := 26.3
 # sam build needs the Lambda runtime's python (python3.13) on PATH; pyenv provides it where present.
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
@@ -16,7 +18,7 @@ ENV ?= dev
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help install test lint typecheck demo soak events bench build deploy clean \
+.PHONY: help install test lint typecheck demo soak events bench build deploy clean dist \
 	local-aws local-aws-stop env-from-stack sam-local-test
 
 help:
@@ -26,17 +28,21 @@ help:
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
+	@echo "make dist   - the tenantscope wheel and sdist (layers/tenantscope) in dist/"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
 	@echo "make local-aws      - the stack on a local AWS (moto) for sam local; writes events/env.local.json"
 	@echo "make local-aws-stop - stop it"
 	@echo "make env-from-stack STACK=name - events/env.deployed.json from a deployed stack's outputs"
 	@echo "make sam-local-test - the README's sam local flow, run with the real SAM CLI and Docker"
 
-$(STAMP): requirements-dev.txt pyproject.toml
+# The library is layers/tenantscope (its own pyproject.toml), installed editable; its dependencies,
+# extras included, are pinned in requirements-dev.txt with the development tools.
+$(STAMP): requirements-dev.txt pyproject.toml $(LIBRARY)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip==$(PIP_VERSION)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+		-e '$(LIBRARY)[xray]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -65,11 +71,15 @@ build: $(STAMP)
 	TENANTSCOPE_ARCH=$(ARCH) $(SAM) build --parameter-overrides Architecture=$(ARCH)
 	$(BIN)/python -m devtools.sam built-for $(ARCH)
 
+# The wheel and sdist of layers/tenantscope, with the pinned setuptools of .venv (no download).
+dist: $(STAMP)
+	$(BIN)/python -m build --no-isolation --outdir $(DIST) $(LIBRARY)
+
 deploy: build
 	$(SAM) deploy --config-env $(CONFIG_ENV)
 
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache $(DIST) $(LIBRARY)/build $(LIBRARY)/*.egg-info
 
 local-aws: $(STAMP)
 	$(BIN)/python -m devtools.local_server start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -13,7 +13,11 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
 from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
+from tenantscope.testing import LocalIssuer
 from tests.conftest import BUCKET, REGION, TABLE
+
+if TYPE_CHECKING:
+    from tests.integration.tracing_support import Secrets
 
 
 def assumed_roles() -> list[Any]:
@@ -67,3 +71,11 @@ def machine_arn(sfn: Any) -> str:
         roleArn="arn:aws:iam::123456789012:role/tenantscope-sfn",
     )["stateMachineArn"]
     return arn
+
+
+@pytest.fixture
+def secrets(issuer: LocalIssuer) -> Secrets:
+    """The secrets of a test that must never reach a trace (tokens are added as they are minted)."""
+    from tests.integration.tracing_support import Secrets  # which reads assumed_roles, above
+
+    return Secrets()

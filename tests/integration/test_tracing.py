@@ -14,7 +14,9 @@ no-ops for every later test (a test that needs the SDK enables it again, as this
 from __future__ import annotations
 
 import json
-import re
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,36 +30,39 @@ from tenantscope import (
     TenantAuthError,
     XRayTracer,
     api_handler,
-    current_tenant,
     send_message,
     set_tracer,
     sfn_task,
     sqs_handler,
     start_execution,
     tenant_bucket,
-    tenant_key,
-    tenant_table,
 )
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tenantscope.testing import (
-    KEY,
     QUEUE_ARN,
     RING,
-    RING_DOCUMENT,
     LocalIssuer,
     record_from_received,
     sfn_task_event,
-    signed_sqs_record,
     sqs_event,
 )
-from tests.conftest import BUCKET, REGION, TABLE, LambdaContext, http_api_event
+from tests.conftest import BUCKET, REGION, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
+from tests.integration.tracing_support import (
+    BATCH,
+    Secrets,
+    batch_records,
+    put_and_get,
+    receive_all,
+    record_work,
+    recording_sfn_client,
+    state_machine,
+)
 
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 LAMBDA_PARENT = "53995c3f42cd8ad8"  # the id of Lambda's own segment, which the SDK sees as a facade
 LAMBDA_TRACE_HEADER = f"Root={TRACE_ROOT};Parent={LAMBDA_PARENT};Sampled=1"
-_JWT_FRAGMENT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 
 
 # --- capturing and rebuilding the trace --------------------------------------------------
@@ -176,39 +181,6 @@ def xray(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[XRay]:
         global_sdk_config.set_sdk_enabled(False)  # the patched botocore does nothing from now on
 
 
-# --- the secrets used in a test ----------------------------------------------------------
-
-
-@dataclass
-class Secrets:
-    tokens: list[str] = field(default_factory=list)
-
-    def all(self) -> set[str]:
-        values = {*self.tokens, KEY.hex(), *RING_DOCUMENT["keys"].values()}
-        values |= {"testing-function-role-secret", "testing-function-role-token"}
-        for served in assumed_roles():
-            values |= {served.secret_access_key, served.session_token}
-        return {v for v in values if v}
-
-    def assert_none_in(self, documents: list[str]) -> None:
-        assert documents
-        text = "\n".join(documents)
-        leaked = sorted(s[:12] + "..." for s in self.all() if s in text)
-        assert not leaked, f"secrets reached the trace: {leaked}"
-        assert not _JWT_FRAGMENT.search(text), "a JWT-shaped string reached the trace"
-
-
-@pytest.fixture
-def secrets(issuer: LocalIssuer) -> Secrets:
-    return Secrets()
-
-
-def put_and_get(item_id: str) -> None:
-    table = tenant_table(TABLE)
-    table.put_item(Item={"pk": tenant_key("ITEM", item_id), "sk": "A", "owner": current_tenant().tenant_id})
-    table.get_item(Key={"pk": tenant_key("ITEM", item_id), "sk": "A"})
-
-
 # --- API ---------------------------------------------------------------------------------
 
 
@@ -296,37 +268,12 @@ def test_a_refused_api_call_is_marked_as_a_client_error_without_a_tenant(
 
 # --- SQS ---------------------------------------------------------------------------------
 
-BATCH = [  # (message id, tenant sealed for, outcome)
-    ("m-01", "acme", "ok"),
-    ("m-02", "globex", "ok"),
-    ("m-03", "acme", "ok"),
-    ("m-04", "initech", "ok"),
-    ("m-05", "umbrella", "tampered"),
-    ("m-06", "globex", "ok"),
-    ("m-07", "hooli", "raises"),
-    ("m-08", "initech", "ok"),
-    ("m-09", "acme", "ok"),
-    ("m-10", "globex", "ok"),
-]
-
 
 def test_a_mixed_tenant_batch_of_10_with_2_failures_yields_10_annotated_subsegments(
     xray: XRay, sts_vendor: CredentialVendor, secrets: Secrets
 ) -> None:
-    @sqs_handler(ring=RING)
-    def handler(record: SqsRecord, context: Any) -> None:
-        put_and_get(record.message_id)
-        if record.json.get("raise"):
-            raise RuntimeError("the record handler failed")
-
-    records = []
-    for message_id, tenant, outcome in BATCH:
-        body = json.dumps({"raise": outcome == "raises"})
-        record = signed_sqs_record(body, tenant_id=tenant, message_id=message_id)
-        if outcome == "tampered":
-            record["body"] = json.dumps({"raise": False, "extra": 1})
-        records.append(record)
-    result = handler(sqs_event(records), LambdaContext())
+    handler = sqs_handler(ring=RING)(record_work)
+    result = handler(sqs_event(batch_records()), LambdaContext())
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-05"}, {"itemIdentifier": "m-07"}]}
 
     trace = xray.trace()
@@ -426,38 +373,13 @@ def test_a_refused_step_functions_task_is_a_client_error(
 # --- propagation: API -> SQS -> Step Functions is one trace ------------------------------
 
 
-def recording_sfn_client() -> tuple[Any, list[dict[str, Any]]]:
-    """A Step Functions client on moto that notes the parameters of every StartExecution."""
-    client = boto3.client("stepfunctions", region_name=REGION)
-    sent: list[dict[str, Any]] = []
-    client.meta.events.register(
-        "provide-client-params.states.StartExecution", lambda params, **_: sent.append(dict(params))
-    )
-    return client, sent
-
-
-def state_machine(client: Any) -> str:
-    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-    arn: str = client.create_state_machine(
-        name="tenantscope-orders",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/tenantscope-states",
-    )["stateMachineArn"]
-    return arn
-
-
-def receive_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        MessageSystemAttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    ).get("Messages", [])
-    return messages
-
-
 def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_state_machine(
-    xray: XRay, sts_vendor: CredentialVendor, issuer: LocalIssuer, jwks: JwksCache, secrets: Secrets
+    xray: XRay,
+    sts_vendor: CredentialVendor,
+    issuer: LocalIssuer,
+    jwks: JwksCache,
+    secrets: Secrets,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName=QUEUE_ARN.rsplit(":", 1)[1])["QueueUrl"]
@@ -481,13 +403,17 @@ def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_state_ma
     assert header == f"Root={TRACE_ROOT};Parent={api_span.id};Sampled=1"
     assert ("sqs", "SendMessage") in [(n.name, n.operation) for n in api_span.walk()]
 
-    # The worker's own invocation may belong to another trace; the record keeps the request's.
+    # The worker's own invocation is a trace of its own (Lambda links it to the messages'), where
+    # the record's subsegment is: the record's work continues the request's trace, as it came.
+    worker_root = "1-5759e988-00000000000000000000beef"
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={worker_root};Parent={LAMBDA_PARENT};Sampled=1")
     record = record_from_received(message, queue_arn=QUEUE_ARN)
     assert worker(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
     (params,) = started
     assert params["traceHeader"] == header
     assert params["name"].startswith("acme-")
     (worker_span,) = xray.trace().named("tenantscope.sqs")
+    assert worker_span.doc["trace_id"] == worker_root
     assert worker_span.annotations["message_id"] == message["MessageId"]
     assert ("states", "StartExecution") in [(n.name, n.operation) for n in worker_span.walk()]
     secrets.assert_none_in(xray.emitter.documents)
@@ -592,3 +518,106 @@ def test_with_tracing_off_the_same_calls_emit_nothing_and_raise_nothing(
     assert emitter.documents == []
     assert "AWSTraceHeader" not in message.get("Attributes", {})
     assert "traceHeader" not in started[0]
+
+
+# --- the SDK's Lambda context, reading the trace header once per trace --------------------
+
+
+HEADERS = [
+    LAMBDA_TRACE_HEADER,
+    LAMBDA_TRACE_HEADER,  # the same invocation
+    f"Root={TRACE_ROOT};Parent=0000000000000bee;Sampled=1",  # same trace, another parent
+    f"Root=1-5759e988-00000000000000000000cafe;Parent={LAMBDA_PARENT};Sampled=1",  # a new invocation
+    f"Root=1-5759e988-00000000000000000000beef;Parent={LAMBDA_PARENT};Sampled=0",  # not sampled
+    f"Root=1-5759e988-00000000000000000000cafe;Parent={LAMBDA_PARENT};Sampled=1",  # back again
+    "Root=1-5759e988-00000000000000000000f00d;Sampled=1",  # no parent: a dummy segment
+    "Root=1-5759e988-00000000000000000000f00d;Sampled=1",
+    LAMBDA_TRACE_HEADER,
+]
+
+
+def emitted_for(headers: list[str], *, upgraded: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each span through XRayTracer emits, header by header: (name, trace id, parent), the
+    parent named when it is one of the spans (its id is random) and given when it is not."""
+    from aws_xray_sdk import global_sdk_config
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext as XRayLambdaContext
+
+    from tenantscope._tracing import _read_the_trace_header_once_per_trace
+
+    global_sdk_config.set_sdk_enabled(True)
+    emitter = CapturingEmitter()
+    xray_recorder.configure(
+        context=XRayLambdaContext(), emitter=emitter, streaming_threshold=0, sampling=False
+    )
+    if upgraded:
+        _read_the_trace_header_once_per_trace(xray_recorder)
+    assert (type(xray_recorder.context).__name__ == "InvocationContext") == upgraded
+    tracer = XRayTracer(xray_recorder)
+    seen: list[Any] = []
+    for n, header in enumerate(headers):
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+        with tracer.span(f"tenantscope.unit{n}") as outer:
+            outer.annotate("tenant_id", "acme")
+            with tracer.span("tenantscope.inner"):  # nested, as a botocore call would be
+                pass
+        documents = [json.loads(d) for d in emitter.documents]
+        emitter.documents.clear()
+        names = {d["id"]: d["name"] for d in documents}
+        seen.append(
+            sorted(
+                (d["name"], d["trace_id"], names.get(d.get("parent_id"), d.get("parent_id")))
+                for d in documents
+            )
+        )
+    return seen
+
+
+def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_xray_sdk import global_sdk_config
+    from aws_xray_sdk.core import xray_recorder
+
+    saved = (xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold)
+    try:
+        plain = emitted_for(HEADERS, upgraded=False, monkeypatch=monkeypatch)
+        upgraded = emitted_for(HEADERS, upgraded=True, monkeypatch=monkeypatch)
+    finally:
+        xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold = saved
+        global_sdk_config.set_sdk_enabled(False)
+    assert upgraded == plain
+    # Each sampled invocation with a parent was traced under that parent (Lambda's facade segment),
+    # the nested span under its span; the others emitted nothing.
+    assert plain[0] == [
+        ("tenantscope.inner", TRACE_ROOT, "tenantscope.unit0"),
+        ("tenantscope.unit0", TRACE_ROOT, LAMBDA_PARENT),
+    ]
+    assert [len(unit) for unit in plain] == [2, 2, 2, 2, 0, 2, 0, 0, 2]
+
+
+def test_the_botocore_patch_works_on_wrapts_pure_python_wrappers(tmp_path: Any) -> None:
+    """The layer ships wrapt without its C extension (layers/tenantscope/Makefile): X-Ray's
+    botocore patch must record a traced AWS call with wrapt's pure-Python wrappers alone."""
+    script = """
+import boto3, wrapt.__wrapt__
+from moto import mock_aws
+from aws_xray_sdk.core import patch, xray_recorder
+assert not wrapt.__wrapt__._using_c_extension
+patch(["botocore"])
+xray_recorder.configure(context_missing="LOG_ERROR", sampling=False)
+with mock_aws():
+    segment = xray_recorder.begin_segment("unit")
+    boto3.client("sts", region_name="us-east-1").get_caller_identity()
+    names = [sub.name for sub in segment.subsegments]
+    xray_recorder.end_segment()
+print(names)
+"""
+    env = {**os.environ, "WRAPT_DISABLE_EXTENSIONS": "1", "AWS_XRAY_SDK_ENABLED": "true"}
+    env.pop("_X_AMZN_TRACE_ID", None)
+    env.pop("AWS_LAMBDA_FUNCTION_NAME", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['sts']"  # the STS call, recorded as its subsegment

@@ -66,15 +66,16 @@ def sam_template() -> dict[str, Any]:
     return result
 
 
-def package(template: dict[str, Any]) -> dict[str, Any]:
+def package(template: dict[str, Any], base: Path = ROOT) -> dict[str, Any]:
     """What ``sam package`` hands to the transform: local CodeUri, ContentUri and DefinitionUri
-    paths replaced by S3 locations. Each local path must exist."""
+    paths replaced by S3 locations. Each local path must exist (relative to ``base``, the
+    template's directory)."""
     packaged = copy.deepcopy(template)
 
     def upload(props: dict[str, Any], key: str) -> None:
         path = props.get(key)
         if isinstance(path, str) and not path.startswith("s3://"):
-            assert (ROOT / path).exists(), f"{key} {path!r} does not exist in the repository"
+            assert (base / path).exists(), f"{key} {path!r} does not exist in {base}"
             props[key] = f"s3://tenantscope-test-artifacts/{path.strip('/')}"
 
     upload(packaged.get("Globals", {}).get("Function", {}), "CodeUri")
@@ -117,15 +118,16 @@ def parameter_values(isolation: str, user_pool: bool, envelope_keys: str = "kms"
     return values
 
 
-def transform_template(parameters: dict[str, str]) -> dict[str, Any]:
-    """The packaged template.yaml transformed by samtranslator (no AWS call: the region comes from
-    the environment, which is set here for the duration of the call)."""
+def transform_template(parameters: dict[str, str], template: Path | None = None) -> dict[str, Any]:
+    """The packaged template.yaml (or another SAM ``template``) transformed by samtranslator (no AWS
+    call: the region comes from the environment, which is set here for the duration of the call)."""
+    source, base = (sam_template(), ROOT) if template is None else (load_template(template), template.parent)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_DEFAULT_REGION", REGION)
         patch.setenv("AWS_REGION", REGION)
         patch.delenv("AWS_PROFILE", raising=False)
         transformed: dict[str, Any] = transform(
-            package(sam_template()), dict(parameters), FakeManagedPolicyLoader()
+            package(source, base), dict(parameters), FakeManagedPolicyLoader()
         )
     return transformed
 
@@ -448,6 +450,13 @@ class Deployment:
 @functools.cache
 def _transformed(isolation: str, user_pool: bool, envelope_keys: str) -> str:
     return json.dumps(transform_template(parameter_values(isolation, user_pool, envelope_keys)))
+
+
+def deployment_of_template(template: Path, parameters: dict[str, str]) -> Deployment:
+    """Another SAM template (a user's, laid out with its code), as deployed with ``parameters``."""
+    resolved = resolve(transform_template(parameters, template), parameters)
+    isolation = resolved["ParameterValues"].get("IsolationStrategy", "session-tags")
+    return Deployment(isolation, False, "kms", resolved)
 
 
 def deployment_for(isolation: str, user_pool: bool, envelope_keys: str = "kms") -> Deployment:

@@ -79,15 +79,19 @@ def test_env_from_stack_names_the_resources_the_functions_are_given(deployment: 
         assert set(declared.values()) == {value}, f"{variable}: outputs give {value}, functions {declared}"
 
 
-def planned_layer_build(architecture: str | None, artifacts: Path) -> subprocess.CompletedProcess[str]:
+def planned_layer_build(
+    architecture: str | None, artifacts: Path | None, target: str = "build-TenantScopeLayer"
+) -> subprocess.CompletedProcess[str]:
     """What the layer's Makefile would run (make -n) for TENANTSCOPE_ARCH=``architecture``."""
     if shutil.which("make") is None:
         pytest.skip("make is missing: the layer is built with BuildMethod: makefile")
-    environment = {"PATH": "/usr/bin:/bin", "ARTIFACTS_DIR": str(artifacts)}
+    environment = {"PATH": "/usr/bin:/bin"}
+    if artifacts is not None:
+        environment["ARTIFACTS_DIR"] = str(artifacts)
     if architecture:
         environment["TENANTSCOPE_ARCH"] = architecture
     return subprocess.run(
-        ["make", "-n", "build-TenantScopeLayer"],
+        ["make", "-n", target],
         cwd=LAYER_DIR,
         env=environment,
         capture_output=True,
@@ -104,6 +108,41 @@ def test_the_layer_makefile_installs_wheels_for_the_architecture(
     planned = planned_layer_build(architecture, tmp_path)
     assert planned.returncode == 0, planned.stderr
     assert f"--platform manylinux2014_{platform} " in planned.stdout
+
+
+def test_the_layer_makefile_builds_a_layer_of_any_logical_id(tmp_path: Path) -> None:
+    """Another template may name its layer resource as it likes (BuildMethod: makefile runs
+    ``make build-<logical id>``)."""
+    ours = planned_layer_build("x86_64", tmp_path)
+    theirs = planned_layer_build("x86_64", tmp_path, "build-NotesLayer")
+    assert theirs.returncode == 0, theirs.stderr
+    assert theirs.stdout == ours.stdout
+
+
+def test_the_layer_makefile_needs_sams_artifacts_dir() -> None:
+    planned = subprocess.run(
+        ["make", "build-TenantScopeLayer"], cwd=LAYER_DIR, env={"PATH": "/usr/bin:/bin"}, capture_output=True
+    )
+    assert planned.returncode != 0
+    assert b"ARTIFACTS_DIR is not set" in planned.stderr
+
+
+def test_the_layer_ships_bytecode_for_what_every_cold_start_imports(tmp_path: Path) -> None:
+    planned = planned_layer_build("arm64", tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    commands = planned.stdout.replace("\\\n", " ")
+    # Compiled after the last removal of __pycache__, for the runtime's python, used as shipped.
+    assert commands.rindex("compileall") > commands.rindex("__pycache__")
+    compiled = {line.rsplit(" ", 1)[1]: line for line in commands.splitlines() if "compileall" in line}
+    tenantscope, jwt = f'"{tmp_path}/python/tenantscope"', f'"{tmp_path}/python/jwt"'
+    assert set(compiled) == {tenantscope, jwt}
+    for command in compiled.values():
+        assert command.startswith("python3.13 -m compileall")
+        assert "--invalidation-mode unchecked-hash" in command
+    # PyJWT's bytecode replaces its sources (-b: beside them, importable alone); tenantscope's
+    # sources stay, for tracebacks.
+    assert " -b " in compiled[jwt] and " -b " not in compiled[tenantscope]
+    assert f"find {jwt} -name '*.py' -type f -delete" in commands
 
 
 def test_the_layer_makefile_refuses_an_unknown_architecture(tmp_path: Path) -> None:

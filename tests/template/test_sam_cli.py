@@ -23,6 +23,8 @@ import pytest
 
 from devtools.local_aws import load_template
 from devtools.sam import ARCHITECTURES, layer_machines
+from tests import own_service
+from tests.own_service import copy_library
 from tests.template.conftest import ROOT, TEMPLATE, sam_template
 
 pytestmark = pytest.mark.sam
@@ -32,6 +34,9 @@ MAKEFILE_PYENV_VERSION = "3.11.7:3.12.1:3.13.0"  # what the Makefile exports for
 RUNTIME: str = sam_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
 APP_SOURCE = ROOT / "functions" / "app"
 LAYER_SOURCE = ROOT / "layers" / "tenantscope" / "tenantscope"
+LAYER_TEMPLATE = ROOT / "layers" / "tenantscope" / "template.yaml"
+# The files of layers/tenantscope beside the package: the layer's build never ships them.
+LIBRARY_FOLDER_FILES = {"pyproject.toml", "README.md", "template.yaml", "Makefile", "requirements.txt"}
 
 
 def _sam_env(**extra: str) -> dict[str, str]:
@@ -78,11 +83,11 @@ def _tail(result: subprocess.CompletedProcess[str], lines: int = 40) -> str:
     return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
 
 
-def test_sam_validate_lint_passes() -> None:
+def sam_validate_lint(template: Path) -> None:
     _require_sam()
     result = subprocess.run(
-        [str(SAM), "validate", "--lint", "--template-file", str(TEMPLATE)],
-        cwd=ROOT,
+        [str(SAM), "validate", "--lint", "--template-file", str(template)],
+        cwd=template.parent,
         env=_sam_env(),
         capture_output=True,
         text=True,
@@ -90,6 +95,14 @@ def test_sam_validate_lint_passes() -> None:
     )
     assert result.returncode == 0, f"sam validate --lint failed:\n{_tail(result)}"
     assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes() -> None:
+    sam_validate_lint(TEMPLATE)
+
+
+def test_the_standalone_layer_template_passes_sam_validate_lint() -> None:
+    sam_validate_lint(LAYER_TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -112,29 +125,73 @@ class Build:
         }
 
 
-@pytest.fixture(scope="module")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+def run_sam_build(template: Path, work: Path, *overrides: str, **env: str) -> Build:
+    """``sam build`` of ``template`` into ``work`` (``overrides``: ``Name=value`` parameters)."""
     _require_sam()
-    env = _build_env()
-    work = tmp_path_factory.mktemp("sam-build")
+    command = [str(SAM), "build", "--template-file", str(template)]
+    command += ["--build-dir", str(work / "build"), "--cache-dir", str(work / "cache")]
+    if overrides:
+        command += ["--parameter-overrides", *overrides]
     result = subprocess.run(
-        [
-            str(SAM),
-            "build",
-            "--template-file",
-            str(TEMPLATE),
-            "--build-dir",
-            str(work / "build"),
-            "--cache-dir",
-            str(work / "cache"),
-        ],
+        command,
         cwd=work,  # sam keeps .aws-sam/deps under the working directory
-        env=env,
+        env={**_build_env(), **env},
         capture_output=True,
         text=True,
         timeout=900,
     )
     return Build(result, work / "build")
+
+
+@pytest.fixture(scope="module")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    return run_sam_build(TEMPLATE, tmp_path_factory.mktemp("sam-build"))
+
+
+@pytest.fixture(scope="module")
+def standalone_layer_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The standalone layer template, from a copy of its folder alone, for x86_64 as documented."""
+    work = tmp_path_factory.mktemp("layer-build")
+    folder = copy_library(work / "tenantscope")
+    return run_sam_build(folder / "template.yaml", work, "Architecture=x86_64", TENANTSCOPE_ARCH="x86_64")
+
+
+def assert_only_the_library_is_shipped(layer: Path, machine: str, build_dir: Path) -> None:
+    """The layer: python/ with tenantscope as in the repository (but its test doubles) and its
+    dependencies for ``machine``; nothing of the folder but the package (no pyproject, README,
+    template, Makefile)."""
+    assert [p.name for p in layer.iterdir()] == ["python"], sorted(p.name for p in layer.iterdir())
+    python = layer / "python"
+    for package in ("tenantscope", "aws_xray_sdk"):
+        assert (python / package / "__init__.py").is_file(), f"the layer lacks python/{package}"
+    # PyJWT ships as bytecode alone (the layer's Makefile says why), importable without sources.
+    assert (python / "jwt" / "__init__.pyc").is_file(), "the layer lacks PyJWT's bytecode"
+    assert not list((python / "jwt").rglob("*.py")), "PyJWT's sources are shipped beside its bytecode"
+    source = {
+        p.relative_to(LAYER_SOURCE)
+        for p in LAYER_SOURCE.rglob("*.py")
+        if p.relative_to(LAYER_SOURCE).parts[0] != "testing"  # test doubles stay out of Lambda
+    }
+    built = {p.relative_to(python / "tenantscope") for p in (python / "tenantscope").rglob("*.py")}
+    assert built == source, "the layer's tenantscope differs from layers/tenantscope/tenantscope"
+    assert not list(python.glob("*.dist-info/RECORD")), "pip's uninstall manifests are shipped"
+    strays = [p.name for p in python.iterdir() if p.name in LIBRARY_FOLDER_FILES or p.suffix == ".egg-info"]
+    strays += [
+        str(p) for p in (python / "tenantscope").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
+    assert not strays, f"the layer ships files of the folder that are not the package: {strays}"
+    bundled = sorted(
+        p.name
+        for p in python.iterdir()
+        if p.name.lower().split("-")[0] in ("boto3", "botocore") or p.name in ("boto3", "botocore")
+    )
+    assert not bundled, f"the runtime provides boto3/botocore; the layer must not bundle {bundled}"
+    # OpenTelemetry comes with the ADOT layer: a second copy in /opt/python would shadow its own.
+    assert not (python / "opentelemetry").exists(), "the layer must not bundle OpenTelemetry"
+    machines = layer_machines(build_dir)
+    assert machines, "expected compiled extensions (cryptography)"
+    wrong = {p: m for p, m in machines.items() if m != ARCHITECTURES[machine]}
+    assert not wrong, f"not {machine} (e_machine {ARCHITECTURES[machine]}): {wrong}"
 
 
 def test_sam_build_succeeds(sam_build: Build) -> None:
@@ -160,19 +217,42 @@ def test_every_function_build_has_the_app_code(sam_build: Build) -> None:
 
 def test_the_layer_has_tenantscope_and_its_dependencies_for_arm64_but_not_boto(sam_build: Build) -> None:
     (layer,) = sam_build.artifacts("AWS::Serverless::LayerVersion").values()
-    python = layer / "python"
-    for package in ("tenantscope", "jwt", "aws_xray_sdk"):
-        assert (python / package / "__init__.py").is_file(), f"the layer lacks python/{package}"
-    source = {p.relative_to(LAYER_SOURCE) for p in LAYER_SOURCE.rglob("*.py")}
-    built = {p.relative_to(python / "tenantscope") for p in (python / "tenantscope").rglob("*.py")}
-    assert built == source, "the layer's tenantscope differs from layers/tenantscope/tenantscope"
-    bundled = sorted(
-        p.name
-        for p in python.iterdir()
-        if p.name.lower().split("-")[0] in ("boto3", "botocore") or p.name in ("boto3", "botocore")
-    )
-    assert not bundled, f"the runtime provides boto3/botocore; the layer must not bundle {bundled}"
-    machines = layer_machines(sam_build.build_dir)
-    assert machines, "expected compiled extensions (cryptography)"
-    wrong = {p: m for p, m in machines.items() if m != ARCHITECTURES["arm64"]}
-    assert not wrong, f"not arm64 (e_machine {ARCHITECTURES['arm64']}): {wrong}"
+    assert_only_the_library_is_shipped(layer, "arm64", sam_build.build_dir)
+
+
+def test_the_standalone_layer_builds_from_its_folder_alone(standalone_layer_build: Build) -> None:
+    build = standalone_layer_build
+    assert build.result.returncode == 0, f"sam build failed:\n{_tail(build.result)}"
+    (layer,) = build.artifacts("AWS::Serverless::LayerVersion").values()
+    assert_only_the_library_is_shipped(layer, "x86_64", build.build_dir)
+    template = build.template()
+    (resource,) = template["Resources"].values()
+    assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
+    output = template["Outputs"]["LayerArn"]
+    assert output["Value"] == {"Ref": "TenantScopeLayer"}
+    assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-LayerArn"}
+
+
+# --- README's own-service example: a user's template with the copied folder as its layer ---------
+
+
+@pytest.fixture(scope="module")
+def own_service_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return own_service.lay_out(tmp_path_factory.mktemp("own-service") / "service")
+
+
+def test_the_own_service_template_passes_sam_validate_lint(own_service_dir: Path) -> None:
+    sam_validate_lint(own_service_dir / "template.yaml")
+
+
+def test_the_own_service_builds_with_the_copied_folder_as_its_layer(
+    own_service_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    build = run_sam_build(own_service_dir / "template.yaml", tmp_path_factory.mktemp("own-service-build"))
+    assert build.result.returncode == 0, f"sam build failed:\n{_tail(build.result)}"
+    (layer,) = build.artifacts("AWS::Serverless::LayerVersion").values()
+    assert_only_the_library_is_shipped(layer, "arm64", build.build_dir)
+    functions = build.artifacts("AWS::Serverless::Function")
+    assert set(functions) == {"NotesFunction", "AuditFunction"}
+    for name, directory in functions.items():
+        assert sorted(p.name for p in directory.iterdir()) == ["app.py"], f"{name} ships more than src/"

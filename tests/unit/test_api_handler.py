@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tenantscope import (
     CrossTenantAccess,
@@ -19,6 +23,7 @@ from tenantscope import (
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope._resolve import _compact_jws
 from tenantscope.testing import LocalIssuer
 from tests.conftest import LambdaContext, http_api_event, rest_api_event
 
@@ -189,3 +194,22 @@ def test_a_handler_error_is_logged_without_its_message(
     logged = "\n".join(caplog.text.splitlines())
     assert "ValueError" in logged
     assert "4111111111111111" not in logged
+
+
+# The bearer token's shape was a regular expression; the check that replaced it must accept exactly
+# the strings it matched.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@hypothesis_settings(max_examples=2000, database=None, derandomize=True, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ09-_.=+/ é\n\x00"), max_size=12) | st.text(max_size=12))
+def test_the_compact_jws_check_accepts_what_the_grammar_matches(token: str) -> None:
+    assert _compact_jws(token) == (_COMPACT_JWS.fullmatch(token) is not None)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["a.b.c", "a.b.", "ab-_.cd.", "a..c", ".b.c", "a.b", "a.b.c.d", "a.b.c=", "a.b.c\n", "á.b.c", "a.b.c "],
+)
+def test_the_compact_jws_check_on_edge_cases(token: str) -> None:
+    assert _compact_jws(token) == (_COMPACT_JWS.fullmatch(token) is not None)

@@ -96,6 +96,37 @@ def test_a_thousand_calls_for_ten_tenants_make_ten_sts_calls(
     assert sorted(r.tenant_id for r in sts.requests) == TENANTS
 
 
+def test_the_most_recently_used_tenants_are_kept_up_to_the_bound(make_vendor: Any, sts: FakeSts) -> None:
+    vendor = make_vendor(max_tenants=2)
+    settings = tag_settings()
+    # GIVEN a and b cached, then a used again (b is now the least recently used)
+    for tenant in ("tenant-a", "tenant-b", "tenant-a"):
+        vendor.credentials_for(tenant, settings)
+    assert [r.tenant_id for r in sts.requests] == ["tenant-a", "tenant-b"]
+    # WHEN c is vended, the bound drops b
+    vendor.credentials_for("tenant-c", settings)
+    # THEN a is still cached and b is assumed again
+    vendor.credentials_for("tenant-a", settings)
+    vendor.credentials_for("tenant-b", settings)
+    assert [r.tenant_id for r in sts.requests] == ["tenant-a", "tenant-b", "tenant-c", "tenant-b"]
+
+
+def test_the_default_bound_keeps_more_tenants_than_the_data_clients_cache(make_vendor: Any) -> None:
+    from tenantscope._credentials import MAX_CACHED_CREDENTIALS
+    from tenantscope._data import MAX_CACHED_TENANTS
+
+    assert MAX_CACHED_CREDENTIALS == 1024 >= MAX_CACHED_TENANTS
+
+
+def test_an_evicted_tenant_gets_new_credentials_never_another_tenants(make_vendor: Any, sts: FakeSts) -> None:
+    vendor = make_vendor(max_tenants=3)
+    settings = tag_settings()
+    for _ in range(3):
+        for tenant in TENANTS:  # ten tenants through a bound of three: every call misses
+            assert vendor.credentials_for(tenant, settings).tenant_id == tenant
+    assert len(sts.requests) == 30
+
+
 def test_refreshed_once_inside_the_margin_and_not_before(
     make_vendor: Any, sts: FakeSts, clock: FakeClock
 ) -> None:

@@ -251,12 +251,62 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
             },
             model=SimpleNamespace(name="Query"),
         )
-        with pytest.raises(CrossTenantAccess):
+        with pytest.raises(
+            CrossTenantAccess, match="expected 'tpk', the partition key of table 't' in its DescribeTable"
+        ):
             guard(
                 params={"TableName": "t", "Key": {"pk": S("TENANT#acme#1")}},
                 model=SimpleNamespace(name="GetItem"),
             )
     assert described == ["t"]  # described once, then cached
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "expected"),
+    [
+        (
+            "PutItem",
+            {"TableName": "app", "Item": {"PK": S("TENANT#acme")}},
+            "'pk', the partition key of table 'app'",
+        ),
+        (
+            "GetItem",
+            {"TableName": "app", "Key": {"PK": S("TENANT#acme")}},
+            "'pk', the partition key of table 'app'",
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "KeyConditions": {
+                    "PK": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "EQ"}
+                },
+            },
+            "'pk', the partition key of table 'app'",
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "pk = :g",
+                "ExpressionAttributeValues": {":g": S("TENANT#acme")},
+            },
+            "'gsi1pk', the partition key of index 'gsi1' of table 'app'",
+        ),
+    ],
+)
+def test_a_request_without_the_configured_partition_key_names_the_attribute_expected(
+    operation: str, params: dict[str, Any], expected: str
+) -> None:
+    # A key attribute other than the configured one (PK for pk) is most often a typo in
+    # TENANTSCOPE_TABLES: the refusal says what the guard looked for, and where it learnt it.
+    with pytest.raises(CrossTenantAccess) as refused:
+        call(operation, params)
+    assert refused.value.reason == "no-partition-key"
+    assert str(refused.value) == (
+        f"no partition key attribute in the request (expected {expected} in TENANTSCOPE_TABLES)"
+    )
 
 
 def test_tenant_key_builds_keys_in_the_current_partition() -> None:
@@ -460,7 +510,7 @@ def test_key_conditions_in_dynamodbs_grammar_are_read(
     expression: str, values: dict[str, Any], names: dict[str, str] | None
 ) -> None:
     if expression.startswith("PK_ALIAS"):
-        with pytest.raises(CrossTenantAccess, match="equality on the partition key"):
+        with pytest.raises(CrossTenantAccess, match="expected 'pk', the partition key of table 'app'"):
             query(expression, values, names)
         return
     query(expression, values, names)

@@ -315,7 +315,7 @@ def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     ],
 )
 def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="https:// or file://"):
+    with pytest.raises(ConfigurationError, match=r"https:// URL, or file://<path> or inline:<JWKS JSON>"):
         UrlJwksSource(url)
 
 

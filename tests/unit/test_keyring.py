@@ -404,6 +404,25 @@ def test_a_removed_key_stops_verifying_after_the_reload(
         ring.verify("k1", MESSAGE, mac(K1))
 
 
+def test_a_key_replaced_under_the_same_id_signs_with_the_new_key_after_the_reload(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    # GIVEN k1 used (and keyed for HMAC) before the ring changed k1's key
+    assert ring.sign("k1", MESSAGE) == mac(K1)
+    loader.document = ring_document("k1", k1=K2)
+    # WHEN the ring reloads
+    clock.advance(MAX_AGE + 1)
+    # THEN k1 signs and verifies with its new key only
+    assert ring.sign("k1", MESSAGE) == mac(K2)
+    assert ring.verify("k1", MESSAGE, mac(K2))
+    assert not ring.verify("k1", MESSAGE, mac(K1))
+
+
+def test_each_message_gets_its_own_mac_from_a_keyed_hmac(ring: HmacKeyRing) -> None:
+    messages = [MESSAGE, b"", MESSAGE + b"x", b"y" * 5000]
+    assert [ring.sign("k1", message) for message in messages] == [mac(K1, m) for m in messages]
+
+
 # --- SecretsManagerKeyRing and KmsKeyRing with fake clients (moto covers the real APIs) ---------------
 
 

@@ -23,14 +23,15 @@ import tenantscope
 from tenantscope import (
     ConfigurationError, CredentialVendor, CredentialsUnavailable, CrossTenantAccess, DynamoDbReplayGuard,
     FakeSts, Forbidden, InMemoryReplayGuard, InvalidEnvelope, InvalidTenantId, JwksCache, JwksSource,
-    KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, Reason, ReplayGuard,
+    KeyRing, KeysUnavailable, KmsKeyRing, LoggableError, NoTenantContext, NoopTracer, OTelTracer, Reason,
+    ReplayGuard,
     ScopedCredentials, SecretsManagerKeyRing, Settings, Span, SqsRecord, SqsRecordHandler,
     StaticJwksSource, StaticKeyRing, StsBackend, StsRefused, StsThrottled, StsUnreachable, TableSpec,
     TemporarilyUnavailable, TenantAuthError, TenantBucket, TenantContext, TenantError, TenantJsonFormatter,
-    TenantLogFilter, Tracer, Unauthorized, XRayTracer, api_handler, configure_logging, current_tenant,
-    in_tenant_scope, seal_input, send_message, set_tracer, sfn_task, sign_message, sqs_handler,
-    sqs_record_handler, start_execution, tenant_bucket, tenant_key, tenant_s3, tenant_scope,
-    tenant_session, tenant_table, validate_tenant_id,
+    TenantLogFilter, Tracer, Unauthorized, XRayTracer, add_tenant_fields, api_handler, configure_logging,
+    current_tenant, in_tenant_scope, seal_input, send_message, set_tracer, sfn_task, sign_message,
+    sqs_handler, sqs_record_handler, start_execution, tenant_bucket, tenant_fields_processor, tenant_key,
+    tenant_log_fields, tenant_s3, tenant_scope, tenant_session, tenant_table, validate_tenant_id,
 )
 from tenantscope.testing import LambdaContext, RecordingTracer, reset_process_state
 
@@ -103,9 +104,15 @@ def everything_else() -> None:
     set_tracer(tracer)
     set_tracer(NoopTracer())
     set_tracer(XRayTracer())
+    set_tracer(OTelTracer())
     configure_logging()
     TenantLogFilter()
     TenantJsonFormatter()
+    import logging
+    stdlib_logger: logging.Logger = add_tenant_fields(logging.getLogger())
+    fields: dict[str, str] = tenant_log_fields()
+    event: Any = tenant_fields_processor(None, "info", {"event": "x"})
+    version: str = tenantscope.__version__
     validate_tenant_id("acme")
     sign_message("{}", destination="arn:aws:sqs:eu-west-1:123456789012:q", tenant_id="acme", ring=ring)
     seal_input({}, state_machine_arn="arn", execution_name="e", tenant_id="acme", ring=ring)
@@ -186,3 +193,31 @@ def test_public_names_report_the_package_as_their_module() -> None:
     for name in tenantscope.__all__:
         value = getattr(tenantscope, name)
         assert getattr(value, "__module__", "tenantscope") == "tenantscope", name
+
+
+def test_the_value_types_are_frozen_dataclasses_with_their_usual_behaviour() -> None:
+    import dataclasses
+
+    from tenantscope import SqsRecord, TenantContext
+    from tenantscope._envelope import Envelope
+
+    context = TenantContext("acme", source="sqs", claims={"message_id": "m-1"})
+    record = SqsRecord("m-1", "{}", {}, {}, "arn:aws:sqs:us-east-1:123456789012:q")
+    envelope = Envelope("k1", "acme", 1, 2, "0" * 32, "f" * 64, "sqs:arn")
+    for value in (context, record, envelope):
+        fields = [field.name for field in dataclasses.fields(value)]
+        # Equal to a copy rebuilt from its own fields, and immutable.
+        assert dataclasses.replace(value) == value
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, fields[0], "changed")
+    assert repr(context) == (
+        "TenantContext(tenant_id='acme', source='sqs', subject=None, "
+        "claims=mappingproxy({'message_id': 'm-1'}))"
+    )
+    assert "message_attributes" not in repr(record)  # kept out of logs
+    assert envelope.version == "1"
+    assert TenantContext("acme").claims == {}
+    with pytest.raises(TypeError):
+        TenantContext("acme", claims=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        context.claims["message_id"] = "m-2"  # type: ignore[index]

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from tenantscope import (
+    ConfigurationError,
     CredentialsUnavailable,
     CrossTenantAccess,
     InvalidEnvelope,
     LoggableError,
     NoopTracer,
+    OTelTracer,
     Reason,
     SqsRecord,
     StsRefused,
@@ -37,6 +39,7 @@ from tenantscope import (
     set_tracer,
     sfn_task,
     sqs_handler,
+    start_execution,
 )
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
@@ -84,29 +87,96 @@ def fresh_tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 IN_LAMBDA_WITH_TRACING = {"LAMBDA_TASK_ROOT": "/var/task", "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000"}
 
 
+@pytest.fixture
+def otel_sdk_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenTelemetry SDK tracer provider set up in the process, as the ADOT layer's wrapper does.
+
+    It goes where the API keeps the global provider, for this test only: the API lets a process
+    set its provider once (tests/unit/test_otel_tracing.py does it for real, in a subprocess).
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", TracerProvider())
+
+
 @pytest.mark.parametrize(
-    ("environ", "wanted"),
+    ("environ", "otel_sdk", "chosen"),
     [
-        ({}, False),
-        ({"LAMBDA_TASK_ROOT": "/var/task"}, False),  # in Lambda, active tracing off
-        ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}, False),  # a daemon, but not Lambda
-        (IN_LAMBDA_WITH_TRACING, True),
-        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "off"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "OFF"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "on"}, True),
-        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "false"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "False"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "0"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "off"}, False),
-        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "true"}, True),
+        ({}, False, NoopTracer),
+        ({"LAMBDA_TASK_ROOT": "/var/task"}, False, NoopTracer),  # in Lambda, active tracing off
+        ({"AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000"}, False, NoopTracer),  # a daemon, but not Lambda
+        (IN_LAMBDA_WITH_TRACING, False, XRayTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "auto"}, False, XRayTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": ""}, False, XRayTracer),
+        # auto: an OpenTelemetry SDK set up in the process (the ADOT layer) wins, in Lambda or not
+        (IN_LAMBDA_WITH_TRACING, True, OTelTracer),
+        ({}, True, OTelTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "false"}, True, OTelTracer),
+        # chosen explicitly
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "xray"}, True, XRayTracer),
+        ({"TENANTSCOPE_TRACING": "xray"}, False, NoopTracer),  # X-Ray where it is available only
+        ({"TENANTSCOPE_TRACING": "otel"}, False, OTelTracer),  # on the provider set up later, if any
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": " OTel "}, False, OTelTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "off"}, True, NoopTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "TENANTSCOPE_TRACING": "OFF"}, False, NoopTracer),
+        # the X-Ray SDK's own switch
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "false"}, False, NoopTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "False"}, False, NoopTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "0"}, False, NoopTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "off"}, False, NoopTracer),
+        ({**IN_LAMBDA_WITH_TRACING, "AWS_XRAY_SDK_ENABLED": "true"}, False, XRayTracer),
     ],
 )
-def test_xray_is_wanted_only_in_lambda_with_active_tracing_and_not_switched_off(
-    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None, environ: dict[str, str], wanted: bool
+def test_the_backend_is_chosen_by_tenantscope_tracing_then_by_what_the_process_has(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_tracer: None,
+    environ: dict[str, str],
+    otel_sdk: bool,
+    chosen: type,
 ) -> None:
+    # GIVEN the function's environment, and an OpenTelemetry SDK set up or not
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert _tracing._tracing_wanted() is wanted
+    if otel_sdk:
+        request.getfixturevalue("otel_sdk_configured")
+    # WHEN the tracer is chosen THEN it is the expected backend (built, not yet used)
+    assert type(_tracing.get_tracer()) is chosen
+
+
+@pytest.mark.parametrize("value", ["on", "x-ray", "opentelemetry", "true"])
+def test_an_unknown_tracing_backend_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None, value: str
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_TRACING", value)
+    with pytest.raises(ConfigurationError, match="TENANTSCOPE_TRACING must be one of auto, xray, otel, off"):
+        _tracing.get_tracer()
+
+
+def test_otel_chosen_without_opentelemetry_installed_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, fresh_tracer: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.propagators.aws.aws_xray_propagator", None)  # absent
+    monkeypatch.setenv("TENANTSCOPE_TRACING", "otel")
+    with pytest.raises(ConfigurationError, match="opentelemetry-propagator-aws-xray"):
+        _tracing.get_tracer()
+
+
+def test_an_sdk_without_the_xray_propagator_keeps_the_automatic_choice_on_xray(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_tracer: None,
+    otel_sdk_configured: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an SDK set up in Lambda, but no X-Ray propagator to read and write AWS trace headers
+    monkeypatch.setitem(sys.modules, "opentelemetry.propagators.aws.aws_xray_propagator", None)
+    for name, value in IN_LAMBDA_WITH_TRACING.items():
+        monkeypatch.setenv(name, value)
+    # WHEN chosen automatically THEN tracing stays as it was, and the log says why
+    assert type(_tracing.get_tracer()) is XRayTracer
+    assert "not tracing with OpenTelemetry" in caplog.text
+    assert "opentelemetry-propagator-aws-xray" in caplog.text
 
 
 def test_outside_lambda_the_tracer_is_the_noop(fresh_tracer: None) -> None:
@@ -159,20 +229,21 @@ def test_cold_start_is_true_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [_tracing.take_cold_start() for _ in range(3)] == [True, False, False]
 
 
-def test_importing_tenantscope_does_not_import_the_xray_sdk() -> None:
+def test_importing_tenantscope_imports_neither_the_xray_sdk_nor_opentelemetry() -> None:
     code = (
         "import sys, tenantscope\n"
         "from tenantscope._tracing import get_tracer\n"
-        "before = 'aws_xray_sdk' in sys.modules\n"
+        "sdks = lambda: [name in sys.modules for name in ('aws_xray_sdk', 'opentelemetry')]\n"
+        "before = sdks()\n"
         "tracer = type(get_tracer()).__name__\n"
-        "print(before, 'aws_xray_sdk' in sys.modules, tracer)\n"
+        "print(*before, *sdks(), tracer)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("LAMBDA_TASK_ROOT", "AWS_XRAY_DAEMON_ADDRESS")}
     env["PYTHONPATH"] = str(ROOT / "layers" / "tenantscope")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
     )
-    assert out.stdout.split() == ["False", "False", "NoopTracer"]
+    assert out.stdout.split() == ["False", "False", "False", "False", "NoopTracer"]
 
 
 # --- the no-op backend -------------------------------------------------------------------
@@ -293,6 +364,27 @@ def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
         "error_type": "Unauthorized",
         "reason": "missing-token",
     }
+
+
+def test_tenantscope_annotation_keys_are_valid_x_ray_keys_and_others_are_checked_by_the_sdk() -> None:
+    from aws_xray_sdk.core.models.entity import _valid_annotation_key_characters
+
+    from tenantscope._tracing import ANNOTATION_KEYS, _XRaySpan
+
+    # Ours are stored without the SDK's per-character check: each must pass it.
+    assert all(set(key) <= set(_valid_annotation_key_characters) for key in ANNOTATION_KEYS)
+
+    class Refusing(FakeSubsegment):  # the SDK's check: letters, digits and "_" only
+        def put_annotation(self, key: str, value: Any) -> None:
+            if set(key) <= set(_valid_annotation_key_characters):
+                super().put_annotation(key, value)
+
+    subsegment = Refusing("tenantscope.api")
+    span = _XRaySpan(FakeRecorder(), subsegment)
+    span.annotate("tenant_id", "acme")
+    span.annotate("other-key", "x")  # not ours: the SDK decides, and drops it
+    span.annotate("tenant_source", ["not", "a", "scalar"])  # type: ignore[arg-type]  # the SDK decides
+    assert subsegment.annotations == {"tenant_id": "acme", "tenant_source": ["not", "a", "scalar"]}
 
 
 def test_without_a_segment_xray_spans_do_nothing() -> None:
@@ -425,6 +517,61 @@ def test_each_sqs_record_is_its_own_span_with_its_tenant_and_message_id(
     assert by_message["m-raises"].annotations["tenant_id"] == "umbrella"
     assert by_message["m-raises"].errors == [(RuntimeError, False)]
     assert all(s.escaped is None for s in tracer.spans)
+
+
+PRODUCER_TRACE = "Root=1-5759e988-00000000000000000000cafe;Parent=00000000000000aa;Sampled=1"
+MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:orders"
+
+
+class RecordingSfn:
+    """A Step Functions client that keeps each StartExecution's parameters."""
+
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+
+    def start_execution(self, **params: Any) -> dict[str, Any]:
+        self.started.append(params)
+        return {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:orders:x"}
+
+
+@pytest.mark.parametrize(
+    ("current", "forwarded"),
+    [
+        # X-Ray: the record's subsegment belongs to the worker invocation's trace, or tracing is off
+        ("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1", PRODUCER_TRACE),
+        (None, PRODUCER_TRACE),
+        # OpenTelemetry: the record's span continues the producer's trace, so it is the parent now
+        (
+            "Root=1-5759e988-00000000000000000000cafe;Parent=00000000000000bb;Sampled=1",
+            "Root=1-5759e988-00000000000000000000cafe;Parent=00000000000000bb;Sampled=1",
+        ),
+    ],
+)
+def test_a_record_hands_its_trace_to_its_span_and_on_to_the_work_it_starts(
+    vendor: CredentialVendor, current: str | None, forwarded: str
+) -> None:
+    # GIVEN a backend whose current span is in some trace, and a record sent from another request
+    tracer = RecordingTracer(trace_header=current)
+    set_tracer(tracer)
+    sfn = RecordingSfn()
+
+    @sqs_handler(ring=RING, vendor=vendor)
+    def handler(record: SqsRecord, context: Any) -> None:
+        start_execution(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:orders", {}, ring=RING, client=sfn
+        )
+
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    record["attributes"]["AWSTraceHeader"] = PRODUCER_TRACE
+    try:
+        assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    finally:
+        set_tracer(None)
+    # THEN the backend was offered the record's trace, and the execution continues that trace
+    (span,) = tracer.spans
+    assert span.trace_header == PRODUCER_TRACE
+    (started,) = sfn.started
+    assert started["traceHeader"] == forwarded
 
 
 def test_a_step_functions_task_span_has_tenant_execution_and_task(

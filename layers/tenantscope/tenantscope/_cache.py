@@ -2,8 +2,9 @@
 
 - :class:`ProcessValue`: one value built on first use (the settings, the boto3 session, the
   default credential vendor, the tracer).
-- :class:`ProcessCache`: values built once per key, optionally bounded (JWKS caches per issuer,
-  key rings per spec, AWS clients per service, tenants' data clients).
+- :class:`ProcessCache`: values built once per key, or results stored and looked up, optionally
+  bounded, the least recently used dropped first (JWKS caches per issuer, key rings per spec, AWS
+  clients per service, tenants' data clients, verified tokens).
 - :class:`Refresher`: a value loaded from a source that can fail, reloaded at a bounded rate and
   kept when a reload fails (the issuer's JWKS, a signing key ring).
 
@@ -23,7 +24,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ._errors import log_reason
 
-__all__ = ["ProcessCache", "ProcessValue", "Refresher", "reset_process_state"]
+__all__ = ["ProcessCache", "ProcessValue", "Refresher", "reset_process_state", "touch"]
 
 logger = logging.getLogger("tenantscope")
 
@@ -66,6 +67,10 @@ class ProcessValue(Generic[V]):
                     value = self._value = build()
         return value
 
+    def peek(self) -> V | None:
+        """The value if it has been built, else None."""
+        return self._value
+
     def set(self, value: V | None) -> None:
         """Replace the value (None: build it again on next use)."""
         with self._lock:
@@ -75,8 +80,17 @@ class ProcessValue(Generic[V]):
         self.set(None)
 
 
+def touch(values: OrderedDict[K, V], key: K) -> None:
+    """Mark ``key`` the most recently used of ``values``, without a lock (readers do not take one)."""
+    try:  # noqa: SIM105 (a try costs nothing here; contextlib.suppress would, on every hit)
+        values.move_to_end(key)
+    except KeyError:  # dropped by another thread since: the value read is still whole
+        pass
+
+
 class ProcessCache(Generic[K, V]):
-    """Values built once per key, under one lock; with ``maxsize``, the least recently built go.
+    """Values built once per key (:meth:`get`) or stored (:meth:`store`), under one lock; with
+    ``maxsize``, the least recently used go.
 
     >>> cache: ProcessCache[str, str] = ProcessCache(maxsize=1)
     >>> cache.get("a", lambda: "A"), cache.get("b", lambda: "B"), len(cache)
@@ -96,15 +110,38 @@ class ProcessCache(Generic[K, V]):
         """The value for ``key``, built when missing or when ``valid`` says the cached one is not."""
         value = self._values.get(key)
         if value is not None and (valid is None or valid(value)):
+            if self._maxsize is not None:
+                touch(self._values, key)
             return value  # the hot path: no lock
         with self._lock:
             value = self._values.get(key)
             if value is None or (valid is not None and not valid(value)):
-                value = self._values[key] = build()
-                self._values.move_to_end(key)
-                while self._maxsize is not None and len(self._values) > self._maxsize:
-                    self._values.popitem(last=False)
+                value = build()
+                self._keep(key, value)
             return value
+
+    def lookup(self, key: K) -> V | None:
+        """The value stored for ``key``, now the most recently used; None when absent."""
+        value = self._values.get(key)
+        if value is not None:
+            touch(self._values, key)
+        return value
+
+    def store(self, key: K, value: V) -> None:
+        """Keep ``value`` for ``key`` as the most recently used, dropping the least recently used."""
+        with self._lock:
+            self._keep(key, value)
+
+    def _keep(self, key: K, value: V) -> None:
+        self._values[key] = value
+        self._values.move_to_end(key)
+        while self._maxsize is not None and len(self._values) > self._maxsize:
+            self._values.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        """Forget ``key`` if present."""
+        with self._lock:
+            self._values.pop(key, None)
 
     def reset(self) -> None:
         with self._lock:

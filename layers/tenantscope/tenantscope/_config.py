@@ -55,6 +55,8 @@ class ENV:
     METRICS = "TENANTSCOPE_METRICS"
     TRACING = "TENANTSCOPE_TRACING"  # read by _tracing when the tracer is chosen
     REGION = "AWS_REGION"
+    # Set by Lambda for each invocation: its X-Ray trace header (Root, Parent, Sampled).
+    LAMBDA_TRACE_HEADER = "_X_AMZN_TRACE_ID"
 
 
 ISOLATION_SESSION_TAGS = "session-tags"

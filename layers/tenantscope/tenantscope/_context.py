@@ -33,6 +33,7 @@ __all__ = [
 
 TenantSource = Literal["jwt", "sqs", "sfn", "custom"]
 _SOURCES = get_args(TenantSource)
+_NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,33 +53,54 @@ class TenantContext:
     tenant_id: str
     source: TenantSource = "custom"
     subject: str | None = None
-    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS)
 
-    def __post_init__(self) -> None:
-        validate_tenant_id(self.tenant_id)
-        if self.source not in _SOURCES:
+    # Written out rather than generated: a frozen dataclass's own __init__ sets each field with
+    # object.__setattr__, about a microsecond more for every unit of work. Same checks.
+    def __init__(
+        self,
+        tenant_id: str,
+        source: TenantSource = "custom",
+        subject: str | None = None,
+        claims: Mapping[str, Any] = _NO_CLAIMS,
+    ) -> None:
+        validate_tenant_id(tenant_id)
+        if source not in _SOURCES:
             raise ValueError(f"source must be one of {_SOURCES}")
-        if not isinstance(self.claims, MappingProxyType):
-            object.__setattr__(self, "claims", MappingProxyType(dict(self.claims)))
+        if not isinstance(claims, MappingProxyType):
+            claims = MappingProxyType(dict(claims))
+        self.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
 
 
-@dataclass(eq=False)
 class _Scope:
-    context: TenantContext
-    # Set by the adapters, which vend credentials before the handler runs so that a
-    # failure is answered before any tenant code executes. None in a custom scope:
-    # credentials are then vended on first data access.
-    credentials: ScopedCredentials | None = None
-    # The adapter's settings when they differ from the environment's (explicit arguments).
-    settings: Settings | None = None
-    request_id: str | None = None
-    # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
-    trace_header: str | None = None
-    # The scope that was current when this one was entered: what its exit restores.
-    parent: _Scope | None = None
-    # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
-    # task, an abandoned generator) may still hold it: a closed scope is no scope.
-    closed: bool = False
+    """One unit of work's scope. A plain class: one is made for every unit of work."""
+
+    __slots__ = ("closed", "context", "credentials", "parent", "request_id", "settings", "trace_header")
+
+    def __init__(
+        self,
+        context: TenantContext,
+        credentials: ScopedCredentials | None = None,
+        settings: Settings | None = None,
+        request_id: str | None = None,
+        trace_header: str | None = None,
+        parent: _Scope | None = None,
+    ) -> None:
+        self.context = context
+        # Set by the adapters, which vend credentials before the handler runs so that a
+        # failure is answered before any tenant code executes. None in a custom scope:
+        # credentials are then vended on first data access.
+        self.credentials = credentials
+        # The adapter's settings when they differ from the environment's (explicit arguments).
+        self.settings = settings
+        self.request_id = request_id
+        # The trace this unit of work continues (an SQS record's AWSTraceHeader), for producers.
+        self.trace_header = trace_header
+        # The scope that was current when this one was entered: what its exit restores.
+        self.parent = parent
+        # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
+        # task, an abandoned generator) may still hold it: a closed scope is no scope.
+        self.closed = False
 
 
 # Private to this module: every reader goes through active_scope(), which hides ended scopes.

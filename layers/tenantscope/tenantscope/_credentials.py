@@ -17,13 +17,14 @@ import math
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from ._aws import aws_client
-from ._cache import ProcessValue
+from ._cache import ProcessValue, touch
 from ._config import Settings
 from ._errors import CredentialsUnavailable, Reason, StsRefused, StsThrottled, StsUnreachable
 from ._policy import AssumeRoleRequest, assume_role_request
@@ -154,16 +155,26 @@ class FakeSts:
         )
 
 
-@dataclass
 class _Flight:
-    done: threading.Event = field(default_factory=threading.Event)
-    credentials: ScopedCredentials | None = None
-    # How the leader's call failed, so that the callers waiting on it fail the same way.
-    failure: CredentialsUnavailable | None = None
+    """One AssumeRole call in flight, which concurrent callers for the same tenant wait on."""
+
+    __slots__ = ("credentials", "done", "failure")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.credentials: ScopedCredentials | None = None
+        # How the leader's call failed, so that the callers waiting on it fail the same way.
+        self.failure: CredentialsUnavailable | None = None
+
+
+# Credentials kept per vendor: at least the tenants whose data clients are kept (256, _data.py),
+# which are rebuilt when their credentials are; a few hundred bytes each.
+MAX_CACHED_CREDENTIALS = 1024
 
 
 class CredentialVendor:
-    """Vends and caches :class:`ScopedCredentials` per tenant and settings (role, strategy, ...).
+    """Vends and caches :class:`ScopedCredentials` per tenant and settings (role, strategy, ...),
+    for the ``max_tenants`` most recently used.
 
     >>> from tenantscope._config import Settings
     >>> vendor = CredentialVendor(FakeSts())
@@ -184,6 +195,7 @@ class CredentialVendor:
         backoff_base: float = 0.05,
         backoff_cap: float = 1.0,
         failure_ttl: float = 1.0,
+        max_tenants: int = MAX_CACHED_CREDENTIALS,
     ) -> None:
         self.sts = sts
         self._clock = clock
@@ -192,7 +204,8 @@ class CredentialVendor:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._failure_ttl = failure_ttl
-        self._cache: dict[tuple[str, Settings], ScopedCredentials] = {}
+        self._max_tenants = max_tenants
+        self._cache: OrderedDict[tuple[str, Settings], ScopedCredentials] = OrderedDict()
         self._failed_until: dict[tuple[str, Settings], tuple[float, CredentialsUnavailable]] = {}
         self._flights: dict[tuple[str, Settings], _Flight] = {}
         self._lock = threading.Lock()
@@ -205,6 +218,7 @@ class CredentialVendor:
         margin = settings.refresh_margin_seconds
         cached = self._cache.get(key)
         if cached is not None and cached.expiration - margin > self._clock():
+            touch(self._cache, key)
             return cached
         with self._lock:
             cached = self._cache.get(key)
@@ -228,6 +242,9 @@ class CredentialVendor:
             flight.credentials = credentials
             with self._lock:
                 self._cache[key] = credentials
+                self._cache.move_to_end(key)
+                while len(self._cache) > self._max_tenants:
+                    self._cache.popitem(last=False)
                 self._failed_until.pop(key, None)
             return credentials
         except CredentialsUnavailable as error:

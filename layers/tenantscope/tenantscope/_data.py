@@ -58,7 +58,7 @@ class _TenantData:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-# Bounded: a pooled container may serve many tenants; the least recently built are dropped.
+# Bounded: a pooled container may serve many tenants; the least recently used are dropped.
 MAX_CACHED_TENANTS = 256
 _tenants: ProcessCache[tuple[str, Settings], _TenantData] = ProcessCache(maxsize=MAX_CACHED_TENANTS)
 

@@ -51,15 +51,32 @@ ATTR_SIGNATURE = "tenantscope-signature"
 SFN_KEY = "tenantscope"
 MAX_FIELD_CHARS = 512
 
-_KEY_ID = re.compile(KEY_ID_PATTERN)
 # Decimal without leading zeros, so that the transmitted text is the signed text.
-_INT = re.compile(r"0|[1-9][0-9]{0,11}")
+_INT = r"0|[1-9][0-9]{0,11}"
 _MAX_TIME = 10**12 - 1
 _ENVELOPE_ID = re.compile(r"[0-9a-f]{32}")
 # The canonical unpadded base64url of 32 bytes: the last character carries 4 bits and two zero bits,
 # so exactly one string encodes each MAC.
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _DESTINATION = re.compile(r"(sqs|sfn):[\x21-\x7e]{1,500}")
+# The transmitted header, ``<version> <key id> <iat> <exp> <envelope id>``, whole: no field can
+# hold a space, so this is the five fields of its split on spaces, each in its own grammar.
+_HEADER = re.compile(rf"{ENVELOPE_VERSION} ({KEY_ID_PATTERN}) ({_INT}) ({_INT}) ({_ENVELOPE_ID.pattern})")
+
+
+def _canonical(
+    version: str,
+    key_id: str,
+    tenant_id: str,
+    issued_at: str,
+    expires_at: str,
+    envelope_id: str,
+    body_sha256: str,
+    destination: str,
+) -> bytes:
+    return "\n".join(
+        (_MAGIC, version, key_id, tenant_id, issued_at, expires_at, envelope_id, body_sha256, destination)
+    ).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -75,21 +92,42 @@ class Envelope:
     destination: str
     version: str = ENVELOPE_VERSION
 
+    # Written out rather than generated, as TenantContext's: one write instead of eight
+    # object.__setattr__ calls, on every record.
+    def __init__(
+        self,
+        key_id: str,
+        tenant_id: str,
+        issued_at: int,
+        expires_at: int,
+        envelope_id: str,
+        body_sha256: str,
+        destination: str,
+        version: str = ENVELOPE_VERSION,
+    ) -> None:
+        self.__dict__.update(
+            key_id=key_id,
+            tenant_id=tenant_id,
+            issued_at=issued_at,
+            expires_at=expires_at,
+            envelope_id=envelope_id,
+            body_sha256=body_sha256,
+            destination=destination,
+            version=version,
+        )
+
     def canonical(self) -> bytes:
         """The exact bytes that are signed."""
-        return "\n".join(
-            (
-                _MAGIC,
-                self.version,
-                self.key_id,
-                self.tenant_id,
-                str(self.issued_at),
-                str(self.expires_at),
-                self.envelope_id,
-                self.body_sha256,
-                self.destination,
-            )
-        ).encode("ascii")
+        return _canonical(
+            self.version,
+            self.key_id,
+            self.tenant_id,
+            str(self.issued_at),
+            str(self.expires_at),
+            self.envelope_id,
+            self.body_sha256,
+            self.destination,
+        )
 
     def header(self) -> str:
         """The transmitted fields other than the tenant: ``<version> <key id> <iat> <exp> <envelope id>``."""
@@ -174,26 +212,31 @@ def verify(
 
     Raises :class:`InvalidEnvelope` with a reason category (never a secret) on any failure.
     """
-    fields = _text(header, "envelope").split(" ")
-    tenant_text = _text(tenant, "tenant")
-    signature_text = _text(signature, "signature")
-    if len(fields) != 5:
-        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
-    version, key_id, iat, exp, envelope_id = fields
-    if version != ENVELOPE_VERSION:
-        raise InvalidEnvelope(Reason.UNSUPPORTED_ENVELOPE_VERSION)
     if (
-        _KEY_ID.fullmatch(key_id) is None
-        or _INT.fullmatch(iat) is None
-        or _INT.fullmatch(exp) is None
-        or _ENVELOPE_ID.fullmatch(envelope_id) is None
-        or _SIGNATURE.fullmatch(signature_text) is None
+        type(header) is str
+        and type(tenant) is str
+        and type(signature) is str
+        and len(header) <= MAX_FIELD_CHARS
+        and len(tenant) <= MAX_FIELD_CHARS
+        and len(signature) <= MAX_FIELD_CHARS
     ):
+        header_text, tenant_text, signature_text = header, tenant, signature
+    else:  # names the first field at fault, in this order
+        header_text = _text(header, "envelope")
+        tenant_text = _text(tenant, "tenant")
+        signature_text = _text(signature, "signature")
+    fields = _HEADER.fullmatch(header_text)
+    if fields is None:
+        parts = header_text.split(" ")
+        if len(parts) == 5 and parts[0] != ENVELOPE_VERSION:
+            raise InvalidEnvelope(Reason.UNSUPPORTED_ENVELOPE_VERSION)
+        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
+    key_id, iat, exp, envelope_id = fields.groups()
+    if _SIGNATURE.fullmatch(signature_text) is None:
         raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
     try:
         tenant_id = validate_tenant_id(tenant_text)
-        mac = base64.urlsafe_b64decode(signature_text + "=")
-    except (TenantAuthError, binascii.Error, ValueError):
+    except TenantAuthError:
         raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE) from None
     issued_at, expires_at = int(iat), int(exp)
     if expires_at <= issued_at or expires_at - issued_at > max_lifetime:
@@ -208,14 +251,17 @@ def verify(
         digest = body_sha256(body)
     except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\\ud800" escape in JSON input
         raise InvalidEnvelope(Reason.MALFORMED_BODY) from None
-    envelope = Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, digest, destination)
+    # The grammar checked above leaves one decoding of the signature (canonical base64url), and
+    # makes the received time texts the signed ones: they are signed as they are.
+    mac = binascii.a2b_base64(signature_text.replace("-", "+").replace("_", "/") + "=")
+    canonical = _canonical(ENVELOPE_VERSION, key_id, tenant_id, iat, exp, envelope_id, digest, destination)
     try:
-        valid = ring.verify(key_id, envelope.canonical(), mac)
+        valid = ring.verify(key_id, canonical, mac)
     except TenantAuthError:  # the ring does not list key_id
         raise InvalidEnvelope(Reason.UNKNOWN_SIGNING_KEY) from None
     if not valid:
         raise InvalidEnvelope(Reason.BAD_ENVELOPE_SIGNATURE)
-    return envelope
+    return Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, digest, destination)
 
 
 def sqs_message_attributes(envelope: Envelope, signature: str) -> dict[str, dict[str, str]]:
@@ -229,14 +275,19 @@ def sqs_message_attributes(envelope: Envelope, signature: str) -> dict[str, dict
 
 def sqs_record_fields(message_attributes: Mapping[str, Any]) -> tuple[object, object, object]:
     """(tenant, header, signature) from a Lambda SQS record's messageAttributes; None where absent."""
+    get = message_attributes.get
+    return _string(get(ATTR_TENANT)), _string(get(ATTR_ENVELOPE)), _string(get(ATTR_SIGNATURE))
 
-    def string(name: str) -> object:
-        attribute = message_attributes.get(name)
-        if not isinstance(attribute, Mapping) or attribute.get("dataType") != "String":
-            return None
-        return attribute.get("stringValue")
 
-    return string(ATTR_TENANT), string(ATTR_ENVELOPE), string(ATTR_SIGNATURE)
+def _string(attribute: object) -> object:
+    """The value of a String message attribute; None for any other."""
+    # type() first: isinstance against the Mapping ABC costs several times more, for every record.
+    if (
+        not (type(attribute) is dict or isinstance(attribute, Mapping))
+        or attribute.get("dataType") != "String"
+    ):
+        return None
+    return attribute.get("stringValue")
 
 
 def sfn_envelope(envelope: Envelope, signature: str, body: str) -> dict[str, str]:

@@ -112,6 +112,7 @@ class Reason(StrEnum):
     FOREIGN_TABLE_ARN = ("foreign-table-arn", "table ARN outside this account and region")
     FOREIGN_KEY = ("foreign-key", "key outside the current tenant's partition")
     MISSING_KEY = ("missing-key", "missing key")
+    NO_PARTITION_KEY = ("no-partition-key", "no partition key attribute in the request")
     UNCHECKABLE_INDEX_UPDATE = (
         "uncheckable-index-update",
         "index key updated by an expression the guard cannot check",
@@ -263,3 +264,11 @@ def without_message(error: BaseException) -> BaseException:
         type(error).__name__, (Exception,), {"__module__": type(error).__module__}
     )()
     return stand_in.with_traceback(error.__traceback__)
+
+
+# Raised to the package's callers, whichever of its modules is loaded first: tracebacks and logs
+# name them as the package exports them (tenantscope.InvalidTenantId), not by this module.
+for _public in (value for name, value in list(globals().items()) if name in __all__):
+    if isinstance(_public, type):
+        _public.__module__ = "tenantscope"
+del _public

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._aws import aws_client
 from ._cache import ProcessCache
-from ._config import Settings, get_settings
+from ._config import ENV, Settings, get_settings
 from ._context import _current_scope_or_raise
 from ._errors import CrossTenantAccess, Reason
 from ._expressions import key_conditions, read_expressions, update_paths
@@ -141,7 +141,22 @@ class LeadingKeyGuard:
         table_key, _ = self.schemas.keys(self.settings, table)
         if not isinstance(key, Mapping):
             raise CrossTenantAccess(Reason.MISSING_KEY)
-        self._check_value(key.get(table_key))
+        if table_key not in key:
+            raise self._no_partition_key(table, None, table_key)
+        self._check_value(key[table_key])
+
+    def _no_partition_key(self, table: str, index: str | None, attribute: str) -> CrossTenantAccess:
+        """A request without the attribute the guard takes for the partition key. Most often
+        TENANTSCOPE_TABLES names another attribute than the table's (``PK`` for ``pk``): the
+        detail says which attribute was expected and where that came from, so that the log tells
+        a configuration typo from a request outside the tenant's partition."""
+        spec = self.settings.table(table)
+        configured = spec is not None and (spec.index_key(index) if index else spec.partition_key)
+        source = ENV.TABLES if configured else "its DescribeTable"
+        where = f"index {index!r} of table {table!r}" if index else f"table {table!r}"
+        return CrossTenantAccess(
+            Reason.NO_PARTITION_KEY, f"expected {attribute!r}, the partition key of {where} in {source}"
+        )
 
     def _check_written_item(self, table: object, item: object) -> None:
         """A new item: its table key and every index key it carries stay in the partition."""
@@ -193,6 +208,8 @@ class LeadingKeyGuard:
         if tokens is not None:
             conditions = key_conditions(tokens, params.get("ExpressionAttributeNames") or {})
             on_pk = [c for c in conditions if c.attribute == pk]
+            if not on_pk:
+                raise self._no_partition_key(table, params.get("IndexName"), pk)
             # The partition key's equality, then at most one condition on the sort key.
             if len(on_pk) != 1 or on_pk[0].operator != "=" or len(conditions) > 2:
                 raise CrossTenantAccess(Reason.KEY_CONDITION)
@@ -200,7 +217,7 @@ class LeadingKeyGuard:
         else:
             legacy = (params.get("KeyConditions") or {}).get(pk)
             if legacy is None:
-                raise CrossTenantAccess(Reason.KEY_CONDITION, "no partition key condition")
+                raise self._no_partition_key(table, params.get("IndexName"), pk)
             listed = legacy.get("AttributeValueList") or []
             if legacy.get("ComparisonOperator") != "EQ" or len(listed) != 1:
                 raise CrossTenantAccess(Reason.KEY_CONDITION, "not an equality")

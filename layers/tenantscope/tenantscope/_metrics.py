@@ -149,11 +149,11 @@ class MetricsTracer:
         self._clock = clock
 
     @contextmanager
-    def span(self, name: str) -> Iterator[Span]:
+    def span(self, name: str, trace_header: str | None = None) -> Iterator[Span]:
         started = self._clock()
         span: _MetricsSpan | None = None
         try:
-            with self.tracer.span(name) as inner:
+            with self.tracer.span(name, trace_header) as inner:
                 span = _MetricsSpan(inner)
                 yield span
         except BaseException as error:

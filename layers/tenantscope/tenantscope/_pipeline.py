@@ -35,7 +35,7 @@ from ._keyring import KeyRing, default_key_ring
 from ._logging import install_log_filter
 from ._metrics import with_metrics
 from ._replay import DynamoDbReplayGuard, ReplayGuard
-from ._tracing import AnnotationValue, Span, Tracer, get_tracer
+from ._tracing import NOOP_SPAN, AnnotationValue, Span, Tracer, get_tracer
 
 __all__ = [
     "Failed",
@@ -130,6 +130,7 @@ class Pipeline:
         replay_guard: ReplayGuard | None = None,
     ) -> None:
         self.trigger = trigger
+        self._span_name = f"tenantscope.{trigger}"
         self._explicit_settings = settings
         self._jwks = jwks
         self._vendor = vendor
@@ -142,11 +143,10 @@ class Pipeline:
         self._ready = False
 
     def _prepare(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    install_log_filter()
-                    self._ready = True
+        with self._lock:
+            if not self._ready:
+                install_log_filter()
+                self._ready = True
 
     @property
     def settings(self) -> Settings:
@@ -158,9 +158,10 @@ class Pipeline:
 
     @property
     def verifier(self) -> JwtVerifier:
-        return self._verifier.get(
-            lambda: JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
-        )
+        return self._verifier.peek() or self._verifier.get(self._build_verifier)
+
+    def _build_verifier(self) -> JwtVerifier:
+        return JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
 
     @property
     def ring(self) -> KeyRing:
@@ -168,20 +169,20 @@ class Pipeline:
 
     @property
     def replay_guard(self) -> ReplayGuard | None:
-        def build() -> tuple[ReplayGuard | None]:
-            if self._replay_guard is not None:
-                return (self._replay_guard,)
-            table = self.settings.replay_table
-            return (DynamoDbReplayGuard(table, region=self.settings.region) if table else None,)
+        return (self._replay.peek() or self._replay.get(self._build_replay_guard))[0]
 
-        return self._replay.get(build)[0]
+    def _build_replay_guard(self) -> tuple[ReplayGuard | None]:
+        if self._replay_guard is not None:
+            return (self._replay_guard,)
+        table = self.settings.replay_table
+        return (DynamoDbReplayGuard(table, region=self.settings.region) if table else None,)
 
     @property
     def tracer(self) -> Tracer:
         """The process-wide tracer (with metrics when on), followed if it is replaced later."""
         source = get_tracer()
-        traced = self._traced.get(lambda: (source, with_metrics(source, self.settings)))
-        if traced[0] is not source:
+        traced = self._traced.peek()
+        if traced is None or traced[0] is not source:
             traced = (source, with_metrics(source, self.settings))
             self._traced.set(traced)
         return traced[1]
@@ -216,25 +217,34 @@ class Pipeline:
         annotations: Mapping[str, AnnotationValue],
     ) -> Outcome[T]:
         try:
-            self._prepare()
+            if not self._ready:
+                self._prepare()
             tracer = self.tracer
         except Exception as error:  # settings that cannot even be read
             return self._report(unit, None, error)
-        with tracer.span(f"tenantscope.{self.trigger}") as span:
-            for key, value in annotations.items():
-                span.annotate(key, value)
+        with tracer.span(self._span_name, trace_header) as span:
+            recording = span is not NOOP_SPAN  # tracing off or not sampled: nothing to annotate
+            if recording:
+                for key, value in annotations.items():
+                    span.annotate(key, value)
             try:
                 tenant = resolve()
-                span.annotate("tenant_id", tenant.tenant_id)
-                span.annotate("tenant_source", tenant.source)
-                execution = tenant.claims.get("execution_name")
-                if isinstance(execution, str):
-                    span.annotate("execution_name", execution)
+                if recording:
+                    span.annotate("tenant_id", tenant.tenant_id)
+                    span.annotate("tenant_source", tenant.source)
+                    execution = tenant.claims.get("execution_name")
+                    if isinstance(execution, str):
+                        span.annotate("execution_name", execution)
                 credentials = self.vendor.credentials_for(tenant.tenant_id, self.settings)
             except Exception as error:
                 return self._report(unit, span, error)
-            request_id = getattr(lambda_context, "aws_request_id", None)
-            scope = _open_scope(tenant, credentials, self._explicit_settings, request_id, trace_header)
+            scope = _open_scope(
+                tenant,
+                credentials,
+                self._explicit_settings,
+                getattr(lambda_context, "aws_request_id", None),
+                trace_header,
+            )
             try:
                 return Success(work(tenant), tenant)
             except Exception as error:

@@ -1,7 +1,9 @@
 """What a tenant's STS session is allowed: session tags or an inline session policy.
 
 Both strategies produce an :class:`AssumeRoleRequest` for one validated tenant id.
-The role session name and SourceIdentity carry the tenant id so CloudTrail shows who acted.
+The role session name and SourceIdentity carry the tenant id so CloudTrail shows who acted, and
+the tenant tag is sent in both: the tenant role's trust policy (:func:`trust_policy`) and the
+callers' own policies (:func:`assume_statement`) must allow what the request carries.
 """
 
 from __future__ import annotations
@@ -11,22 +13,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
+from ._config import ENV, ISOLATION_SESSION_POLICY, ISOLATION_SESSION_TAGS, Settings
 from ._errors import ConfigurationError, Reason
 from ._tenant_id import validate_tenant_id
 
 __all__ = [
+    "ASSUME_ACTIONS",
     "ITEM_ACTIONS",
     "MAX_SESSION_POLICY_CHARS",
     "OBJECT_ACTIONS",
     "AssumeRoleRequest",
     "assume_role_request",
+    "assume_statement",
     "leading_key_patterns",
     "object_prefix_patterns",
     "session_policy",
     "tenant_object_prefix",
     "tenant_prefix",
     "tenant_statements",
+    "trust_policy",
 ]
 
 # Item-level actions only. Never Scan (ForAllValues:StringLike is vacuously true when a
@@ -51,6 +56,10 @@ OBJECT_ACTIONS = (
     "s3:ListMultipartUploadParts",
 )
 MAX_SESSION_POLICY_CHARS = 2048
+# What every AssumeRoleRequest needs, whatever the strategy: AssumeRole itself, TagSession for the
+# tenant tag and SetSourceIdentity for the tenant as SourceIdentity. The tenant role's trust policy
+# and the caller's identity policy must both allow all three, or STS refuses every request.
+ASSUME_ACTIONS = ("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity")
 
 
 def tenant_prefix(tenant_ref: str) -> str:
@@ -123,7 +132,7 @@ def _partition_and_account(settings: Settings) -> tuple[str, str]:
     parts = (settings.role_arn or "").split(":")
     if len(parts) < 6 or not settings.region:
         raise ConfigurationError(
-            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION"
+            Reason.MISSING_SETTING, f"session-policy needs {ENV.ROLE_ARN} and {ENV.REGION}"
         )
     return parts[1], parts[4]
 
@@ -176,6 +185,38 @@ def tenant_statements(
     return statements
 
 
+def trust_policy(caller_role_arns: Sequence[Any], tag_key: str = "TenantId") -> dict[str, Any]:
+    """The tenant role's trust policy: only ``caller_role_arns`` (the roles of the functions that
+    use tenantscope) may assume it, with the tenant tag and SourceIdentity every request carries,
+    and with no session tag other than ``tag_key`` (``TENANTSCOPE_TENANT_TAG_KEY``).
+
+    >>> trust_policy(["arn:aws:iam::123456789012:role/api"])["Statement"][0]["Action"]
+    ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ThisStacksFunctionsOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(caller_role_arns)},
+                "Action": list(ASSUME_ACTIONS),
+                "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
+            }
+        ],
+    }
+
+
+def assume_statement(tenant_role_arn: Any) -> dict[str, Any]:
+    """The statement a caller's (a function role's) own policy needs to assume the tenant role."""
+    return {
+        "Sid": "AssumeTenantRole",
+        "Effect": "Allow",
+        "Action": list(ASSUME_ACTIONS),
+        "Resource": tenant_role_arn,
+    }
+
+
 def session_policy(tenant_id: str, settings: Settings) -> str:
     """The inline session policy that limits a session to one tenant's leading keys and objects.
 
@@ -184,7 +225,7 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
     tenant_id = validate_tenant_id(tenant_id)  # never build a pattern from an unchecked id
     if not settings.tables and not settings.buckets:
         raise ConfigurationError(
-            Reason.MISSING_SETTING, "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS"
+            Reason.MISSING_SETTING, f"session-policy needs {ENV.TABLES} or {ENV.BUCKETS}"
         )
     partition, account = _partition_and_account(settings)
     tables = [f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{t.name}" for t in settings.tables]
@@ -203,7 +244,9 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
     """The AssumeRole request that scopes a session to ``tenant_id`` under the configured strategy."""
     tenant_id = validate_tenant_id(tenant_id)
     if not settings.role_arn:
-        raise ConfigurationError(Reason.MISSING_SETTING, "TENANTSCOPE_ROLE_ARN")
+        raise ConfigurationError(
+            Reason.MISSING_SETTING, f"{ENV.ROLE_ARN}: set it to the ARN of the role assumed for each tenant"
+        )
     duration = settings.session_seconds
     tags = ((settings.tenant_tag_key, tenant_id),)
     if settings.isolation == ISOLATION_SESSION_TAGS:

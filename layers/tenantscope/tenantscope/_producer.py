@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from ._aws import aws_client
-from ._config import Settings, get_settings
+from ._config import ENV, Settings, get_settings
 from ._context import active_scope
 from ._envelope import (
     SFN_KEY,
@@ -26,7 +26,7 @@ from ._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from ._errors import ConfigurationError, Forbidden, NoTenantContext, Reason
+from ._errors import ConfigurationError, Forbidden, LoggableError, NoTenantContext, Reason
 from ._keyring import KeyRing, default_key_ring
 from ._tenant_id import validate_tenant_id
 from ._tracing import get_tracer
@@ -35,6 +35,17 @@ __all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "
 
 # sqs.<region>.amazonaws.com (and .com.cn), or the legacy <region>.queue.amazonaws.com.
 _SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?")
+
+
+class _NotText(LoggableError, TypeError):
+    """A body that is not a str. Loggable (its message names a type, no data), so that a handler
+    that passes a dict gets the fix in its log line rather than a bare ``TypeError``."""
+
+
+def _text(body: object) -> str:
+    if not isinstance(body, str):
+        raise _NotText(f"a message body is a str, not {type(body).__name__}: pass json.dumps(body)")
+    return body
 
 
 def _producer_tenant(tenant_id: str | None) -> str:
@@ -76,12 +87,32 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
 
 
 def _trace_header() -> str | None:
-    """The trace to continue downstream: the SQS record's own trace inside a record's scope
-    (so one request stays one trace across the queue), else the current span, else Lambda's."""
+    """The trace to continue downstream: the current span's, else Lambda's.
+
+    Inside an SQS record's scope it is the record's own trace, so that one request stays one
+    trace across the queue: the current span's where that span belongs to the record's trace
+    (OpenTelemetry continues it), else the record's header as it came (an X-Ray subsegment
+    belongs to the worker invocation's trace).
+    """
+    current = get_tracer().trace_header()
     scope = active_scope()
-    if scope is not None and scope.trace_header:
-        return scope.trace_header
-    return get_tracer().trace_header() or os.environ.get("_X_AMZN_TRACE_ID") or None
+    record = scope.trace_header if scope is not None else None
+    if record and (current is None or _trace_root(current) != _trace_root(record)):
+        return record
+    return current or os.environ.get(ENV.LAMBDA_TRACE_HEADER) or None
+
+
+def _trace_root(header: str) -> str | None:
+    """The trace id of an X-Ray trace header (its ``Root`` field).
+
+    >>> _trace_root("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+    '1-5759e988-bd862e3fe1be46a994272793'
+    """
+    for field in header.split(";"):
+        key, _, value = field.partition("=")
+        if key.strip() == "Root":
+            return value.strip()
+    return None
 
 
 def sign_message(
@@ -99,7 +130,7 @@ def sign_message(
     """
     settings = settings or get_settings()
     envelope, signature = seal(
-        body,
+        _text(body),
         tenant_id=_producer_tenant(tenant_id),
         destination=sqs_destination(destination),
         ring=ring or default_key_ring(settings),
@@ -122,7 +153,7 @@ def send_message(
     """Seal and send ``body`` to ``queue_url``; returns the SendMessage response.
 
     ``MessageGroupId`` is the tenant id: required on FIFO queues, and on standard queues it
-    gives SQS fair-queue scheduling per tenant. The current X-Ray trace header is propagated.
+    gives SQS fair-queue scheduling per tenant. The current trace is propagated (``AWSTraceHeader``).
     On a FIFO queue the default ``MessageDeduplicationId`` hashes the tenant and the body:
     content-based deduplication hashes the body only, so one tenant's message would suppress
     another tenant's identical one. Other SendMessage arguments pass through. ``settings``

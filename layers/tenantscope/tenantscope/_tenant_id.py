@@ -6,7 +6,7 @@ import re
 
 from ._errors import InvalidTenantId, Reason
 
-__all__ = ["TENANT_ID_PATTERN", "validate_tenant_id"]
+__all__ = ["TENANT_ID_FORMAT", "TENANT_ID_PATTERN", "validate_tenant_id"]
 
 # 2 to 64 characters of lowercase ASCII letters, digits and inner hyphens.
 # - The minimum of 2 and maximum of 64 fit STS RoleSessionName and SourceIdentity,
@@ -15,6 +15,8 @@ __all__ = ["TENANT_ID_PATTERN", "validate_tenant_id"]
 #   so "acme" can never claim the keys of "acme#x". No ':', '/', '\\', '.', whitespace,
 #   control or non-ASCII characters: no path, ARN or look-alike tricks.
 TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]"
+# The pattern in words, for the errors that refuse an id: they say what an id must be.
+TENANT_ID_FORMAT = "2 to 64 lowercase letters, digits and inner hyphens"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
@@ -23,15 +25,15 @@ def validate_tenant_id(value: object) -> str:
 
     >>> validate_tenant_id("acme-corp")
     'acme-corp'
-    >>> validate_tenant_id("acme#x")
+    >>> validate_tenant_id("Acme")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tenantscope.InvalidTenantId: tenant id does not match the grammar
+    tenantscope.InvalidTenantId: tenant id does not match the grammar (2 to 64 lowercase letters, ...)
     """
     # fullmatch on str only: re's '$' would accept a trailing newline, and
     # str subclasses could override comparison.
     if type(value) is not str:
-        raise InvalidTenantId(Reason.INVALID_TENANT_ID, "not a string")
+        raise InvalidTenantId(Reason.INVALID_TENANT_ID, f"not a string; {TENANT_ID_FORMAT}")
     if _TENANT_ID.fullmatch(value) is None:
-        raise InvalidTenantId(Reason.INVALID_TENANT_ID)
+        raise InvalidTenantId(Reason.INVALID_TENANT_ID, TENANT_ID_FORMAT)
     return value

@@ -4,26 +4,29 @@ Every unit of work (API invocation, SQS record, Step Functions task) runs inside
 annotated with its tenant, so an operator finds it with ``annotation.tenant_id = "acme"``.
 AWS SDK calls made inside the span (STS, DynamoDB) nest under it.
 
-The X-Ray backend is used in Lambda with active tracing; elsewhere, or with
-``TENANTSCOPE_TRACING=off``, a no-op tracer costs a function call. Another backend (for
-example OpenTelemetry, as the X-Ray SDKs reach end of support in February 2027) only has to
-implement :class:`Tracer` and be installed with :func:`set_tracer`.
+``TENANTSCOPE_TRACING`` chooses the backend once per process: ``xray`` (aws_xray_sdk, here),
+``otel`` (OpenTelemetry, in ``_otel``), ``off`` (a no-op tracer that costs a function call), or
+``auto``, the default: OpenTelemetry where an OpenTelemetry SDK tracer provider is already
+configured (the ADOT Lambda layer's), else X-Ray in Lambda with X-Ray available, else off. Any
+other backend only has to implement :class:`Tracer` and be installed with :func:`set_tracer`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import traceback
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ._cache import ProcessValue
 from ._config import ENV
-from ._errors import Reason, TenantAuthError, without_message
+from ._errors import ConfigurationError, Reason, TenantAuthError, without_message
 
 __all__ = [
+    "NOOP_SPAN",
+    "TRACING_CHOICES",
     "NoopTracer",
     "Span",
     "Tracer",
@@ -32,6 +35,8 @@ __all__ = [
     "set_tracer",
     "take_cold_start",
 ]
+
+logger = logging.getLogger("tenantscope")
 
 AnnotationValue = str | int | float | bool
 
@@ -47,8 +52,12 @@ class Span(Protocol):
 
 
 class Tracer(Protocol):
-    def span(self, name: str) -> AbstractContextManager[Span]:
-        """Open a span for one unit of work; an exception escaping it is recorded."""
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
+        """Open a span for one unit of work; an exception escaping it is recorded.
+
+        ``trace_header`` is the X-Ray trace header the unit arrived with when it has its own (an
+        SQS record's ``AWSTraceHeader``): a backend that can, continues that trace.
+        """
         ...
 
     def trace_header(self) -> str | None:
@@ -71,26 +80,65 @@ class _NoopSpan:
         return None
 
 
-_NOOP_SPAN = _NoopSpan()
+# The one span of tracing off: the pipeline skips annotating it.
+NOOP_SPAN = _NoopSpan()
 
 
 class NoopTracer:
     """Tracing off: spans record nothing and cost two method calls."""
 
-    def span(self, name: str) -> AbstractContextManager[Span]:
-        return _NOOP_SPAN
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
+        return NOOP_SPAN
 
     def trace_header(self) -> str | None:
         return None
 
 
+# The annotations tenantscope writes (letters, digits and "_": what X-Ray accepts in a key), and
+# the value types aws_xray_sdk keeps.
+ANNOTATION_KEYS = frozenset(
+    {
+        "cold_start",
+        "error_type",
+        "execution_name",
+        "failure",
+        "message_id",
+        "reason",
+        "task",
+        "tenant_id",
+        "tenant_source",
+    }
+)
+_ANNOTATION_TYPES = (str, int, float, bool)
+
+
 class _XRaySpan:
-    def __init__(self, subsegment: Any) -> None:
+    """One X-Ray subsegment, ended when the span exits (a class, not a generator: cheaper per span)."""
+
+    __slots__ = ("_recorder", "_subsegment", "recorded")
+
+    def __init__(self, recorder: Any, subsegment: Any) -> None:
+        self._recorder = recorder
         self._subsegment = subsegment
         self.recorded = False
 
+    def __enter__(self) -> _XRaySpan:
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        try:
+            if error is not None and not self.recorded:  # an adapter that classified it itself wins
+                self.record_error(error, client_error=isinstance(error, TenantAuthError))
+        finally:
+            self._recorder.end_subsegment()
+
     def annotate(self, key: str, value: AnnotationValue) -> None:
-        self._subsegment.put_annotation(key, value)
+        # The SDK checks each key character by character on every call: tenantscope's own keys,
+        # valid by its rule, are stored directly (their values are of the types it keeps).
+        if key in ANNOTATION_KEYS and type(value) in _ANNOTATION_TYPES:
+            self._subsegment.annotations[key] = value
+        else:
+            self._subsegment.put_annotation(key, value)
 
     def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
         self.recorded = True
@@ -101,11 +149,11 @@ class _XRaySpan:
             self._subsegment.add_error_flag()
         # X-Ray's fault/error keywords judge a trace by its response, and a failed SQS record
         # does not fail its invocation: indexed annotations make every failure searchable.
-        self._subsegment.put_annotation("failure", "error" if client_error else "fault")
-        self._subsegment.put_annotation("error_type", type(error).__name__)
+        self.annotate("failure", "error" if client_error else "fault")
+        self.annotate("error_type", type(error).__name__)
         reason = getattr(error, "reason", None)
         if isinstance(reason, Reason):
-            self._subsegment.put_annotation("reason", str(reason))
+            self.annotate("reason", str(reason))
 
 
 class XRayTracer:
@@ -127,28 +175,20 @@ class XRayTracer:
                     from aws_xray_sdk.core import patch, xray_recorder
 
                     patch(["botocore"])
+                    _read_the_trace_header_once_per_trace(xray_recorder)
                     self._recorder = xray_recorder
         return self._recorder
 
-    @contextmanager
-    def span(self, name: str) -> Iterator[Span]:
-        if self._recorder is None and "Sampled=1" not in os.environ.get("_X_AMZN_TRACE_ID", ""):
-            yield _NOOP_SPAN
-            return
+    def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
+        # A subsegment belongs to the invocation's segment, whatever trace the unit arrived with:
+        # ``trace_header`` is not continued here, the producers forward it downstream instead.
+        if self._recorder is None and "Sampled=1" not in os.environ.get(ENV.LAMBDA_TRACE_HEADER, ""):
+            return NOOP_SPAN
         recorder = self.recorder
         subsegment = recorder.begin_subsegment(name)
         if subsegment is None:  # no segment to attach to (not sampled, or no trace context)
-            yield _NOOP_SPAN
-            return
-        span = _XRaySpan(subsegment)
-        try:
-            yield span
-        except BaseException as error:
-            if not span.recorded:  # an adapter that classified the failure itself wins
-                span.record_error(error, client_error=isinstance(error, TenantAuthError))
-            raise
-        finally:
-            recorder.end_subsegment()
+            return NOOP_SPAN
+        return _XRaySpan(recorder, subsegment)
 
     def trace_header(self) -> str | None:
         if self._recorder is None:
@@ -160,15 +200,54 @@ class XRayTracer:
         return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
 
 
+def _read_the_trace_header_once_per_trace(recorder: Any) -> None:
+    """Let the SDK's Lambda context skip re-reading a trace header it has already acted on.
+
+    aws_xray_sdk's ``LambdaContext`` reads and parses ``_X_AMZN_TRACE_ID`` every time it looks up
+    the current entity, six times per subsegment begun and ended, to notice a new invocation;
+    and for a header whose trace it already holds as a facade segment it then does nothing. This
+    subclass does that nothing without the parse, and is the SDK's own code for any other header.
+    """
+    from aws_xray_sdk.core.lambda_launcher import LAMBDA_TRACE_HEADER_KEY, LambdaContext
+    from aws_xray_sdk.core.models.facade_segment import FacadeSegment
+    from aws_xray_sdk.core.models.trace_header import TraceHeader
+
+    class InvocationContext(LambdaContext):  # type: ignore[misc]
+        def _refresh_context(self) -> None:
+            header = os.getenv(LAMBDA_TRACE_HEADER_KEY)
+            local = self._local
+            if header is not None and header == getattr(local, "acted_on", None):
+                return
+            super()._refresh_context()
+            segment = getattr(local, "segment", None)
+            root = TraceHeader.from_header_str(header).root if header else None
+            acted_on = isinstance(segment, FacadeSegment) and root and segment.trace_id == root
+            local.acted_on = header if acted_on else None
+
+    if type(recorder.context) is LambdaContext:  # the SDK's own, in Lambda: its state is kept
+        recorder.context.__class__ = InvocationContext
+
+
 _tracer: ProcessValue[Tracer] = ProcessValue()
 _cold_start = True
 # The values aws_xray_sdk itself reads as "disabled" in AWS_XRAY_SDK_ENABLED.
 _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
 
-def _tracing_wanted() -> bool:
-    if os.environ.get(ENV.TRACING, "").strip().lower() == "off":
-        return False
+# TENANTSCOPE_TRACING's values; unset or empty is "auto".
+TRACING_AUTO, TRACING_XRAY, TRACING_OTEL, TRACING_OFF = TRACING_CHOICES = ("auto", "xray", "otel", "off")
+
+
+def _tracing_choice() -> str:
+    choice = os.environ.get(ENV.TRACING, "").strip().lower() or TRACING_AUTO
+    if choice not in TRACING_CHOICES:
+        raise ConfigurationError(
+            Reason.INVALID_SETTING, f"{ENV.TRACING} must be one of {', '.join(TRACING_CHOICES)}"
+        )
+    return choice
+
+
+def _xray_available() -> bool:
     if os.environ.get("AWS_XRAY_SDK_ENABLED", "").strip().lower() in _SDK_DISABLED:
         return False
     # Lambda sets LAMBDA_TASK_ROOT always, and the daemon address where X-Ray can trace (possibly
@@ -177,9 +256,26 @@ def _tracing_wanted() -> bool:
     return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
 
 
+def _detected_tracer() -> Tracer:
+    choice = _tracing_choice()
+    if choice == TRACING_OFF:
+        return NoopTracer()
+    if choice != TRACING_XRAY:
+        from ._otel import OTelTracer, otel_configured
+
+        if choice == TRACING_OTEL:
+            return OTelTracer()  # a ConfigurationError where OpenTelemetry is not installed
+        if otel_configured():
+            try:
+                return OTelTracer()
+            except ConfigurationError as missing:  # chosen automatically: keep tracing as before
+                logger.warning("tenantscope: not tracing with OpenTelemetry: %s", missing)
+    return XRayTracer() if _xray_available() else NoopTracer()
+
+
 def get_tracer() -> Tracer:
-    """The process-wide tracer: X-Ray in Lambda with active tracing, else a no-op."""
-    return _tracer.get(lambda: XRayTracer() if _tracing_wanted() else NoopTracer())
+    """The process-wide tracer, chosen by ``TENANTSCOPE_TRACING`` on first use (see the module)."""
+    return _tracer.get(_detected_tracer)
 
 
 def set_tracer(tracer: Tracer | None) -> None:

@@ -28,8 +28,14 @@ def _response(status: int, message: str, headers: dict[str, str] | None = None) 
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": json.dumps({"message": message}),
+        "body": _body(message),
     }
+
+
+@functools.cache
+def _body(message: str) -> str:
+    """The JSON body of a refusal: a handful of constant messages, serialized once each."""
+    return json.dumps({"message": message})
 
 
 def _answer(outcome: Outcome[Any]) -> Any:

@@ -41,6 +41,23 @@ class SqsRecord:
     attributes: Mapping[str, Any] = field(repr=False)
     event_source_arn: str
 
+    # Written out rather than generated, as TenantContext's: one write for every record.
+    def __init__(
+        self,
+        message_id: str,
+        body: str,
+        message_attributes: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        event_source_arn: str,
+    ) -> None:
+        self.__dict__.update(
+            message_id=message_id,
+            body=body,
+            message_attributes=message_attributes,
+            attributes=attributes,
+            event_source_arn=event_source_arn,
+        )
+
     @cached_property
     def json(self) -> Any:
         """The body parsed as JSON (parsed once)."""
@@ -90,14 +107,15 @@ class SqsRecordHandler:
     def outcome(self, raw: object, lambda_context: Any) -> Outcome[Any]:
         """The record's :data:`Outcome`; records its completion with the replay guard on success."""
         pipeline = self.pipeline
-        message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
+        record = raw if type(raw) is dict or isinstance(raw, Mapping) else None
+        message_id = record.get("messageId") if record is not None else None
         admitted: list[Envelope] = []
 
         def resolve() -> TenantContext:
-            if not isinstance(raw, Mapping):
+            if record is None:
                 raise InvalidEnvelope(Reason.MALFORMED_RECORD)
             tenant, envelope = resolve_sqs_record(
-                raw,
+                record,
                 pipeline.ring,
                 pipeline.settings,
                 now=time.time(),
@@ -110,17 +128,21 @@ class SqsRecordHandler:
                 admitted.append(envelope)
             return tenant
 
-        attributes = raw.get("attributes") if isinstance(raw, Mapping) else None
-        trace = attributes.get("AWSTraceHeader") if isinstance(attributes, Mapping) else None
+        attributes = record.get("attributes") if record is not None else None
+        trace = (
+            attributes.get("AWSTraceHeader")
+            if type(attributes) is dict or isinstance(attributes, Mapping)
+            else None
+        )
         outcome = pipeline.run(
             f"SQS record {message_id}",
             resolve,
-            lambda tenant: self.fn(SqsRecord.from_event_record(raw), lambda_context),  # type: ignore[arg-type]
+            lambda tenant: self.fn(SqsRecord.from_event_record(record), lambda_context),  # type: ignore[arg-type]
             lambda_context=lambda_context,
             trace_header=trace if isinstance(trace, str) else None,
             annotations={"message_id": message_id if isinstance(message_id, str) else ""},
         )
-        if isinstance(outcome, Success) and admitted and pipeline.replay_guard is not None:
+        if admitted and isinstance(outcome, Success) and pipeline.replay_guard is not None:
             try:
                 pipeline.replay_guard.complete(admitted[0], str(message_id))
             except Exception as error:  # processed already: failing the record would process it twice
@@ -183,6 +205,28 @@ def _fifo_group(raw: object) -> str | None:
     return group if isinstance(group, str) else None
 
 
+def _failure(raw: object) -> dict[str, str]:
+    """The batch item failure of a record."""
+    message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
+    # An unnamed record cannot be reported alone; "" makes Lambda retry the whole batch.
+    return {"itemIdentifier": message_id if isinstance(message_id, str) else ""}
+
+
+def _not_an_sqs_event(event: object) -> TypeError:
+    """Why ``event`` is not Lambda's SQS event. Raised rather than answered with no failures, which
+    would delete a batch nothing has read: Lambda retries a batch whose handler raised."""
+    if isinstance(event, Mapping) and "Messages" in event:
+        return TypeError(
+            "@sqs_handler was given ReceiveMessage's answer ('Messages'), not Lambda's SQS event "
+            "{'Records': [...]}: in a test, convert each message with tenantscope.testing."
+            "record_from_received(message, queue_arn=...) and wrap them with sqs_event(...)"
+        )
+    return TypeError(
+        "@sqs_handler takes Lambda's SQS event, {'Records': [{'messageId': ..., 'body': ..., "
+        "'messageAttributes': ..., 'eventSourceARN': ..., ...}]}, and this event has no 'Records' list"
+    )
+
+
 BatchHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -218,7 +262,8 @@ def sqs_handler(
     replayed, when its tenant is not Lambda's (tenant isolation mode), when credentials
     cannot be vended, or when the function raises. Other records go on. On a FIFO queue,
     once a record fails, the later records of its message group fail too, so the group's
-    order is kept.
+    order is kept. An event without a ``Records`` list (``ReceiveMessage``'s answer, another
+    trigger's event) raises ``TypeError``, so that Lambda retries it rather than deletes it.
 
     >>> from tenantscope import current_tenant, sqs_handler
     >>> @sqs_handler
@@ -236,16 +281,16 @@ def sqs_handler(
             failures: list[dict[str, str]] = []
             failed_groups: set[str] = set()
             records = event.get("Records") if isinstance(event, Mapping) else None
-            for raw in records if isinstance(records, list) else []:
-                message_id = raw.get("messageId") if isinstance(raw, Mapping) else None
-                # An unnamed record cannot be reported alone; "" makes Lambda retry the whole batch.
-                item = {"itemIdentifier": message_id if isinstance(message_id, str) else ""}
-                group = _fifo_group(raw)
-                if group is not None and group in failed_groups:
-                    failures.append(item)
+            if not isinstance(records, list):
+                raise _not_an_sqs_event(event)
+            for raw in records:
+                # Until a record fails, no group has failed: the group is looked up only then.
+                if failed_groups and _fifo_group(raw) in failed_groups:
+                    failures.append(_failure(raw))
                     continue
                 if not isinstance(step.outcome(raw, context), Success):
-                    failures.append(item)
+                    failures.append(_failure(raw))
+                    group = _fifo_group(raw)
                     if group is not None:
                         failed_groups.add(group)
             return {"batchItemFailures": failures}

@@ -50,6 +50,7 @@ class RecordedSpan:
     annotations: dict[str, AnnotationValue] = field(default_factory=dict)
     errors: list[tuple[type[BaseException], bool]] = field(default_factory=list)  # (type, client error)
     escaped: type[BaseException] | None = None  # an exception that left the span
+    trace_header: str | None = None  # the trace the unit arrived with (an SQS record's)
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         if not isinstance(value, str | int | float | bool):
@@ -78,8 +79,8 @@ class RecordingTracer:
         self._trace_header = trace_header
 
     @contextmanager
-    def span(self, name: str) -> Iterator[RecordedSpan]:
-        span = RecordedSpan(name)
+    def span(self, name: str, trace_header: str | None = None) -> Iterator[RecordedSpan]:
+        span = RecordedSpan(name, trace_header=trace_header)
         self.spans.append(span)
         try:
             yield span

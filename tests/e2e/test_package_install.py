@@ -1,0 +1,168 @@
+"""tenantscope installed as a user installs it: in clean venvs (no system site packages, nothing of
+this repository on the path), from the wheel ``make dist`` builds and from the folder
+``layers/tenantscope`` itself, copied alone; then README's own-service example runs its tests there.
+
+Dependencies come from the package registry, pinned to this repository's versions
+(``-c requirements-dev.txt``). Where the registry cannot be reached, the tests are skipped with a
+reason that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests import own_service
+
+ROOT = own_service.ROOT
+CONSTRAINTS = ROOT / "requirements-dev.txt"
+# pip's words for a registry it cannot reach (DNS, refused or dropped connections, timeouts).
+UNREACHABLE = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "Connection refused",
+    "ConnectTimeout",
+    "Read timed out",
+    "ProxyError",
+)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without what would point the venv at this repository or at AWS."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "PYTHONPATH" and not name.startswith(("AWS_", "TENANTSCOPE_", "VIRTUAL_ENV", "PYTEST"))
+    }
+
+
+def make_venv(directory: Path) -> Path:
+    """A venv with no system site packages and no pip of its own; returns its python."""
+    venv.EnvBuilder(system_site_packages=False, with_pip=False, clear=True).create(directory)
+    return directory / "bin" / "python"
+
+
+def pip_install(python: Path, *requirements: str, cwd: Path) -> None:
+    """``pip install`` into the venv of ``python`` (this venv's pip, ``--python``), constrained to the
+    versions this repository pins; skip when the registry is unreachable."""
+    command = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    command += ["--disable-pip-version-check", "-c", str(CONSTRAINTS), *requirements]
+    result = subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        if any(sign in output for sign in UNREACHABLE):
+            last = [line for line in output.splitlines() if line.strip()][-1]
+            pytest.skip(f"the package registry is unreachable, so nothing can be installed: {last}")
+        pytest.fail(f"pip install {' '.join(requirements)} failed:\n{output[-4000:]}")
+
+
+def run_python(python: Path, code: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [str(python), "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make dist``'s command, run on a copy of the folder alone: the wheel and the sdist."""
+    work = tmp_path_factory.mktemp("dist")
+    library = own_service.copy_library(work / "tenantscope")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "-m build --no-isolation --outdir $(DIST) $(LIBRARY)" in makefile
+    assert "LIBRARY := layers/tenantscope" in makefile
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(work / "dist"), str(library)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return work / "dist"
+
+
+def test_the_sdist_holds_the_library_and_nothing_else(dist: Path) -> None:
+    (sdist,) = dist.glob("tenantscope-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {Path(*Path(name).parts[1:]) for name in archive.getnames() if len(Path(name).parts) > 1}
+    tops = {name.parts[0] for name in names}
+    assert tops <= {
+        "tenantscope",
+        "tenantscope.egg-info",
+        "pyproject.toml",
+        "README.md",
+        "PKG-INFO",
+        "setup.cfg",
+    }
+    assert Path("tenantscope/py.typed") in names
+    assert Path("tenantscope/testing/_local.py") in names
+
+
+def test_the_wheel_installs_alone_into_a_clean_venv(dist: Path, tmp_path: Path) -> None:
+    (wheel,) = dist.glob("tenantscope-*.whl")
+    python = make_venv(tmp_path / "venv")
+    pip_install(python, str(wheel), cwd=tmp_path)
+    version = wheel.name.split("-")[1]
+    output = run_python(
+        python,
+        f"""
+        import importlib.metadata, importlib.resources, importlib.util, sys
+        import tenantscope
+        from tenantscope import tenant_key, tenant_scope
+
+        assert not sys.flags.no_site and sys.prefix != sys.base_prefix, "not in the venv"
+        assert tenantscope.__file__.startswith(sys.prefix), tenantscope.__file__
+        assert tenantscope.__version__ == importlib.metadata.version("tenantscope") == {version!r}
+        assert importlib.resources.files("tenantscope").joinpath("py.typed").is_file()
+        for absent in ("devtools", "tests", "app", "aws_xray_sdk"):
+            assert importlib.util.find_spec(absent) is None, absent + " is importable"
+        # The package, its metadata, and the console script (../../../bin/tenantscope).
+        installed = {{str(f).split("/")[0] for f in importlib.metadata.files("tenantscope")}}
+        assert installed == {{"tenantscope", "tenantscope-{version}.dist-info", ".."}}, installed
+        with tenant_scope("acme"):
+            print(tenant_key("NOTE", "1"))
+        """,
+        cwd=tmp_path,
+    )
+    assert output.strip() == "TENANT#acme#NOTE#1"
+    cli = subprocess.run(
+        [str(tmp_path / "venv" / "bin" / "tenantscope"), "--help"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0 and "send" in cli.stdout, cli.stdout + cli.stderr
+
+
+def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder(tmp_path: Path) -> None:
+    """README's "Use it in your own service": the folder copied into a service, installed with the
+    README's command into a clean venv, and the service's tests run there with pytest and moto."""
+    service = own_service.lay_out(tmp_path / "service")
+    python = make_venv(tmp_path / "venv")
+    pip_install(python, "./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]", cwd=service)
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=service,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout

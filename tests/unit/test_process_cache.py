@@ -1,0 +1,52 @@
+"""ProcessCache: values built once per key or stored, the least recently used dropped at the bound."""
+
+from __future__ import annotations
+
+from tenantscope._cache import ProcessCache, reset_process_state
+
+
+def test_a_value_is_built_once_and_the_least_recently_used_is_dropped() -> None:
+    cache: ProcessCache[str, str] = ProcessCache(maxsize=2)
+    built: list[str] = []
+
+    def build(key: str) -> str:
+        built.append(key)
+        return key.upper()
+
+    # GIVEN a and b built, then a used again: b is the least recently used
+    for key in ("a", "b", "a"):
+        assert cache.get(key, lambda key=key: build(key)) == key.upper()
+    # WHEN c is built, b goes
+    cache.get("c", lambda: build("c"))
+    cache.get("a", lambda: build("a"))
+    cache.get("b", lambda: build("b"))
+    assert built == ["a", "b", "c", "b"]
+    assert len(cache) == 2
+
+
+def test_an_invalid_value_is_built_again() -> None:
+    cache: ProcessCache[str, list[int]] = ProcessCache()
+    first = cache.get("k", lambda: [1])
+    assert cache.get("k", lambda: [2], valid=lambda value: value == [1]) is first
+    assert cache.get("k", lambda: [2], valid=lambda value: value == [9]) == [2]
+
+
+def test_stored_results_are_looked_up_discarded_and_bounded() -> None:
+    cache: ProcessCache[str, int] = ProcessCache(maxsize=2)
+    cache.store("a", 1)
+    cache.store("b", 2)
+    assert cache.lookup("a") == 1  # a is now the most recently used
+    cache.store("c", 3)  # b goes
+    assert (cache.lookup("a"), cache.lookup("b"), cache.lookup("c")) == (1, None, 3)
+    cache.discard("a")
+    cache.discard("a")  # absent: nothing happens
+    assert cache.lookup("a") is None
+    assert len(cache) == 1
+
+
+def test_reset_process_state_empties_every_cache() -> None:
+    cache: ProcessCache[str, int] = ProcessCache()
+    cache.store("a", 1)
+    cache.get("b", lambda: 2)
+    reset_process_state()
+    assert len(cache) == 0
