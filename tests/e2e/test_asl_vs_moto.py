@@ -21,8 +21,9 @@ from tenantscope import seal_input, tenant_scope
 ISSUER = dev_issuer()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def aws() -> Iterator[LocalAws]:
+    """One deployment for the module: each run places orders of its own."""
     with local_aws(LOCAL_PARAMETERS, environment=samples.identity(ISSUER)) as deployed:
         yield deployed
 
