@@ -17,8 +17,8 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from ._config import ENV
-from ._errors import ConfigurationError, Reason, TenantAuthError, without_message
-from ._tracing import ANNOTATION_KEYS, AnnotationValue, Span
+from ._errors import ConfigurationError, Reason, without_message
+from ._tracing import ANNOTATION_KEYS, AnnotationValue, RecordingSpan, Span
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -49,27 +49,20 @@ def otel_configured() -> bool:
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
-class _OTelSpan:
+class _OTelSpan(RecordingSpan):
     """One OpenTelemetry span, current while the unit of work runs and ended when it exits."""
 
-    __slots__ = ("_span", "_token", "_tracer", "recorded")
+    __slots__ = ("_span", "_token", "_tracer")
 
     def __init__(self, span: OpenTelemetrySpan, token: Token[Context], tracer: OTelTracer) -> None:
+        super().__init__()
         self._span = span
         self._token = token
         self._tracer = tracer
-        self.recorded = False
 
-    def __enter__(self) -> _OTelSpan:
-        return self
-
-    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
-        try:
-            if error is not None and not self.recorded:  # an adapter that classified it itself wins
-                self.record_error(error, client_error=isinstance(error, TenantAuthError))
-        finally:
-            self._tracer._detach(self._token)
-            self._span.end()
+    def _end(self) -> None:
+        self._tracer._detach(self._token)
+        self._span.end()
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         self._span.set_attribute(key, value)

@@ -28,6 +28,7 @@ __all__ = [
     "NOOP_SPAN",
     "TRACING_CHOICES",
     "NoopTracer",
+    "RecordingSpan",
     "Span",
     "Tracer",
     "XRayTracer",
@@ -112,17 +113,16 @@ ANNOTATION_KEYS = frozenset(
 _ANNOTATION_TYPES = (str, int, float, bool)
 
 
-class _XRaySpan:
-    """One X-Ray subsegment, ended when the span exits (a class, not a generator: cheaper per span)."""
+class RecordingSpan:
+    """A backend's span as a context manager (a class, not a generator: cheaper per span): on
+    exit it records an error that the adapter did not classify itself, then ends the span."""
 
-    __slots__ = ("_recorder", "_subsegment", "recorded")
+    __slots__ = ("recorded",)
 
-    def __init__(self, recorder: Any, subsegment: Any) -> None:
-        self._recorder = recorder
-        self._subsegment = subsegment
+    def __init__(self) -> None:
         self.recorded = False
 
-    def __enter__(self) -> _XRaySpan:
+    def __enter__(self) -> Span:
         return self
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
@@ -130,7 +130,30 @@ class _XRaySpan:
             if error is not None and not self.recorded:  # an adapter that classified it itself wins
                 self.record_error(error, client_error=isinstance(error, TenantAuthError))
         finally:
-            self._recorder.end_subsegment()
+            self._end()
+
+    def annotate(self, key: str, value: AnnotationValue) -> None:
+        raise NotImplementedError
+
+    def record_error(self, error: BaseException, *, client_error: bool = False) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        raise NotImplementedError
+
+
+class _XRaySpan(RecordingSpan):
+    """One X-Ray subsegment, ended when the span exits (a class, not a generator: cheaper per span)."""
+
+    __slots__ = ("_recorder", "_subsegment")
+
+    def __init__(self, recorder: Any, subsegment: Any) -> None:
+        super().__init__()
+        self._recorder = recorder
+        self._subsegment = subsegment
+
+    def _end(self) -> None:
+        self._recorder.end_subsegment()
 
     def annotate(self, key: str, value: AnnotationValue) -> None:
         # The SDK checks each key character by character on every call: tenantscope's own keys,
