@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -239,6 +239,14 @@ def test_each_bad_record_is_refused_for_its_own_reason(case: str) -> None:
     with pytest.raises(TenantAuthError) as caught:
         resolve_sqs_record(BAD_RECORDS[case](), RING, Settings.load(environ={}), now=time.time())
     assert (caught.value.reason, caught.value.detail) == REASONS[case]
+
+
+def test_a_record_resolves_to_its_envelopes_tenant_with_the_ids_its_logs_carry() -> None:
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    record["messageAttributes"] = MappingProxyType(record["messageAttributes"])  # any mapping
+    context, envelope = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
+    assert (context.tenant_id, context.source, context.subject) == ("acme", "sqs", None)
+    assert dict(context.claims) == {"envelope_id": envelope.envelope_id, "message_id": "m-1"}
 
 
 @pytest.mark.parametrize("position", [0, 1, 2], ids=["first", "middle", "last"])
