@@ -49,6 +49,8 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_context.py",
         "tests/unit/test_isolation_concurrency.py",
         "tests/unit/test_logging.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_sqs_handler.py",
     ),
     "_jwt": (
         "tests/unit/test_jwt_attacks.py",

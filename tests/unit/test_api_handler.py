@@ -22,6 +22,7 @@ from tenantscope import (
     Unauthorized,
     api_handler,
     current_tenant,
+    tenant_session,
 )
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
@@ -59,6 +60,23 @@ def test_http_api_v2_runs_handler_as_token_tenant(
     assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
     with pytest.raises(NoTenantContext):
         current_tenant()
+
+
+def test_the_handlers_own_settings_reach_the_tenants_data_clients(
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    # GIVEN a handler given settings that differ from the environment's (us-east-1)
+    settings = Settings.load(region="eu-west-1")
+    regions: list[str] = []
+
+    @api_handler(settings=settings, jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        regions.append(tenant_session().region_name)
+        return {"statusCode": 200}
+
+    # WHEN its tenant code makes a data client THEN the client is made with those settings
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert regions == ["eu-west-1"]
 
 
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
