@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tenantscope import ConfigurationError, KeysUnavailable
+from tenantscope import ConfigurationError, KeysUnavailable, Reason
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
 from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
@@ -171,8 +171,9 @@ def test_failing_source_is_retried_at_a_bounded_rate(
     # WHEN many requests arrive within one second
     for _ in range(100):
         # THEN each is an outage (503), not a bad token: no key set has ever loaded
-        with pytest.raises(KeysUnavailable):
+        with pytest.raises(KeysUnavailable) as outage:
             cache.get(issuer.kid)
+        assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     # AND the source was tried once; until a first load it is retried every second
     assert source.fetches == 1
     clock.advance(1.0)
@@ -357,8 +358,9 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> N
     with pytest.raises(ValueError, match="too large"):
         UrlJwksSource(url).fetch()
     # AND a cache built on it has no keys: an outage, not a bad token
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailable) as outage:
         JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid)
+    assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
 
 
 def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:

@@ -359,8 +359,9 @@ def test_a_derived_value_dies_with_its_token(
     first = verifier.verify_as(token, tuple)
     exp = verifier.verify(token)["exp"]
     clock.now = exp + LEEWAY
-    with pytest.raises(Unauthorized):
+    with pytest.raises(Unauthorized) as refusal:
         verifier.verify_as(token, tuple)
+    assert refusal.value.reason is Reason.TOKEN_EXPIRED
     # WHEN the clock goes back, the token is verified and derived anew
     clock.now = exp - 10
     assert verifier.verify_as(token, tuple) == first
