@@ -31,10 +31,12 @@ from tests.fakes import FakeClock
 
 @dataclass
 class Server:
-    """A local HTTP(S) server: ``routes`` maps a path to (status, headers, body); hits are counted."""
+    """A local HTTP(S) server: ``routes`` maps a path to (status, headers, body); hits are counted,
+    with the media types each asked for."""
 
     routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
+    accepts: list[str | None] = field(default_factory=list)
     base: str = ""
 
 
@@ -45,6 +47,7 @@ def _serve(context: ssl.SSLContext | None) -> Callable[[], Iterator[Server]]:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.hits.append(self.path)
+                server.accepts.append(self.headers.get("Accept"))
                 status, headers, body = server.routes.get(self.path, (404, {}, b""))
                 self.send_response(status)
                 for name, value in headers.items():
@@ -136,6 +139,7 @@ def test_the_issuers_keys_are_fetched_over_tls(
     issuer_site.routes["/jwks.json"] = jwks_response(issuer)
     source = UrlJwksSource(f"{issuer_site.base}/jwks.json", ssl_context=trust)
     assert source.fetch() == issuer.jwks()
+    assert issuer_site.accepts == ["application/json"]
 
 
 def test_an_issuer_certificate_that_is_not_trusted_is_refused(
@@ -164,8 +168,9 @@ def test_a_redirect_to_plain_http_is_refused_and_never_followed(
     assert refused.value.reason is Reason.JWKS_REDIRECT
     assert attacker_site.hits == []
     # AND a cache on it has no keys (a 503, not the foreign key); the log says why
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailable) as outage:
         JwksCache(source, clock=FakeClock()).get(foreign_issuer.kid)
+    assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     assert "JWKS URL answered with a redirect, which is refused" in caplog.text
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tenantscope import ConfigurationError, KeysUnavailable, Reason
-from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt
+from tenantscope._config import Settings
+from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, jwks_cache_for
 from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
 
@@ -381,3 +382,75 @@ def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: LocalIssu
     clock.advance(TTL + 1)
     # THEN the last good key is still served
     assert cache.get(issuer.kid) is good
+
+
+# --- the process-wide caches: one per JWKS and its settings ------------------------------------------
+
+
+def test_preload_fetches_now_even_right_after_a_fetch(
+    cache: JwksCache, source: StaticJwksSource, issuer: LocalIssuer
+) -> None:
+    assert cache.get(issuer.kid) is not None
+    cache.preload()
+    assert source.fetches == 2
+
+
+def test_a_jwks_url_gets_a_cache_fetching_that_url(tmp_path: Path, issuer: LocalIssuer) -> None:
+    settings = Settings.load(jwks_url=write_json(tmp_path / "jwks.json", issuer.jwks()))
+    key = jwks_cache_for(settings).get(issuer.kid)
+    assert key is not None and key.algorithm_name == "RS256"
+
+
+class Recorded:
+    """Stands in for a class of _jwt: keeps the arguments it was made with."""
+
+    made: list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.made.append((args, kwargs))
+
+
+def test_the_cache_is_made_with_the_jwks_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a JWKS URL with its own timeout, lifespan and refetch interval
+    sources = type("Sources", (Recorded,), {"made": []})
+    caches = type("Caches", (Recorded,), {"made": []})
+    monkeypatch.setattr(_jwt, "UrlJwksSource", sources)
+    monkeypatch.setattr(_jwt, "JwksCache", caches)
+    settings = Settings.load(
+        jwks_url="https://issuer.example/jwks.json",
+        jwks_timeout_seconds=1.5,
+        jwks_ttl_seconds=120,
+        jwks_min_refetch_seconds=7,
+    )
+    # WHEN its cache is made
+    jwks_cache_for(settings)
+    # THEN each setting reaches the source or the cache
+    assert sources.made == [(("https://issuer.example/jwks.json",), {"timeout": 1.5})]
+    ((source,), options) = caches.made[0]
+    assert isinstance(source, sources)
+    assert options == {"ttl": 120, "min_refetch_interval": 7}
+
+
+@pytest.mark.parametrize(
+    ("jwks_url", "deployed", "reason", "detail"),
+    [
+        (None, False, Reason.MISSING_SETTING, "TENANTSCOPE_JWKS_URL"),
+        ("inline:{not json", False, Reason.INVALID_SETTING, "TENANTSCOPE_JWKS_URL=inline: is not JSON"),
+        (
+            'inline:{"keys": []}',
+            True,
+            Reason.LOCAL_ONLY_SETTING,
+            "TENANTSCOPE_JWKS_URL=inline:... is not for a deployed function",
+        ),
+    ],
+    ids=["missing", "inline-not-json", "inline-deployed"],
+)
+def test_a_jwks_url_that_cannot_be_used_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, jwks_url: str | None, deployed: bool, reason: Reason, detail: str
+) -> None:
+    monkeypatch.delenv("TENANTSCOPE_JWKS_URL")
+    if deployed:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "api")
+    with pytest.raises(ConfigurationError) as refusal:
+        jwks_cache_for(Settings.load(jwks_url=jwks_url))
+    assert (refusal.value.reason, refusal.value.detail) == (reason, detail)
