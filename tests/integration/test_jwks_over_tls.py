@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -194,9 +195,22 @@ def test_a_jwks_file_is_refused_in_a_deployed_function(
     # GIVEN a deployed function (not sam local)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
-    with pytest.raises(ConfigurationError, match=r"file://\.\.\. is not for a deployed function") as refused:
+    with pytest.raises(ConfigurationError) as refused:
         UrlJwksSource(path.as_uri())
-    assert refused.value.reason is Reason.LOCAL_ONLY_SETTING
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.LOCAL_ONLY_SETTING,
+        "TENANTSCOPE_JWKS_URL=file://... is not for a deployed function",
+    )
     # AND under sam local invoke the development issuer's file still works
     monkeypatch.setenv("AWS_SAM_LOCAL", "true")
     assert UrlJwksSource(path.as_uri()).fetch() == issuer.jwks()
+
+
+def test_an_issuer_that_never_answers_fails_after_the_timeout() -> None:
+    # GIVEN an address that accepts connections and then says nothing (no TLS handshake, no answer)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/jwks.json"
+        # WHEN the keys are fetched THEN the fetch gives up after its timeout rather than waiting
+        # for ever: the request in front of it is answered (a 503) instead of the function timing out
+        with pytest.raises((TimeoutError, URLError)):
+            UrlJwksSource(url, timeout=0.2).fetch()

@@ -317,15 +317,26 @@ def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     ],
 )
 def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="https:// or file://"):
+    with pytest.raises(ConfigurationError) as refusal:
         UrlJwksSource(url)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.INVALID_SETTING,
+        "TENANTSCOPE_JWKS_URL must use https:// or file://",
+    )
 
 
 @pytest.mark.parametrize(
-    "url", ["https://issuer.example/.well-known/jwks.json", "file:///var/task/jwks.json"]
+    "url",
+    [
+        "https://issuer.example/.well-known/jwks.json",
+        "https://issuer.example/jwks.json?from=file://x",  # the scheme is what comes before the first ://
+        "file:///var/task/jwks.json",
+    ],
 )
 def test_url_source_accepts_https_and_file(url: str) -> None:
-    assert UrlJwksSource(url).url == url
+    source = UrlJwksSource(url)
+    assert (source.url, source.timeout) == (url, 2.0)  # seconds, unless told
+    assert UrlJwksSource(url, timeout=0.5).timeout == 0.5
 
 
 def write_json(path: Path, document: object) -> str:
@@ -356,7 +367,7 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> N
     # GIVEN a JWKS padded beyond 256 KiB
     url = write_json(tmp_path / "jwks.json", {**issuer.jwks(), "pad": "x" * MAX_JWKS_BYTES})
     # THEN fetching it fails
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match=r"^JWKS document too large$"):
         UrlJwksSource(url).fetch()
     # AND a cache built on it has no keys: an outage, not a bad token
     with pytest.raises(KeysUnavailable) as outage:
@@ -366,7 +377,7 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> N
 
 def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:
     url = write_json(tmp_path / "jwks.json", issuer.jwks()["keys"])
-    with pytest.raises(ValueError, match="not an object"):
+    with pytest.raises(ValueError, match=r"^JWKS document is not an object$"):
         UrlJwksSource(url).fetch()
 
 
