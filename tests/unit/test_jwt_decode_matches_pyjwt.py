@@ -168,6 +168,10 @@ CASES: dict[str, Callable[[LocalIssuer, LocalIssuer], str]] = {
         signed(i), 2, lambda s: s + "=" * (-len(s) % 4 + 1)
     ),
     "signature with standard base64": lambda i, f: edit(signed(i), 2, lambda s: s.replace("-", "+")),
+    "signature one = short of its padding": lambda i, f: edit(signed(i), 2, lambda s: s + "="),
+    "signature with six =": lambda i, f: edit(signed(i), 2, lambda s: s + "======"),
+    "signature with two letters appended": lambda i, f: edit(signed(i), 2, lambda s: s + "XX"),
+    "signature of four characters": lambda i, f: edit(signed(i), 2, lambda s: "AAAA"),
     "signature with a dot": lambda i, f: signed(i) + ".x",
     "two segments": lambda i, f: signed(i).rpartition(".")[0],
     "one segment": lambda i, f: signed(i).partition(".")[0],
