@@ -248,7 +248,9 @@ def test_preload_swallows_errors(
 # --- which keys are kept ---------------------------------------------------------------------------
 
 
-def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: LocalIssuer, rotated: LocalIssuer) -> None:
+def test_only_usable_signing_keys_with_a_kid_are_kept(
+    issuer: LocalIssuer, rotated: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
     # GIVEN a JWKS mixing one good key with keys that must be skipped
     jwk = issuer.jwk()
     document = {
@@ -294,6 +296,8 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: LocalIssuer, rotat
         "",
     ):
         assert cache.get(kid) is None, kid
+    # AND each key PyJWK could not read was skipped with a warning that shows none of it
+    assert "tenantscope: skipped an unusable JWKS key" in caplog.messages
 
 
 def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
