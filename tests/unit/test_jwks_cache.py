@@ -15,7 +15,7 @@ import pytest
 
 from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt
 from tenantscope._config import Settings
-from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, jwks_cache_for
+from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, _parse_keys, jwks_cache_for
 from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
 
@@ -298,6 +298,28 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(
         assert cache.get(kid) is None, kid
     # AND each key PyJWK could not read was skipped with a warning that shows none of it
     assert "tenantscope: skipped an unusable JWKS key" in caplog.messages
+
+
+def test_keys_after_skipped_entries_are_still_read(issuer: LocalIssuer) -> None:
+    # GIVEN a JWKS whose good key comes after each kind of entry that is skipped
+    jwk = issuer.jwk()
+    skipped = [
+        {**jwk, "kid": "enc-key", "use": "enc"},
+        {**jwk, "kid": "has space"},
+        {"kty": "XYZ", "kid": "k"},
+    ]
+    cache = JwksCache(StaticJwksSource({"keys": [*skipped, jwk]}), clock=FakeClock())
+    # THEN the good key is found
+    assert cache.get(issuer.kid) is not None
+
+
+def test_a_document_without_a_keys_list_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^JWKS has no keys list$"):
+        _parse_keys({"keys": {}})
+    source = StaticJwksSource({"keys": []})
+    source.fail = True
+    with pytest.raises(OSError, match=r"^JWKS source unavailable$"):
+        source.fetch()
 
 
 def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
