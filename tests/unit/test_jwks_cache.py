@@ -491,3 +491,18 @@ def test_a_jwks_url_that_cannot_be_used_is_a_configuration_error(
     with pytest.raises(ConfigurationError) as refusal:
         jwks_cache_for(Settings.load(jwks_url=jwks_url))
     assert (refusal.value.reason, refusal.value.detail) == (reason, detail)
+
+
+def test_by_default_keys_live_ten_minutes_and_unknown_kids_refetch_every_30_seconds(
+    source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+) -> None:
+    cache = JwksCache(source, clock=clock)
+    assert cache.get(issuer.kid) is not None
+    clock.advance(30)
+    assert cache.get("unknown") is None  # 30 s after the last fetch: an unknown kid refetches
+    clock.advance(570)
+    assert cache.get(issuer.kid) is not None  # 600 s after the first fetch: still within its life
+    assert source.fetches == 2
+    clock.advance(31)
+    assert cache.get(issuer.kid) is not None  # over 600 s after the last fetch: refreshed
+    assert source.fetches == 3

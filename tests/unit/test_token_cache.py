@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tenantscope import KeysUnavailable, Reason, Unauthorized
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, Unauthorized
 from tenantscope._config import Settings, get_settings
 from tenantscope._jwt import TOKEN_CACHE_SIZE, JwksCache, JwtVerifier, StaticJwksSource
 from tenantscope.testing import LocalIssuer, reset_process_state
@@ -394,3 +394,24 @@ def test_an_api_token_used_again_keeps_its_tenant_context(issuer: LocalIssuer, j
     assert again is first
     assert first.tenant_id == "acme"
     assert first.claims["sub"] == "user-1"
+
+
+def test_a_cache_of_one_remembers_one_token(keys: JwksCache, issuer: LocalIssuer, decodes: list[str]) -> None:
+    verifier = JwtVerifier(get_settings(), keys, cache_size=1)
+    token = issuer.token("acme")
+    verifier.verify(token)
+    verifier.verify(token)
+    assert decodes == ["user-1"]
+
+
+@pytest.mark.parametrize("missing", ["jwt_issuer", "jwt_audience"])
+def test_a_verifier_needs_both_an_issuer_and_an_audience(
+    monkeypatch: pytest.MonkeyPatch, keys: JwksCache, missing: str
+) -> None:
+    monkeypatch.delenv(f"TENANTSCOPE_{missing.upper()}")
+    with pytest.raises(ConfigurationError) as refusal:
+        JwtVerifier(Settings.load(), keys)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.MISSING_SETTING,
+        "TENANTSCOPE_JWT_ISSUER and TENANTSCOPE_JWT_AUDIENCE",
+    )
