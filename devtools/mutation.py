@@ -19,6 +19,7 @@ to ``.mutation/<module>/survivors.txt`` for review.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import subprocess
 import sys
@@ -151,13 +152,13 @@ def tally(module: str, statuses: Mapping[str, str], equivalents: Mapping[str, st
 
 
 def format_table(rows: list[Row]) -> str:
-    """A Markdown table of ``rows``, the score as a whole percentage."""
+    """A Markdown table of ``rows``, the score in percent rounded down to a tenth: 99.96% is not 100%."""
     lines = [
         "| module | generated | killed | survived | equivalent | score |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        score = "n/a" if row.score is None else f"{row.score:.0%}"
+        score = "n/a" if row.score is None else f"{math.floor(row.score * 1000) / 10:.1f}%"
         counts = " | ".join(str(n) for n in (row.generated, row.killed, row.survived, row.equivalent))
         lines.append(f"| `{row.module}` | {counts} | {score} |")
     return "\n".join(lines)

@@ -63,13 +63,14 @@ def test_a_module_whose_mutants_are_all_equivalent_has_no_score() -> None:
     assert "| `_x` | 1 | 0 | 0 | 1 | n/a |" in format_table([row])
 
 
-def test_the_table_has_a_row_per_module_with_a_whole_percentage() -> None:
-    table = format_table([Row("_tenant_id", 11, 11, 0, 0), Row("_jwt", 300, 190, 10, 3)])
-    assert table.splitlines() == [
+def test_the_table_has_a_row_per_module_with_the_score_rounded_down() -> None:
+    rows = [Row("_tenant_id", 11, 11, 0, 0), Row("_jwt", 300, 190, 10, 3), Row("_x", 2001, 2000, 1, 0)]
+    assert format_table(rows).splitlines() == [
         "| module | generated | killed | survived | equivalent | score |",
         "|---|---:|---:|---:|---:|---:|",
-        "| `_tenant_id` | 11 | 11 | 0 | 0 | 100% |",
-        "| `_jwt` | 300 | 190 | 10 | 3 | 64% |",
+        "| `_tenant_id` | 11 | 11 | 0 | 0 | 100.0% |",
+        "| `_jwt` | 300 | 190 | 10 | 3 | 63.9% |",
+        "| `_x` | 2001 | 2000 | 1 | 0 | 99.9% |",
     ]
 
 
