@@ -68,7 +68,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     "_data": (
         "tests/unit/test_guard.py",
         "tests/unit/test_isolation_concurrency.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_object_guard.py",
         "tests/integration/test_data_on_moto.py",
+        "tests/integration/test_files_on_moto.py",
     ),
     "_guard": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),

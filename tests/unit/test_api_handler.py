@@ -23,6 +23,7 @@ from tenantscope import (
     api_handler,
     current_tenant,
     tenant_session,
+    tenant_table,
 )
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
@@ -71,12 +72,14 @@ def test_the_handlers_own_settings_reach_the_tenants_data_clients(
 
     @api_handler(settings=settings, jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        regions.append(tenant_session().region_name)
+        table = tenant_table("app")
+        assert tenant_table("app") is table  # made once per tenant and credentials, then reused
+        regions.extend([tenant_session().region_name, table.meta.client.meta.region_name])
         return {"statusCode": 200}
 
-    # WHEN its tenant code makes a data client THEN the client is made with those settings
+    # WHEN its tenant code makes data clients THEN they are made with those settings
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
-    assert regions == ["eu-west-1"]
+    assert regions == ["eu-west-1", "eu-west-1"]
 
 
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
