@@ -18,7 +18,7 @@ ENV ?= dev
 CONFIG_ENV := $(if $(filter dev,$(ENV)),default,$(ENV))
 SAM := SAM_CLI_TELEMETRY=0 $(BIN)/sam
 
-.PHONY: help install test lint typecheck demo soak events bench build deploy clean dist \
+.PHONY: help install test lint typecheck demo soak events bench mutation build deploy clean dist \
 	local-aws local-aws-stop env-from-stack sam-local-test
 
 help:
@@ -27,6 +27,7 @@ help:
 	@echo "make soak [SEED=n] [ORDERS=2000] [TENANTS=50] - the whole flow under load and injected faults"
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
+	@echo "make mutation [MODULES=\"_tenant_id _resolve\"] - mutation testing of the security core (docs/testing.md)"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make dist   - the tenantscope wheel and sdist (layers/tenantscope) in dist/"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
@@ -93,6 +94,13 @@ env-from-stack: $(STAMP)
 
 sam-local-test: $(STAMP)
 	$(BIN)/python -m devtools.sam_local_test
+
+# Security core modules to mutation-test (default: all of them, see devtools/mutation.py), at the
+# lowest CPU priority: it runs for many minutes on every core it is given (JOBS).
+MODULES ?=
+JOBS ?= 2
+mutation: $(STAMP)
+	nice -n 19 $(BIN)/python -m devtools.mutation --jobs $(JOBS) $(MODULES)
 
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python benchmarks/bench.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -31,10 +32,12 @@ from tests.fakes import FakeClock
 
 @dataclass
 class Server:
-    """A local HTTP(S) server: ``routes`` maps a path to (status, headers, body); hits are counted."""
+    """A local HTTP(S) server: ``routes`` maps a path to (status, headers, body); hits are counted,
+    with the media types each asked for."""
 
     routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
+    accepts: list[str | None] = field(default_factory=list)
     base: str = ""
 
 
@@ -45,6 +48,7 @@ def _serve(context: ssl.SSLContext | None) -> Callable[[], Iterator[Server]]:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.hits.append(self.path)
+                server.accepts.append(self.headers.get("Accept"))
                 status, headers, body = server.routes.get(self.path, (404, {}, b""))
                 self.send_response(status)
                 for name, value in headers.items():
@@ -136,6 +140,7 @@ def test_the_issuers_keys_are_fetched_over_tls(
     issuer_site.routes["/jwks.json"] = jwks_response(issuer)
     source = UrlJwksSource(f"{issuer_site.base}/jwks.json", ssl_context=trust)
     assert source.fetch() == issuer.jwks()
+    assert issuer_site.accepts == ["application/json"]
 
 
 def test_an_issuer_certificate_that_is_not_trusted_is_refused(
@@ -164,8 +169,9 @@ def test_a_redirect_to_plain_http_is_refused_and_never_followed(
     assert refused.value.reason is Reason.JWKS_REDIRECT
     assert attacker_site.hits == []
     # AND a cache on it has no keys (a 503, not the foreign key); the log says why
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailable) as outage:
         JwksCache(source, clock=FakeClock()).get(foreign_issuer.kid)
+    assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     assert "JWKS URL answered with a redirect, which is refused" in caplog.text
 
 
@@ -189,9 +195,22 @@ def test_a_jwks_file_is_refused_in_a_deployed_function(
     # GIVEN a deployed function (not sam local)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
-    with pytest.raises(ConfigurationError, match=r"file://\.\.\. is not for a deployed function") as refused:
+    with pytest.raises(ConfigurationError) as refused:
         UrlJwksSource(path.as_uri())
-    assert refused.value.reason is Reason.LOCAL_ONLY_SETTING
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.LOCAL_ONLY_SETTING,
+        "TENANTSCOPE_JWKS_URL=file://... is not for a deployed function",
+    )
     # AND under sam local invoke the development issuer's file still works
     monkeypatch.setenv("AWS_SAM_LOCAL", "true")
     assert UrlJwksSource(path.as_uri()).fetch() == issuer.jwks()
+
+
+def test_an_issuer_that_never_answers_fails_after_the_timeout() -> None:
+    # GIVEN an address that accepts connections and then says nothing (no TLS handshake, no answer)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/jwks.json"
+        # WHEN the keys are fetched THEN the fetch gives up after its timeout rather than waiting
+        # for ever: the request in front of it is answered (a 503) instead of the function timing out
+        with pytest.raises((TimeoutError, URLError)):
+            UrlJwksSource(url, timeout=0.2).fetch()

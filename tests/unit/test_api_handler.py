@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -13,17 +14,21 @@ from hypothesis import strategies as st
 
 from tenantscope import (
     CrossTenantAccess,
+    InvalidTenantId,
     NoTenantContext,
     Reason,
     Settings,
     StsThrottled,
+    Unauthorized,
     api_handler,
     current_tenant,
+    tenant_session,
+    tenant_table,
 )
 from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
-from tenantscope._resolve import _compact_jws
+from tenantscope._resolve import _compact_jws, bearer_token, tenant_from_claims
 from tenantscope.testing import LocalIssuer
 from tests.conftest import LambdaContext, http_api_event, rest_api_event
 
@@ -56,6 +61,25 @@ def test_http_api_v2_runs_handler_as_token_tenant(
     assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
     with pytest.raises(NoTenantContext):
         current_tenant()
+
+
+def test_the_handlers_own_settings_reach_the_tenants_data_clients(
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    # GIVEN a handler given settings that differ from the environment's (us-east-1)
+    settings = Settings.load(region="eu-west-1")
+    regions: list[str] = []
+
+    @api_handler(settings=settings, jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        table = tenant_table("app")
+        assert tenant_table("app") is table  # made once per tenant and credentials, then reused
+        regions.extend([tenant_session().region_name, table.meta.client.meta.region_name])
+        return {"statusCode": 200}
+
+    # WHEN its tenant code makes data clients THEN they are made with those settings
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert regions == ["eu-west-1", "eu-west-1"]
 
 
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
@@ -213,3 +237,62 @@ def test_the_compact_jws_check_accepts_what_the_grammar_matches(token: str) -> N
 )
 def test_the_compact_jws_check_on_edge_cases(token: str) -> None:
     assert _compact_jws(token) == (_COMPACT_JWS.fullmatch(token) is not None)
+
+
+# --- the bearer token: only the Authorization header, within the length caps ------------------------
+
+SHAPED = "aaaa.bbbb.cccc"  # the shape of a compact JWS: bearer_token checks nothing more
+
+
+def bearer_refusal(event: dict[str, Any], max_bytes: int = 100) -> Reason:
+    with pytest.raises(Unauthorized) as refusal:
+        bearer_token(event, max_bytes)
+    return refusal.value.reason
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param({"headers": {"Authorisation": f"Bearer {SHAPED}"}}, id="same-length-header"),
+        pytest.param({"multiValueHeaders": {"Authorisation": [f"Bearer {SHAPED}"]}}, id="same-length-multi"),
+        pytest.param({"multiValueHeaders": {"X-Token": [f"Bearer {SHAPED}"]}}, id="other-multi-value-header"),
+        pytest.param({"multiValueHeaders": {"Authorization": f"Bearer {SHAPED}"}}, id="multi-not-list"),
+        pytest.param({"multiValueHeaders": ["Authorization", f"Bearer {SHAPED}"]}, id="multi-values-a-list"),
+        pytest.param({"headers": f"Authorization: Bearer {SHAPED}"}, id="headers-a-string"),
+    ],
+)
+def test_a_token_anywhere_but_the_authorization_header_is_no_token(event: dict[str, Any]) -> None:
+    assert bearer_refusal(event) is Reason.MISSING_TOKEN
+
+
+@pytest.mark.parametrize("key", ["headers", "multiValueHeaders"])
+def test_headers_may_be_any_mapping(key: str) -> None:
+    value = f"Bearer {SHAPED}"
+    headers = MappingProxyType({"Authorization": [value] if key == "multiValueHeaders" else value})
+    assert bearer_token({key: headers}, 100) == SHAPED
+
+
+def test_the_token_and_the_header_are_capped_at_their_lengths() -> None:
+    # GIVEN a cap of exactly the token's length
+    cap = len(SHAPED)
+    # THEN a token of that length passes, one more byte does not
+    assert bearer_token({"headers": {"Authorization": f"Bearer {SHAPED}"}}, cap) == SHAPED
+    assert bearer_refusal({"headers": {"Authorization": f"Bearer {SHAPED}"}}, cap - 1) is (
+        Reason.MALFORMED_AUTHORIZATION
+    )
+    # AND the whole header may exceed the cap by 16 characters (the scheme and its spaces), not more
+    assert bearer_token({"headers": {"Authorization": "Bearer" + " " * 10 + SHAPED}}, cap) == SHAPED
+    assert bearer_refusal({"headers": {"Authorization": "Bearer" + " " * 11 + SHAPED}}, cap) is (
+        Reason.MALFORMED_AUTHORIZATION
+    )
+
+
+def test_tenant_from_claims_reads_the_configured_claim() -> None:
+    settings = Settings.load(tenant_claim="custom:tenant")
+    claims = {"custom:tenant": "acme", "tenant_id": "globex", "sub": "u-1", "iss": "i", "jti": "j"}
+    context = tenant_from_claims(claims, settings)
+    assert (context.tenant_id, context.source, context.subject) == ("acme", "jwt", "u-1")
+    assert dict(context.claims) == {"iss": "i", "sub": "u-1"}  # selected claims only
+    with pytest.raises(InvalidTenantId) as refusal:
+        tenant_from_claims({"tenant_id": "acme"}, settings)
+    assert refusal.value.reason is Reason.INVALID_TENANT_CLAIM

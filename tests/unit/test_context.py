@@ -8,6 +8,7 @@ import contextvars
 import gc
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +27,8 @@ from tenantscope import (
     sign_message,
     tenant_scope,
 )
-from tenantscope._context import active_scope
+from tenantscope._context import _enter_scope, active_scope
+from tenantscope._credentials import ScopedCredentials
 from tenantscope.testing import QUEUE_ARN, RING
 
 
@@ -181,22 +183,40 @@ def test_a_batch_job_never_seals_or_logs_for_the_tenant_of_an_abandoned_generato
 
 
 def test_an_outer_scope_ending_first_ends_the_scopes_opened_inside_it() -> None:
-    # GIVEN a generator that opened globex's scope inside acme's block and is still suspended
+    # GIVEN generators that opened globex's scope inside acme's block, and initech's inside
+    # globex's, both still suspended
     inner_scopes = []
 
-    def inner() -> Iterator[str]:
-        with tenant_scope("globex"):
+    def inner(tenant: str) -> Iterator[str]:
+        with tenant_scope(tenant):
             inner_scopes.append(active_scope())
             yield current_tenant().tenant_id
 
     with tenant_scope("acme"):
-        suspended = inner()
-        assert next(suspended) == "globex"
-    # WHEN acme's block ends first THEN nothing is current, and the scope opened inside it ended too
+        suspended = [inner("globex"), inner("initech")]
+        assert [next(generator) for generator in suspended] == ["globex", "initech"]
+    # WHEN acme's block ends first THEN nothing is current, and every scope opened inside it ended too
     assert active_scope() is None
-    assert inner_scopes[0] is not None and inner_scopes[0].closed
-    suspended.close()
+    assert len(inner_scopes) == 2 and all(scope is not None and scope.closed for scope in inner_scopes)
+    for generator in reversed(suspended):
+        generator.close()
     assert active_scope() is None
+
+
+def test_a_scope_never_holds_another_tenants_credentials() -> None:
+    credentials = ScopedCredentials("globex", "AKIA", "secret", "token", time.time() + 900)
+    with (
+        pytest.raises(ValueError, match=r"^credentials belong to another tenant$"),
+        _enter_scope(TenantContext("acme"), credentials),
+    ):
+        pytest.fail("scope opened")
+    assert active_scope() is None
+
+
+def test_in_tenant_scope_passes_positional_and_keyword_arguments() -> None:
+    with tenant_scope("acme"), ThreadPoolExecutor(1) as pool:
+        task = in_tenant_scope(lambda n, *, unit: (current_tenant().tenant_id, n, unit))
+        assert pool.submit(task, 3, unit="kg").result() == ("acme", 3, "kg")
 
 
 def test_nothing_seals_or_logs_for_a_tenant_after_its_scope_ended() -> None:

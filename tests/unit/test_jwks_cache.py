@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tenantscope import ConfigurationError, KeysUnavailable
-from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt
+from tenantscope._config import Settings
+from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, _parse_keys, jwks_cache_for
 from tenantscope.testing import LocalIssuer
 from tests.fakes import FakeClock
 
@@ -171,8 +172,9 @@ def test_failing_source_is_retried_at_a_bounded_rate(
     # WHEN many requests arrive within one second
     for _ in range(100):
         # THEN each is an outage (503), not a bad token: no key set has ever loaded
-        with pytest.raises(KeysUnavailable):
+        with pytest.raises(KeysUnavailable) as outage:
             cache.get(issuer.kid)
+        assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     # AND the source was tried once; until a first load it is retried every second
     assert source.fetches == 1
     clock.advance(1.0)
@@ -246,7 +248,9 @@ def test_preload_swallows_errors(
 # --- which keys are kept ---------------------------------------------------------------------------
 
 
-def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: LocalIssuer, rotated: LocalIssuer) -> None:
+def test_only_usable_signing_keys_with_a_kid_are_kept(
+    issuer: LocalIssuer, rotated: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
     # GIVEN a JWKS mixing one good key with keys that must be skipped
     jwk = issuer.jwk()
     document = {
@@ -292,6 +296,30 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(issuer: LocalIssuer, rotat
         "",
     ):
         assert cache.get(kid) is None, kid
+    # AND each key PyJWK could not read was skipped with a warning that shows none of it
+    assert "tenantscope: skipped an unusable JWKS key" in caplog.messages
+
+
+def test_keys_after_skipped_entries_are_still_read(issuer: LocalIssuer) -> None:
+    # GIVEN a JWKS whose good key comes after each kind of entry that is skipped
+    jwk = issuer.jwk()
+    skipped = [
+        {**jwk, "kid": "enc-key", "use": "enc"},
+        {**jwk, "kid": "has space"},
+        {"kty": "XYZ", "kid": "k"},
+    ]
+    cache = JwksCache(StaticJwksSource({"keys": [*skipped, jwk]}), clock=FakeClock())
+    # THEN the good key is found
+    assert cache.get(issuer.kid) is not None
+
+
+def test_a_document_without_a_keys_list_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^JWKS has no keys list$"):
+        _parse_keys({"keys": {}})
+    source = StaticJwksSource({"keys": []})
+    source.fail = True
+    with pytest.raises(OSError, match=r"^JWKS source unavailable$"):
+        source.fetch()
 
 
 def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
@@ -315,15 +343,27 @@ def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     ],
 )
 def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"https:// URL, or file://<path> or inline:<JWKS JSON>"):
+    with pytest.raises(ConfigurationError) as refusal:
         UrlJwksSource(url)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.INVALID_SETTING,
+        "TENANTSCOPE_JWKS_URL must be the issuer's https:// URL, or file://<path> or inline:<JWKS JSON>"
+        " for local development",
+    )
 
 
 @pytest.mark.parametrize(
-    "url", ["https://issuer.example/.well-known/jwks.json", "file:///var/task/jwks.json"]
+    "url",
+    [
+        "https://issuer.example/.well-known/jwks.json",
+        "https://issuer.example/jwks.json?from=file://x",  # the scheme is what comes before the first ://
+        "file:///var/task/jwks.json",
+    ],
 )
 def test_url_source_accepts_https_and_file(url: str) -> None:
-    assert UrlJwksSource(url).url == url
+    source = UrlJwksSource(url)
+    assert (source.url, source.timeout) == (url, 2.0)  # seconds, unless told
+    assert UrlJwksSource(url, timeout=0.5).timeout == 0.5
 
 
 def write_json(path: Path, document: object) -> str:
@@ -354,16 +394,17 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> N
     # GIVEN a JWKS padded beyond 256 KiB
     url = write_json(tmp_path / "jwks.json", {**issuer.jwks(), "pad": "x" * MAX_JWKS_BYTES})
     # THEN fetching it fails
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match=r"^JWKS document too large$"):
         UrlJwksSource(url).fetch()
     # AND a cache built on it has no keys: an outage, not a bad token
-    with pytest.raises(KeysUnavailable):
+    with pytest.raises(KeysUnavailable) as outage:
         JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid)
+    assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
 
 
 def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:
     url = write_json(tmp_path / "jwks.json", issuer.jwks()["keys"])
-    with pytest.raises(ValueError, match="not an object"):
+    with pytest.raises(ValueError, match=r"^JWKS document is not an object$"):
         UrlJwksSource(url).fetch()
 
 
@@ -379,3 +420,90 @@ def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: LocalIssu
     clock.advance(TTL + 1)
     # THEN the last good key is still served
     assert cache.get(issuer.kid) is good
+
+
+# --- the process-wide caches: one per JWKS and its settings ------------------------------------------
+
+
+def test_preload_fetches_now_even_right_after_a_fetch(
+    cache: JwksCache, source: StaticJwksSource, issuer: LocalIssuer
+) -> None:
+    assert cache.get(issuer.kid) is not None
+    cache.preload()
+    assert source.fetches == 2
+
+
+def test_a_jwks_url_gets_a_cache_fetching_that_url(tmp_path: Path, issuer: LocalIssuer) -> None:
+    settings = Settings.load(jwks_url=write_json(tmp_path / "jwks.json", issuer.jwks()))
+    key = jwks_cache_for(settings).get(issuer.kid)
+    assert key is not None and key.algorithm_name == "RS256"
+
+
+class Recorded:
+    """Stands in for a class of _jwt: keeps the arguments it was made with."""
+
+    made: list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.made.append((args, kwargs))
+
+
+def test_the_cache_is_made_with_the_jwks_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a JWKS URL with its own timeout, lifespan and refetch interval
+    sources = type("Sources", (Recorded,), {"made": []})
+    caches = type("Caches", (Recorded,), {"made": []})
+    monkeypatch.setattr(_jwt, "UrlJwksSource", sources)
+    monkeypatch.setattr(_jwt, "JwksCache", caches)
+    settings = Settings.load(
+        jwks_url="https://issuer.example/jwks.json",
+        jwks_timeout_seconds=1.5,
+        jwks_ttl_seconds=120,
+        jwks_min_refetch_seconds=7,
+    )
+    # WHEN its cache is made
+    jwks_cache_for(settings)
+    # THEN each setting reaches the source or the cache
+    assert sources.made == [(("https://issuer.example/jwks.json",), {"timeout": 1.5})]
+    ((source,), options) = caches.made[0]
+    assert isinstance(source, sources)
+    assert options == {"ttl": 120, "min_refetch_interval": 7}
+
+
+@pytest.mark.parametrize(
+    ("jwks_url", "deployed", "reason", "detail"),
+    [
+        (None, False, Reason.MISSING_SETTING, "TENANTSCOPE_JWKS_URL"),
+        ("inline:{not json", False, Reason.INVALID_SETTING, "TENANTSCOPE_JWKS_URL=inline: is not JSON"),
+        (
+            'inline:{"keys": []}',
+            True,
+            Reason.LOCAL_ONLY_SETTING,
+            "TENANTSCOPE_JWKS_URL=inline:... is not for a deployed function",
+        ),
+    ],
+    ids=["missing", "inline-not-json", "inline-deployed"],
+)
+def test_a_jwks_url_that_cannot_be_used_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, jwks_url: str | None, deployed: bool, reason: Reason, detail: str
+) -> None:
+    monkeypatch.delenv("TENANTSCOPE_JWKS_URL")
+    if deployed:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "api")
+    with pytest.raises(ConfigurationError) as refusal:
+        jwks_cache_for(Settings.load(jwks_url=jwks_url))
+    assert (refusal.value.reason, refusal.value.detail) == (reason, detail)
+
+
+def test_by_default_keys_live_ten_minutes_and_unknown_kids_refetch_every_30_seconds(
+    source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+) -> None:
+    cache = JwksCache(source, clock=clock)
+    assert cache.get(issuer.kid) is not None
+    clock.advance(30)
+    assert cache.get("unknown") is None  # 30 s after the last fetch: an unknown kid refetches
+    clock.advance(570)
+    assert cache.get(issuer.kid) is not None  # 600 s after the first fetch: still within its life
+    assert source.fetches == 2
+    clock.advance(31)
+    assert cache.get(issuer.kid) is not None  # over 600 s after the last fetch: refreshed
+    assert source.fetches == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -94,6 +95,10 @@ def test_task_runs_as_the_sealed_tenant_and_accumulates_results(
     assert call["payload"] == {"input": PAYLOAD, "results": {}}
     assert call["tenant"].tenant_id == "acme" and call["tenant"].source == "sfn"
     assert call["tenant"].subject == EXECUTION
+    # what logs of the task carry: the envelope's id and the execution's name
+    claims = dict(call["tenant"].claims)
+    assert claims == {"envelope_id": claims.get("envelope_id"), "execution_name": EXECUTION}
+    assert re.fullmatch("[0-9a-f]{32}", claims["envelope_id"])
     assert call["credentials_tenant"] == "acme"
     assert output == {SFN_KEY: event[SFN_KEY], "results": {"reserve_inventory": {"reserved": 3}}}
     assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
@@ -169,6 +174,15 @@ def with_execution(**changes: Any) -> Callable[[], Any]:
     return build
 
 
+def with_envelope(**changes: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        event = first_event()
+        event[SFN_KEY].update(changes)
+        return event
+
+    return build
+
+
 def body_not_json() -> Any:
     """A forged envelope whose signed body is not JSON (sealed with the real key)."""
     body = "not json"
@@ -185,41 +199,76 @@ def body_not_json() -> Any:
     )
 
 
-REFUSED: dict[str, Callable[[], Any]] = {
-    "an envelope from another execution": lambda: task_event(
-        sealed_input(PAYLOAD, tenant_id="acme", execution_name="acme-other"), execution_name=EXECUTION
+# Each refusal, and the reason it is logged with: the task sees only TenantAuthError, the log says why.
+REFUSED: dict[str, tuple[Callable[[], Any], Reason]] = {
+    "an envelope from another execution": (
+        lambda: task_event(
+            sealed_input(PAYLOAD, tenant_id="acme", execution_name="acme-other"), execution_name=EXECUTION
+        ),
+        Reason.BAD_ENVELOPE_SIGNATURE,
     ),
-    "another state machine": lambda: task_event(
-        sealed_input(PAYLOAD, tenant_id="acme", execution_name=EXECUTION),
-        execution_name=EXECUTION,
-        state_machine_arn=OTHER_MACHINE_ARN,
+    "another state machine": (
+        lambda: task_event(
+            sealed_input(PAYLOAD, tenant_id="acme", execution_name=EXECUTION),
+            execution_name=EXECUTION,
+            state_machine_arn=OTHER_MACHINE_ARN,
+        ),
+        Reason.BAD_ENVELOPE_SIGNATURE,
     ),
-    "not a state machine ARN": with_execution(stateMachine="arn:aws:sqs:us-east-1:123456789012:q"),
-    "tampered tenant": tampered_tenant,
-    "tampered body": tampered_body,
-    "signed with another key": lambda: first_event(ring=make_ring({"k1": key_bytes("not-k1")})),
-    "signed with an unknown key id": lambda: first_event(ring=make_ring({"k9": key_bytes("k9")})),
-    "missing envelope": without(SFN_KEY),
-    "missing execution block": without("execution"),
-    "execution name missing": with_execution(name=None),
-    "execution block not an object": lambda: {**first_event(), "execution": "acme-3f1c"},
-    "envelope not an object": lambda: {**first_event(), SFN_KEY: json.dumps(first_event()[SFN_KEY])},
-    "expired envelope": lambda: first_event(issued_at=int(time.time()) - SFN_TTL - 3600),
-    "issued in the future": lambda: first_event(issued_at=int(time.time()) + 3600),
-    "sealed body not JSON": body_not_json,
-    "event is a list": lambda: [first_event()],
-    "event is a string": lambda: json.dumps(first_event()),
-    "event is None": lambda: None,
+    "not a state machine ARN": (
+        with_execution(stateMachine="arn:aws:sqs:us-east-1:123456789012:q"),
+        Reason.MALFORMED_DESTINATION,
+    ),
+    "tampered tenant": (tampered_tenant, Reason.BAD_ENVELOPE_SIGNATURE),
+    "tampered body": (tampered_body, Reason.BAD_ENVELOPE_SIGNATURE),
+    "signed with another key": (
+        lambda: first_event(ring=make_ring({"k1": key_bytes("not-k1")})),
+        Reason.BAD_ENVELOPE_SIGNATURE,
+    ),
+    "signed with an unknown key id": (
+        lambda: first_event(ring=make_ring({"k9": key_bytes("k9")})),
+        Reason.UNKNOWN_SIGNING_KEY,
+    ),
+    "missing envelope": (without(SFN_KEY), Reason.MISSING_ENVELOPE),
+    "missing execution block": (without("execution"), Reason.MISSING_ENVELOPE),
+    "execution name missing": (with_execution(name=None), Reason.MALFORMED_ENVELOPE),
+    "state machine not a string": (with_execution(stateMachine=1), Reason.MALFORMED_ENVELOPE),
+    "sealed body not a string": (with_envelope(body=1), Reason.MALFORMED_ENVELOPE),
+    "execution block not an object": (
+        lambda: {**first_event(), "execution": "acme-3f1c"},
+        Reason.MISSING_ENVELOPE,
+    ),
+    "envelope not an object": (
+        lambda: {**first_event(), SFN_KEY: json.dumps(first_event()[SFN_KEY])},
+        Reason.MISSING_ENVELOPE,
+    ),
+    "expired envelope": (
+        lambda: first_event(issued_at=int(time.time()) - SFN_TTL - 3600),
+        Reason.ENVELOPE_EXPIRED,
+    ),
+    "issued in the future": (
+        lambda: first_event(issued_at=int(time.time()) + 3600),
+        Reason.ENVELOPE_FROM_THE_FUTURE,
+    ),
+    "sealed body not JSON": (body_not_json, Reason.MALFORMED_BODY),
+    "event is a list": (lambda: [first_event()], Reason.MALFORMED_TASK_EVENT),
+    "event is a string": (lambda: json.dumps(first_event()), Reason.MALFORMED_TASK_EVENT),
+    "event is None": (lambda: None, Reason.MALFORMED_TASK_EVENT),
 }
 
 
-@pytest.mark.parametrize("build", list(REFUSED.values()), ids=list(REFUSED))
+@pytest.mark.parametrize(("build", "reason"), list(REFUSED.values()), ids=list(REFUSED))
 def test_refusals_raise_exactly_tenant_auth_error_and_the_task_never_runs(
-    vendor: CredentialVendor, fake_sts: FakeSts, build: Callable[[], Any]
+    vendor: CredentialVendor,
+    fake_sts: FakeSts,
+    caplog: pytest.LogCaptureFixture,
+    build: Callable[[], Any],
+    reason: Reason,
 ) -> None:
     task = recording_task(vendor)
     with pytest.raises(TenantAuthError) as caught:
         task(build(), LambdaContext())
+    assert [r.reason for r in caplog.records if hasattr(r, "reason")] == [reason]
     assert type(caught.value) is TenantAuthError
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert task.calls == []

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from tenantscope import (
     StsRefused,
     TenantAuthError,
     current_tenant,
+    send_message,
     sqs_handler,
 )
 from tenantscope import sqs as sqs_module
@@ -241,6 +242,14 @@ def test_each_bad_record_is_refused_for_its_own_reason(case: str) -> None:
     assert (caught.value.reason, caught.value.detail) == REASONS[case]
 
 
+def test_a_record_resolves_to_its_envelopes_tenant_with_the_ids_its_logs_carry() -> None:
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    record["messageAttributes"] = MappingProxyType(record["messageAttributes"])  # any mapping
+    context, envelope = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
+    assert (context.tenant_id, context.source, context.subject) == ("acme", "sqs", None)
+    assert dict(context.claims) == {"envelope_id": envelope.envelope_id, "message_id": "m-1"}
+
+
 @pytest.mark.parametrize("position", [0, 1, 2], ids=["first", "middle", "last"])
 @pytest.mark.parametrize("build_bad", list(BAD_RECORDS.values()), ids=list(BAD_RECORDS))
 def test_a_bad_record_fails_alone_and_never_runs(
@@ -421,6 +430,35 @@ def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
     assert sorted(r.tenant_id for r in fake_sts.requests) == sorted(set(tenants))
     with pytest.raises(NoTenantContext):
         current_tenant()
+
+
+class RecordingSqs:
+    """A fake SQS client: keeps each SendMessage request."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        self.sent.append(request)
+        return {"MessageId": f"sent-{len(self.sent)}"}
+
+
+def test_a_message_sent_while_handling_a_record_continues_the_records_trace(vendor: CredentialVendor) -> None:
+    # GIVEN a record that arrived with the trace of the request that sent it
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    record = signed_sqs_record("{}", tenant_id="acme")
+    record["attributes"]["AWSTraceHeader"] = trace
+    sqs = RecordingSqs()
+
+    @sqs_handler(ring=RING, vendor=vendor)
+    def handler(record: SqsRecord, context: Any) -> None:
+        send_message(f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/next", "{}", ring=RING, client=sqs)
+
+    # WHEN its handler sends a message
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    # THEN the message continues that trace: one request stays one trace across queues
+    (sent,) = sqs.sent
+    assert sent["MessageSystemAttributes"]["AWSTraceHeader"] == {"DataType": "String", "StringValue": trace}
 
 
 def ordered_batch(queue_arn: str, failure: str) -> list[dict[str, Any]]:

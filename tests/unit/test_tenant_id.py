@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenantscope import InvalidTenantId, validate_tenant_id
+from tenantscope import InvalidTenantId, Reason, validate_tenant_id
 from tenantscope._tenant_id import TENANT_ID_PATTERN
 
 
@@ -57,6 +57,9 @@ class StrSubclass(str):
 def test_invalid_ids_raise(value: object) -> None:
     with pytest.raises(InvalidTenantId) as raised:
         validate_tenant_id(value)
+    # The log says which of the two refusals it was: a string outside the grammar, or no string.
+    assert raised.value.reason is Reason.INVALID_TENANT_ID
+    assert raised.value.detail == (None if type(value) is str else "not a string")
     # The refusal never echoes the value: it may be an attack payload bound for a log.
     assert repr(value) not in str(raised.value) or value == ""
 

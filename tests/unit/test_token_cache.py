@@ -19,8 +19,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tenantscope import KeysUnavailable, Reason, Unauthorized
-from tenantscope._config import get_settings
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, Unauthorized
+from tenantscope._config import Settings, get_settings
 from tenantscope._jwt import TOKEN_CACHE_SIZE, JwksCache, JwtVerifier, StaticJwksSource
 from tenantscope.testing import LocalIssuer, reset_process_state
 from tests.fakes import FakeClock
@@ -186,15 +186,30 @@ def test_a_remembered_token_expires_at_its_exp_plus_the_leeway(
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 def test_a_remembered_token_is_not_valid_before_its_nbf_or_iat_minus_the_leeway(
-    verifier: JwtVerifier, issuer: LocalIssuer, clock: FakeClock, claim: str
+    verifier: JwtVerifier, issuer: LocalIssuer, clock: FakeClock, claim: str, decodes: list[str]
 ) -> None:
     start = int(time.time()) + 20  # within the leeway: accepted when first verified
     token = issuer.token("acme", claims={claim: start})
     verifier.verify(token)
+    # WHEN the clock is set back to exactly start - leeway THEN the remembered token is still valid
+    clock.now = start - LEEWAY
+    assert verifier.verify(token)["tenant_id"] == "acme"
     # WHEN the clock is set back before start - leeway (a clock corrected backwards)
     clock.now = start - LEEWAY - 1
-    # THEN the remembered token is refused as not yet valid
+    # THEN the remembered token is refused as not yet valid, and forgotten: once the clock is right
+    # again, it is verified in full
     assert refused(verifier, token) == Reason.TOKEN_NOT_YET_VALID
+    clock.now = start
+    verifier.verify(token)
+    assert decodes == ["user-1", "user-1"]
+
+
+def test_a_token_of_exactly_the_maximum_length_is_verified(keys: JwksCache, issuer: LocalIssuer) -> None:
+    token = issuer.token("acme")
+    at_the_cap = JwtVerifier(Settings.load(max_token_bytes=len(token)), keys)
+    assert at_the_cap.verify(token)["tenant_id"] == "acme"
+    below_it = JwtVerifier(Settings.load(max_token_bytes=len(token) - 1), keys)
+    assert refused(below_it, token) == Reason.TOKEN_TOO_LONG
 
 
 # --- the signing key: withdrawn, replaced, republished ---------------------------------------------
@@ -362,8 +377,9 @@ def test_a_derived_value_dies_with_its_token(
     first = verifier.verify_as(token, tuple)
     exp = verifier.verify(token)["exp"]
     clock.now = exp + LEEWAY
-    with pytest.raises(Unauthorized):
+    with pytest.raises(Unauthorized) as refusal:
         verifier.verify_as(token, tuple)
+    assert refusal.value.reason is Reason.TOKEN_EXPIRED
     # WHEN the clock goes back, the token is verified and derived anew
     clock.now = exp - 10
     assert verifier.verify_as(token, tuple) == first
@@ -381,3 +397,24 @@ def test_an_api_token_used_again_keeps_its_tenant_context(issuer: LocalIssuer, j
     assert again is first
     assert first.tenant_id == "acme"
     assert first.claims["sub"] == "user-1"
+
+
+def test_a_cache_of_one_remembers_one_token(keys: JwksCache, issuer: LocalIssuer, decodes: list[str]) -> None:
+    verifier = JwtVerifier(get_settings(), keys, cache_size=1)
+    token = issuer.token("acme")
+    verifier.verify(token)
+    verifier.verify(token)
+    assert decodes == ["user-1"]
+
+
+@pytest.mark.parametrize("missing", ["jwt_issuer", "jwt_audience"])
+def test_a_verifier_needs_both_an_issuer_and_an_audience(
+    monkeypatch: pytest.MonkeyPatch, keys: JwksCache, missing: str
+) -> None:
+    monkeypatch.delenv(f"TENANTSCOPE_{missing.upper()}")
+    with pytest.raises(ConfigurationError) as refusal:
+        JwtVerifier(Settings.load(), keys)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.MISSING_SETTING,
+        "TENANTSCOPE_JWT_ISSUER and TENANTSCOPE_JWT_AUDIENCE",
+    )
