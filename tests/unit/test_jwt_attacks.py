@@ -344,41 +344,41 @@ TOKEN_ATTACKS = [
     ),
     # issuer: exact, typed match only
     pytest.param(
-        lambda k: k.issuer.token(claims={"iss": "https://evil.example"}), Reason.INVALID_TOKEN, id="iss-wrong"
+        lambda k: k.issuer.token(claims={"iss": "https://evil.example"}), Reason.WRONG_ISSUER, id="iss-wrong"
     ),
     pytest.param(
-        lambda k: k.issuer.token(claims={"iss": DEV_ISSUER[:-1]}), Reason.INVALID_TOKEN, id="iss-prefix"
+        lambda k: k.issuer.token(claims={"iss": DEV_ISSUER[:-1]}), Reason.WRONG_ISSUER, id="iss-prefix"
     ),
     pytest.param(
         lambda k: k.issuer.token(claims={"iss": "https://issuer"}),
-        Reason.INVALID_TOKEN,
+        Reason.WRONG_ISSUER,
         id="iss-short-prefix",
     ),
     pytest.param(
         lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "/evil"}),
-        Reason.INVALID_TOKEN,
+        Reason.WRONG_ISSUER,
         id="iss-extended-path",
     ),
     pytest.param(
         lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "."}),
-        Reason.INVALID_TOKEN,
+        Reason.WRONG_ISSUER,
         id="iss-extended-dot",
     ),
     pytest.param(
         lambda k: k.issuer.token(claims={"iss": DEV_ISSUER + "/"}),
-        Reason.INVALID_TOKEN,
+        Reason.WRONG_ISSUER,
         id="iss-trailing-slash",
     ),
     pytest.param(
-        lambda k: k.issuer.token(claims={"iss": DEV_ISSUER.upper()}), Reason.INVALID_TOKEN, id="iss-uppercase"
+        lambda k: k.issuer.token(claims={"iss": DEV_ISSUER.upper()}), Reason.WRONG_ISSUER, id="iss-uppercase"
     ),
     pytest.param(
         lambda k: k.issuer.token(claims={"iss": "x" + DEV_ISSUER}),
-        Reason.INVALID_TOKEN,
+        Reason.WRONG_ISSUER,
         id="iss-contains-ours",
     ),
-    pytest.param(lambda k: k.signed(claims=k.claims(iss=[DEV_ISSUER])), Reason.INVALID_TOKEN, id="iss-list"),
-    pytest.param(lambda k: k.signed(claims=k.claims(iss=123)), Reason.INVALID_TOKEN, id="iss-number"),
+    pytest.param(lambda k: k.signed(claims=k.claims(iss=[DEV_ISSUER])), Reason.WRONG_ISSUER, id="iss-list"),
+    pytest.param(lambda k: k.signed(claims=k.claims(iss=123)), Reason.WRONG_ISSUER, id="iss-number"),
     pytest.param(lambda k: k.signed(claims=k.claims(iss=None)), Reason.INVALID_TOKEN, id="iss-null"),
     pytest.param(lambda k: k.issuer.token(drop=("iss",)), Reason.INVALID_TOKEN, id="iss-missing"),
     # audience (or client_id for Cognito access tokens)

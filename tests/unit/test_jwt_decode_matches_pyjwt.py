@@ -36,6 +36,7 @@ REASONS = {
     "ExpiredSignatureError": Reason.TOKEN_EXPIRED,
     "ImmatureSignatureError": Reason.TOKEN_NOT_YET_VALID,
     "DecodeError": Reason.MALFORMED_TOKEN,
+    "InvalidIssuerError": Reason.WRONG_ISSUER,
 }
 
 Outcome = tuple[str, Any]  # ("ok", claims) or (reason, detail)

@@ -398,8 +398,6 @@ class JwtVerifier:
         if key.algorithm_name != alg:
             raise Unauthorized(Reason.ALGORITHM_MISMATCH)
         claims = self._decode(token, key)
-        if claims.get("iss") != settings.jwt_issuer:  # exact, typed comparison
-            raise Unauthorized(Reason.WRONG_ISSUER)
         self._check_audience(claims)
         if settings.jwt_token_use is not None and claims.get("token_use") != settings.jwt_token_use:
             raise Unauthorized(Reason.WRONG_TOKEN_USE)
@@ -451,8 +449,8 @@ class JwtVerifier:
             raise Unauthorized(Reason.MALFORMED_TOKEN)
         if exp <= now - leeway:
             raise Unauthorized(Reason.TOKEN_EXPIRED)
-        if not isinstance(claims["iss"], str) or claims["iss"] != self._settings.jwt_issuer:
-            raise Unauthorized(Reason.INVALID_TOKEN, "InvalidIssuerError")
+        if not isinstance(claims["iss"], str) or claims["iss"] != self._settings.jwt_issuer:  # exact, typed
+            raise Unauthorized(Reason.WRONG_ISSUER)
         if "sub" in claims and not isinstance(claims["sub"], str):
             raise Unauthorized(Reason.INVALID_TOKEN, "InvalidSubjectError")
         if "jti" in claims and not isinstance(claims["jti"], str):
