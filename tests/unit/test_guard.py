@@ -180,7 +180,7 @@ def test_a_batch_mixing_tenants_is_refused() -> None:
                 "KeyConditionExpression": "sk = :s",
                 "ExpressionAttributeValues": {":s": S("TENANT#acme")},
             },
-            Reason.KEY_CONDITION,
+            Reason.NO_PARTITION_KEY,
         ),
         (
             "Query",

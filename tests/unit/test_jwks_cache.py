@@ -472,7 +472,13 @@ def test_the_cache_is_made_with_the_jwks_settings(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(
     ("jwks_url", "deployed", "reason", "detail"),
     [
-        (None, False, Reason.MISSING_SETTING, "TENANTSCOPE_JWKS_URL"),
+        (
+            None,
+            False,
+            Reason.MISSING_SETTING,
+            "TENANTSCOPE_JWKS_URL: set it to the issuer's https:// URL,"
+            " or file://<path> or inline:<JWKS JSON> for local development",
+        ),
         ("inline:{not json", False, Reason.INVALID_SETTING, "TENANTSCOPE_JWKS_URL=inline: is not JSON"),
         (
             'inline:{"keys": []}',
