@@ -55,8 +55,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# On every core: a test module runs whole on one worker, so its module fixtures (a sam build, the
+# soak run) are made once.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadscope
 
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo
