@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tenantscope import ConfigurationError, KeysUnavailable, Reason
 from tenantscope._errors import TenantAuthError
@@ -26,6 +28,7 @@ from tenantscope._keyring import (
     KmsKeyRing,
     SecretsManagerKeyRing,
     StaticKeyRing,
+    _hmac_sha256_pads,
     _parse_ring,
     key_ring_from_spec,
 )
@@ -237,6 +240,25 @@ def test_a_static_ring_signs_with_hmac_sha256_and_verifies() -> None:
     assert not ring.verify("k1", MESSAGE, signature[:-1] + bytes([signature[-1] ^ 1]))
     assert not ring.verify("k1", MESSAGE, signature[:16])
     assert not ring.verify("k1", MESSAGE, b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
+def test_the_precomputed_pads_make_the_mac_hmac_new_makes(key: bytes, message: bytes) -> None:
+    """Every key length (shorter than a SHA-256 block, one block, longer: hashed first) and message."""
+    inner, outer = _hmac_sha256_pads(key)
+    inner.update(message)
+    outer.update(inner.digest())
+    assert outer.digest() == hmac.new(key, message, hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize("size", [MIN_KEY_BYTES, 63, 64, 65, 128])
+def test_a_ring_signs_as_hmac_new_at_every_key_length_around_the_block(size: int) -> None:
+    key = bytes(range(size))
+    ring = StaticKeyRing(ring_document(k1=key))
+    for message in (b"", MESSAGE, MESSAGE * 40):
+        assert ring.sign("k1", message) == hmac.new(key, message, hashlib.sha256).digest()
+        assert ring.sign("k1", message) == ring.sign("k1", message)  # the pads are copied, never fed
 
 
 def test_a_static_ring_verifies_with_any_listed_key_and_signs_with_the_active_one() -> None:

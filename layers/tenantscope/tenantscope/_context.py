@@ -72,6 +72,16 @@ class TenantContext:
         self.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
 
 
+def _context_of_valid_id(
+    tenant_id: str, source: TenantSource, subject: str | None, claims: MappingProxyType[str, Any]
+) -> TenantContext:
+    """A context for an id that the reader of its proof (the token's claim, the envelope) has just
+    validated: the id is validated once, there, and not again for every unit of work."""
+    context = object.__new__(TenantContext)
+    context.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
+    return context
+
+
 class _Scope:
     """One unit of work's scope. A plain class: one is made for every unit of work."""
 
@@ -178,6 +188,9 @@ def _exit_scope(scope: _Scope) -> None:
     """
     scope.closed = True
     current = _scope_var.get()
+    if current is scope:  # the usual exit, in order
+        _scope_var.set(scope.parent)
+        return
     enclosed = current
     while enclosed is not None and enclosed is not scope:
         enclosed = enclosed.parent

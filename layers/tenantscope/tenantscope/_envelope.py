@@ -20,11 +20,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ._errors import InvalidEnvelope, Reason, TenantAuthError
 from ._keyring import KEY_ID_PATTERN, KeyRing
-from ._tenant_id import validate_tenant_id
+from ._tenant_id import TENANT_ID, validate_tenant_id
 
 __all__ = [
     "ATTR_ENVELOPE",
@@ -196,6 +196,19 @@ def _text(value: object, name: str) -> str:
     return value
 
 
+def _refuse_fields(tenant: object, header: object, signature: object) -> NoReturn:
+    """Refuse received fields that are not three strings in their grammars, naming the first
+    field missing or oversized (in this order), then an unsupported version, then the grammar."""
+    header_text = _text(header, "envelope")
+    _text(tenant, "tenant")
+    _text(signature, "signature")
+    if _HEADER.fullmatch(header_text) is None:
+        parts = header_text.split(" ")
+        if len(parts) == 5 and parts[0] != ENVELOPE_VERSION:
+            raise InvalidEnvelope(Reason.UNSUPPORTED_ENVELOPE_VERSION)
+    raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)  # the header, the signature or the tenant id
+
+
 def verify(
     *,
     tenant: object,
@@ -212,32 +225,18 @@ def verify(
 
     Raises :class:`InvalidEnvelope` with a reason category (never a secret) on any failure.
     """
+    # Three strings, each in its grammar (which keeps it under MAX_FIELD_CHARS): the tenant id
+    # is validated here, once. Anything else is refused by _refuse_fields, which names the fault.
+    fields = _HEADER.fullmatch(header) if type(header) is str else None
     if (
-        type(header) is str
-        and type(tenant) is str
-        and type(signature) is str
-        and len(header) <= MAX_FIELD_CHARS
-        and len(tenant) <= MAX_FIELD_CHARS
-        and len(signature) <= MAX_FIELD_CHARS
+        fields is None
+        or type(signature) is not str
+        or _SIGNATURE.fullmatch(signature) is None
+        or type(tenant) is not str
+        or TENANT_ID.fullmatch(tenant) is None
     ):
-        header_text, tenant_text, signature_text = header, tenant, signature
-    else:  # names the first field at fault, in this order
-        header_text = _text(header, "envelope")
-        tenant_text = _text(tenant, "tenant")
-        signature_text = _text(signature, "signature")
-    fields = _HEADER.fullmatch(header_text)
-    if fields is None:
-        parts = header_text.split(" ")
-        if len(parts) == 5 and parts[0] != ENVELOPE_VERSION:
-            raise InvalidEnvelope(Reason.UNSUPPORTED_ENVELOPE_VERSION)
-        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
+        _refuse_fields(tenant, header, signature)
     key_id, iat, exp, envelope_id = fields.groups()
-    if _SIGNATURE.fullmatch(signature_text) is None:
-        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE)
-    try:
-        tenant_id = validate_tenant_id(tenant_text)
-    except TenantAuthError:
-        raise InvalidEnvelope(Reason.MALFORMED_ENVELOPE) from None
     issued_at, expires_at = int(iat), int(exp)
     if expires_at <= issued_at or expires_at - issued_at > max_lifetime:
         raise InvalidEnvelope(Reason.ENVELOPE_LIFETIME)
@@ -253,15 +252,15 @@ def verify(
         raise InvalidEnvelope(Reason.MALFORMED_BODY) from None
     # The grammar checked above leaves one decoding of the signature (canonical base64url), and
     # makes the received time texts the signed ones: they are signed as they are.
-    mac = binascii.a2b_base64(signature_text.replace("-", "+").replace("_", "/") + "=")
-    canonical = _canonical(ENVELOPE_VERSION, key_id, tenant_id, iat, exp, envelope_id, digest, destination)
+    mac = binascii.a2b_base64(signature.replace("-", "+").replace("_", "/") + "=")
+    canonical = _canonical(ENVELOPE_VERSION, key_id, tenant, iat, exp, envelope_id, digest, destination)
     try:
         valid = ring.verify(key_id, canonical, mac)
     except TenantAuthError:  # the ring does not list key_id
         raise InvalidEnvelope(Reason.UNKNOWN_SIGNING_KEY) from None
     if not valid:
         raise InvalidEnvelope(Reason.BAD_ENVELOPE_SIGNATURE)
-    return Envelope(key_id, tenant_id, issued_at, expires_at, envelope_id, digest, destination)
+    return Envelope(key_id, tenant, issued_at, expires_at, envelope_id, digest, destination)
 
 
 def sqs_message_attributes(envelope: Envelope, signature: str) -> dict[str, dict[str, str]]:

@@ -16,6 +16,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from ._cache import ProcessValue
@@ -187,6 +188,10 @@ class Pipeline:
             self._traced.set(traced)
         return traced[1]
 
+    def bind(self) -> Bound:
+        """The parts as they are now, read once for a batch of units rather than once per unit."""
+        return Bound(self)
+
     def run(
         self,
         unit: str,
@@ -196,15 +201,17 @@ class Pipeline:
         lambda_context: Any = None,
         trace_header: str | None = None,
         annotations: Mapping[str, AnnotationValue] | None = None,
+        bound: Bound | None = None,
     ) -> Outcome[T]:
         """Run one unit of work (``unit`` names it in log lines, e.g. ``SQS record m-1``).
 
         It runs in a fresh copy of the context, so that nothing it leaves behind (a suspended
         generator's scope, a task) reaches the next one, inside one span annotated with its
         tenant; it never raises: every failure is an outcome, logged once with its reason.
+        ``bound`` is :meth:`bind`'s answer for the batch the unit belongs to, if any.
         """
         return contextvars.copy_context().run(
-            self._run, unit, resolve, work, lambda_context, trace_header, annotations or {}
+            self._run, unit, resolve, work, lambda_context, trace_header, annotations, bound or Bound(self)
         )
 
     def _run(
@@ -214,17 +221,15 @@ class Pipeline:
         work: Callable[[TenantContext], T],
         lambda_context: Any,
         trace_header: str | None,
-        annotations: Mapping[str, AnnotationValue],
+        annotations: Mapping[str, AnnotationValue] | None,
+        bound: Bound,
     ) -> Outcome[T]:
-        try:
-            if not self._ready:
-                self._prepare()
-            tracer = self.tracer
-        except Exception as error:  # settings that cannot even be read
-            return self._report(unit, None, error)
+        tracer = bound.tracer
+        if tracer is None:  # settings that cannot even be read
+            return self._report(unit, None, bound.error)  # type: ignore[arg-type]
         with tracer.span(self._span_name, trace_header) as span:
             recording = span is not NOOP_SPAN  # tracing off or not sampled: nothing to annotate
-            if recording:
+            if recording and annotations:
                 for key, value in annotations.items():
                     span.annotate(key, value)
             try:
@@ -235,7 +240,7 @@ class Pipeline:
                     execution = tenant.claims.get("execution_name")
                     if isinstance(execution, str):
                         span.annotate("execution_name", execution)
-                credentials = self.vendor.credentials_for(tenant.tenant_id, self.settings)
+                credentials = bound.vendor.credentials_for(tenant.tenant_id, bound.settings)
             except Exception as error:
                 return self._report(unit, span, error)
             scope = _open_scope(
@@ -277,6 +282,38 @@ class Pipeline:
         if span is not None:
             span.record_error(error, client_error=isinstance(outcome, Refused))
         return outcome
+
+
+class Bound:
+    """A pipeline's parts read once: for one unit of work, or for every record of an SQS batch.
+
+    Reading them is not free (the process-wide settings, vendor and tracer are each looked up,
+    and may have been replaced since the last unit), and a batch needs them only once. A part
+    that cannot be read (settings that do not load) leaves ``tracer`` None and its ``error``,
+    which every unit run with it reports.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.error: Exception | None = None
+        self.tracer: Tracer | None = None
+        try:
+            if not pipeline._ready:
+                pipeline._prepare()
+            self.settings = pipeline.settings
+            self.vendor = pipeline.vendor
+            self.tracer = pipeline.tracer
+        except Exception as error:
+            self.error = error
+
+    # Read only by the triggers that carry envelopes, once per batch at most.
+    @cached_property
+    def ring(self) -> KeyRing:
+        return self.pipeline.ring
+
+    @cached_property
+    def replay_guard(self) -> ReplayGuard | None:
+        return self.pipeline.replay_guard
 
 
 _VERBS: dict[type, str] = {

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._config import ENV, Settings
-from ._context import TenantContext
+from ._context import TenantContext, _context_of_valid_id
 from ._envelope import (
     SFN_KEY,
     Envelope,
@@ -108,7 +108,7 @@ def _tenant_from_claims(claims: Mapping[str, Any], tenant_claim: str) -> TenantC
     except InvalidTenantId:
         raise _refused_tenant_claim(claims, tenant_claim) from None
     subject = claims.get("sub")
-    return TenantContext(
+    return _context_of_valid_id(
         tenant_id,
         "jwt",
         subject if isinstance(subject, str) else None,
@@ -204,7 +204,7 @@ def resolve_sqs_record(
         clock_skew=settings.clock_skew_seconds,
     )
     claims = MappingProxyType({"envelope_id": envelope.envelope_id, "message_id": message_id})
-    context = TenantContext(envelope.tenant_id, "sqs", None, claims)
+    context = _context_of_valid_id(envelope.tenant_id, "sqs", None, claims)
     return _same_as_lambda_tenant(context, lambda_tenant_id), envelope
 
 
@@ -252,6 +252,6 @@ def resolve_sfn_event(
         max_lifetime=settings.sfn_envelope_ttl_seconds,
         clock_skew=settings.clock_skew_seconds,
     )
-    claims = {"envelope_id": envelope.envelope_id, "execution_name": name}
-    context = TenantContext(envelope.tenant_id, source="sfn", subject=name, claims=claims)
+    claims = MappingProxyType({"envelope_id": envelope.envelope_id, "execution_name": name})
+    context = _context_of_valid_id(envelope.tenant_id, "sfn", name, claims)
     return _same_as_lambda_tenant(context, lambda_tenant_id), envelope, body

@@ -6,7 +6,7 @@ import re
 
 from ._errors import InvalidTenantId, Reason
 
-__all__ = ["TENANT_ID_FORMAT", "TENANT_ID_PATTERN", "validate_tenant_id"]
+__all__ = ["TENANT_ID", "TENANT_ID_FORMAT", "TENANT_ID_PATTERN", "validate_tenant_id"]
 
 # 2 to 64 characters of lowercase ASCII letters, digits and inner hyphens.
 # - The minimum of 2 and maximum of 64 fit STS RoleSessionName and SourceIdentity,
@@ -17,7 +17,9 @@ __all__ = ["TENANT_ID_FORMAT", "TENANT_ID_PATTERN", "validate_tenant_id"]
 TENANT_ID_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}[a-z0-9]"
 # The pattern in words, for the errors that refuse an id: they say what an id must be.
 TENANT_ID_FORMAT = "2 to 64 lowercase letters, digits and inner hyphens"
-_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+# The compiled grammar: validate_tenant_id, and the envelope's check of the three fields it reads
+# at once, which names the fault itself.
+TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 def validate_tenant_id(value: object) -> str:
@@ -34,6 +36,6 @@ def validate_tenant_id(value: object) -> str:
     # str subclasses could override comparison.
     if type(value) is not str:
         raise InvalidTenantId(Reason.INVALID_TENANT_ID, f"not a string; {TENANT_ID_FORMAT}")
-    if _TENANT_ID.fullmatch(value) is None:
+    if TENANT_ID.fullmatch(value) is None:
         raise InvalidTenantId(Reason.INVALID_TENANT_ID, TENANT_ID_FORMAT)
     return value

@@ -22,7 +22,7 @@ from ._credentials import CredentialVendor
 from ._envelope import Envelope
 from ._errors import InvalidEnvelope, Reason, log_reason
 from ._keyring import KeyRing
-from ._pipeline import Outcome, Pipeline, Success
+from ._pipeline import Bound, Outcome, Pipeline, Success
 from ._replay import ReplayGuard
 from ._resolve import resolve_sqs_record
 
@@ -104,9 +104,12 @@ class SqsRecordHandler:
             return outcome.value
         raise outcome.error
 
-    def outcome(self, raw: object, lambda_context: Any) -> Outcome[Any]:
-        """The record's :data:`Outcome`; records its completion with the replay guard on success."""
-        pipeline = self.pipeline
+    def outcome(self, raw: object, lambda_context: Any, bound: Bound | None = None) -> Outcome[Any]:
+        """The record's :data:`Outcome`; records its completion with the replay guard on success.
+
+        ``bound`` is the pipeline's :meth:`~Pipeline.bind` for the batch the record belongs to.
+        """
+        bound = bound or self.pipeline.bind()
         record = raw if type(raw) is dict or isinstance(raw, Mapping) else None
         message_id = record.get("messageId") if record is not None else None
         admitted: list[Envelope] = []
@@ -116,17 +119,21 @@ class SqsRecordHandler:
                 raise InvalidEnvelope(Reason.MALFORMED_RECORD)
             tenant, envelope = resolve_sqs_record(
                 record,
-                pipeline.ring,
-                pipeline.settings,
+                bound.ring,
+                bound.settings,
                 now=time.time(),
                 lambda_tenant_id=getattr(lambda_context, "tenant_id", None),
             )
-            guard = pipeline.replay_guard
+            guard = bound.replay_guard
             if guard is not None:
                 if not guard.admit(envelope, str(message_id)):
                     raise InvalidEnvelope(Reason.REPLAYED_ENVELOPE)
                 admitted.append(envelope)
             return tenant
+
+        def work(tenant: TenantContext) -> Any:
+            # resolve() has checked the fields a record is made of.
+            return self.fn(SqsRecord.from_event_record(record), lambda_context)  # type: ignore[arg-type]
 
         attributes = record.get("attributes") if record is not None else None
         trace = (
@@ -134,17 +141,18 @@ class SqsRecordHandler:
             if type(attributes) is dict or isinstance(attributes, Mapping)
             else None
         )
-        outcome = pipeline.run(
+        outcome = self.pipeline.run(
             f"SQS record {message_id}",
             resolve,
-            lambda tenant: self.fn(SqsRecord.from_event_record(record), lambda_context),  # type: ignore[arg-type]
+            work,
             lambda_context=lambda_context,
-            trace_header=trace if isinstance(trace, str) else None,
-            annotations={"message_id": message_id if isinstance(message_id, str) else ""},
+            trace_header=trace if type(trace) is str else None,
+            annotations={"message_id": message_id if type(message_id) is str else ""},
+            bound=bound,
         )
-        if admitted and isinstance(outcome, Success) and pipeline.replay_guard is not None:
+        if admitted and type(outcome) is Success:
             try:
-                pipeline.replay_guard.complete(admitted[0], str(message_id))
+                bound.replay_guard.complete(admitted[0], str(message_id))  # type: ignore[union-attr]
             except Exception as error:  # processed already: failing the record would process it twice
                 logger.error(
                     "tenantscope: could not record completion of %s: %s", message_id, log_reason(error)
@@ -283,12 +291,13 @@ def sqs_handler(
             records = event.get("Records") if isinstance(event, Mapping) else None
             if not isinstance(records, list):
                 raise _not_an_sqs_event(event)
+            bound = step.pipeline.bind()
             for raw in records:
                 # Until a record fails, no group has failed: the group is looked up only then.
                 if failed_groups and _fifo_group(raw) in failed_groups:
                     failures.append(_failure(raw))
                     continue
-                if not isinstance(step.outcome(raw, context), Success):
+                if type(step.outcome(raw, context, bound)) is not Success:
                     failures.append(_failure(raw))
                     group = _fifo_group(raw)
                     if group is not None:
