@@ -203,6 +203,27 @@ def test_an_outer_scope_ending_first_ends_the_scopes_opened_inside_it() -> None:
     assert active_scope() is None
 
 
+def test_a_middle_scope_ending_first_makes_its_own_parent_current_again() -> None:
+    # GIVEN acme's block, and inside it a generator that opened globex's scope and, in it,
+    # initech's, still suspended
+    def inner() -> Iterator[str]:
+        with tenant_scope("globex"), tenant_scope("initech"):
+            yield current_tenant().tenant_id
+
+    with tenant_scope("acme"):
+        suspended = inner()
+        assert next(suspended) == "initech"
+        globex, initech = active_scope().parent, active_scope()  # type: ignore[union-attr]
+        # WHEN globex's scope ends while initech's is current
+        _context._exit_scope(globex)  # type: ignore[arg-type]
+        # THEN initech's ended with it, and acme is current again, not nothing
+        assert initech is not None and initech.closed
+        assert current_tenant().tenant_id == "acme"
+        suspended.close()
+        assert current_tenant().tenant_id == "acme"
+    assert active_scope() is None
+
+
 def test_a_scope_never_holds_another_tenants_credentials() -> None:
     credentials = ScopedCredentials("globex", "AKIA", "secret", "token", time.time() + 900)
     with (
