@@ -93,15 +93,7 @@ def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_state_ma
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     orders = order_pipeline()
-
-    @api_handler(jwks=jwks)
-    def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        send_message(orders.queue_url, '{"order":1}', ring=RING, client=orders.sqs)
-        return {"statusCode": 202}
-
-    @sqs_handler(ring=RING)
-    def worker(record: SqsRecord, context: Any) -> None:
-        start_execution(orders.machine_arn, record.json, ring=RING, client=orders.sfn)
+    api, worker = orders.api_queueing_an_order(jwks), orders.worker_starting_executions()
 
     secrets.tokens.append(token := issuer.token("acme"))
     assert api(http_api_event(token), LambdaContext())["statusCode"] == 202

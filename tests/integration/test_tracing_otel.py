@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tenantscope import SqsRecord, api_handler, send_message, sfn_task, sqs_handler, start_execution
+from tenantscope import sfn_task
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tenantscope.testing import QUEUE_ARN, RING, LocalIssuer, record_from_received, sqs_event
@@ -32,15 +32,8 @@ def test_one_request_is_one_trace_from_the_api_through_the_queue_to_the_task(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     orders = order_pipeline()
-
-    @api_handler(jwks=jwks)
-    def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        send_message(orders.queue_url, '{"order":1}', ring=RING, client=orders.sqs)
-        return {"statusCode": 202}
-
-    @sqs_handler(ring=RING)
-    def worker(record: SqsRecord, context: Any) -> None:
-        start_execution(orders.machine_arn, record.json, ring=RING, client=orders.sfn, name="acme-order-1")
+    api = orders.api_queueing_an_order(jwks)
+    worker = orders.worker_starting_executions(name="acme-order-1")
 
     @sfn_task(ring=RING)
     def reserve_inventory(payload: dict[str, Any], context: Any) -> None:

@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from tenantscope import SqsRecord, current_tenant, tenant_key, tenant_table
+from tenantscope import (
+    SqsRecord,
+    api_handler,
+    current_tenant,
+    send_message,
+    sqs_handler,
+    start_execution,
+    tenant_key,
+    tenant_table,
+)
+from tenantscope._jwt import JwksCache
 from tenantscope._otel import XRAY_ANNOTATIONS
-from tenantscope.testing import KEY, QUEUE_ARN, RING_DOCUMENT, signed_sqs_record
+from tenantscope.testing import KEY, QUEUE_ARN, RING, RING_DOCUMENT, signed_sqs_record
 from tests.conftest import REGION, TABLE
 from tests.integration.conftest import assumed_roles
 
@@ -27,6 +37,8 @@ if TYPE_CHECKING:
 TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 LAMBDA_PARENT = "53995c3f42cd8ad8"  # the id of Lambda's own segment, which the X-Ray SDK sees as a facade
 LAMBDA_TRACE_HEADER = f"Root={TRACE_ROOT};Parent={LAMBDA_PARENT};Sampled=1"
+
+Handler = Callable[[dict[str, Any], Any], Any]  # a Lambda handler: (event, context)
 
 _JWT_FRAGMENT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 
@@ -130,6 +142,25 @@ class OrderPipeline:
     sfn: Any
     machine_arn: str
     started: list[dict[str, Any]]  # the parameters of every StartExecution
+
+    def api_queueing_an_order(self, jwks: JwksCache) -> Handler:
+        """An API handler that sends one order to the queue and answers 202."""
+
+        @api_handler(jwks=jwks)
+        def api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            send_message(self.queue_url, '{"order":1}', ring=RING, client=self.sqs)
+            return {"statusCode": 202}
+
+        return api
+
+    def worker_starting_executions(self, *, name: str | None = None) -> Handler:
+        """The queue's handler: each record's order starts an execution (named ``name`` if given)."""
+
+        @sqs_handler(ring=RING)
+        def worker(record: SqsRecord, context: Any) -> None:
+            start_execution(self.machine_arn, record.json, ring=RING, client=self.sfn, name=name)
+
+        return worker
 
 
 def order_pipeline() -> OrderPipeline:
