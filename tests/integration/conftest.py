@@ -17,7 +17,7 @@ from tenantscope.testing import LocalIssuer
 from tests.conftest import BUCKET, REGION, TABLE
 
 if TYPE_CHECKING:
-    from tests.integration.tracing_support import Secrets
+    from tests.integration.tracing_support import OTelBackend, Secrets, TracingBackend, XRayBackend
 
 
 def assumed_roles() -> list[Any]:
@@ -79,3 +79,71 @@ def secrets(issuer: LocalIssuer) -> Secrets:
     from tests.integration.tracing_support import Secrets  # which reads assumed_roles, above
 
     return Secrets()
+
+
+@pytest.fixture
+def xray(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[XRayBackend]:
+    """The X-Ray backend, as in Lambda with active tracing, emitting into a list.
+
+    The global recorder is given Lambda's context (a facade segment built from a sampled
+    ``_X_AMZN_TRACE_ID``), an emitter that keeps every serialized entity, and a streaming
+    threshold of 0, so each finished subsegment is emitted as soon as it closes. botocore is
+    patched by ``XRayTracer()`` once and for all in this process: afterwards the SDK is disabled,
+    which turns the patched calls into no-ops for every later test.
+    """
+    from aws_xray_sdk import global_sdk_config
+    from aws_xray_sdk.core import xray_recorder
+    from aws_xray_sdk.core.lambda_launcher import LambdaContext as XRayLambdaContext
+
+    from tenantscope import XRayTracer, set_tracer
+    from tests.integration.tracing_support import LAMBDA_TRACE_HEADER, CapturingEmitter, XRayBackend
+
+    monkeypatch.delenv("AWS_XRAY_SDK_ENABLED", raising=False)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
+    saved = (xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold)
+    emitter = CapturingEmitter()
+    global_sdk_config.set_sdk_enabled(True)
+    xray_recorder.configure(
+        context=XRayLambdaContext(), emitter=emitter, streaming_threshold=0, sampling=False
+    )
+    set_tracer(XRayTracer())  # patches botocore (once per process)
+    try:
+        yield XRayBackend(emitter)
+    finally:
+        set_tracer(None)
+        xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold = saved
+        global_sdk_config.set_sdk_enabled(False)  # the patched botocore does nothing from now on
+
+
+@pytest.fixture
+def otel(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[OTelBackend]:
+    """The OpenTelemetry backend, as the ADOT layer would have it, exporting into a list.
+
+    botocore is instrumented on the same provider for this test only, as the ADOT layer
+    instruments it, so each AWS call is a span too.
+    """
+    from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+
+    from tenantscope import set_tracer
+    from tests.integration.tracing_support import OTelBackend
+    from tests.otel_capture import Captured
+
+    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)  # no trace header unless a test gives one
+    captured = Captured()
+    BotocoreInstrumentor().instrument(tracer_provider=captured.provider)
+    set_tracer(captured.tracer)
+    try:
+        yield OTelBackend(captured)
+    finally:
+        set_tracer(None)
+        BotocoreInstrumentor().uninstrument()
+
+
+@pytest.fixture(params=["xray", "otel"])
+def tracing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> TracingBackend:
+    """Each backend in turn, in a Lambda invocation whose trace header is LAMBDA_TRACE_HEADER."""
+    from tests.integration.tracing_support import LAMBDA_TRACE_HEADER
+
+    backend: TracingBackend = request.getfixturevalue(request.param)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
+    return backend

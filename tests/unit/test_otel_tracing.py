@@ -1,7 +1,8 @@
 """The OpenTelemetry backend on the OpenTelemetry SDK, with its in-memory exporter.
 
 Each test captures on a tracer provider of its own (tests.otel_capture). The spans of real
-handlers, with botocore instrumented, on moto, are in tests/integration/test_tracing_otel.py.
+handlers, with botocore instrumented, on moto, are in tests/integration/test_tracing_on_each_backend.py
+and tests/integration/test_tracing_otel.py.
 """
 
 from __future__ import annotations
