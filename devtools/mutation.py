@@ -45,6 +45,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_sqs_handler.py",
         "tests/unit/test_sfn_task.py",
         "tests/unit/test_adding_a_trigger.py",
+        "tests/integration/test_errors_name_the_fix.py",
     ),
     "_context": (
         "tests/unit/test_context.py",
