@@ -74,6 +74,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_files_on_moto.py",
     ),
     "_guard": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
+    "_expressions": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),
     "_credentials": ("tests/unit/test_credentials.py", "tests/unit/test_api_handler.py"),
 }
@@ -86,6 +87,8 @@ DEFAULT_MODULES = (
     "_policy",
     "_credentials",
     "_envelope",
+    "_guard",
+    "_expressions",
     "_jwt",
 )
 
