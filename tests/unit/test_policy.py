@@ -12,7 +12,7 @@ import random
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -780,6 +780,18 @@ def test_missing_configuration_is_a_configuration_error(
         assume_role_request("acme", settings)
     assert (refused.value.reason, refused.value.detail) == (Reason.MISSING_SETTING, detail)
     assert not isinstance(refused.value, TemporarilyUnavailable)
+
+
+def test_settings_with_an_unknown_strategy_are_refused_not_read_as_session_tags() -> None:
+    # GIVEN settings not made by Settings.load (which refuses the value), with no known strategy
+    settings = replace(policy_settings(), isolation="none")
+    # THEN no request is made: an unknown strategy never falls back to one that was not chosen
+    with pytest.raises(ConfigurationError) as refused:
+        assume_role_request("acme", settings)
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.INVALID_SETTING,
+        "unknown isolation strategy",
+    )
 
 
 def test_session_tags_need_no_tables_or_region() -> None:
