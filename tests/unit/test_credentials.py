@@ -272,6 +272,63 @@ def test_concurrent_misses_for_one_tenant_make_one_sts_call() -> None:
     assert all_missed, "not every thread missed the cache while STS was in flight"
 
 
+def test_a_caller_that_missed_while_another_vended_takes_its_credentials(
+    make_vendor: Any, sts: FakeSts
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    # GIVEN a caller paused after its lock-free lookup missed, before it takes the lock
+    lock, paused, resume = vendor._lock, threading.Event(), threading.Event()
+
+    class PausingLock:
+        def __enter__(self) -> None:
+            if threading.current_thread().name == "late":
+                paused.set()
+                resume.wait(5)
+            lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            lock.release()
+
+    vendor._lock = PausingLock()
+    late: list[ScopedCredentials] = []
+    thread = threading.Thread(
+        target=lambda: late.append(vendor.credentials_for("acme", settings)), name="late"
+    )
+    thread.start()
+    assert paused.wait(5)
+    # WHEN another caller vends acme's credentials meanwhile
+    first = vendor.credentials_for("acme", settings)
+    resume.set()
+    thread.join(5)
+    # THEN the paused caller takes them: STS was asked once
+    assert late == [first]
+    assert len(sts.requests) == 1
+
+
+def test_a_caller_waits_for_a_stuck_sts_call_15_seconds_then_fails_closed(
+    make_vendor: Any, sts: FakeSts
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    # GIVEN another caller's STS call for acme in flight, that never completes
+    waits: list[float] = []
+
+    def wait(timeout: float) -> bool:
+        waits.append(timeout)
+        return False
+
+    vendor._flights[("acme", settings)] = SimpleNamespace(
+        done=SimpleNamespace(wait=wait), credentials=None, failure=None
+    )
+    # WHEN acme's credentials are asked for THEN the caller waits 15 s, then fails as unreachable
+    with pytest.raises(StsUnreachable) as caught:
+        vendor.credentials_for("acme", settings)
+    assert (caught.value.reason, caught.value.detail) == (Reason.STS_UNREACHABLE, "STS call failed")
+    assert waits == [15]
+    assert sts.requests == []
+
+
 def test_a_failed_flight_fails_every_waiter_closed() -> None:
     clock = FakeClock()
     sts = BlockingSts(clock=clock)
@@ -354,6 +411,38 @@ def test_a_vendor_allowed_no_attempt_fails_closed_without_calling_sts(make_vendo
     assert sts.requests == []
 
 
+def test_the_vendors_defaults(
+    sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ranges: list[tuple[float, float]] = []
+
+    def top(low: float, high: float) -> float:
+        ranges.append((low, high))
+        return high
+
+    monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    # GIVEN STS throttling every call: three attempts, waits from 50 ms doubling
+    vendor = CredentialVendor(sts, clock=clock, sleep=sleeps)
+    sts.throttle_next = 10
+    with pytest.raises(StsThrottled):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 3
+    assert ranges == [(0, 0.05), (0, 0.1)]
+    # AND the failure is remembered for one second
+    clock.advance(0.999)
+    with pytest.raises(StsThrottled):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 3
+    clock.advance(0.001)
+    sts.throttle_next = 0
+    assert vendor.credentials_for("acme", tag_settings()).tenant_id == "acme"
+    # AND a wait never exceeds one second
+    ranges.clear()
+    sts.throttle_next = 6
+    CredentialVendor(sts, clock=clock, sleep=sleeps, max_attempts=7).credentials_for("globex", tag_settings())
+    assert ranges == [(0, 0.05), (0, 0.1), (0, 0.2), (0, 0.4), (0, 0.8), (0, 1.0)]
+
+
 def test_jitter_varies(sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder) -> None:
     # full jitter: many throttled calls do not all sleep the same amount
     for i in range(20):
@@ -393,9 +482,13 @@ def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, cl
         vendor.credentials_for("acme", settings)
     assert len(sts.requests) == 1
     sts.refuse = False
-    # WHEN asked again at once THEN it fails without calling STS
-    with pytest.raises(CredentialsUnavailable, match="recent STS failure"):
+    # WHEN asked again at once THEN it fails the same way, without calling STS
+    with pytest.raises(StsRefused) as remembered:
         vendor.credentials_for("acme", settings)
+    assert (remembered.value.reason, remembered.value.detail) == (
+        Reason.STS_REFUSED,
+        "recent STS failure; backing off",
+    )
     clock.advance(0.999)
     with pytest.raises(CredentialsUnavailable):
         vendor.credentials_for("acme", settings)
@@ -409,6 +502,7 @@ def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, cl
     assert credentials.tenant_id == "acme"
     assert len(sts.requests) == 3
     assert vendor.credentials_for("acme", settings) is credentials
+    assert vendor._failed_until == {}  # forgotten, not only expired: the memory does not grow
 
 
 def test_exhausted_throttling_is_remembered_too(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
@@ -463,6 +557,10 @@ def test_the_fake_sts_fails_as_told_then_serves(sts: FakeSts) -> None:
     with pytest.raises(StsRefused) as refused:
         sts.assume_role(a_request())
     assert (refused.value.reason, refused.value.detail) == (Reason.STS_REFUSED, "AccessDenied")
+
+
+def test_the_fake_sts_serves_credentials_for_an_hour_by_default() -> None:
+    assert FakeSts(clock=lambda: 1000.0).assume_role(a_request()).expiration == 1000.0 + 3600
 
 
 # --- the process-wide vendor -----------------------------------------------------------------------
