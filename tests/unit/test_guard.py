@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from tenantscope import CrossTenantAccess, NoTenantContext, Reason, tenant_key, tenant_scope
-from tenantscope._config import Settings, TableSpec
+from tenantscope import CrossTenantAccess, NoTenantContext, Reason, _guard, tenant_key, tenant_scope
+from tenantscope._config import Settings, TableSpec, get_settings
 from tenantscope._guard import LeadingKeyGuard, _KeySchemas
+from tenantscope.testing import reset_process_state
 
 SETTINGS = Settings.load(
     environ={},
@@ -203,14 +204,30 @@ def test_a_batch_mixing_tenants_is_refused() -> None:
             Reason.UNKNOWN_INDEX,
         ),
         ("GetItem", {"TableName": "other-table", "Key": {"pk": S("TENANT#acme")}}, Reason.UNCONFIGURED_TABLE),
-        ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}, Reason.MALFORMED_REQUEST),
-        ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}, Reason.MALFORMED_REQUEST),
     ],
 )
 def test_table_wide_unknown_and_malformed_requests_are_refused(
     operation: str, params: dict[str, Any], reason: Reason
 ) -> None:
     assert refused(operation, params) is reason
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "detail"),
+    [
+        ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}, "transaction item"),
+        ("TransactGetItems", {"TransactItems": ["Get"]}, "transaction item"),
+        ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}, "batch write request"),
+    ],
+)
+def test_malformed_requests_are_refused_naming_the_part_at_fault(
+    operation: str, params: dict[str, Any], detail: str
+) -> None:
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        LeadingKeyGuard("acme", SETTINGS, _KeySchemas(describe_app))(
+            params=params, model=SimpleNamespace(name=operation)
+        )
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.MALFORMED_REQUEST, detail)
 
 
 def test_guard_refuses_use_outside_any_scope() -> None:
@@ -264,6 +281,62 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
             )
         assert refusal.value.reason is Reason.NO_PARTITION_KEY
     assert described == ["t"]  # described once, then cached
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        {"KeySchema": [{"AttributeName": "tpk", "KeyType": "HASH"}]},
+        {
+            "KeySchema": [{"AttributeName": "tpk", "KeyType": "HASH"}],
+            "LocalSecondaryIndexes": [
+                {
+                    "IndexName": "by-date",
+                    "KeySchema": [
+                        {"AttributeName": "tpk", "KeyType": "HASH"},
+                        {"AttributeName": "date", "KeyType": "RANGE"},
+                    ],
+                }
+            ],
+        },
+    ],
+    ids=["no index", "a local index only"],
+)
+def test_a_described_table_without_global_indexes_is_read(description: dict[str, Any]) -> None:
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}), _KeySchemas(lambda table: description))
+    indexes = [i["IndexName"] for i in description.get("LocalSecondaryIndexes", [])]
+    with tenant_scope("acme"):
+        guard(
+            params={"TableName": "t", "Key": {"tpk": S("TENANT#acme#1")}},
+            model=SimpleNamespace(name="GetItem"),
+        )
+        for index in indexes:  # a local index shares the table's partition key
+            guard(
+                params={
+                    "TableName": "t",
+                    "IndexName": index,
+                    "KeyConditionExpression": "tpk = :v",
+                    "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
+                },
+                model=SimpleNamespace(name="Query"),
+            )
+
+
+def test_an_unconfigured_table_is_described_in_the_configured_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN settings in eu-west-1 that configure no table, and the function role's DynamoDB client faked
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("TENANTSCOPE_TABLES", raising=False)
+    reset_process_state()
+    made: list[tuple[str, str | None]] = []
+
+    def aws_client(service: str, region: str | None) -> Any:
+        made.append((service, region))
+        return SimpleNamespace(describe_table=lambda TableName: {"Table": describe_app(TableName)})
+
+    monkeypatch.setattr(_guard, "aws_client", aws_client)
+    # WHEN a table without a configured key is first used THEN it is described there
+    assert _KeySchemas().keys(get_settings(), "t") == ("pk", {})
+    assert made == [("dynamodb", "eu-west-1")]
 
 
 @pytest.mark.parametrize(
@@ -461,6 +534,45 @@ def test_writes_cannot_put_an_item_under_another_tenants_index_key(
 )
 def test_writes_keeping_index_keys_in_the_partition_pass(operation: str, params: dict[str, Any]) -> None:
     call(operation, params)
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"Value": S("TENANT#acme#OPEN")},  # no Action: DynamoDB's default, PUT
+        {"Value": S("TENANT#acme#OPEN"), "Action": "PUT"},
+        {"Action": "DELETE"},  # removes the item from the index: no value to check
+    ],
+    ids=["put by default", "put", "delete"],
+)
+def test_legacy_updates_keeping_index_keys_in_the_partition_pass(update: dict[str, Any]) -> None:
+    call("UpdateItem", {"TableName": "app", "Key": OWN_ITEM, "AttributeUpdates": {"gsi1pk": update}})
+
+
+TWO_INDEXES = Settings.load(
+    environ={},
+    region="us-east-1",
+    role_arn="arn:aws:iam::123456789012:role/tenantscope-tenant",
+    tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk", "gsi2": "gsi2pk"}),),
+)
+
+
+@pytest.mark.parametrize("index_key", ["gsi1pk", "gsi2pk"])
+def test_an_update_of_either_of_two_index_keys_is_checked(index_key: str) -> None:
+    # GIVEN a table with two indexes, and an update that sets one index key (whichever the guard
+    # looks at first, the other is untouched)
+    guard = LeadingKeyGuard("acme", TWO_INDEXES, _KeySchemas(describe_app))
+    params = {
+        "TableName": "app",
+        "Key": OWN_ITEM,
+        "UpdateExpression": "SET #i = :i",
+        "ExpressionAttributeNames": {"#i": index_key},
+        "ExpressionAttributeValues": {":i": S("TENANT#globex#OPEN")},
+    }
+    # THEN a value in another tenant's partition is refused
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        guard(params=params, model=SimpleNamespace(name="UpdateItem"))
+    assert refusal.value.reason is Reason.FOREIGN_KEY
 
 
 # --- expressions are read with DynamoDB's grammar, or refused ------------------------------------
