@@ -372,6 +372,17 @@ def test_an_unconfigured_table_is_described_in_the_configured_region(monkeypatch
             },
             "'gsi1pk', the partition key of index 'gsi1' of table 'app'",
         ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "IndexName": "gsi1",
+                "KeyConditions": {
+                    "pk": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "EQ"}
+                },
+            },
+            "'gsi1pk', the partition key of index 'gsi1' of table 'app'",
+        ),
     ],
 )
 def test_a_request_without_the_configured_partition_key_names_the_attribute_expected(
@@ -668,6 +679,20 @@ def test_a_query_page_cannot_start_in_another_tenants_partition() -> None:
         query("pk = :g", {":g": ACME}, ExclusiveStartKey=start)
     assert refusal.value.reason is Reason.FOREIGN_KEY
     query("pk = :g", {":g": ACME}, ExclusiveStartKey={"pk": ACME, "sk": S("A")})
+
+
+def test_a_query_page_starting_at_no_key_is_refused() -> None:
+    with pytest.raises(CrossTenantAccess) as refusal:
+        query("pk = :g", {":g": ACME}, ExclusiveStartKey=[ACME])
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.MALFORMED_REQUEST, "start key")
+
+
+@pytest.mark.parametrize("operator", ["BEGINS_WITH", "GT", "BETWEEN"])
+def test_a_legacy_key_condition_on_the_partition_key_must_be_an_equality(operator: str) -> None:
+    legacy = {"pk": {"AttributeValueList": [ACME], "ComparisonOperator": operator}}
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call("Query", {"TableName": "app", "KeyConditions": legacy})
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.KEY_CONDITION, "not an equality")
 
 
 @pytest.mark.parametrize(
