@@ -422,6 +422,51 @@ def test_table_arns_outside_this_account_and_region_are_refused(arn: str) -> Non
     assert refused("GetItem", request) is Reason.FOREIGN_TABLE_ARN
 
 
+def test_a_table_arn_is_read_as_the_table_it_names() -> None:
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/app"
+    call("GetItem", {"TableName": arn, "Key": {"pk": S("TENANT#acme#1")}})
+    # a colon after the name is part of the name: no configured table is called "app:x"
+    request = {"TableName": arn + ":x", "Key": {"pk": S("TENANT#acme#1")}}
+    assert refused("GetItem", request) is Reason.UNCONFIGURED_TABLE
+
+
+def test_with_a_malformed_role_arn_every_table_arn_is_refused() -> None:
+    # The account of a table ARN is compared with the role's: a role ARN with no account matches none.
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}, region="us-east-1", role_arn="arn:aws:iam:x"))
+    request = {
+        "TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/app",
+        "Key": {"pk": S("TENANT#acme")},
+    }
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        guard(params=request, model=SimpleNamespace(name="GetItem"))
+    assert refusal.value.reason is Reason.FOREIGN_TABLE_ARN
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"Key": {"pk": S("TENANT#acme")}}, Reason.MISSING_TABLE),
+        ({"TableName": 7, "Key": {"pk": S("TENANT#acme")}}, Reason.MISSING_TABLE),
+        ({"TableName": "app"}, Reason.MISSING_KEY),
+        ({"TableName": "app", "Key": [S("TENANT#acme")]}, Reason.MISSING_KEY),
+    ],
+)
+def test_a_request_without_its_table_or_key_is_refused_as_such(
+    params: dict[str, Any], reason: Reason
+) -> None:
+    assert refused("GetItem", params) is reason
+
+
+def test_each_unconfigured_table_is_described_for_itself() -> None:
+    keys = {"t1": "tpk", "t2": "upk"}
+    schemas = _KeySchemas(lambda table: {"KeySchema": [{"AttributeName": keys[table], "KeyType": "HASH"}]})
+    assert [schemas.keys(Settings.load(environ={}), table)[0] for table in ("t1", "t2", "t1")] == [
+        "tpk",
+        "upk",
+        "tpk",
+    ]
+
+
 OWN_ITEM = {"pk": S("TENANT#acme#1"), "sk": S("A")}
 
 
