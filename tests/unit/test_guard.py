@@ -230,6 +230,13 @@ def test_malformed_requests_are_refused_naming_the_part_at_fault(
     assert (refusal.value.reason, refusal.value.detail) == (Reason.MALFORMED_REQUEST, detail)
 
 
+@pytest.mark.parametrize("operation", ["Scan", "ExecuteStatement", "DeleteTable", "UpdateTable"])
+def test_an_operation_outside_the_item_api_is_refused_by_name(operation: str) -> None:
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call(operation, {"TableName": "app"})
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.OPERATION_NOT_ALLOWED, operation)
+
+
 def test_guard_refuses_use_outside_any_scope() -> None:
     with pytest.raises(NoTenantContext):
         call("GetItem", {"TableName": "app", "Key": {"pk": S("TENANT#acme")}}, scope=None)
