@@ -10,6 +10,7 @@ import pytest
 
 from tenantscope import CrossTenantAccess, NoTenantContext, Reason, _guard, tenant_key, tenant_scope
 from tenantscope._config import Settings, TableSpec, get_settings
+from tenantscope._expressions import key_conditions, read_expressions
 from tenantscope._guard import LeadingKeyGuard, _KeySchemas
 from tenantscope.testing import reset_process_state
 
@@ -797,6 +798,69 @@ def test_update_expressions_the_guard_cannot_read_exactly_are_refused(
     if names:
         params["ExpressionAttributeNames"] = names
     assert refused("UpdateItem", params) is reason
+
+
+@pytest.mark.parametrize(
+    ("operation", "expression", "values", "detail"),
+    [
+        ("Query", "pk = :g extra", {":g": ACME}, "unexpected text after the key condition"),
+        (
+            "Query",
+            "pk = :g AND sk BETWEEN :a :b",
+            {":g": ACME, ":a": S("a"), ":b": S("b")},
+            "BETWEEN without AND",
+        ),
+        ("Query", "begins_with(pk :g)", {":g": ACME}, "',' expected"),
+        ("UpdateItem", "", {}, "an empty update expression"),
+        (
+            "UpdateItem",
+            "SET a = :v SET b = :v",
+            {":v": S("x")},
+            "SET, REMOVE, ADD or DELETE expected, each at most once",
+        ),
+        ("UpdateItem", "= :v", {":v": S("x")}, "SET, REMOVE, ADD or DELETE expected, each at most once"),
+    ],
+)
+def test_an_unreadable_expression_is_refused_saying_where_reading_stopped(
+    operation: str, expression: str, values: dict[str, Any], detail: str
+) -> None:
+    key = "KeyConditionExpression" if operation == "Query" else "UpdateExpression"
+    params: dict[str, Any] = {"TableName": "app", key: expression}
+    if operation == "UpdateItem":
+        params["Key"] = OWN_ITEM
+    if values:
+        params["ExpressionAttributeValues"] = values
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call(operation, params)
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.UNREADABLE_EXPRESSION, detail)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "SET colour = :c + gsi1pk",
+        "SET colour = if_not_exists(gsi1pk, :c)",
+        "SET colour = list_append(:c, gsi1pk)",
+    ],
+)
+def test_an_index_key_read_as_an_operand_is_an_update_the_guard_cannot_check(expression: str) -> None:
+    params = {
+        "TableName": "app",
+        "Key": OWN_ITEM,
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": {":c": S("red")},
+    }
+    assert refused("UpdateItem", params) is Reason.UNCHECKABLE_INDEX_UPDATE
+
+
+def test_key_conditions_are_read_with_their_operator_and_values() -> None:
+    params = {
+        "KeyConditionExpression": "pk = :p AND begins_with(#s, :s)",
+        "ExpressionAttributeNames": {"#s": "sk"},
+        "ExpressionAttributeValues": {":p": ACME, ":s": S("A")},
+    }
+    conditions = key_conditions(read_expressions(params)["KeyConditionExpression"], {"#s": "sk"})
+    assert [tuple(c) for c in conditions] == [("pk", "=", (":p",)), ("sk", "begins_with", (":s",))]
 
 
 @pytest.mark.parametrize(
