@@ -811,6 +811,14 @@ def test_update_expressions_the_guard_cannot_read_exactly_are_refused(
             "BETWEEN without AND",
         ),
         ("Query", "begins_with(pk :g)", {":g": ACME}, "',' expected"),
+        ("Query", 7, {":g": ACME}, "not a string"),
+        ("Query", "pk = :g;", {":g": ACME}, "a character outside DynamoDB's expression grammar"),
+        ("Query", "pk =", {}, "it ends too early"),
+        ("Query", "pk = sk", {}, "a value placeholder expected"),
+        ("Query", "= :g", {":g": ACME}, "an attribute name expected"),
+        ("Query", "BETWEEN = :g", {":g": ACME}, "an attribute name expected"),
+        ("Query", "pk + :g", {":g": ACME}, "a comparison expected"),
+        ("Query", "contains(pk, :g)", {":g": ACME}, "a comparison expected"),
         ("UpdateItem", "", {}, "an empty update expression"),
         (
             "UpdateItem",
@@ -822,7 +830,7 @@ def test_update_expressions_the_guard_cannot_read_exactly_are_refused(
     ],
 )
 def test_an_unreadable_expression_is_refused_saying_where_reading_stopped(
-    operation: str, expression: str, values: dict[str, Any], detail: str
+    operation: str, expression: object, values: dict[str, Any], detail: str
 ) -> None:
     key = "KeyConditionExpression" if operation == "Query" else "UpdateExpression"
     params: dict[str, Any] = {"TableName": "app", key: expression}
@@ -853,14 +861,39 @@ def test_an_index_key_read_as_an_operand_is_an_update_the_guard_cannot_check(exp
     assert refused("UpdateItem", params) is Reason.UNCHECKABLE_INDEX_UPDATE
 
 
-def test_key_conditions_are_read_with_their_operator_and_values() -> None:
+@pytest.mark.parametrize(
+    ("names", "values"),
+    [(["#n"], {":g": ACME}), ({"#n": "pk"}, [ACME])],
+    ids=["names not a map", "values not a map"],
+)
+def test_placeholders_that_are_not_maps_are_refused(names: object, values: object) -> None:
     params = {
-        "KeyConditionExpression": "pk = :p AND begins_with(#s, :s)",
-        "ExpressionAttributeNames": {"#s": "sk"},
-        "ExpressionAttributeValues": {":p": ACME, ":s": S("A")},
+        "TableName": "app",
+        "KeyConditionExpression": "#n = :g",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
     }
-    conditions = key_conditions(read_expressions(params)["KeyConditionExpression"], {"#s": "sk"})
-    assert [tuple(c) for c in conditions] == [("pk", "=", (":p",)), ("sk", "begins_with", (":s",))]
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call("Query", params)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.UNREADABLE_EXPRESSION,
+        "malformed placeholders",
+    )
+
+
+def test_key_conditions_are_read_with_their_operator_and_values() -> None:
+    for expression, second in [
+        ("pk = :p AND begins_with(#s, :s)", ("sk", "begins_with", (":s",))),
+        ("pk = :p AND #s BETWEEN :s AND :t", ("sk", "BETWEEN", (":s", ":t"))),
+    ]:
+        values = {name: S("A") for name in second[2]}
+        params = {
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeNames": {"#s": "sk"},
+            "ExpressionAttributeValues": {":p": ACME, **values},
+        }
+        conditions = key_conditions(read_expressions(params)["KeyConditionExpression"], {"#s": "sk"})
+        assert [tuple(c) for c in conditions] == [("pk", "=", (":p",)), second]
 
 
 @pytest.mark.parametrize(
