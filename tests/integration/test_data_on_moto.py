@@ -150,11 +150,16 @@ def test_a_kept_table_is_useless_after_its_scope(sts_vendor: CredentialVendor) -
 
 
 def test_sessions_and_tables_are_cached_with_their_credentials(sts_vendor: CredentialVendor) -> None:
+    # GIVEN acme's session and table, then globex's, in a container that serves both in turn
     with tenant_scope("acme"):
         first = (tenant_session(), tenant_table(TABLE))
+    with tenant_scope("globex"):
+        other = (tenant_session(), tenant_table(TABLE))
+    # WHEN acme is served again THEN it gets the ones made for it: each tenant keeps its own
     with tenant_scope("acme"):
         second = (tenant_session(), tenant_table(TABLE))
     assert first[0] is second[0] and first[1] is second[1]
+    assert other[0] is not first[0] and other[1] is not first[1]
     sts_vendor.clear()  # new credentials, as after a refresh
     with tenant_scope("acme"):
         assert tenant_session() is not first[0]

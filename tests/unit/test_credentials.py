@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,9 +18,17 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tenantscope import Reason, StsRefused, StsThrottled, StsUnreachable
-from tenantscope._config import Settings, TableSpec
-from tenantscope._credentials import Boto3Sts, CredentialVendor, FakeSts, ScopedCredentials
+from tenantscope import Reason, StsRefused, StsThrottled, StsUnreachable, _credentials
+from tenantscope._aws import aws_client
+from tenantscope._config import Settings, TableSpec, get_settings
+from tenantscope._credentials import (
+    Boto3Sts,
+    CredentialVendor,
+    FakeSts,
+    ScopedCredentials,
+    default_vendor,
+    set_default_vendor,
+)
 from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
 from tenantscope._policy import AssumeRoleRequest, assume_role_request
 from tests.conftest import REGION, ROLE_ARN, TABLE
@@ -263,6 +272,63 @@ def test_concurrent_misses_for_one_tenant_make_one_sts_call() -> None:
     assert all_missed, "not every thread missed the cache while STS was in flight"
 
 
+def test_a_caller_that_missed_while_another_vended_takes_its_credentials(
+    make_vendor: Any, sts: FakeSts
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    # GIVEN a caller paused after its lock-free lookup missed, before it takes the lock
+    lock, paused, resume = vendor._lock, threading.Event(), threading.Event()
+
+    class PausingLock:
+        def __enter__(self) -> None:
+            if threading.current_thread().name == "late":
+                paused.set()
+                resume.wait(5)
+            lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            lock.release()
+
+    vendor._lock = PausingLock()
+    late: list[ScopedCredentials] = []
+    thread = threading.Thread(
+        target=lambda: late.append(vendor.credentials_for("acme", settings)), name="late"
+    )
+    thread.start()
+    assert paused.wait(5)
+    # WHEN another caller vends acme's credentials meanwhile
+    first = vendor.credentials_for("acme", settings)
+    resume.set()
+    thread.join(5)
+    # THEN the paused caller takes them: STS was asked once
+    assert late == [first]
+    assert len(sts.requests) == 1
+
+
+def test_a_caller_waits_for_a_stuck_sts_call_15_seconds_then_fails_closed(
+    make_vendor: Any, sts: FakeSts
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings()
+    # GIVEN another caller's STS call for acme in flight, that never completes
+    waits: list[float] = []
+
+    def wait(timeout: float) -> bool:
+        waits.append(timeout)
+        return False
+
+    vendor._flights[("acme", settings)] = SimpleNamespace(
+        done=SimpleNamespace(wait=wait), credentials=None, failure=None
+    )
+    # WHEN acme's credentials are asked for THEN the caller waits 15 s, then fails as unreachable
+    with pytest.raises(StsUnreachable) as caught:
+        vendor.credentials_for("acme", settings)
+    assert (caught.value.reason, caught.value.detail) == (Reason.STS_UNREACHABLE, "STS call failed")
+    assert waits == [15]
+    assert sts.requests == []
+
+
 def test_a_failed_flight_fails_every_waiter_closed() -> None:
     clock = FakeClock()
     sts = BlockingSts(clock=clock)
@@ -318,6 +384,65 @@ def test_backoff_never_exceeds_the_cap(make_vendor: Any, sts: FakeSts, sleeps: S
         assert 0 <= slept <= min(1.0, 0.5 * 2**attempt)
 
 
+def test_the_jitter_is_drawn_up_to_the_capped_exponential_bound(
+    make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a jitter draw that records its range and returns its top
+    ranges: list[tuple[float, float]] = []
+
+    def top(low: float, high: float) -> float:
+        ranges.append((low, high))
+        return high
+
+    monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    vendor = make_vendor(max_attempts=5, backoff_base=0.25, backoff_cap=1.0)
+    sts.throttle_next = 4
+    # WHEN four throttled attempts precede the fifth
+    vendor.credentials_for("acme", tag_settings())
+    # THEN each wait is drawn from zero to the base doubled per attempt, capped
+    assert ranges == [(0, 0.25), (0, 0.5), (0, 1.0), (0, 1.0)]
+    assert sleeps.sleeps == [0.25, 0.5, 1.0, 1.0]
+
+
+def test_a_vendor_allowed_no_attempt_fails_closed_without_calling_sts(make_vendor: Any, sts: FakeSts) -> None:
+    with pytest.raises(StsUnreachable) as caught:
+        make_vendor(max_attempts=0).credentials_for("acme", tag_settings())
+    assert caught.value.reason is Reason.STS_UNREACHABLE
+    assert sts.requests == []
+
+
+def test_the_vendors_defaults(
+    sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ranges: list[tuple[float, float]] = []
+
+    def top(low: float, high: float) -> float:
+        ranges.append((low, high))
+        return high
+
+    monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    # GIVEN STS throttling every call: three attempts, waits from 50 ms doubling
+    vendor = CredentialVendor(sts, clock=clock, sleep=sleeps)
+    sts.throttle_next = 10
+    with pytest.raises(StsThrottled):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 3
+    assert ranges == [(0, 0.05), (0, 0.1)]
+    # AND the failure is remembered for one second
+    clock.advance(0.999)
+    with pytest.raises(StsThrottled):
+        vendor.credentials_for("acme", tag_settings())
+    assert len(sts.requests) == 3
+    clock.advance(0.001)
+    sts.throttle_next = 0
+    assert vendor.credentials_for("acme", tag_settings()).tenant_id == "acme"
+    # AND a wait never exceeds one second
+    ranges.clear()
+    sts.throttle_next = 6
+    CredentialVendor(sts, clock=clock, sleep=sleeps, max_attempts=7).credentials_for("globex", tag_settings())
+    assert ranges == [(0, 0.05), (0, 0.1), (0, 0.2), (0, 0.4), (0, 0.8), (0, 1.0)]
+
+
 def test_jitter_varies(sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder) -> None:
     # full jitter: many throttled calls do not all sleep the same amount
     for i in range(20):
@@ -357,9 +482,13 @@ def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, cl
         vendor.credentials_for("acme", settings)
     assert len(sts.requests) == 1
     sts.refuse = False
-    # WHEN asked again at once THEN it fails without calling STS
-    with pytest.raises(CredentialsUnavailable, match="recent STS failure"):
+    # WHEN asked again at once THEN it fails the same way, without calling STS
+    with pytest.raises(StsRefused) as remembered:
         vendor.credentials_for("acme", settings)
+    assert (remembered.value.reason, remembered.value.detail) == (
+        Reason.STS_REFUSED,
+        "recent STS failure; backing off",
+    )
     clock.advance(0.999)
     with pytest.raises(CredentialsUnavailable):
         vendor.credentials_for("acme", settings)
@@ -373,6 +502,7 @@ def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, cl
     assert credentials.tenant_id == "acme"
     assert len(sts.requests) == 3
     assert vendor.credentials_for("acme", settings) is credentials
+    assert vendor._failed_until == {}  # forgotten, not only expired: the memory does not grow
 
 
 def test_exhausted_throttling_is_remembered_too(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
@@ -401,6 +531,53 @@ def test_repr_hides_every_secret(make_vendor: Any) -> None:
     assert "ASIAEXAMPLEKEYID" not in repr(hand_made)
     assert "s3cr3t" not in repr(hand_made)
     assert "t0ken" not in repr(hand_made)
+
+
+# --- the fake STS ----------------------------------------------------------------------------------
+
+
+def test_the_fake_sts_fails_as_told_then_serves(sts: FakeSts) -> None:
+    # GIVEN a fake told to throttle once, then be unreachable twice
+    sts.throttle_next, sts.unreachable_next = 1, 2
+    failures = []
+    for _ in range(3):
+        with pytest.raises((StsThrottled, StsUnreachable)) as caught:
+            sts.assume_role(a_request())
+        failures.append((type(caught.value), caught.value.reason, caught.value.detail))
+    # THEN it fails so, in that order, then answers for the request's tenant
+    assert failures == [
+        (StsThrottled, Reason.STS_THROTTLED, "Throttling"),
+        (StsUnreachable, Reason.STS_UNREACHABLE, "EndpointConnectionError"),
+        (StsUnreachable, Reason.STS_UNREACHABLE, "EndpointConnectionError"),
+    ]
+    assert sts.assume_role(a_request()).tenant_id == "acme"
+    assert len(sts.requests) == 4
+    # AND told to refuse, it refuses as STS refuses a role it may not assume
+    sts.refuse = True
+    with pytest.raises(StsRefused) as refused:
+        sts.assume_role(a_request())
+    assert (refused.value.reason, refused.value.detail) == (Reason.STS_REFUSED, "AccessDenied")
+
+
+def test_the_fake_sts_serves_credentials_for_an_hour_by_default() -> None:
+    assert FakeSts(clock=lambda: 1000.0).assume_role(a_request()).expiration == 1000.0 + 3600
+
+
+# --- the process-wide vendor -----------------------------------------------------------------------
+
+
+def test_the_default_vendor_is_on_the_real_sts_until_replaced() -> None:
+    # GIVEN no vendor set: the default is made once, on Boto3Sts in the configured region
+    real = default_vendor()
+    assert default_vendor() is real
+    assert isinstance(real.sts, Boto3Sts)
+    assert real.sts._sts() is aws_client("sts", get_settings().region, attempts=1)
+    # WHEN one is set THEN it is the default; None restores a real one
+    mine = CredentialVendor(FakeSts())
+    set_default_vendor(mine)
+    assert default_vendor() is mine
+    set_default_vendor(None)
+    assert isinstance(default_vendor().sts, Boto3Sts)
 
 
 # --- Boto3Sts ------------------------------------------------------------------------------------
@@ -581,6 +758,46 @@ def test_vendor_on_boto3_sts_does_not_retry_access_denied(sleeps: SleepRecorder)
         vendor.credentials_for("acme", policy_settings())
     assert len(client.calls) == 1
     assert sleeps.sleeps == []
+
+
+def test_boto3_sts_makes_one_client_on_the_function_role_that_tries_once() -> None:
+    # The vendor retries with jitter itself: botocore must not retry underneath it.
+    client = Boto3Sts("eu-west-1")._sts()
+    assert client is aws_client("sts", "eu-west-1", attempts=1)
+    assert (client.meta.service_model.service_name, client.meta.region_name) == ("sts", "eu-west-1")
+    assert client.meta.config.retries["total_max_attempts"] == 1
+
+
+@pytest.mark.parametrize(
+    "response",
+    [{"Error": {"Message": "no code"}}, {}],
+    ids=["error without a code", "no error at all"],
+)
+def test_boto3_sts_reads_a_client_error_without_a_code_as_a_refusal(response: dict[str, Any]) -> None:
+    client = FakeStsClient(error=ClientError(response, "AssumeRole"))  # type: ignore[arg-type]
+    with pytest.raises(StsRefused) as refused:
+        Boto3Sts(client=client).assume_role(a_request())
+    assert (refused.value.reason, refused.value.detail) == (Reason.STS_REFUSED, "no error code")
+
+
+def test_boto3_sts_reads_an_expiry_given_in_epoch_seconds() -> None:
+    creds = {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": 4e9}
+    credentials = Boto3Sts(client=FakeStsClient(response={"Credentials": creds})).assume_role(a_request())
+    assert credentials.expiration == 4e9
+
+
+class EmptyKeySts:
+    """A backend that builds its credentials from an answer with an empty key (ScopedCredentials refuses)."""
+
+    def assume_role(self, request: AssumeRoleRequest) -> ScopedCredentials:
+        return ScopedCredentials(request.tenant_id, "", "s", "t", 4e9)
+
+
+def test_credentials_a_backend_cannot_build_are_unusable_not_a_crash() -> None:
+    vendor = CredentialVendor(EmptyKeySts(), clock=FakeClock(), sleep=SleepRecorder())
+    with pytest.raises(StsRefused) as refused:
+        vendor.credentials_for("acme", tag_settings())
+    assert refused.value.reason is Reason.STS_UNUSABLE_CREDENTIALS
 
 
 def test_boto3_sts_sends_the_request_and_reads_the_credentials() -> None:

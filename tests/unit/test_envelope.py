@@ -15,6 +15,7 @@ import hmac
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -300,6 +301,17 @@ def test_a_round_trip_through_sqs_attributes() -> None:
     assert verify(**{**sealed(), "tenant": tenant, "header": header, "signature": received_signature})
 
 
+def test_sqs_attributes_read_from_any_mapping() -> None:
+    # GIVEN each attribute as a read-only mapping, not a dict
+    received = {
+        ATTR_TENANT: MappingProxyType({"stringValue": TENANT, "dataType": "String"}),
+        ATTR_ENVELOPE: MappingProxyType({"stringValue": "header", "dataType": "String"}),
+        ATTR_SIGNATURE: MappingProxyType({"stringValue": "signature", "dataType": "String"}),
+    }
+    # THEN their values are read as a dict's are
+    assert sqs_record_fields(received) == (TENANT, "header", "signature")
+
+
 def test_sqs_attributes_of_another_data_type_count_as_missing() -> None:
     received = {
         ATTR_TENANT: {"stringValue": TENANT, "dataType": "String.tenant"},
@@ -480,6 +492,14 @@ def test_oversized_values_are_refused_before_parsing(field: str, reason: str) ->
         Reason.OVERSIZED_ENVELOPE,
         reason,
     )
+
+
+@pytest.mark.parametrize(("field", "name"), [("tenant", "tenant"), ("signature", "signature")])
+def test_a_full_header_beside_a_missing_field_names_the_missing_field(field: str, name: str) -> None:
+    # GIVEN a header of exactly the limit, and a field that is not there
+    arguments = {**sealed(), "header": "h" * MAX_FIELD_CHARS, field: None}
+    # THEN the missing field is named: the header is not over the limit
+    refused(arguments, Reason.MISSING_ENVELOPE, name)
 
 
 def test_a_header_at_the_size_limit_is_parsed_not_refused_for_size() -> None:
@@ -720,7 +740,7 @@ def test_seal_refuses_a_tenant_outside_the_grammar() -> None:
 
 @pytest.mark.parametrize("destination", ["arn:aws:sqs:us-east-1:1:q", "sqs:", "sqs:a b", "sqs:ü", "sqs:a\n"])
 def test_seal_refuses_a_destination_outside_the_grammar(destination: str) -> None:
-    with pytest.raises(ValueError, match="destination"):
+    with pytest.raises(ValueError, match=r"^invalid destination$"):
         seal(BODY, tenant_id=TENANT, destination=destination, ring=RING, now=NOW, lifetime=LIFETIME)
 
 
@@ -728,7 +748,7 @@ def test_seal_refuses_a_destination_outside_the_grammar(destination: str) -> Non
     "envelope_id", [ENVELOPE_ID.upper(), "abc", ENVELOPE_ID + "\n", ENVELOPE_ID[:-1] + "g"]
 )
 def test_seal_refuses_an_envelope_id_outside_the_grammar(envelope_id: str) -> None:
-    with pytest.raises(ValueError, match="envelope id"):
+    with pytest.raises(ValueError, match=r"^an envelope id is 32 lowercase hex characters$"):
         seal(
             BODY,
             tenant_id=TENANT,
@@ -742,8 +762,25 @@ def test_seal_refuses_an_envelope_id_outside_the_grammar(envelope_id: str) -> No
 
 @pytest.mark.parametrize(("now", "lifetime"), [(-1, LIFETIME), (NOW, 0), (NOW, -5), (10**12 - 10, 10)])
 def test_seal_refuses_times_no_verifier_would_accept(now: int, lifetime: int) -> None:
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"^issued-at and lifetime out of range$"):
         seal(BODY, tenant_id=TENANT, destination=DESTINATION, ring=RING, now=now, lifetime=lifetime)
+
+
+@pytest.mark.parametrize(("now", "lifetime"), [(0, 1), (10**12 - 2, 1), (0, 10**12 - 1)])
+def test_seal_accepts_the_edges_of_the_time_grammar(now: int, lifetime: int) -> None:
+    # GIVEN an issue time from zero and a lifetime from one second, up to an expiry of twelve digits
+    envelope, signature = seal(
+        BODY, tenant_id=TENANT, destination=DESTINATION, ring=RING, now=now, lifetime=lifetime
+    )
+    # THEN the envelope carries them as given, and a verifier accepts it
+    assert (envelope.issued_at, envelope.expires_at) == (now, now + lifetime)
+    received = {"tenant": TENANT, "header": envelope.header(), "signature": signature, "body": BODY}
+    assert (
+        verify(
+            **received, destination=DESTINATION, ring=RING, now=now, max_lifetime=lifetime, clock_skew=SKEW
+        )
+        == envelope
+    )
 
 
 # --- destinations ------------------------------------------------------------------------------------
@@ -792,7 +829,10 @@ def test_sfn_destination_derives_the_execution_arn(machine: str, name: str, expe
 def test_sfn_destination_refuses_what_is_not_a_state_machine_and_name(machine: str, name: str) -> None:
     with pytest.raises(InvalidEnvelope) as refusal:
         sfn_destination(machine, name)
-    assert refusal.value.reason is Reason.MALFORMED_DESTINATION
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.MALFORMED_DESTINATION,
+        "not a state machine ARN and execution name",
+    )
 
 
 def test_sqs_destination_prefixes_the_queue_arn() -> None:

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from tenantscope import CrossTenantAccess, NoTenantContext, Reason, tenant_key, tenant_scope
-from tenantscope._config import Settings, TableSpec
+from tenantscope import CrossTenantAccess, NoTenantContext, Reason, _guard, tenant_key, tenant_scope
+from tenantscope._config import Settings, TableSpec, get_settings
+from tenantscope._expressions import key_conditions, read_expressions
 from tenantscope._guard import LeadingKeyGuard, _KeySchemas
+from tenantscope.testing import reset_process_state
 
 SETTINGS = Settings.load(
     environ={},
@@ -203,14 +205,37 @@ def test_a_batch_mixing_tenants_is_refused() -> None:
             Reason.UNKNOWN_INDEX,
         ),
         ("GetItem", {"TableName": "other-table", "Key": {"pk": S("TENANT#acme")}}, Reason.UNCONFIGURED_TABLE),
-        ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}, Reason.MALFORMED_REQUEST),
-        ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}, Reason.MALFORMED_REQUEST),
     ],
 )
 def test_table_wide_unknown_and_malformed_requests_are_refused(
     operation: str, params: dict[str, Any], reason: Reason
 ) -> None:
     assert refused(operation, params) is reason
+
+
+@pytest.mark.parametrize(
+    ("operation", "params", "detail"),
+    [
+        ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}, "transaction item"),
+        ("TransactGetItems", {"TransactItems": ["Get"]}, "transaction item"),
+        ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}, "batch write request"),
+    ],
+)
+def test_malformed_requests_are_refused_naming_the_part_at_fault(
+    operation: str, params: dict[str, Any], detail: str
+) -> None:
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        LeadingKeyGuard("acme", SETTINGS, _KeySchemas(describe_app))(
+            params=params, model=SimpleNamespace(name=operation)
+        )
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.MALFORMED_REQUEST, detail)
+
+
+@pytest.mark.parametrize("operation", ["Scan", "ExecuteStatement", "DeleteTable", "UpdateTable"])
+def test_an_operation_outside_the_item_api_is_refused_by_name(operation: str) -> None:
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call(operation, {"TableName": "app"})
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.OPERATION_NOT_ALLOWED, operation)
 
 
 def test_guard_refuses_use_outside_any_scope() -> None:
@@ -267,6 +292,62 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
 
 
 @pytest.mark.parametrize(
+    "description",
+    [
+        {"KeySchema": [{"AttributeName": "tpk", "KeyType": "HASH"}]},
+        {
+            "KeySchema": [{"AttributeName": "tpk", "KeyType": "HASH"}],
+            "LocalSecondaryIndexes": [
+                {
+                    "IndexName": "by-date",
+                    "KeySchema": [
+                        {"AttributeName": "tpk", "KeyType": "HASH"},
+                        {"AttributeName": "date", "KeyType": "RANGE"},
+                    ],
+                }
+            ],
+        },
+    ],
+    ids=["no index", "a local index only"],
+)
+def test_a_described_table_without_global_indexes_is_read(description: dict[str, Any]) -> None:
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}), _KeySchemas(lambda table: description))
+    indexes = [i["IndexName"] for i in description.get("LocalSecondaryIndexes", [])]
+    with tenant_scope("acme"):
+        guard(
+            params={"TableName": "t", "Key": {"tpk": S("TENANT#acme#1")}},
+            model=SimpleNamespace(name="GetItem"),
+        )
+        for index in indexes:  # a local index shares the table's partition key
+            guard(
+                params={
+                    "TableName": "t",
+                    "IndexName": index,
+                    "KeyConditionExpression": "tpk = :v",
+                    "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
+                },
+                model=SimpleNamespace(name="Query"),
+            )
+
+
+def test_an_unconfigured_table_is_described_in_the_configured_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN settings in eu-west-1 that configure no table, and the function role's DynamoDB client faked
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("TENANTSCOPE_TABLES", raising=False)
+    reset_process_state()
+    made: list[tuple[str, str | None]] = []
+
+    def aws_client(service: str, region: str | None) -> Any:
+        made.append((service, region))
+        return SimpleNamespace(describe_table=lambda TableName: {"Table": describe_app(TableName)})
+
+    monkeypatch.setattr(_guard, "aws_client", aws_client)
+    # WHEN a table without a configured key is first used THEN it is described there
+    assert _KeySchemas().keys(get_settings(), "t") == ("pk", {})
+    assert made == [("dynamodb", "eu-west-1")]
+
+
+@pytest.mark.parametrize(
     ("operation", "params", "expected"),
     [
         (
@@ -296,6 +377,17 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
                 "IndexName": "gsi1",
                 "KeyConditionExpression": "pk = :g",
                 "ExpressionAttributeValues": {":g": S("TENANT#acme")},
+            },
+            "'gsi1pk', the partition key of index 'gsi1' of table 'app'",
+        ),
+        (
+            "Query",
+            {
+                "TableName": "app",
+                "IndexName": "gsi1",
+                "KeyConditions": {
+                    "pk": {"AttributeValueList": [S("TENANT#acme")], "ComparisonOperator": "EQ"}
+                },
             },
             "'gsi1pk', the partition key of index 'gsi1' of table 'app'",
         ),
@@ -336,6 +428,51 @@ def test_tenant_key_builds_keys_in_the_current_partition() -> None:
 def test_table_arns_outside_this_account_and_region_are_refused(arn: str) -> None:
     request = {"TableName": arn, "Key": {"pk": S("TENANT#acme#1")}}
     assert refused("GetItem", request) is Reason.FOREIGN_TABLE_ARN
+
+
+def test_a_table_arn_is_read_as_the_table_it_names() -> None:
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/app"
+    call("GetItem", {"TableName": arn, "Key": {"pk": S("TENANT#acme#1")}})
+    # a colon after the name is part of the name: no configured table is called "app:x"
+    request = {"TableName": arn + ":x", "Key": {"pk": S("TENANT#acme#1")}}
+    assert refused("GetItem", request) is Reason.UNCONFIGURED_TABLE
+
+
+def test_with_a_malformed_role_arn_every_table_arn_is_refused() -> None:
+    # The account of a table ARN is compared with the role's: a role ARN with no account matches none.
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}, region="us-east-1", role_arn="arn:aws:iam:x"))
+    request = {
+        "TableName": "arn:aws:dynamodb:us-east-1:123456789012:table/app",
+        "Key": {"pk": S("TENANT#acme")},
+    }
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        guard(params=request, model=SimpleNamespace(name="GetItem"))
+    assert refusal.value.reason is Reason.FOREIGN_TABLE_ARN
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"Key": {"pk": S("TENANT#acme")}}, Reason.MISSING_TABLE),
+        ({"TableName": 7, "Key": {"pk": S("TENANT#acme")}}, Reason.MISSING_TABLE),
+        ({"TableName": "app"}, Reason.MISSING_KEY),
+        ({"TableName": "app", "Key": [S("TENANT#acme")]}, Reason.MISSING_KEY),
+    ],
+)
+def test_a_request_without_its_table_or_key_is_refused_as_such(
+    params: dict[str, Any], reason: Reason
+) -> None:
+    assert refused("GetItem", params) is reason
+
+
+def test_each_unconfigured_table_is_described_for_itself() -> None:
+    keys = {"t1": "tpk", "t2": "upk"}
+    schemas = _KeySchemas(lambda table: {"KeySchema": [{"AttributeName": keys[table], "KeyType": "HASH"}]})
+    assert [schemas.keys(Settings.load(environ={}), table)[0] for table in ("t1", "t2", "t1")] == [
+        "tpk",
+        "upk",
+        "tpk",
+    ]
 
 
 OWN_ITEM = {"pk": S("TENANT#acme#1"), "sk": S("A")}
@@ -463,6 +600,45 @@ def test_writes_keeping_index_keys_in_the_partition_pass(operation: str, params:
     call(operation, params)
 
 
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"Value": S("TENANT#acme#OPEN")},  # no Action: DynamoDB's default, PUT
+        {"Value": S("TENANT#acme#OPEN"), "Action": "PUT"},
+        {"Action": "DELETE"},  # removes the item from the index: no value to check
+    ],
+    ids=["put by default", "put", "delete"],
+)
+def test_legacy_updates_keeping_index_keys_in_the_partition_pass(update: dict[str, Any]) -> None:
+    call("UpdateItem", {"TableName": "app", "Key": OWN_ITEM, "AttributeUpdates": {"gsi1pk": update}})
+
+
+TWO_INDEXES = Settings.load(
+    environ={},
+    region="us-east-1",
+    role_arn="arn:aws:iam::123456789012:role/tenantscope-tenant",
+    tables=(TableSpec("app", "pk", {"gsi1": "gsi1pk", "gsi2": "gsi2pk"}),),
+)
+
+
+@pytest.mark.parametrize("index_key", ["gsi1pk", "gsi2pk"])
+def test_an_update_of_either_of_two_index_keys_is_checked(index_key: str) -> None:
+    # GIVEN a table with two indexes, and an update that sets one index key (whichever the guard
+    # looks at first, the other is untouched)
+    guard = LeadingKeyGuard("acme", TWO_INDEXES, _KeySchemas(describe_app))
+    params = {
+        "TableName": "app",
+        "Key": OWN_ITEM,
+        "UpdateExpression": "SET #i = :i",
+        "ExpressionAttributeNames": {"#i": index_key},
+        "ExpressionAttributeValues": {":i": S("TENANT#globex#OPEN")},
+    }
+    # THEN a value in another tenant's partition is refused
+    with pytest.raises(CrossTenantAccess) as refusal, tenant_scope("acme"):
+        guard(params=params, model=SimpleNamespace(name="UpdateItem"))
+    assert refusal.value.reason is Reason.FOREIGN_KEY
+
+
 # --- expressions are read with DynamoDB's grammar, or refused ------------------------------------
 
 ACME, GLOBEX = S("TENANT#acme#ITEM"), S("TENANT#globex#ITEM")
@@ -558,6 +734,20 @@ def test_a_query_page_cannot_start_in_another_tenants_partition() -> None:
     query("pk = :g", {":g": ACME}, ExclusiveStartKey={"pk": ACME, "sk": S("A")})
 
 
+def test_a_query_page_starting_at_no_key_is_refused() -> None:
+    with pytest.raises(CrossTenantAccess) as refusal:
+        query("pk = :g", {":g": ACME}, ExclusiveStartKey=[ACME])
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.MALFORMED_REQUEST, "start key")
+
+
+@pytest.mark.parametrize("operator", ["BEGINS_WITH", "GT", "BETWEEN"])
+def test_a_legacy_key_condition_on_the_partition_key_must_be_an_equality(operator: str) -> None:
+    legacy = {"pk": {"AttributeValueList": [ACME], "ComparisonOperator": operator}}
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call("Query", {"TableName": "app", "KeyConditions": legacy})
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.KEY_CONDITION, "not an equality")
+
+
 @pytest.mark.parametrize(
     ("expression", "values", "names", "reason"),
     [
@@ -608,6 +798,102 @@ def test_update_expressions_the_guard_cannot_read_exactly_are_refused(
     if names:
         params["ExpressionAttributeNames"] = names
     assert refused("UpdateItem", params) is reason
+
+
+@pytest.mark.parametrize(
+    ("operation", "expression", "values", "detail"),
+    [
+        ("Query", "pk = :g extra", {":g": ACME}, "unexpected text after the key condition"),
+        (
+            "Query",
+            "pk = :g AND sk BETWEEN :a :b",
+            {":g": ACME, ":a": S("a"), ":b": S("b")},
+            "BETWEEN without AND",
+        ),
+        ("Query", "begins_with(pk :g)", {":g": ACME}, "',' expected"),
+        ("Query", 7, {":g": ACME}, "not a string"),
+        ("Query", "pk = :g;", {":g": ACME}, "a character outside DynamoDB's expression grammar"),
+        ("Query", "pk =", {}, "it ends too early"),
+        ("Query", "pk = sk", {}, "a value placeholder expected"),
+        ("Query", "= :g", {":g": ACME}, "an attribute name expected"),
+        ("Query", "BETWEEN = :g", {":g": ACME}, "an attribute name expected"),
+        ("Query", "pk + :g", {":g": ACME}, "a comparison expected"),
+        ("Query", "contains(pk, :g)", {":g": ACME}, "a comparison expected"),
+        ("UpdateItem", "", {}, "an empty update expression"),
+        (
+            "UpdateItem",
+            "SET a = :v SET b = :v",
+            {":v": S("x")},
+            "SET, REMOVE, ADD or DELETE expected, each at most once",
+        ),
+        ("UpdateItem", "= :v", {":v": S("x")}, "SET, REMOVE, ADD or DELETE expected, each at most once"),
+    ],
+)
+def test_an_unreadable_expression_is_refused_saying_where_reading_stopped(
+    operation: str, expression: object, values: dict[str, Any], detail: str
+) -> None:
+    key = "KeyConditionExpression" if operation == "Query" else "UpdateExpression"
+    params: dict[str, Any] = {"TableName": "app", key: expression}
+    if operation == "UpdateItem":
+        params["Key"] = OWN_ITEM
+    if values:
+        params["ExpressionAttributeValues"] = values
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call(operation, params)
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.UNREADABLE_EXPRESSION, detail)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "SET colour = :c + gsi1pk",
+        "SET colour = if_not_exists(gsi1pk, :c)",
+        "SET colour = list_append(:c, gsi1pk)",
+    ],
+)
+def test_an_index_key_read_as_an_operand_is_an_update_the_guard_cannot_check(expression: str) -> None:
+    params = {
+        "TableName": "app",
+        "Key": OWN_ITEM,
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": {":c": S("red")},
+    }
+    assert refused("UpdateItem", params) is Reason.UNCHECKABLE_INDEX_UPDATE
+
+
+@pytest.mark.parametrize(
+    ("names", "values"),
+    [(["#n"], {":g": ACME}), ({"#n": "pk"}, [ACME])],
+    ids=["names not a map", "values not a map"],
+)
+def test_placeholders_that_are_not_maps_are_refused(names: object, values: object) -> None:
+    params = {
+        "TableName": "app",
+        "KeyConditionExpression": "#n = :g",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    with pytest.raises(CrossTenantAccess) as refusal:
+        call("Query", params)
+    assert (refusal.value.reason, refusal.value.detail) == (
+        Reason.UNREADABLE_EXPRESSION,
+        "malformed placeholders",
+    )
+
+
+def test_key_conditions_are_read_with_their_operator_and_values() -> None:
+    for expression, second in [
+        ("pk = :p AND begins_with(#s, :s)", ("sk", "begins_with", (":s",))),
+        ("pk = :p AND #s BETWEEN :s AND :t", ("sk", "BETWEEN", (":s", ":t"))),
+    ]:
+        values = {name: S("A") for name in second[2]}
+        params = {
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeNames": {"#s": "sk"},
+            "ExpressionAttributeValues": {":p": ACME, **values},
+        }
+        conditions = key_conditions(read_expressions(params)["KeyConditionExpression"], {"#s": "sk"})
+        assert [tuple(c) for c in conditions] == [("pk", "=", (":p",)), second]
 
 
 @pytest.mark.parametrize(

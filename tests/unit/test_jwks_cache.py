@@ -5,9 +5,11 @@ A fake clock drives every time-dependent case: nothing sleeps and nothing assert
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +402,38 @@ def test_oversized_document_is_refused(tmp_path: Path, issuer: LocalIssuer) -> N
     with pytest.raises(KeysUnavailable) as outage:
         JwksCache(UrlJwksSource(url), clock=FakeClock()).get(issuer.kid)
     assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
+
+
+class RecordingBody(io.BytesIO):
+    """A response body that records how much of it its reader took."""
+
+    taken = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_a_huge_document_is_read_only_one_byte_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an issuer URL that answers with a body four times the limit
+    body = RecordingBody(b" " * (4 * MAX_JWKS_BYTES))
+    requested: list[tuple[str, float]] = []
+
+    class Opener:
+        def open(self, request: urllib.request.Request, timeout: float) -> RecordingBody:
+            requested.append((request.full_url, timeout))
+            return body
+
+    monkeypatch.setattr(urllib.request, "build_opener", lambda *handlers: Opener())
+    # WHEN it is fetched THEN it is refused
+    with pytest.raises(ValueError, match=r"^JWKS document too large$"):
+        UrlJwksSource("https://issuer.example/jwks.json", timeout=0.5).fetch()
+    # AND only the limit and one byte were read: a huge answer costs no more memory or time than that
+    assert requested == [("https://issuer.example/jwks.json", 0.5)]
+    assert body.taken == MAX_JWKS_BYTES + 1
 
 
 def test_document_that_is_not_an_object_is_refused(tmp_path: Path, issuer: LocalIssuer) -> None:

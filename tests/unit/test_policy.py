@@ -12,7 +12,7 @@ import random
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -34,10 +34,12 @@ from tenantscope._policy import (
     MAX_SESSION_POLICY_CHARS,
     OBJECT_ACTIONS,
     assume_role_request,
+    assume_statement,
     leading_key_patterns,
     session_policy,
     tenant_object_prefix,
     tenant_prefix,
+    trust_policy,
 )
 from tenantscope._tenant_id import TENANT_ID_PATTERN
 from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE
@@ -666,6 +668,42 @@ def test_session_policy_fits_the_sts_limit_for_the_longest_tenant_id() -> None:
         assert json.loads(document)["Version"] == "2012-10-17"
 
 
+def test_the_session_policy_is_compact_json() -> None:
+    # Every character counts against the STS limit: no space after a separator.
+    document = session_policy("acme", policy_settings())
+    assert document == json.dumps(json.loads(document), separators=(",", ":"))
+
+
+def test_a_session_policy_of_exactly_the_sts_limit_is_accepted() -> None:
+    # GIVEN a tenant and a table name that make the policy exactly the limit (a character of the
+    # name counts twice, one of the tenant five times: one of the two tenants below fits exactly)
+    def settings(name_chars: int) -> Settings:
+        return policy_settings(tables=(TableSpec("t" * name_chars, "pk"),))
+
+    def size(tenant: str, name_chars: int) -> int:
+        try:
+            return len(session_policy(tenant, settings(name_chars)))
+        except ConfigurationError:
+            return MAX_SESSION_POLICY_CHARS + 1
+
+    exact = [
+        (tenant, n)
+        for tenant in ("acme", "acmes")
+        for n in range(1, 1024)
+        if size(tenant, n) == MAX_SESSION_POLICY_CHARS
+    ]
+    # WHEN its policy is built THEN it is accepted; a character more is refused, and its size told
+    assert len(exact) == 1
+    ((tenant, name_chars),) = exact
+    with pytest.raises(ConfigurationError) as refused:
+        session_policy(tenant, settings(name_chars + 1))
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.SESSION_POLICY_TOO_LARGE,
+        f"{MAX_SESSION_POLICY_CHARS + 2} chars, over {MAX_SESSION_POLICY_CHARS}: "
+        "configure fewer tables or buckets",
+    )
+
+
 def test_too_many_tables_fail_before_any_sts_call() -> None:
     # GIVEN forty configured tables with long names
     tables = tuple(TableSpec(f"tenantscope-table-with-a-long-name-{i:02d}", "pk") for i in range(40))
@@ -713,24 +751,47 @@ def test_duration_fits_role_chaining_and_the_sts_minimum(configured: int, expect
     assert request.to_boto3()["DurationSeconds"] == expected
 
 
+NO_ROLE = "TENANTSCOPE_ROLE_ARN: set it to the ARN of the role assumed for each tenant"
+NO_ARN_OR_REGION = "session-policy needs TENANTSCOPE_ROLE_ARN and AWS_REGION"
+NO_TABLE_OR_BUCKET = "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS"
+
+
 @pytest.mark.parametrize(
-    ("overrides", "isolation"),
+    ("overrides", "isolation", "detail"),
     [
-        ({"role_arn": None}, "session-policy"),
-        ({"role_arn": None}, "session-tags"),
-        ({"tables": (), "buckets": ()}, "session-policy"),
-        ({"region": None}, "session-policy"),
-        ({"role_arn": "not-an-arn"}, "session-policy"),
+        ({"role_arn": None}, "session-policy", NO_ROLE),
+        ({"role_arn": None}, "session-tags", NO_ROLE),
+        (
+            {"tables": (), "buckets": ()},
+            "session-policy",
+            "session-policy needs TENANTSCOPE_TABLES or TENANTSCOPE_BUCKETS",
+        ),
+        ({"region": None}, "session-policy", NO_ARN_OR_REGION),
+        ({"role_arn": "not-an-arn"}, "session-policy", NO_ARN_OR_REGION),
     ],
 )
-def test_missing_configuration_is_a_configuration_error(overrides: dict[str, Any], isolation: str) -> None:
+def test_missing_configuration_is_a_configuration_error(
+    overrides: dict[str, Any], isolation: str, detail: str
+) -> None:
     # GIVEN settings missing one piece (None falls back to the empty environment, then the default)
     settings = policy_settings(isolation=isolation, **overrides)
-    # THEN it is a permanent configuration error, never answered as a passing outage
+    # THEN it is a permanent configuration error naming the settings, never answered as a passing outage
     with pytest.raises(ConfigurationError) as refused:
         assume_role_request("acme", settings)
-    assert refused.value.reason is Reason.MISSING_SETTING
+    assert (refused.value.reason, refused.value.detail) == (Reason.MISSING_SETTING, detail)
     assert not isinstance(refused.value, TemporarilyUnavailable)
+
+
+def test_settings_with_an_unknown_strategy_are_refused_not_read_as_session_tags() -> None:
+    # GIVEN settings not made by Settings.load (which refuses the value), with no known strategy
+    settings = replace(policy_settings(), isolation="none")
+    # THEN no request is made: an unknown strategy never falls back to one that was not chosen
+    with pytest.raises(ConfigurationError) as refused:
+        assume_role_request("acme", settings)
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.INVALID_SETTING,
+        "unknown isolation strategy",
+    )
 
 
 def test_session_tags_need_no_tables_or_region() -> None:
@@ -981,3 +1042,47 @@ def test_session_policy_with_a_bucket_fits_the_sts_limit_for_the_longest_tenant_
         buckets=(BUCKET, "tenantscope-exports-123456789012-eu-west-1"),
     )
     assert len(session_policy(longest, settings)) <= MAX_SESSION_POLICY_CHARS
+
+
+# --- who may assume the tenant role ------------------------------------------------------------------
+
+
+CALLERS = (f"arn:aws:iam::{ACCOUNT}:role/api", f"arn:aws:iam::{ACCOUNT}:role/worker")
+TENANT_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/tenantscope-tenant"
+
+
+@pytest.mark.parametrize(("tag_key", "expected_tag_key"), [((), "TenantId"), (("Tenant",), "Tenant")])
+def test_the_trust_policy_admits_the_callers_with_the_tenant_tag_alone(
+    tag_key: tuple[str, ...], expected_tag_key: str
+) -> None:
+    # GIVEN the roles of the functions that use tenantscope, and the tenant tag key (default TenantId)
+    policy = trust_policy(CALLERS, *tag_key)
+    # THEN only they may assume the role, with the three actions every request needs, and only
+    # with no session tag but the tenant's
+    assert policy == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ThisStacksFunctionsOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(CALLERS)},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+                "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": [expected_tag_key]}},
+            }
+        ],
+    }
+
+
+def test_a_callers_statement_allows_assuming_the_tenant_role_and_nothing_else() -> None:
+    statement = assume_statement(TENANT_ROLE_ARN)
+    assert statement == {
+        "Sid": "AssumeTenantRole",
+        "Effect": "Allow",
+        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+        "Resource": TENANT_ROLE_ARN,
+    }
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
+    for action in ("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"):
+        assert is_allowed(policy, action, TENANT_ROLE_ARN)
+    assert not is_allowed(policy, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
+    assert not is_allowed(policy, "iam:PassRole", TENANT_ROLE_ARN)

@@ -33,7 +33,11 @@ _clients: ProcessCache[tuple[str, str | None, int], Any] = ProcessCache(lock=_lo
 def _config(attempts: int) -> Any:
     from botocore.config import Config
 
-    return Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": attempts, "mode": "standard"})
+    # total_max_attempts counts the first call; botocore's "max_attempts" would count retries only
+    # (max_attempts=1 is two calls).
+    return Config(
+        connect_timeout=1, read_timeout=3, retries={"total_max_attempts": attempts, "mode": "standard"}
+    )
 
 
 def _new_session() -> Any:

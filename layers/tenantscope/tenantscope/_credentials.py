@@ -60,13 +60,18 @@ class ScopedCredentials:
     expiration: float  # epoch seconds
 
     def __post_init__(self) -> None:
-        # boto3 treats an empty key as no key and falls back to the default chain (the
-        # function's own role): an empty credential must never get as far as a client.
-        secrets = (self.access_key_id, self.secret_access_key, self.session_token)
-        if not all(isinstance(value, str) and value for value in secrets):
-            raise ValueError("scoped credentials need a non-empty key, secret and session token")
-        if not isinstance(self.expiration, int | float) or not math.isfinite(self.expiration):
-            raise ValueError("scoped credentials need an expiry")
+        _refuse_unusable(self)
+
+
+def _refuse_unusable(credentials: ScopedCredentials) -> None:
+    """ScopedCredentials' checks, outside the dataclass: mutmut leaves decorated classes unmutated."""
+    # boto3 treats an empty key as no key and falls back to the default chain (the
+    # function's own role): an empty credential must never get as far as a client.
+    secrets = (credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
+    if not all(isinstance(value, str) and value for value in secrets):
+        raise ValueError("scoped credentials need a non-empty key, secret and session token")
+    if not isinstance(credentials.expiration, int | float) or not math.isfinite(credentials.expiration):
+        raise ValueError("scoped credentials need an expiry")
 
 
 class StsBackend(Protocol):

@@ -253,6 +253,6 @@ def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest
         policy = None
     elif settings.isolation == ISOLATION_SESSION_POLICY:
         policy = session_policy(tenant_id, settings)
-    else:  # pragma: no cover - Settings.load rejects other values
+    else:  # Settings.load refuses other values; settings made otherwise fail closed here
         raise ConfigurationError(Reason.INVALID_SETTING, "unknown isolation strategy")
     return AssumeRoleRequest(tenant_id, settings.role_arn, settings.isolation, duration, tags, policy)
