@@ -242,6 +242,29 @@ def test_each_bad_record_is_refused_for_its_own_reason(case: str) -> None:
     assert (caught.value.reason, caught.value.detail) == REASONS[case]
 
 
+RECEIVED_DETAIL = (
+    "a message as ReceiveMessage answers it, not a record of Lambda's SQS event: "
+    "convert it with tenantscope.testing.record_from_received"
+)
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        ({"MessageId": "m-1", "Body": "{}", "MessageAttributes": {}}, RECEIVED_DETAIL),
+        ({"body": "{}", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q"}, None),  # no id at all
+        ({"MessageId": "m-1", "messageId": "m-1", "body": 1}, None),  # Lambda's record, malformed
+    ],
+    ids=["as ReceiveMessage answers it", "a record without messageId", "a record with both ids"],
+)
+def test_only_a_message_as_receive_message_answers_it_is_named_so(
+    record: dict[str, Any], detail: str | None
+) -> None:
+    with pytest.raises(TenantAuthError) as caught:
+        resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
+    assert (caught.value.reason, caught.value.detail) == (Reason.MALFORMED_RECORD, detail)
+
+
 def test_a_record_resolves_to_its_envelopes_tenant_with_the_ids_its_logs_carry() -> None:
     record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
     record["messageAttributes"] = MappingProxyType(record["messageAttributes"])  # any mapping
