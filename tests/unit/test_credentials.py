@@ -713,8 +713,16 @@ def test_a_malformed_sts_answer_is_refused(response: dict[str, Any]) -> None:
     ids=["key", "secret", "token", "None key"],
 )
 def test_scoped_credentials_cannot_be_made_empty(fields: tuple[Any, Any, Any]) -> None:
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(
+        ValueError, match=r"^scoped credentials need a non-empty key, secret and session token$"
+    ):
         ScopedCredentials("acme", *fields, 4e9)
+
+
+@pytest.mark.parametrize("expiration", [float("nan"), float("inf"), "4e9", None])
+def test_scoped_credentials_need_a_finite_expiry(expiration: Any) -> None:
+    with pytest.raises(ValueError, match=r"^scoped credentials need an expiry$"):
+        ScopedCredentials("acme", "ASIA1", "s", "t", expiration)
 
 
 class ScriptedSts:

@@ -881,6 +881,25 @@ def test_placeholders_that_are_not_maps_are_refused(names: object, values: objec
     )
 
 
+@pytest.mark.parametrize(
+    ("expression", "names", "values", "detail"),
+    [
+        ("#p = :g", {"#p": "pk", "#p-1": "x"}, {":g": ACME}, "a name placeholder outside the grammar"),
+        ("pk = :g", None, {":g": ACME, ":g-1": GLOBEX}, "a value placeholder outside the grammar"),
+        ("pk = :h", None, {":g": ACME}, "a placeholder that is not defined"),
+        ("#n = :g", None, {":g": ACME}, "a placeholder that is not defined"),
+        ("pk = :g", None, {":g": ACME, ":unused": GLOBEX}, "a placeholder that is defined but not used"),
+        ("pk = :g", {"#n": "pk"}, {":g": ACME}, "a placeholder that is defined but not used"),
+    ],
+)
+def test_placeholders_outside_the_grammar_undefined_or_unused_are_refused_as_such(
+    expression: str, names: dict[str, str] | None, values: dict[str, Any], detail: str
+) -> None:
+    with pytest.raises(CrossTenantAccess) as refusal:
+        query(expression, values, names)
+    assert (refusal.value.reason, refusal.value.detail) == (Reason.UNREADABLE_EXPRESSION, detail)
+
+
 def test_key_conditions_are_read_with_their_operator_and_values() -> None:
     for expression, second in [
         ("pk = :p AND begins_with(#s, :s)", ("sk", "begins_with", (":s",))),
