@@ -65,7 +65,11 @@ def test_invalid_tenant_never_opens_a_scope() -> None:
 
 
 def test_context_is_frozen_and_its_claims_are_read_only() -> None:
-    ctx = TenantContext("acme", source="jwt", claims={"sub": "u"})
+    given = {"sub": "u"}
+    ctx = TenantContext("acme", source="jwt", subject="u", claims=given)
+    assert (ctx.tenant_id, ctx.source, ctx.subject, dict(ctx.claims)) == ("acme", "jwt", "u", {"sub": "u"})
+    given["sub"] = "changed"  # a copy was taken
+    assert ctx.claims["sub"] == "u"
     with pytest.raises(AttributeError):
         ctx.tenant_id = "globex"  # type: ignore[misc]
     with pytest.raises(TypeError):

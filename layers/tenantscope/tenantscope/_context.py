@@ -64,12 +64,24 @@ class TenantContext:
         subject: str | None = None,
         claims: Mapping[str, Any] = _NO_CLAIMS,
     ) -> None:
-        validate_tenant_id(tenant_id)
-        if source not in _SOURCES:
-            raise ValueError(f"source must be one of {_SOURCES}")
-        if not isinstance(claims, MappingProxyType):
-            claims = MappingProxyType(dict(claims))
-        self.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
+        _init_context(self, tenant_id, source, subject, claims)
+
+
+def _init_context(
+    context: TenantContext,
+    tenant_id: str,
+    source: TenantSource,
+    subject: str | None,
+    claims: Mapping[str, Any],
+) -> None:
+    """TenantContext's checks and fields. A plain function rather than the method's body: mutation
+    testing never mutates a decorated class's methods, and these checks are the ones it must reach."""
+    validate_tenant_id(tenant_id)
+    if source not in _SOURCES:
+        raise ValueError(f"source must be one of {_SOURCES}")
+    if not isinstance(claims, MappingProxyType):
+        claims = MappingProxyType(dict(claims))
+    context.__dict__.update(tenant_id=tenant_id, source=source, subject=subject, claims=claims)
 
 
 def _context_of_valid_id(
