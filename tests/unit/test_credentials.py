@@ -384,10 +384,9 @@ def test_backoff_never_exceeds_the_cap(make_vendor: Any, sts: FakeSts, sleeps: S
         assert 0 <= slept <= min(1.0, 0.5 * 2**attempt)
 
 
-def test_the_jitter_is_drawn_up_to_the_capped_exponential_bound(
-    make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a jitter draw that records its range and returns its top
+@pytest.fixture
+def jitter_ranges(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """A jitter draw that records the range it is asked for and returns its top: the ranges."""
     ranges: list[tuple[float, float]] = []
 
     def top(low: float, high: float) -> float:
@@ -395,6 +394,14 @@ def test_the_jitter_is_drawn_up_to_the_capped_exponential_bound(
         return high
 
     monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    return ranges
+
+
+def test_the_jitter_is_drawn_up_to_the_capped_exponential_bound(
+    make_vendor: Any, sts: FakeSts, sleeps: SleepRecorder, jitter_ranges: list[tuple[float, float]]
+) -> None:
+    # GIVEN a jitter draw that records its range and returns its top
+    ranges = jitter_ranges
     vendor = make_vendor(max_attempts=5, backoff_base=0.25, backoff_cap=1.0)
     sts.throttle_next = 4
     # WHEN four throttled attempts precede the fifth
@@ -412,15 +419,9 @@ def test_a_vendor_allowed_no_attempt_fails_closed_without_calling_sts(make_vendo
 
 
 def test_the_vendors_defaults(
-    sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder, monkeypatch: pytest.MonkeyPatch
+    sts: FakeSts, clock: FakeClock, sleeps: SleepRecorder, jitter_ranges: list[tuple[float, float]]
 ) -> None:
-    ranges: list[tuple[float, float]] = []
-
-    def top(low: float, high: float) -> float:
-        ranges.append((low, high))
-        return high
-
-    monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    ranges = jitter_ranges
     # GIVEN STS throttling every call: three attempts, waits from 50 ms doubling
     vendor = CredentialVendor(sts, clock=clock, sleep=sleeps)
     sts.throttle_next = 10
