@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ._aws import tenant_boto3_session, tenant_resource
@@ -44,18 +43,24 @@ def tenant_key(*parts: str | int) -> str:
     return "#".join([tenant_prefix(_current_scope_or_raise().context.tenant_id), *map(str, parts)])
 
 
-@dataclass
 class _TenantData:
-    """What a tenant's code uses, built on one set of its credentials, with the guard attached."""
+    """What a tenant's code uses, built on one set of its credentials, with the guard attached.
 
-    credentials: ScopedCredentials
-    guard: LeadingKeyGuard
-    objects: ObjectGuard
-    session: Any = None
-    resource: Any = None
-    tables: dict[str, Any] = field(default_factory=dict)
-    s3: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    A plain class, not a dataclass: a dataclass compiles its methods at import, in every cold start.
+    """
+
+    __slots__ = ("credentials", "guard", "lock", "objects", "resource", "s3", "session", "tables")
+
+    def __init__(self, credentials: ScopedCredentials, guard: LeadingKeyGuard, objects: ObjectGuard) -> None:
+        self.credentials = credentials
+        self.guard = guard
+        self.objects = objects
+        # Built on first use, under the lock.
+        self.session: Any = None
+        self.resource: Any = None
+        self.tables: dict[str, Any] = {}
+        self.s3: Any = None
+        self.lock = threading.Lock()
 
 
 # Bounded: a pooled container may serve many tenants; the least recently used are dropped.

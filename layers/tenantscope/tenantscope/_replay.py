@@ -20,7 +20,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._aws import aws_client
@@ -108,11 +107,15 @@ class DynamoDbReplayGuard:
             )
 
 
-@dataclass
 class _Record:
-    message_id: str
-    admitted_at: float
-    completed: bool = False
+    """One envelope's admission (a plain class: a dataclass compiles its methods at every cold start)."""
+
+    __slots__ = ("admitted_at", "completed", "message_id")
+
+    def __init__(self, message_id: str, admitted_at: float, completed: bool = False) -> None:
+        self.message_id = message_id
+        self.admitted_at = admitted_at
+        self.completed = completed
 
 
 class InMemoryReplayGuard:
