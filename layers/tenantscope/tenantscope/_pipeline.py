@@ -190,7 +190,14 @@ class Pipeline:
 
     def bind(self) -> Bound:
         """The parts as they are now, read once for a batch of units rather than once per unit."""
-        return Bound(self)
+        bound = Bound(self)
+        try:
+            if not self._ready:
+                self._prepare()
+            bound.settings, bound.vendor, bound.tracer = self.settings, self.vendor, self.tracer
+        except Exception as error:  # settings that cannot even be read: every unit reports it
+            bound.error = error
+        return bound
 
     def run(
         self,
@@ -211,7 +218,7 @@ class Pipeline:
         ``bound`` is :meth:`bind`'s answer for the batch the unit belongs to, if any.
         """
         return contextvars.copy_context().run(
-            self._run, unit, resolve, work, lambda_context, trace_header, annotations, bound or Bound(self)
+            self._run, unit, resolve, work, lambda_context, trace_header, annotations, bound or self.bind()
         )
 
     def _run(
@@ -288,23 +295,19 @@ class Bound:
     """A pipeline's parts read once: for one unit of work, or for every record of an SQS batch.
 
     Reading them is not free (the process-wide settings, vendor and tracer are each looked up,
-    and may have been replaced since the last unit), and a batch needs them only once. A part
-    that cannot be read (settings that do not load) leaves ``tracer`` None and its ``error``,
-    which every unit run with it reports.
+    and may have been replaced since the last unit), and a batch needs them only once. Made by
+    :meth:`Pipeline.bind`: parts that cannot be read (settings that do not load) leave ``tracer``
+    None and their ``error``, which every unit run with it reports.
     """
+
+    # Set by Pipeline.bind with the tracer, unless reading them failed.
+    settings: Settings
+    vendor: CredentialVendor
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.error: Exception | None = None
         self.tracer: Tracer | None = None
-        try:
-            if not pipeline._ready:
-                pipeline._prepare()
-            self.settings = pipeline.settings
-            self.vendor = pipeline.vendor
-            self.tracer = pipeline.tracer
-        except Exception as error:
-            self.error = error
+        self.error: Exception | None = None
 
     # Read only by the triggers that carry envelopes, once per batch at most.
     @cached_property
