@@ -65,17 +65,17 @@ def pip_install(python: Path, *requirements: str, cwd: Path) -> None:
         pytest.fail(f"pip install {' '.join(requirements)} failed:\n{output[-4000:]}")
 
 
-def run_python(python: Path, code: str, cwd: Path) -> str:
+def run_clean(command: list[str], cwd: Path | None = None, timeout: float = 120) -> str:
+    """Run ``command`` in the clean environment; it must succeed. Returns its output."""
     result = subprocess.run(
-        [str(python), "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def run_python(python: Path, code: str, cwd: Path) -> str:
+    return run_clean([str(python), "-c", textwrap.dedent(code)], cwd)
 
 
 @pytest.fixture(scope="module")
@@ -140,14 +140,7 @@ def test_the_wheel_installs_alone_into_a_clean_venv(dist: Path, tmp_path: Path) 
         cwd=tmp_path,
     )
     assert output.strip() == "TENANT#acme#NOTE#1"
-    cli = subprocess.run(
-        [str(tmp_path / "venv" / "bin" / "tenantscope"), "--help"],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert cli.returncode == 0 and "send" in cli.stdout, cli.stdout + cli.stderr
+    assert "send" in run_clean([str(tmp_path / "venv" / "bin" / "tenantscope"), "--help"], timeout=60)
 
 
 def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder(tmp_path: Path) -> None:
@@ -156,13 +149,6 @@ def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder
     service = own_service.lay_out(tmp_path / "service")
     python = make_venv(tmp_path / "venv")
     pip_install(python, "./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]", cwd=service)
-    result = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=service,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout
+    pytest_command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    output = run_clean(pytest_command, service, timeout=300)
+    assert " passed" in output and "failed" not in output, output
