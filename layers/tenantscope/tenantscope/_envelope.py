@@ -79,7 +79,7 @@ def _canonical(
     ).encode("ascii")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Envelope:
     """The signed fields of one envelope (the signature travels beside it)."""
 
@@ -92,8 +92,8 @@ class Envelope:
     destination: str
     version: str = ENVELOPE_VERSION
 
-    # Written out rather than generated, as TenantContext's: one write instead of eight
-    # object.__setattr__ calls, on every record.
+    # Written out rather than generated (init=False), as TenantContext's: one write instead of
+    # eight object.__setattr__ calls, on every record.
     def __init__(
         self,
         key_id: str,
