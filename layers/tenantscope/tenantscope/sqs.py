@@ -31,7 +31,7 @@ __all__ = ["SqsRecord", "SqsRecordHandler", "sqs_handler", "sqs_record_handler"]
 logger = logging.getLogger("tenantscope")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SqsRecord:
     """One SQS record, as a record handler sees it. Its tenant is ``current_tenant()``."""
 
@@ -41,7 +41,7 @@ class SqsRecord:
     attributes: Mapping[str, Any] = field(repr=False)
     event_source_arn: str
 
-    # Written out rather than generated, as TenantContext's: one write for every record.
+    # Written out rather than generated (init=False), as TenantContext's: one write for every record.
     def __init__(
         self,
         message_id: str,
