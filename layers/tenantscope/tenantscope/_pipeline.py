@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._cache import ProcessValue
 from ._config import Settings, get_settings
@@ -31,12 +31,17 @@ from ._errors import (
     log_reason,
     without_message,
 )
-from ._jwt import JwksCache, JwtVerifier, jwks_cache_for
-from ._keyring import KeyRing, default_key_ring
 from ._logging import install_log_filter
 from ._metrics import with_metrics
-from ._replay import DynamoDbReplayGuard, ReplayGuard
 from ._tracing import NOOP_SPAN, AnnotationValue, Span, Tracer, get_tracer
+
+# Each trigger's proof is read by its own modules, imported when a pipeline first needs them: an
+# API function does not load the envelope's replay guard, nor an SQS or Step Functions one the
+# token verifier.
+if TYPE_CHECKING:
+    from ._jwt import JwksCache, JwtVerifier
+    from ._keyring import KeyRing
+    from ._replay import ReplayGuard
 
 __all__ = [
     "Failed",
@@ -162,11 +167,17 @@ class Pipeline:
         return self._verifier.peek() or self._verifier.get(self._build_verifier)
 
     def _build_verifier(self) -> JwtVerifier:
+        from ._jwt import JwtVerifier, jwks_cache_for
+
         return JwtVerifier(self.settings, self._jwks or jwks_cache_for(self.settings))
 
     @property
     def ring(self) -> KeyRing:
-        return self._ring or default_key_ring(self.settings)
+        if self._ring is not None:
+            return self._ring
+        from ._keyring import default_key_ring
+
+        return default_key_ring(self.settings)
 
     @property
     def replay_guard(self) -> ReplayGuard | None:
@@ -176,7 +187,11 @@ class Pipeline:
         if self._replay_guard is not None:
             return (self._replay_guard,)
         table = self.settings.replay_table
-        return (DynamoDbReplayGuard(table, region=self.settings.region) if table else None,)
+        if not table:
+            return (None,)
+        from ._replay import DynamoDbReplayGuard
+
+        return (DynamoDbReplayGuard(table, region=self.settings.region),)
 
     @property
     def tracer(self) -> Tracer:
