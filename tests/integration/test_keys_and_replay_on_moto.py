@@ -311,8 +311,10 @@ def test_the_first_carrier_is_admitted_a_redelivery_too_a_replay_not(guard: Repl
     assert guard.admit(envelope, "message-1")  # first carrier
     assert guard.admit(envelope, "message-1")  # SQS redelivering the same message
     assert not guard.admit(envelope, "message-2")  # the envelope re-sent as a new message
+    assert not guard.completed(envelope, "message-2")  # a replay, not work done
     assert guard.admit(envelope, "message-1")  # the refusal did not take the record over
     assert not guard.admit(envelope, "message-3")
+    assert not guard.completed(envelope, "message-1")  # admitted, not completed
 
 
 def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
@@ -332,7 +334,10 @@ def test_a_completed_envelope_is_never_admitted_under_another_id(
     guard.complete(envelope, "message-1")
     clock.now += 10 * 900  # long after any lease
     assert not guard.admit(envelope, "message-2")
-    assert guard.admit(envelope, "message-1")  # a late redelivery of the same message is still SQS's
+    assert not guard.completed(envelope, "message-2")  # a replay
+    # A late redelivery of the carrier is work done: not admitted to run again, and told apart
+    assert not guard.admit(envelope, "message-1")
+    assert guard.completed(envelope, "message-1")
     assert not guard.admit(envelope, "message-2")  # and it did not reset the completion
 
 
@@ -363,6 +368,7 @@ def test_completion_by_a_superseded_carrier_is_ignored(guard: ReplayGuard, clock
     clock.now += 901
     assert guard.admit(envelope, "message-2")
     guard.complete(envelope, "message-1")  # the old carrier finishing late does not count
+    assert not guard.completed(envelope, "message-1")
     clock.now += 901
     assert guard.admit(envelope, "message-3")  # message-2 never completed: still redrivable
 

@@ -517,8 +517,9 @@ def test_the_worker_role_grants_what_the_replay_guard_calls() -> None:
     guard = DynamoDbReplayGuard(deployment.name(REPLAY_TABLE), client=client)
     envelope: Any = SimpleNamespace(envelope_id="e-1", tenant_id="acme", expires_at=2_000_000_000)
     guard.admit(envelope, "m-1")
+    guard.completed(envelope, "m-1")
     guard.complete(envelope, "m-1")
-    assert client.actions
+    assert set(client.actions) == {"dynamodb:UpdateItem", "dynamodb:GetItem"}
     denied = {
         a for a in client.actions if not _role_allows(deployment, WORKER, a, deployment.arn(REPLAY_TABLE))
     }

@@ -373,9 +373,35 @@ def test_replay_guard_refuses_an_envelope_under_a_new_message_id(vendor: Credent
     replayed_later = handler(sqs_event([replayed]), LambdaContext())
 
     assert first == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
-    assert redelivered == {"batchItemFailures": []}
+    assert redelivered == {"batchItemFailures": []}  # acknowledged: it was processed before
     assert replayed_later == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
-    assert [s[0] for s in handler.seen] == ["m-1", "m-3", "m-1"]
+    assert [s[0] for s in handler.seen] == ["m-1", "m-3"]
+
+
+def test_a_batch_redelivered_after_it_failed_as_a_whole_runs_only_what_did_not_complete(
+    vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a guard, and a batch whose invocation failed as a whole after its first record
+    # succeeded (here the second record's handler escapes the batch, as a timeout would)
+    done = signed_sqs_record('{"pay":100}', tenant_id="acme", message_id="m-1")
+    interrupted = signed_sqs_record('{"interrupt":true}', tenant_id="initech", message_id="m-2")
+    calls: list[str] = []
+
+    @sqs_handler(ring=RING, vendor=vendor, replay_guard=InMemoryReplayGuard())
+    def interrupting(record: SqsRecord, context: Any) -> None:
+        calls.append(record.message_id)
+        if "interrupt" in record.json and calls.count(record.message_id) == 1:
+            raise KeyboardInterrupt  # escapes the record, and so the batch
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupting(sqs_event([done, interrupted]), LambdaContext())
+    # WHEN SQS redelivers the whole batch
+    with caplog.at_level(logging.INFO, logger="tenantscope"):
+        response = interrupting(sqs_event([done, interrupted]), LambdaContext())
+    # THEN the record that completed is acknowledged without running again; the other runs
+    assert response == {"batchItemFailures": []}
+    assert calls == ["m-1", "m-2", "m-2"]
+    assert "tenantscope: SQS record m-1 was processed before: acknowledged, not run again" in caplog.messages
 
 
 def test_a_failed_message_redriven_from_the_dlq_is_processed_once(vendor: CredentialVendor) -> None:

@@ -4,7 +4,9 @@ A valid message re-sent under a new SQS message id within its lifetime is a repl
 DynamoDB table keyed by envelope id records the message id that carries the envelope, when it
 was admitted, and whether its processing completed:
 
-- the same message id again is SQS redelivering it, and is admitted;
+- the same message id again is SQS redelivering it: admitted while its processing has not
+  completed, and acknowledged without running again once it has (SQS redelivers a message whose
+  batch failed as a whole, after the record itself succeeded);
 - a different message id is refused while the first carrier is in flight (its lease) or once
   it has completed;
 - a different message id is admitted when the first carrier failed and its lease has passed:
@@ -35,6 +37,14 @@ RETAIN_AFTER_EXPIRY_SECONDS = 3600
 class ReplayGuard(Protocol):
     def admit(self, envelope: Envelope, message_id: str) -> bool:
         """True when ``message_id`` may process ``envelope`` now."""
+        ...
+
+    def completed(self, envelope: Envelope, message_id: str) -> bool:
+        """True when ``message_id`` has already processed ``envelope`` successfully.
+
+        Asked when :meth:`admit` refuses: such a redelivery is acknowledged without running the
+        work again, where any other refusal is a replay.
+        """
         ...
 
     def complete(self, envelope: Envelope, message_id: str) -> None:
@@ -75,11 +85,11 @@ class DynamoDbReplayGuard:
                 Key={"envelope_id": {"S": envelope.envelope_id}},
                 UpdateExpression=(
                     "SET message_id = :m, tenant_id = :t, expires_at = :e, admitted_at = :now, "
-                    "completed = if_not_exists(completed, :false)"
+                    "completed = :false"
                 ),
                 ConditionExpression=(
-                    "attribute_not_exists(envelope_id) OR message_id = :m "
-                    "OR (completed = :false AND admitted_at < :stale)"
+                    "attribute_not_exists(envelope_id) "
+                    "OR (completed = :false AND (message_id = :m OR admitted_at < :stale))"
                 ),
                 ExpressionAttributeValues={
                     ":m": {"S": message_id},
@@ -93,6 +103,20 @@ class DynamoDbReplayGuard:
         except dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def completed(self, envelope: Envelope, message_id: str) -> bool:
+        # Stable once true: nothing admits a carrier again after a completion.
+        item: dict[str, Any] = (
+            self._dynamodb()
+            .get_item(
+                TableName=self.table_name,
+                Key={"envelope_id": {"S": envelope.envelope_id}},
+                ConsistentRead=True,
+                ProjectionExpression="message_id, completed",
+            )
+            .get("Item", {})
+        )
+        return item.get("message_id") == {"S": message_id} and item.get("completed") == {"BOOL": True}
 
     def complete(self, envelope: Envelope, message_id: str) -> None:
         dynamodb = self._dynamodb()
@@ -112,10 +136,10 @@ class _Record:
 
     __slots__ = ("admitted_at", "completed", "message_id")
 
-    def __init__(self, message_id: str, admitted_at: float, completed: bool = False) -> None:
+    def __init__(self, message_id: str, admitted_at: float) -> None:
         self.message_id = message_id
         self.admitted_at = admitted_at
-        self.completed = completed
+        self.completed = False
 
 
 class InMemoryReplayGuard:
@@ -133,14 +157,18 @@ class InMemoryReplayGuard:
         now = self._clock()
         with self._lock:
             record = self.records.get(envelope.envelope_id)
-            if record is None or record.message_id == message_id:
-                completed = record.completed if record else False
-                self.records[envelope.envelope_id] = _Record(message_id, now, completed)
-                return True
-            if not record.completed and record.admitted_at < now - self._lease:
+            if record is None or (
+                not record.completed
+                and (record.message_id == message_id or record.admitted_at < now - self._lease)
+            ):
                 self.records[envelope.envelope_id] = _Record(message_id, now)
                 return True
             return False
+
+    def completed(self, envelope: Envelope, message_id: str) -> bool:
+        with self._lock:
+            record = self.records.get(envelope.envelope_id)
+            return record is not None and record.completed and record.message_id == message_id
 
     def complete(self, envelope: Envelope, message_id: str) -> None:
         with self._lock:

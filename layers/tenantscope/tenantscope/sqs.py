@@ -113,6 +113,7 @@ class SqsRecordHandler:
         record = raw if type(raw) is dict or isinstance(raw, Mapping) else None
         message_id = record.get("messageId") if record is not None else None
         admitted: list[Envelope] = []
+        processed_before: list[Envelope] = []
 
         def resolve() -> TenantContext:
             if record is None:
@@ -126,12 +127,23 @@ class SqsRecordHandler:
             )
             guard = bound.replay_guard
             if guard is not None:
-                if not guard.admit(envelope, str(message_id)):
+                if guard.admit(envelope, str(message_id)):
+                    admitted.append(envelope)
+                elif guard.completed(envelope, str(message_id)):
+                    processed_before.append(envelope)
+                else:
                     raise InvalidEnvelope(Reason.REPLAYED_ENVELOPE)
-                admitted.append(envelope)
             return tenant
 
         def work(tenant: TenantContext) -> Any:
+            if processed_before:
+                # SQS redelivers every record of a batch that failed as a whole (a timeout, a crash
+                # in a later record), this one included though it succeeded: acknowledge it.
+                logger.info(
+                    "tenantscope: SQS record %s was processed before: acknowledged, not run again",
+                    message_id,
+                )
+                return None
             # resolve() has checked the fields a record is made of.
             return self.fn(SqsRecord.from_event_record(record), lambda_context)  # type: ignore[arg-type]
 
