@@ -52,6 +52,42 @@ def test_a_loggable_error_is_traced_as_it_is_and_a_foreign_one_without_its_messa
     assert type(stand_in).__name__ == "LookupError" and str(stand_in) == ""
 
 
+def loggable_raised_from_data() -> OrderNotFound:
+    """A loggable error raised while handling one whose message holds data, with a note too."""
+    try:
+        try:
+            raise ValueError(FOREIGN_SECRET)
+        except ValueError as cause:
+            raise OrderNotFound("order 42 not found for this tenant") from cause
+    except OrderNotFound as error:
+        error.add_note(f"while reading {FOREIGN_SECRET}")
+        return error
+
+
+def test_a_loggable_error_keeps_its_message_but_not_what_is_chained_to_it() -> None:
+    error = loggable_raised_from_data()
+    stand_in = without_message(error)
+    assert type(stand_in).__name__ == "OrderNotFound"
+    assert str(stand_in) == "order 42 not found for this tenant"
+    assert stand_in.__traceback__ is error.__traceback__
+    assert stand_in.__cause__ is None and stand_in.__context__ is None
+    assert not getattr(stand_in, "__notes__", None)
+    assert error.__cause__ is not None  # the application's own error is left as it was
+
+
+def raise_loggable_from_none() -> None:
+    try:
+        raise ValueError(FOREIGN_SECRET)
+    except ValueError:
+        raise OrderNotFound("order 42 not found for this tenant") from None
+
+
+def test_an_error_raised_from_none_is_given_as_it_is() -> None:
+    with pytest.raises(OrderNotFound) as caught:
+        raise_loggable_from_none()
+    assert without_message(caught.value) is caught.value
+
+
 def sqs_raising(vendor: CredentialVendor, error: Exception) -> Any:
     @sqs_handler(ring=RING, vendor=vendor)
     def handler(record: SqsRecord, context: Any) -> None:
@@ -64,9 +100,10 @@ def sqs_raising(vendor: CredentialVendor, error: Exception) -> Any:
     ("error", "logged", "hidden"),
     [
         (OrderNotFound("order 42 not found for this tenant"), "order 42 not found for this tenant", None),
+        (loggable_raised_from_data(), "order 42 not found for this tenant", FOREIGN_SECRET),
         (LookupError(FOREIGN_SECRET), "LookupError", FOREIGN_SECRET),
     ],
-    ids=["loggable", "foreign"],
+    ids=["loggable", "loggable raised from data", "foreign"],
 )
 def test_a_failed_record_says_why_only_when_the_error_is_loggable(
     vendor: CredentialVendor,
@@ -93,9 +130,10 @@ def test_a_failed_record_says_why_only_when_the_error_is_loggable(
     ("error", "shown", "hidden"),
     [
         (OrderNotFound("order 42 not found for this tenant"), "order 42 not found for this tenant", None),
+        (loggable_raised_from_data(), "order 42 not found for this tenant", FOREIGN_SECRET),
         (ValueError(FOREIGN_SECRET), "ValueError", FOREIGN_SECRET),
     ],
-    ids=["loggable", "foreign"],
+    ids=["loggable", "loggable raised from data", "foreign"],
 )
 def test_an_api_handler_error_is_logged_with_its_message_only_when_loggable(
     issuer: LocalIssuer,

@@ -255,15 +255,30 @@ def log_reason(error: BaseException) -> str:
 
 
 def without_message(error: BaseException) -> BaseException:
-    """``error`` for a log or a trace: ours and :class:`LoggableError` as they are; any other
-    exception as a stand-in of the same type name and traceback, without its message, which may
-    hold data (a key, an item)."""
-    if _message_is_safe(error):
+    """``error`` for a log or a trace, without what may hold data (a key, an item).
+
+    Ours and :class:`LoggableError` keep their message, and are given as they are unless other
+    exceptions are chained to them or notes added: a log's traceback would print those, and the
+    cause's message is no safer than any other (``raise OrderInvalid("...") from ValueError(body)``).
+    Then, and for any other exception, it is a stand-in of the same type name and traceback, with
+    the message only when it is safe, and nothing chained.
+    """
+    safe = _message_is_safe(error)
+    if safe and not _carries_more(error):
         return error
     stand_in: BaseException = type(
         type(error).__name__, (Exception,), {"__module__": type(error).__module__}
-    )()
+    )(*((str(error),) if safe else ()))
     return stand_in.with_traceback(error.__traceback__)
+
+
+def _carries_more(error: BaseException) -> bool:
+    """Whether printing ``error``'s traceback prints more than its own message: a chained
+    exception (its cause, or the one it was raised while handling) or notes."""
+    chained = error.__cause__ is not None or (
+        error.__context__ is not None and not error.__suppress_context__
+    )
+    return chained or bool(getattr(error, "__notes__", None))
 
 
 # Raised to the package's callers, whichever of its modules is loaded first: tracebacks and logs
