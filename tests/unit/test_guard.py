@@ -219,6 +219,18 @@ def test_table_wide_unknown_and_malformed_requests_are_refused(
         ("TransactWriteItems", {"TransactItems": [{"Put": {}, "Delete": {}}]}, "transaction item"),
         ("TransactGetItems", {"TransactItems": ["Get"]}, "transaction item"),
         ("BatchWriteItem", {"RequestItems": {"app": [{"Unknown": {}}]}}, "batch write request"),
+        (
+            "BatchWriteItem",
+            {
+                "RequestItems": {
+                    "app": [
+                        {"PutRequest": {"Item": {"pk": S("TENANT#acme#1")}}, "DeleteRequest": {"Key": {}}}
+                    ]
+                }
+            },
+            "batch write request",
+        ),
+        ("BatchWriteItem", {"RequestItems": {"app": ["PutRequest"]}}, "batch write request"),
     ],
 )
 def test_malformed_requests_are_refused_naming_the_part_at_fault(
@@ -561,6 +573,30 @@ OWN_ITEM = {"pk": S("TENANT#acme#1"), "sk": S("A")}
                 "AttributeUpdates": {"gsi1pk": {"Value": S("TENANT#globex")}},
             },
             Reason.FOREIGN_KEY,
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                # an Action sent as null (a client with parameter validation off) is the default too
+                "AttributeUpdates": {"gsi1pk": {"Value": S("TENANT#globex"), "Action": None}},
+            },
+            Reason.FOREIGN_KEY,
+        ),
+        (
+            "UpdateItem",
+            {
+                "TableName": "app",
+                "Key": OWN_ITEM,
+                "AttributeUpdates": {"gsi1pk": {"Value": {"N": "1"}, "Action": "ADD"}},
+            },
+            Reason.UNCHECKABLE_INDEX_UPDATE,
+        ),
+        (
+            "UpdateItem",
+            {"TableName": "app", "Key": OWN_ITEM, "AttributeUpdates": {"gsi1pk": "PUT"}},
+            Reason.UNCHECKABLE_INDEX_UPDATE,
         ),
     ],
 )

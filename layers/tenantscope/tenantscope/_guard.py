@@ -183,8 +183,14 @@ class LeadingKeyGuard:
             return
         legacy = params.get("AttributeUpdates") or {}
         for name in index_keys & set(legacy):
-            if legacy[name].get("Action", "PUT") == "PUT":
-                self._check_value(legacy[name].get("Value"))
+            update = legacy[name]
+            action = update.get("Action") if isinstance(update, Mapping) else "malformed"
+            # PUT is DynamoDB's default: an Action left out or sent as null (a client with
+            # parameter validation off) puts the value. DELETE takes the item out of the index.
+            if action is None or action == "PUT":
+                self._check_value(update.get("Value"))
+            elif action != "DELETE":
+                raise CrossTenantAccess(Reason.UNCHECKABLE_INDEX_UPDATE)
         tokens = read.get("UpdateExpression")
         if tokens is None:
             return
@@ -237,6 +243,9 @@ class LeadingKeyGuard:
     def _check_batch_write(self, params: Mapping[str, Any]) -> None:
         for table, requests in (params.get("RequestItems") or {}).items():
             for request in requests:
+                # One request per entry: a Put beside a Delete would leave the Delete unchecked.
+                if not isinstance(request, Mapping) or len(request) != 1:
+                    raise CrossTenantAccess(Reason.MALFORMED_REQUEST, "batch write request")
                 if "PutRequest" in request:
                     self._check_written_item(table, request["PutRequest"].get("Item"))
                 elif "DeleteRequest" in request:
