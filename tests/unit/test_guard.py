@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -475,6 +476,92 @@ def test_a_request_without_its_table_or_key_is_refused_as_such(
     params: dict[str, Any], reason: Reason
 ) -> None:
     assert refused("GetItem", params) is reason
+
+
+def global_index(name: str, key: str) -> dict[str, Any]:
+    return {"IndexName": name, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}]}
+
+
+def describing(indexes: list[dict[str, Any]], described: list[str]) -> Callable[[str], dict[str, Any]]:
+    """DescribeTable of a table keyed on ``pk``, with ``indexes`` as they are at each call (noted)."""
+
+    def describe(table: str) -> dict[str, Any]:
+        described.append(table)
+        return {
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": list(indexes),
+        }
+
+    return describe
+
+
+def test_an_index_added_to_a_described_table_is_checked_once_the_description_is_renewed() -> None:
+    # GIVEN a table described before its second index existed
+    now = [1000.0]
+    indexes = [global_index("by-status", "spk")]
+    described: list[str] = []
+    schemas = _KeySchemas(describing(indexes, described), clock=lambda: now[0])
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}), schemas)
+    planting = {"TableName": "t", "Item": {"pk": S("TENANT#acme#1"), "inbox": S("TENANT#globex#INBOX")}}
+    with tenant_scope("acme"):
+        guard(params=planting, model=SimpleNamespace(name="PutItem"))
+        # WHEN the index is added, and the description is renewed
+        indexes.append(global_index("by-inbox", "inbox"))
+        now[0] += _guard.DESCRIBED_SCHEMA_SECONDS
+        # THEN a write under another tenant's key in the new index is refused
+        with pytest.raises(CrossTenantAccess) as refusal:
+            guard(params=planting, model=SimpleNamespace(name="PutItem"))
+    assert refusal.value.reason is Reason.FOREIGN_KEY
+    assert described == ["t", "t"]
+
+
+def test_a_query_on_an_index_the_description_lacks_describes_the_table_again_at_a_bounded_rate() -> None:
+    now = [1000.0]
+    indexes: list[dict[str, Any]] = []
+    described: list[str] = []
+    schemas = _KeySchemas(describing(indexes, described), clock=lambda: now[0])
+    guard = LeadingKeyGuard("acme", Settings.load(environ={}), schemas)
+
+    def query(index: str) -> None:
+        guard(
+            params={
+                "TableName": "t",
+                "IndexName": index,
+                "KeyConditionExpression": "ipk = :v",
+                "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
+            },
+            model=SimpleNamespace(name="Query"),
+        )
+
+    with tenant_scope("acme"):
+        guard(
+            params={"TableName": "t", "Key": {"pk": S("TENANT#acme#1")}},
+            model=SimpleNamespace(name="GetItem"),
+        )
+        indexes.append(global_index("new", "ipk"))
+        for name in ("new", "made-up", "other"):  # within the interval: the description stands
+            with pytest.raises(CrossTenantAccess, match="unknown"):
+                query(name)
+        now[0] += _guard.UNKNOWN_INDEX_DESCRIBE_SECONDS
+        query("new")  # described again: the new index is known, and its key checked
+        with pytest.raises(CrossTenantAccess, match="unknown"):
+            query("made-up")
+    assert described == ["t", "t"]
+
+
+def test_a_table_is_described_in_the_region_of_the_guards_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    made: list[tuple[str, str | None]] = []
+
+    def aws_client(service: str, region: str | None) -> Any:
+        made.append((service, region))
+        return SimpleNamespace(describe_table=lambda TableName: {"Table": describe_app(TableName)})
+
+    monkeypatch.setattr(_guard, "aws_client", aws_client)
+    schemas = _KeySchemas()
+    for region in ("us-east-2", "ap-south-1"):
+        assert schemas.keys(Settings.load(environ={}, region=region), "t") == ("pk", {})
+    assert made == [("dynamodb", "us-east-2"), ("dynamodb", "ap-south-1")]
 
 
 def test_each_unconfigured_table_is_described_for_itself() -> None:

@@ -10,12 +10,13 @@ holds where IAM is not enforced (moto, or a misconfigured role), and where IAM c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._aws import aws_client
 from ._cache import ProcessCache
-from ._config import ENV, Settings, get_settings
+from ._config import ENV, Settings
 from ._context import _current_scope_or_raise
 from ._errors import CrossTenantAccess, Reason
 from ._expressions import key_conditions, read_expressions, update_paths
@@ -24,35 +25,64 @@ from ._policy import tenant_prefix
 __all__ = ["LeadingKeyGuard", "key_schemas"]
 
 
+# A described key schema is read again after this long, so that an index added to a table is
+# checked in writes within minutes, by containers that described the table before it existed.
+DESCRIBED_SCHEMA_SECONDS = 300.0
+# A query on an index the last description did not list describes the table again, at most this
+# often however many unknown index names come.
+UNKNOWN_INDEX_DESCRIBE_SECONDS = 30.0
+
+_KeyNames = tuple[str, dict[str, str]]  # (table partition key, {index: partition key})
+
+
 class _KeySchemas:
     """Partition key names of each table and its indexes: from configuration, else DescribeTable.
 
     A table configured with its partition key (``TENANTSCOPE_TABLES=name=pk``) is taken as
     having exactly the indexes configured with it (``name/index=pk``). Otherwise DescribeTable
-    runs once per container on the function's own role: it reads metadata, not data, so the
-    tenant role needs nothing beyond item access.
+    runs on the function's own role, in the settings' region, and again after
+    :data:`DESCRIBED_SCHEMA_SECONDS`: it reads metadata, not data, so the tenant role needs
+    nothing beyond item access.
     """
 
-    def __init__(self, describe: Callable[[str], Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        describe: Callable[[str], Mapping[str, Any]] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._describe = describe
-        self._described: ProcessCache[str, tuple[str, dict[str, str]]] = ProcessCache()
+        self._clock = clock
+        self._described: ProcessCache[tuple[str | None, str], tuple[float, _KeyNames]] = ProcessCache()
 
-    def keys(self, settings: Settings, table: str) -> tuple[str, dict[str, str]]:
+    def keys(self, settings: Settings, table: str) -> _KeyNames:
         """(table partition key, {index: partition key}) of ``table``."""
         spec = settings.table(table)
         if settings.tables and spec is None:
             raise CrossTenantAccess(Reason.UNCONFIGURED_TABLE)
         if spec is not None and spec.partition_key:
             return spec.partition_key, dict(spec.index_partition_keys)
-        return self._described.get(
-            table, lambda: _partition_keys((self._describe or _describe_with_function_role)(table))
-        )
+        return self._described_keys(settings.region, table, DESCRIBED_SCHEMA_SECONDS)
+
+    def _described_keys(self, region: str | None, table: str, max_age: float) -> _KeyNames:
+        now = self._clock()
+
+        def describe() -> tuple[float, _KeyNames]:
+            if self._describe is not None:
+                return now, _partition_keys(self._describe(table))
+            return now, _partition_keys(_describe_with_function_role(table, region))
+
+        return self._described.get((region, table), describe, valid=lambda kept: now - kept[0] < max_age)[1]
 
     def partition_key(self, settings: Settings, table: str, index: str | None) -> str:
         table_key, index_keys = self.keys(settings, table)
         if index is None:
             return table_key
         key = index_keys.get(index)
+        spec = settings.table(table)
+        if key is None and not (spec is not None and spec.partition_key):
+            # Perhaps an index added since the table was described.
+            key = self._described_keys(settings.region, table, UNKNOWN_INDEX_DESCRIBE_SECONDS)[1].get(index)
         if key is None:
             raise CrossTenantAccess(Reason.UNKNOWN_INDEX)
         return key
@@ -66,10 +96,8 @@ def _partition_keys(description: Mapping[str, Any]) -> tuple[str, dict[str, str]
     return hash_key(description["KeySchema"]), {i["IndexName"]: hash_key(i["KeySchema"]) for i in indexes}
 
 
-def _describe_with_function_role(table: str) -> Mapping[str, Any]:
-    description: Mapping[str, Any] = aws_client("dynamodb", get_settings().region).describe_table(
-        TableName=table
-    )["Table"]
+def _describe_with_function_role(table: str, region: str | None) -> Mapping[str, Any]:
+    description: Mapping[str, Any] = aws_client("dynamodb", region).describe_table(TableName=table)["Table"]
     return description
 
 
