@@ -162,8 +162,28 @@ def test_failed_fetch_keeps_the_last_good_keys_even_after_the_ttl(
         # THEN the last good key is still served
         assert cache.get(issuer.kid) is good
     assert source.fetches == 4
-    # AND unknown kids still miss quietly
-    assert cache.get("random") is None
+
+
+def test_a_kid_missing_from_a_key_set_whose_refetch_failed_is_an_outage(
+    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
+) -> None:
+    # GIVEN keys fetched before the issuer published its next key, and the JWKS URL down since
+    cache.get(issuer.kid)
+    source.document = {"keys": [*issuer.jwks()["keys"], *rotated.jwks()["keys"]]}
+    source.fail = True
+    # WHILE the key set is within its TTL, a kid it lacks is no key: the token is refused (401)
+    clock.advance(TTL - 1)
+    assert cache.get(rotated.kid) is None
+    # WHEN the key set is due a refetch that fails THEN the new kid cannot be judged: an outage (503)
+    clock.advance(2)
+    with pytest.raises(KeysUnavailable) as outage:
+        cache.get(rotated.kid)
+    assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
+    assert cache.get(issuer.kid) is not None  # a known kid still verifies on the last good keys
+    # AND once the URL answers, the new key is found
+    source.fail = False
+    clock.advance(INTERVAL)
+    assert cache.get(rotated.kid) is not None
 
 
 def test_failing_source_is_retried_at_a_bounded_rate(

@@ -415,6 +415,39 @@ def test_a_ring_that_never_loaded_is_unavailable(ring: HmacKeyRing, loader: Load
     assert ring.active_key_id() == "k1"  # recovers once the source does
 
 
+def test_an_unknown_key_id_while_a_due_reload_fails_is_an_outage_not_a_refusal(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    # GIVEN a ring loaded before a rotation added k2, and a source down when the ring is due again
+    ring.active_key_id()
+    loader.document = ring_document("k2", k1=K1, k2=K2)
+    loader.failure = ConnectionError()
+    clock.advance(MAX_AGE + 1)
+    # WHEN an envelope signed with the new key arrives THEN it is retried (an outage), not refused
+    with pytest.raises(KeysUnavailable) as outage:
+        ring.verify("k2", MESSAGE, mac(K2))
+    assert outage.value.reason is Reason.SIGNING_KEYS_UNAVAILABLE
+    assert ring.verify("k1", MESSAGE, mac(K1))  # known keys still verify on the last good ring
+    # AND once the source answers, the new key verifies
+    loader.failure = None
+    clock.advance(INTERVAL)
+    assert ring.verify("k2", MESSAGE, mac(K2))
+
+
+def test_an_unknown_key_id_on_a_ring_within_its_max_age_is_refused_though_the_reload_fails(
+    ring: HmacKeyRing, loader: Loader, clock: FakeClock
+) -> None:
+    # A key is added, and every consumer has learnt it, before any producer signs with it (the
+    # documented rotation): an id a ring still within its max age lacks is no key of ours.
+    ring.active_key_id()
+    loader.failure = ConnectionError()
+    clock.advance(MAX_AGE - 1)
+    with pytest.raises(TenantAuthError) as refusal:
+        ring.verify("k9", MESSAGE, bytes(32))
+    assert refusal.value.reason is Reason.UNKNOWN_SIGNING_KEY
+    assert loader.loads == 2  # the unknown id did try the source once
+
+
 def test_a_removed_key_stops_verifying_after_the_reload(
     ring: HmacKeyRing, loader: Loader, clock: FakeClock
 ) -> None:

@@ -183,8 +183,9 @@ class JwksCache:
     def get(self, kid: str) -> PyJWK | None:
         """The key for ``kid``, or None when the issuer does not publish it.
 
-        Raises :class:`KeysUnavailable` while no key set has ever loaded: the caller's token
-        cannot be judged, which is an outage (503), not a bad token (401).
+        Raises :class:`KeysUnavailable` while no key set has ever loaded, and for a kid missing
+        from a key set whose refetch is due and failed: the caller's token cannot be judged, which
+        is an outage (503), not a bad token (401).
         """
         keys = self._keys.value
         key = keys.get(kid) if keys is not None else None
@@ -192,7 +193,9 @@ class JwksCache:
             self._keys.refresh()
             keys = self._keys.value
             key = keys.get(kid) if keys is not None else None
-        if keys is None:
+        if keys is None or (key is None and self._keys.age() > self._ttl):
+            # No key set yet, or one due a refetch that failed: a kid it lacks may be a key the
+            # issuer published since, which cannot be told from a made-up one. An outage.
             raise KeysUnavailable(Reason.ISSUER_KEYS_UNAVAILABLE)
         return key
 

@@ -147,6 +147,10 @@ class HmacKeyRing:
         if key is None:  # a key added since the last load: look once more, at a bounded rate
             self._ring.refresh()
             key = self._loaded()[1].get(key_id)
+        if key is None and self._ring.age() > self._max_age:
+            # The ring is due a reload that failed: the id may be a key added since (a rotation),
+            # which cannot be told from a made-up one until the source answers. An outage.
+            raise KeysUnavailable(Reason.SIGNING_KEYS_UNAVAILABLE)
         if key is None:
             raise TenantAuthError(Reason.UNKNOWN_SIGNING_KEY)
         return key
