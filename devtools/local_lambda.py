@@ -146,7 +146,10 @@ class LocalLambda:
         messages = self.receive(logical_id)
         if not messages:
             return 0, []
-        response = self.invoke(logical_id, self.sqs_event_for(logical_id, messages)) or {}
+        try:
+            response = self.invoke(logical_id, self.sqs_event_for(logical_id, messages)) or {}
+        except Exception:  # a failed invocation: Lambda returns the whole batch to the queue
+            response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
         failed = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
         sqs, url = self._client("sqs"), self.queue_url(logical_id)
         for message in messages:

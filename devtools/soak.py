@@ -689,6 +689,8 @@ class World:
 
     def poll(self) -> None:
         """One poll of the worker's event source: a batch of messages (and due duplicates), one invocation."""
+        from tenantscope import TenantError
+
         if self.poll_due is None or self.sim.now < self.poll_due:
             return  # superseded by a sooner poll
         self.poll_due = None
@@ -723,6 +725,8 @@ class World:
                 response = self.aws.invoke(WORKER, event) or {}
             except WorkerDied:
                 died, response = True, {}
+            except TenantError:  # an outage met by every record: the invocation fails as a whole
+                response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in batch]}
         wall = self.wall[WORKER][-1]
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         for message in batch:

@@ -362,6 +362,37 @@ def test_sts_refusing_one_tenant_fails_only_its_records() -> None:
     assert sorted(r.tenant_id for r in sts.requests) == ["acme", BAD_TENANT, "initech"]
 
 
+def test_a_batch_where_nothing_succeeds_for_an_outage_fails_as_a_whole() -> None:
+    # GIVEN STS refusing every tenant of the batch, and a forged record beside them
+    sts = RefusingSts({"acme", "initech"})
+    handler = make_handler(CredentialVendor(sts, sleep=lambda _: None))
+    records = [*good_records(), with_signature("A" * 43)()]
+    # WHEN the batch runs THEN the invocation fails with the outage, a typed error with a safe
+    # message: Lambda retries every record (none was processed) even where ReportBatchItemFailures
+    # is off, and slows its polling while STS is out
+    with pytest.raises(StsRefused, match=r"^STS refused AssumeRole \(AccessDenied\)$"):
+        handler(sqs_event(records), LambdaContext())
+    assert handler.seen == []
+
+
+def test_a_batch_that_is_only_refused_is_answered_record_by_record(vendor: CredentialVendor) -> None:
+    # Refusals are the senders' faults, not an outage: reported, so that they reach the DLQ alone.
+    handler = make_handler(vendor)
+    forged = [with_signature("A" * 43)(), with_attribute(bad(), ATTR_TENANT, "initech")]
+    assert handler(sqs_event(forged), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": BAD_ID}, {"itemIdentifier": BAD_ID}]
+    }
+
+
+def test_an_outage_beside_a_record_that_succeeded_is_reported_for_its_record_alone() -> None:
+    sts = RefusingSts({"initech"})
+    handler = make_handler(CredentialVendor(sts, sleep=lambda _: None))
+    assert handler(sqs_event(good_records()), LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": "good-initech"}]
+    }
+    assert handler.seen == [("good-acme", "acme", "acme")]
+
+
 def test_replay_guard_refuses_an_envelope_under_a_new_message_id(vendor: CredentialVendor) -> None:
     handler = make_handler(vendor, replay_guard=InMemoryReplayGuard())
     original = signed_sqs_record('{"pay":100}', tenant_id="acme", message_id="m-1")

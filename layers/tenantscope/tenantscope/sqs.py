@@ -20,9 +20,9 @@ from ._config import Settings
 from ._context import TenantContext
 from ._credentials import CredentialVendor
 from ._envelope import Envelope
-from ._errors import InvalidEnvelope, Reason, log_reason
+from ._errors import InvalidEnvelope, Reason, TenantError, log_reason
 from ._keyring import KeyRing
-from ._pipeline import Bound, Outcome, Pipeline, Success
+from ._pipeline import Bound, Misconfigured, Outcome, Pipeline, Success, Unavailable
 from ._replay import ReplayGuard
 from ._resolve import resolve_sqs_record
 
@@ -282,8 +282,11 @@ def sqs_handler(
     replayed, when its tenant is not Lambda's (tenant isolation mode), when credentials
     cannot be vended, or when the function raises. Other records go on. On a FIFO queue,
     once a record fails, the later records of its message group fail too, so the group's
-    order is kept. An event without a ``Records`` list (``ReceiveMessage``'s answer, another
-    trigger's event) raises ``TypeError``, so that Lambda retries it rather than deletes it.
+    order is kept. When no record succeeds and one failed for an outage or a configuration
+    error (STS, the key ring, a setting), the handler raises that error instead: Lambda retries
+    the whole batch and slows its polling. An event without a ``Records`` list
+    (``ReceiveMessage``'s answer, another trigger's event) raises ``TypeError``, so that Lambda
+    retries it rather than deletes it.
 
     >>> from tenantscope import current_tenant, sqs_handler
     >>> @sqs_handler
@@ -304,16 +307,28 @@ def sqs_handler(
             if not isinstance(records, list):
                 raise _not_an_sqs_event(event)
             bound = step.pipeline.bind()
+            succeeded = False
+            outage: TenantError | None = None
             for raw in records:
                 # Until a record fails, no group has failed: the group is looked up only then.
                 if failed_groups and _fifo_group(raw) in failed_groups:
                     failures.append(_failure(raw))
                     continue
-                if type(step.outcome(raw, context, bound)) is not Success:
-                    failures.append(_failure(raw))
-                    group = _fifo_group(raw)
-                    if group is not None:
-                        failed_groups.add(group)
+                outcome = step.outcome(raw, context, bound)
+                if type(outcome) is Success:
+                    succeeded = True
+                    continue
+                failures.append(_failure(raw))
+                if outage is None and isinstance(outcome, Unavailable | Misconfigured):
+                    outage = outcome.error
+                group = _fifo_group(raw)
+                if group is not None:
+                    failed_groups.add(group)
+            if outage is not None and not succeeded:
+                # Nothing succeeded and the batch met an outage: the invocation fails, so Lambda
+                # retries the whole batch and slows its polling while the outage lasts, and no
+                # record is deleted where ReportBatchItemFailures is not enabled.
+                raise outage
             return {"batchItemFailures": failures}
 
         return wrapper
