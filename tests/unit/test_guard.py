@@ -546,7 +546,18 @@ def test_a_query_on_an_index_the_description_lacks_describes_the_table_again_at_
         query("new")  # described again: the new index is known, and its key checked
         with pytest.raises(CrossTenantAccess, match="unknown"):
             query("made-up")
+        now[0] += _guard.UNKNOWN_INDEX_DESCRIBE_SECONDS
+        query("new")  # a known index describes nothing before the description is due
     assert described == ["t", "t"]
+
+
+def test_an_index_a_configured_table_lacks_is_refused_without_describing_it() -> None:
+    def describe(table: str) -> dict[str, Any]:
+        raise AssertionError("a configured table is never described")
+
+    with pytest.raises(CrossTenantAccess) as refusal:
+        _KeySchemas(describe).partition_key(SETTINGS, "app", "made-up")
+    assert refusal.value.reason is Reason.UNKNOWN_INDEX
 
 
 def test_a_table_is_described_in_the_region_of_the_guards_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -561,6 +572,8 @@ def test_a_table_is_described_in_the_region_of_the_guards_settings(monkeypatch: 
     schemas = _KeySchemas()
     for region in ("us-east-2", "ap-south-1"):
         assert schemas.keys(Settings.load(environ={}, region=region), "t") == ("pk", {})
+        with pytest.raises(CrossTenantAccess):  # just described there: not again for an unknown index
+            schemas.partition_key(Settings.load(environ={}, region=region), "t", "made-up")
     assert made == [("dynamodb", "us-east-2"), ("dynamodb", "ap-south-1")]
 
 
@@ -683,7 +696,7 @@ OWN_ITEM = {"pk": S("TENANT#acme#1"), "sk": S("A")}
         (
             "UpdateItem",
             {"TableName": "app", "Key": OWN_ITEM, "AttributeUpdates": {"gsi1pk": "PUT"}},
-            Reason.UNCHECKABLE_INDEX_UPDATE,
+            Reason.MALFORMED_REQUEST,
         ),
     ],
 )

@@ -212,7 +212,9 @@ class LeadingKeyGuard:
         legacy = params.get("AttributeUpdates") or {}
         for name in index_keys & set(legacy):
             update = legacy[name]
-            action = update.get("Action") if isinstance(update, Mapping) else "malformed"
+            if not isinstance(update, Mapping):
+                raise CrossTenantAccess(Reason.MALFORMED_REQUEST, "attribute update")
+            action = update.get("Action")
             # PUT is DynamoDB's default: an Action left out or sent as null (a client with
             # parameter validation off) puts the value. DELETE takes the item out of the index.
             if action is None or action == "PUT":
