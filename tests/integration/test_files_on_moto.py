@@ -8,6 +8,7 @@ as data in tests/unit/test_policy.py and on real AWS in tests/aws/.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 import requests
+from boto3.s3.transfer import TransferConfig
 
 from tenantscope import (
     CrossTenantAccess,
@@ -364,3 +366,24 @@ def test_presigned_urls_carry_the_tenants_credentials_and_work(files: Any) -> No
     )
     assert posted.status_code == 204
     assert files.get_object(Bucket=BUCKET, Key="tenants/acme/uploads/photo.png")["Body"].read() == b"\x89PNG"
+
+
+# --- boto3's managed transfers ---------------------------------------------------------------------
+
+
+def test_managed_transfers_work_on_the_calling_thread_and_are_refused_from_worker_threads(files: Any) -> None:
+    # boto3's upload_fileobj and download_fileobj send their requests from worker threads by
+    # default; a thread does not inherit the unit of work's scope (a context variable), and the
+    # guard refuses a tenant client used outside its scope, so they need use_threads=False.
+    on_this_thread = TransferConfig(use_threads=False)
+    with tenant_scope("acme"):
+        s3 = tenant_s3()
+        s3.upload_fileobj(io.BytesIO(b"uploaded"), BUCKET, "tenants/acme/upload.bin", Config=on_this_thread)
+        downloaded = io.BytesIO()
+        s3.download_fileobj(BUCKET, "tenants/acme/upload.bin", downloaded, Config=on_this_thread)
+        with pytest.raises(NoTenantContext):
+            s3.upload_fileobj(io.BytesIO(b"threaded"), BUCKET, "tenants/acme/threaded.bin")
+    assert downloaded.getvalue() == b"uploaded"
+    assert "tenants/acme/threaded.bin" not in [
+        item["Key"] for item in files.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    ]
