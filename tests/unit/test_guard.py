@@ -304,6 +304,16 @@ def test_partition_key_is_learned_from_the_key_schema_when_not_configured() -> N
     assert described == ["t"]  # described once, then cached
 
 
+def index_query(index: str, key: str) -> dict[str, Any]:
+    """A query of acme's partition of table ``t``'s ``index``, keyed on ``key``."""
+    return {
+        "TableName": "t",
+        "IndexName": index,
+        "KeyConditionExpression": f"{key} = :v",
+        "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
+    }
+
+
 @pytest.mark.parametrize(
     "description",
     [
@@ -332,15 +342,7 @@ def test_a_described_table_without_global_indexes_is_read(description: dict[str,
             model=SimpleNamespace(name="GetItem"),
         )
         for index in indexes:  # a local index shares the table's partition key
-            guard(
-                params={
-                    "TableName": "t",
-                    "IndexName": index,
-                    "KeyConditionExpression": "tpk = :v",
-                    "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
-                },
-                model=SimpleNamespace(name="Query"),
-            )
+            guard(params=index_query(index, "tpk"), model=SimpleNamespace(name="Query"))
 
 
 def test_an_unconfigured_table_is_described_in_the_configured_region(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -523,15 +525,7 @@ def test_a_query_on_an_index_the_description_lacks_describes_the_table_again_at_
     guard = LeadingKeyGuard("acme", Settings.load(environ={}), schemas)
 
     def query(index: str) -> None:
-        guard(
-            params={
-                "TableName": "t",
-                "IndexName": index,
-                "KeyConditionExpression": "ipk = :v",
-                "ExpressionAttributeValues": {":v": S("TENANT#acme#1")},
-            },
-            model=SimpleNamespace(name="Query"),
-        )
+        guard(params=index_query(index, "ipk"), model=SimpleNamespace(name="Query"))
 
     with tenant_scope("acme"):
         guard(

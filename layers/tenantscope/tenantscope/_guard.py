@@ -79,13 +79,18 @@ class _KeySchemas:
         if index is None:
             return table_key
         key = index_keys.get(index)
-        spec = settings.table(table)
-        if key is None and not (spec is not None and spec.partition_key):
+        if key is None and not _configured_with_key(settings, table):
             # Perhaps an index added since the table was described.
             key = self._described_keys(settings.region, table, UNKNOWN_INDEX_DESCRIBE_SECONDS)[1].get(index)
         if key is None:
             raise CrossTenantAccess(Reason.UNKNOWN_INDEX)
         return key
+
+
+def _configured_with_key(settings: Settings, table: str) -> bool:
+    """Whether ``table``'s keys come from TENANTSCOPE_TABLES (and so are never described)."""
+    spec = settings.table(table)
+    return spec is not None and bool(spec.partition_key)
 
 
 def _partition_keys(description: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
