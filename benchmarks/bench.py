@@ -698,14 +698,9 @@ def measure_cold_start(layers: dict[str, Path], work: Path) -> dict[str, Any] | 
     )
     arch = host_arch()
     builds = {name: build_layer(path, work / f"{name}-{arch}", arch=arch)[1] for name, path in layers.items()}
-    # Each layer with the sample application of its own commit, as sam build deploys it: sources
-    # only (Lambda compiles them at every cold start, its code directory being read-only too).
+    # Each layer with the sample application of its own commit, as sam build deploys it.
     functions = {
-        name: shutil.copytree(
-            path.parents[1] / "functions",
-            work / f"{name}-functions",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+        name: build_functions(path.parents[1] / "functions", work / f"{name}-functions")
         for name, path in layers.items()
     }
     # The control: a module that does nothing but allocate, as any import does. It shows what the
@@ -739,6 +734,21 @@ def build_layer(layer: Path, directory: Path, *, arch: str = "arm64") -> tuple[i
         capture_output=True,
     )
     return tree_bytes(directory), directory
+
+
+def build_functions(functions: Path, directory: Path) -> Path:
+    """The sample application's build directory: its Makefile's, as sam build runs it, or, for a
+    commit before it had one, its sources alone, as sam build then shipped them (without bytecode,
+    which Lambda then compiles at every cold start, the code directory being read-only)."""
+    if not (functions / "Makefile").is_file():
+        return shutil.copytree(functions, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        ["make", "-s", "build-ApiFunction", f"ARTIFACTS_DIR={directory}"],
+        cwd=functions,
+        check=True,
+        capture_output=True,
+    )
+    return directory
 
 
 def machine() -> str:

@@ -36,6 +36,8 @@ APP_SOURCE = ROOT / "functions" / "app"
 LAYER_SOURCE = ROOT / "layers" / "tenantscope" / "tenantscope"
 LAYER_TEMPLATE = ROOT / "layers" / "tenantscope" / "template.yaml"
 # The files of layers/tenantscope beside the package: the layer's build never ships them.
+# The flags word of a .pyc (PEP 552): hash-based, not checked against its source.
+UNCHECKED_HASH = 0b01
 LIBRARY_FOLDER_FILES = {"pyproject.toml", "README.md", "template.yaml", "Makefile", "requirements.txt"}
 
 
@@ -208,6 +210,12 @@ def test_every_function_build_has_the_app_code(sam_build: Build) -> None:
     for name, directory in functions.items():
         built = {p.relative_to(directory) for p in (directory / "app").glob("*.py")}
         assert expected <= built, f"{name} build lacks {sorted(map(str, expected - built))}"
+        # Lambda cannot write bytecode beside read-only code: without it, every cold start compiles.
+        for source in expected:
+            pyc = directory / source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+            assert pyc.is_file(), f"{name} ships {source} without python3.13 bytecode"
+            flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+            assert flags == UNCHECKED_HASH, f"{pyc} is checked against its source's time or hash"
         assert not (directory / "tenantscope").exists(), (
             f"{name} bundles tenantscope; it belongs in the layer"
         )
