@@ -215,6 +215,13 @@ def test_the_value_types_are_frozen_dataclasses_with_their_usual_behaviour() -> 
         "claims=mappingproxy({'message_id': 'm-1'}))"
     )
     assert "message_attributes" not in repr(record)  # kept out of logs
+    # Hashable though they hold dicts, and alike when equal: usable as keys and in sets.
+    same_context = TenantContext("acme", source="sqs", claims={"message_id": "m-1"})
+    same_record = SqsRecord("m-1", "{}", {}, {}, "arn:aws:sqs:us-east-1:123456789012:q")
+    assert {context: 1}[same_context] == 1
+    assert {record: 1}[same_record] == 1
+    assert len({context, same_context, TenantContext("acme", source="sqs")}) == 2
+    assert hash(envelope) == hash(dataclasses.replace(envelope))
     assert envelope.version == "1"
     assert TenantContext("acme").claims == {}
     with pytest.raises(TypeError):

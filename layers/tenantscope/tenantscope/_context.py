@@ -41,7 +41,7 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, init=False)
 class TenantContext:
-    """Who the current unit of work acts for. Immutable.
+    """Who the current unit of work acts for. Immutable, and hashable by all but its claims.
 
     ``claims`` holds only selected, non-secret claims (never the token itself).
 
@@ -53,7 +53,9 @@ class TenantContext:
     tenant_id: str
     source: TenantSource = "custom"
     subject: str | None = None
-    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS)
+    # A read-only view of a dict, which cannot be hashed: a context hashes by who it is, and
+    # contexts that are equal still hash alike.
+    claims: Mapping[str, Any] = field(default_factory=lambda: _NO_CLAIMS, hash=False)
 
     # Written out rather than generated (init=False): a frozen dataclass's own __init__ sets each
     # field with object.__setattr__, about a microsecond more for every unit of work, and

@@ -37,8 +37,10 @@ class SqsRecord:
 
     message_id: str
     body: str
-    message_attributes: Mapping[str, Any] = field(repr=False)
-    attributes: Mapping[str, Any] = field(repr=False)
+    # Dicts as Lambda delivers them: left out of the hash (a record hashes by its id and body) and
+    # of the repr (kept out of logs).
+    message_attributes: Mapping[str, Any] = field(repr=False, hash=False)
+    attributes: Mapping[str, Any] = field(repr=False, hash=False)
     event_source_arn: str
 
     # Written out rather than generated (init=False), as TenantContext's: one write for every record.
