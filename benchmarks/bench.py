@@ -658,7 +658,18 @@ def host_arch() -> str:
     return {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 
 
-def import_cpu_ms(python: str, path: list[Path], module: str) -> tuple[float, float]:
+# A reference, not a design: the function module imported with every dataclass left undecorated
+# and every pattern left uncompiled (stand-ins that keep ``.pattern``), both after the floor. The
+# import completes but nothing it made would work: what remains is the modules themselves (their
+# reading, unmarshalling and bodies), the part of a cold start the layer's shape decides.
+MODULES_ALONE = (
+    "import dataclasses, re\n"
+    "dataclasses.dataclass = lambda cls=None, **_: cls or (lambda c: c)\n"
+    "re.compile = type('Uncompiled', (), {'__init__': lambda self, p, f=0: setattr(self, 'pattern', p)})\n"
+)
+
+
+def import_cpu_ms(python: str, path: list[Path], module: str, prelude: str = "") -> tuple[float, float]:
     """CPU milliseconds of ``import boto3, jwt`` (the floor) and then of ``import module``, in one
     process that writes no bytecode (a layer is read-only: what it does not ship is compiled at
     every cold start). CPU time, not wall time: other work on a shared machine does not count.
@@ -666,12 +677,13 @@ def import_cpu_ms(python: str, path: list[Path], module: str) -> tuple[float, fl
     Each timed import starts with the garbage collector emptied (untimed), so it pays for the
     collections its own allocations cause. Without that, the floor leaves a collection of
     boto3's objects due within a few dozen allocations, and whatever is imported next pays it:
-    about 5 ms here, charged even to a module of a hundred lists (the control row)."""
+    about 5 ms here, charged even to a module of a hundred lists (the control row). ``prelude``
+    runs between the two, untimed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path)), "PYTHONDONTWRITEBYTECODE": "1"}
     script = (
         "import gc, time; clock = time.process_time; gc.collect(); start = clock()\n"
         "import boto3, jwt\n"
-        "floor = clock(); gc.collect(); after = clock()\n"
+        f"floor = clock()\n{prelude}gc.collect(); after = clock()\n"
         f"import {module}; end = clock()\n"
         "print((floor - start) * 1000, (end - after) * 1000)"
     )
@@ -681,6 +693,7 @@ def import_cpu_ms(python: str, path: list[Path], module: str) -> tuple[float, fl
 
 
 COLD_START_CONTROL = "cold_start_control"
+COLD_START_MODULES_ALONE = "app.api, modules alone"
 
 
 def measure_cold_start(layers: dict[str, Path], work: Path) -> dict[str, Any] | None:
@@ -717,6 +730,8 @@ def measure_cold_start(layers: dict[str, Path], work: Path) -> dict[str, Any] | 
                 floor, extra = import_cpu_ms(python, path, module)
                 samples.setdefault(f"{name} floor", []).append(floor)
                 samples.setdefault(f"{name} {module}", []).append(extra)
+            _, extra = import_cpu_ms(python, path, "app.api", MODULES_ALONE)
+            samples.setdefault(f"{name} {COLD_START_MODULES_ALONE}", []).append(extra)
     return {"python": RUNTIME_PYTHON} | {key: statistics.median(values) for key, values in samples.items()}
 
 
@@ -1021,6 +1036,12 @@ def report(runs: dict[str, dict[str, Any]], cold: dict[str, Any] | None, sizes: 
             f"{cold[f'previous {COLD_START_CONTROL}']:.1f}",
             f"{cold[f'this {COLD_START_CONTROL}']:.1f}",
             "what the method charges to any module imported after the floor",
+        )
+        out.row(
+            "reference: app.api's modules alone, beyond the floor",
+            f"{cold[f'previous {COLD_START_MODULES_ALONE}']:.1f}",
+            f"{cold[f'this {COLD_START_MODULES_ALONE}']:.1f}",
+            "no dataclass built, no pattern compiled: what the number and size of modules cost",
         )
         worst = max(cold[f"this {m}"] for m in modules)
         out.check(
