@@ -232,6 +232,11 @@ def test_table_wide_unknown_and_malformed_requests_are_refused(
             "batch write request",
         ),
         ("BatchWriteItem", {"RequestItems": {"app": ["PutRequest"]}}, "batch write request"),
+        (
+            "UpdateItem",
+            {"TableName": "app", "Key": {"pk": S("TENANT#acme#1")}, "AttributeUpdates": {"gsi1pk": "PUT"}},
+            "attribute update",
+        ),
     ],
 )
 def test_malformed_requests_are_refused_naming_the_part_at_fault(
