@@ -6,6 +6,7 @@ SQS to Lambda mapping drops message attributes, so it is not used).
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import json
 import time
@@ -19,10 +20,12 @@ from tenantscope import (
     InvalidEnvelope,
     InvalidTenantId,
     NoTenantContext,
+    Reason,
     SqsRecord,
     current_tenant,
     send_message,
     sfn_task,
+    sign_message,
     sqs_handler,
     start_execution,
     tenant_scope,
@@ -241,6 +244,28 @@ def test_outside_a_scope_the_tenant_is_required_and_validated(sqs: Any, standard
     with pytest.raises(InvalidTenantId):
         send_message(standard.url, "{}", tenant_id="acme#x", ring=RING, client=sqs)
     assert standard.receive() == []
+
+
+def test_work_that_outlived_its_scope_cannot_send_for_any_tenant(
+    sqs: Any, standard: Queue, sfn: Any, machine_arn: str
+) -> None:
+    # GIVEN a context copied inside acme's scope (a callback, an asyncio task), run after it ended
+    with tenant_scope("acme"):
+        carried = contextvars.copy_context()
+    # WHEN it produces, naming a tenant as back-office code may, or not
+    for tenant in (None, "acme", "globex"):
+        with pytest.raises(NoTenantContext) as refusal:
+            carried.run(send_message, standard.url, "{}", tenant_id=tenant, ring=RING, client=sqs)
+        assert refusal.value.reason is Reason.SCOPE_ENDED
+        with pytest.raises(NoTenantContext):
+            carried.run(start_execution, machine_arn, {}, tenant_id=tenant, ring=RING, client=sfn)
+        with pytest.raises(NoTenantContext):
+            carried.run(sign_message, "{}", destination=standard.arn, tenant_id=tenant, ring=RING)
+    # THEN nothing was sent; back-office code that never had a scope still names its tenant
+    assert standard.receive() == []
+    assert sfn.list_executions(stateMachineArn=machine_arn)["executions"] == []
+    send_message(standard.url, "{}", tenant_id="globex", ring=RING, client=sqs)
+    assert [verify(r) for r in standard.receive()] == ["globex"]
 
 
 def test_the_trace_header_is_propagated(sqs: Any, standard: Queue, monkeypatch: pytest.MonkeyPatch) -> None:

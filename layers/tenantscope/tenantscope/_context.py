@@ -28,6 +28,7 @@ __all__ = [
     "active_scope",
     "current_tenant",
     "in_tenant_scope",
+    "scope_ended_here",
     "tenant_scope",
 ]
 
@@ -140,6 +141,15 @@ def active_scope() -> _Scope | None:
     """
     scope = _scope_var.get()
     return None if scope is None or scope.closed else scope
+
+
+def scope_ended_here() -> bool:
+    """Whether this context holds a scope that has ended: work carried beyond its unit of work (a
+    context copied while the scope was open, an asyncio task, an :func:`in_tenant_scope` thread),
+    as opposed to code that never had a scope (a back-office job). Producers refuse the first even
+    when it names a tenant: it was acting for one tenant, and must not go on for any."""
+    scope = _scope_var.get()
+    return scope is not None and scope.closed
 
 
 def current_tenant() -> TenantContext:

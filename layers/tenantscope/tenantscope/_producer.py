@@ -2,7 +2,8 @@
 
 Inside a tenant scope the current tenant is used, and a different explicit tenant is
 refused: code acting for acme cannot send work as globex. Outside a scope (a trusted
-back-office job, the CLI) the tenant must be given explicitly.
+back-office job, the CLI) the tenant must be given explicitly. Work that outlived its scope (a
+copied context, an asyncio task, a thread) is refused whatever tenant it names.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ._aws import aws_client
 from ._config import ENV, Settings, get_settings
-from ._context import active_scope
+from ._context import active_scope, scope_ended_here
 from ._envelope import (
     SFN_KEY,
     seal,
@@ -55,6 +56,8 @@ def _producer_tenant(tenant_id: str | None) -> str:
         if tenant_id is not None and tenant_id != current:
             raise Forbidden(Reason.PRODUCER_TENANT_MISMATCH)
         return current
+    if scope_ended_here():
+        raise NoTenantContext(Reason.SCOPE_ENDED)
     if tenant_id is None:
         raise NoTenantContext(Reason.NO_PRODUCER_TENANT)
     return validate_tenant_id(tenant_id)
