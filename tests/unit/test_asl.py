@@ -155,6 +155,25 @@ def test_a_refused_tenant_is_never_retried_and_ends_in_tenant_rejected() -> None
     assert execution.visited()[-1] == "TenantRejected"
 
 
+@pytest.mark.parametrize("task", ["ChargePayment", "CompleteOrder"])
+def test_a_tenant_refused_after_stock_was_reserved_is_compensated(task: str) -> None:
+    # GIVEN an input accepted by ReserveInventory, refused by a later task (an envelope that
+    # expired during the execution, a key withdrawn, a call outside the tenant)
+    tasks = Tasks(**{task: ["TenantAuthError"]})
+    execution, _ = run(tasks)
+    # THEN it is not retried, and the compensation gives the stock back
+    assert len(execution.attempts(task)) == 1
+    assert execution.visited()[-2:] == ["ReleaseInventory", "OrderFailed"]
+    assert tasks.calls[-1].payload["results"]["ReserveInventory"] == {"done": True}
+    # AND where the compensation is refused too, the execution ends in TenantRejected
+    execution, _ = run(Tasks(**{task: ["TenantAuthError"]}, ReleaseInventory=["TenantAuthError"]))
+    assert (execution.status, execution.error, execution.visited()[-1]) == (
+        "FAILED",
+        "TenantAuthError",
+        "TenantRejected",
+    )
+
+
 def test_the_compensation_retries_any_other_error_up_to_its_limit_then_the_execution_fails() -> None:
     limit = retry_limits(DEFINITION)["ReleaseInventory"]
     execution, _ = run(Tasks(CompleteOrder=["InjectedFault"], ReleaseInventory=["Boom"] * limit))
