@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -158,8 +159,6 @@ def test_every_other_operation_is_refused(operation: str) -> None:
 
 
 def test_an_operation_unknown_to_this_botocore_is_refused() -> None:
-    from types import SimpleNamespace
-
     guard = ObjectGuard("acme", SETTINGS)
     with tenant_scope("acme"), pytest.raises(CrossTenantAccess) as raised:
         guard(params={"Bucket": BUCKET, "Key": "tenants/acme/x"}, model=SimpleNamespace(name="GetObjectV9"))
@@ -346,10 +345,39 @@ def test_a_presigned_url_made_by_hand_on_the_client_is_guarded_too(sts: FakeSts)
         ]:
             with pytest.raises(CrossTenantAccess):
                 s3.generate_presigned_url(method, Params=params)
+        # the method is the checked operation's: HttpMethod cannot make a listing a DeleteBucket
+        listing = {"Bucket": BUCKET, "Prefix": "tenants/acme/"}
+        s3.generate_presigned_url("list_objects_v2", Params=listing, HttpMethod="GET")
+        for method, http_method, params in [
+            ("list_objects_v2", "DELETE", listing),
+            ("list_objects_v2", "PUT", listing),
+            ("get_object", "DELETE", {"Bucket": BUCKET, "Key": "tenants/acme/x"}),
+            ("get_object", "PUT", {"Bucket": BUCKET, "Key": "tenants/acme/x"}),
+        ]:
+            with pytest.raises(CrossTenantAccess) as raised:
+                s3.generate_presigned_url(method, Params=params, HttpMethod=http_method)
+            assert (raised.value.reason, raised.value.detail) == (
+                Reason.OPERATION_NOT_ALLOWED,
+                f"presigned {http_method}",
+            )
         # a presigned POST's policy is invisible to the guard: only presign_upload may make one
         with pytest.raises(CrossTenantAccess) as raised:
             s3.generate_presigned_post(BUCKET, "tenants/acme/x", Conditions=[["starts-with", "$key", ""]])
         assert raised.value.reason is Reason.OPERATION_NOT_ALLOWED
+
+
+def test_a_presigned_request_the_guard_did_not_check_is_not_signed() -> None:
+    def request(method: str, **context: Any) -> Any:
+        return SimpleNamespace(method=method, context=context)
+
+    ObjectGuard.check_signed_method(request("DELETE"))  # sent, not presigned: its model's method
+    ObjectGuard.check_signed_method(request("GET", is_presign_request=True, tenantscope_checked_method="GET"))
+    for unchecked in (
+        request("GET", is_presign_request=True),
+        request("GET", is_presign_request=True, tenantscope_checked_method="HEAD"),
+    ):
+        with pytest.raises(CrossTenantAccess):
+            ObjectGuard.check_signed_method(unchecked)
 
 
 def test_a_presigned_upload_is_bound_to_one_key_type_and_size(sts: FakeSts) -> None:

@@ -89,6 +89,7 @@ def _guarded(events: Any, guard: LeadingKeyGuard) -> None:
 
 def _objects_guarded(events: Any, guard: ObjectGuard) -> None:
     events.register_last("before-parameter-build.s3", guard, unique_id="tenantscope-object-guard")
+    events.register_last("before-sign.s3", guard.check_signed_method, unique_id="tenantscope-signed-method")
 
 
 # The services whose every request a guard checks. A tenant session makes clients for these and

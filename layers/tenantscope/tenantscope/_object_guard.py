@@ -44,6 +44,11 @@ _REFUSED_PARAMETERS = (
     "VersionId",
 )
 
+# Where the guard leaves, in a presigned request's botocore context, the HTTP method of the
+# operation it checked: generate_presigned_url(HttpMethod=...) changes the method after the guard
+# has run, and would make a checked ListObjectsV2 a DeleteBucket on the wire.
+_CHECKED_METHOD = "tenantscope_checked_method"
+
 # botocore signs a presigned POST as a CreateBucket request, whose key and conditions the guard
 # cannot see: it lets one through only for the bucket TenantBucket.presign_upload has checked,
 # in the same thread or task, so a POST policy made by hand on tenant_s3() is refused.
@@ -103,20 +108,31 @@ class ObjectGuard:
     def __call__(self, params: Mapping[str, Any], model: Any, context: Any = None, **_: Any) -> None:
         if _current_scope_or_raise().context.tenant_id != self.tenant_id:
             raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
-        if model.name == "CreateBucket" and (context or {}).get("is_presign_request"):
+        presigned = context is not None and bool(context.get("is_presign_request"))
+        if model.name == "CreateBucket" and presigned:
             approved = _approved_post.get()
             if approved is None or params.get("Bucket") != approved:
                 raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, "presigned POST")
             self.bucket(approved)
-            return
-        check = self._checks.get(model.name)
-        if check is None:
-            raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, model.name)
-        refused = [name for name in _REFUSED_PARAMETERS if params.get(name) is not None]
-        if refused:
-            raise CrossTenantAccess(Reason.REFUSED_PARAMETER, refused[0])
-        self.bucket(params.get("Bucket"))
-        check(params)
+        else:
+            check = self._checks.get(model.name)
+            if check is None:
+                raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, model.name)
+            refused = [name for name in _REFUSED_PARAMETERS if params.get(name) is not None]
+            if refused:
+                raise CrossTenantAccess(Reason.REFUSED_PARAMETER, refused[0])
+            self.bucket(params.get("Bucket"))
+            check(params)
+        if presigned:
+            context[_CHECKED_METHOD] = model.http.get("method")
+
+    @staticmethod
+    def check_signed_method(request: Any, **_: Any) -> None:
+        """A ``before-sign.s3`` handler: a presigned request keeps the method of the operation the
+        guard checked; one it did not check (no method left in its context) is refused."""
+        context = request.context
+        if context.get("is_presign_request") and request.method != context.get(_CHECKED_METHOD):
+            raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, f"presigned {request.method}")
 
     def bucket(self, name: object) -> str:
         """``name`` when it is a bucket ``TENANTSCOPE_BUCKETS`` names (never an ARN or an access point)."""
