@@ -675,10 +675,11 @@ def test_the_session_policy_is_compact_json() -> None:
 
 
 def test_a_session_policy_of_exactly_the_sts_limit_is_accepted() -> None:
-    # GIVEN a tenant and a table name that make the policy exactly the limit (a character of the
-    # name counts twice, one of the tenant five times: one of the two tenants below fits exactly)
+    # GIVEN a tenant and a second table's name that make the policy exactly the limit (a
+    # character of the name counts twice, one of the tenant five times: one of the two tenants
+    # below fits exactly; a name is at most 255 characters, so the first table takes 250)
     def settings(name_chars: int) -> Settings:
-        return policy_settings(tables=(TableSpec("t" * name_chars, "pk"),))
+        return policy_settings(tables=(TableSpec("s" * 250), TableSpec("t" * name_chars, "pk")))
 
     def size(tenant: str, name_chars: int) -> int:
         try:
@@ -689,7 +690,7 @@ def test_a_session_policy_of_exactly_the_sts_limit_is_accepted() -> None:
     exact = [
         (tenant, n)
         for tenant in ("acme", "acmes")
-        for n in range(1, 1024)
+        for n in range(3, 255)
         if size(tenant, n) == MAX_SESSION_POLICY_CHARS
     ]
     # WHEN its policy is built THEN it is accepted; a character more is refused, and its size told
@@ -792,6 +793,43 @@ def test_settings_with_an_unknown_strategy_are_refused_not_read_as_session_tags(
         Reason.INVALID_SETTING,
         "unknown isolation strategy",
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"TENANTSCOPE_TABLES": "app*"}, "TENANTSCOPE_TABLES: 'app*' is not a table or index name"),
+        ({"TENANTSCOPE_TABLES": "app/gsi?=pk"}, "TENANTSCOPE_TABLES: 'gsi?' is not a table or index name"),
+        ({"TENANTSCOPE_TABLES": "ab"}, "TENANTSCOPE_TABLES: 'ab' is not a table or index name"),
+        ({"TENANTSCOPE_BUCKETS": "files-*"}, "TENANTSCOPE_BUCKETS: 'files-*' is not a bucket name"),
+        ({"TENANTSCOPE_BUCKETS": "Files"}, "TENANTSCOPE_BUCKETS: 'Files' is not a bucket name"),
+        ({"TENANTSCOPE_BUCKETS": "files-"}, "TENANTSCOPE_BUCKETS: 'files-' is not a bucket name"),
+        ({"TENANTSCOPE_BUCKETS": "b" * 64}, f"TENANTSCOPE_BUCKETS: {'b' * 64!r} is not a bucket name"),
+    ],
+)
+def test_a_table_or_bucket_name_that_could_widen_a_policy_is_refused(
+    overrides: dict[str, str], detail: str
+) -> None:
+    # GIVEN a name S3 or DynamoDB would not accept: in a policy's resource ARN, '*' and '?' match others
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.load(environ={"TENANTSCOPE_TABLES": "app", "TENANTSCOPE_BUCKETS": "files", **overrides})
+    assert (refused.value.reason, refused.value.detail) == (Reason.INVALID_SETTING, detail)
+    # AND settings made otherwise than by load() are held to the same names
+    with pytest.raises(ConfigurationError):
+        replace(policy_settings(), buckets=("*",))
+    with pytest.raises(ConfigurationError):
+        replace(policy_settings(), tables=(TableSpec("*"),))
+
+
+def test_settings_accept_the_names_s3_and_dynamodb_accept() -> None:
+    settings = Settings.load(
+        environ={
+            "TENANTSCOPE_TABLES": "App_Table.v2-x,app/GSI_1=gsi1pk",
+            "TENANTSCOPE_BUCKETS": "my.files-1,abc",
+        }
+    )
+    assert [spec.name for spec in settings.tables] == ["App_Table.v2-x", "app"]
+    assert settings.buckets == ("my.files-1", "abc")
 
 
 def test_session_tags_need_no_tables_or_region() -> None:

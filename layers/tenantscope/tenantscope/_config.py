@@ -112,6 +112,32 @@ def _parse_tables(value: str) -> tuple[TableSpec, ...]:
     return tuple(tables.values())
 
 
+# The names S3 and DynamoDB accept. A name goes into the session policy's resource ARNs, where a
+# '*' or '?' from a typo would be a wildcard reaching other buckets or tables.
+_BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_TABLE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _check_names(tables: tuple[TableSpec, ...], buckets: tuple[str, ...]) -> None:
+    for spec in tables:
+        if not isinstance(spec, TableSpec):
+            raise ConfigurationError(Reason.INVALID_SETTING, "tables must be TableSpec values")
+        for name in (spec.name, *(index for index, _ in spec.index_partition_keys)):
+            if not (isinstance(name, str) and 3 <= len(name) <= 255 and set(name) <= _TABLE_CHARACTERS):
+                raise ConfigurationError(
+                    Reason.INVALID_SETTING, f"{ENV.TABLES}: {name!r} is not a table or index name"
+                )
+    for name in buckets:
+        if not (
+            isinstance(name, str)
+            and 3 <= len(name) <= 63
+            and set(name) <= _BUCKET_CHARACTERS
+            and name[0] not in ".-"
+            and name[-1] not in ".-"
+        ):
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.BUCKETS}: {name!r} is not a bucket name")
+
+
 def _isolation(value: str) -> str:
     if value not in ISOLATION_STRATEGIES:
         raise ConfigurationError(
@@ -220,6 +246,11 @@ class Settings:
                 Reason.INVALID_SETTING, f"{ENV.REFRESH_MARGIN} must be shorter than the session duration"
             )
         return settings
+
+    def __post_init__(self) -> None:
+        # Here rather than in load(), so that settings made directly or by dataclasses.replace()
+        # cannot carry a wildcard into a policy either.
+        _check_names(self.tables, self.buckets)
 
     def __hash__(self) -> int:
         # Settings key the credential and session caches on every invocation: hash once.
