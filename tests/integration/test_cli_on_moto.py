@@ -132,13 +132,16 @@ def test_signing_keys_option_names_a_secret(
     assert verified_tenant(record) == "acme"
 
 
-def test_signing_keys_option_refuses_inline_keys(capsys: pytest.CaptureFixture[str], queue_url: str) -> None:
+@pytest.mark.parametrize("space", ["", " ", "\t"])
+def test_signing_keys_option_refuses_inline_keys(
+    capsys: pytest.CaptureFixture[str], queue_url: str, space: str
+) -> None:
     # GIVEN keys on the command line, where the process list and shell history would keep them
     with pytest.raises(SystemExit) as exited:
         run(
             capsys,
             "--signing-keys",
-            ring_spec(RING_DOCUMENT),
+            space + ring_spec(RING_DOCUMENT),
             "send",
             "--queue-url",
             queue_url,

@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A command line is visible in the process list and shell history: it may say where the keys
     # are, never carry them.
-    if args.signing_keys and args.signing_keys.startswith("inline:"):
+    # Stripped as the setting is when it is read: " inline:..." is an inline ring too.
+    if args.signing_keys and args.signing_keys.strip().startswith("inline:"):
         parser.error("--signing-keys cannot carry keys; set TENANTSCOPE_SIGNING_KEYS=inline:... instead")
     try:
         from ._config import Settings
