@@ -69,7 +69,8 @@ def sfn_task(
     missing, forged, expired or misaddressed envelope, a tenant other than Lambda's in tenant
     isolation mode, or a cross-tenant data call: catch it), ``TemporarilyUnavailable`` (STS or
     the key ring is out for a moment: retry it) and ``ConfigurationError``. Other exceptions
-    propagate unchanged.
+    propagate unchanged, and Lambda reports their message to Step Functions, which keeps it in
+    the execution's history: keep tenant data out of a task's own exception messages.
 
     >>> from tenantscope import sfn_task
     >>> @sfn_task
