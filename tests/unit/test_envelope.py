@@ -38,9 +38,9 @@ from tenantscope._envelope import (
     sqs_record_fields,
     verify,
 )
-from tenantscope._errors import InvalidTenantId, TenantAuthError
+from tenantscope._errors import InvalidTenantId, LoggableError, TenantAuthError
 from tenantscope._keyring import StaticKeyRing
-from tenantscope._producer import queue_arn_from_url, seal_input
+from tenantscope._producer import queue_arn_from_url, seal_input, sign_message
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -804,10 +804,15 @@ def test_seal_accepts_the_edges_of_the_time_grammar(now: int, lifetime: int) -> 
             "acme-3f9d2c1ab4e84f67a0c5d9e8b7f6a5c4",
             "sfn:arn:aws-us-gov:states:us-gov-west-1:123456789012:execution:o:acme-3f9d2c1ab4e84f67a0c5d9e8b7f6a5c4",
         ),
-        (  # only the first marker is replaced
-            "arn:aws:states:us-east-1:1:stateMachine:a:stateMachine:b",
+        (  # a version's executions are the state machine's
+            "arn:aws:states:us-east-1:123456789012:stateMachine:orders:3",
             "n",
-            "sfn:arn:aws:states:us-east-1:1:execution:a:stateMachine:b:n",
+            "sfn:arn:aws:states:us-east-1:123456789012:execution:orders:n",
+        ),
+        (  # and so are an alias's
+            "arn:aws:states:us-east-1:123456789012:stateMachine:orders:PROD",
+            "n",
+            "sfn:arn:aws:states:us-east-1:123456789012:execution:orders:n",
         ),
     ],
 )
@@ -823,8 +828,28 @@ def test_sfn_destination_derives_the_execution_arn(machine: str, name: str, expe
         ("arn:aws:states:us-east-1:123456789012:stateMachine:orders", ""),
         ("", "run-1"),
         ("stateMachine:orders", "run-1"),
+        ("arn:aws:states:us-east-1:1:stateMachine:a:stateMachine:b", "run-1"),
+        ("arn:aws:states:us-east-1:123456789012:stateMachine:orders/map-label", "run-1"),
+        ("arn:aws:states:us-east-1:123456789012:stateMachine:orders:PROD/map-label", "run-1"),
+        ("arn:aws:states:us-east-1:123456789012:stateMachine:orders:", "run-1"),
+        ("arn:aws:states::123456789012:stateMachine:orders", "run-1"),
+        ("arn:aws:sqs:us-east-1:123456789012:stateMachine:orders", "run-1"),
+        ("urn:aws:states:us-east-1:123456789012:stateMachine:orders", "run-1"),
     ],
-    ids=["an execution ARN", "wrong case", "empty name", "empty ARN", "no colon before the marker"],
+    ids=[
+        "an execution ARN",
+        "wrong case",
+        "empty name",
+        "empty ARN",
+        "no colon before the marker",
+        "two markers",
+        "a Distributed Map label",
+        "an alias's Distributed Map label",
+        "an empty qualifier",
+        "no region",
+        "not states",
+        "not an ARN",
+    ],
 )
 def test_sfn_destination_refuses_what_is_not_a_state_machine_and_name(machine: str, name: str) -> None:
     with pytest.raises(InvalidEnvelope) as refusal:
@@ -879,6 +904,22 @@ def test_sqs_destination_prefixes_the_queue_arn() -> None:
             "arn:aws:sqs:eu-west-1:123456789012:q",
         ),
         ("sqs.ap-south-1.amazonaws.com/123456789012/q", None, "arn:aws:sqs:ap-south-1:123456789012:q"),
+        (
+            "https://sqs.us-iso-east-1.c2s.ic.gov/123456789012/q",
+            "us-iso-east-1",
+            "arn:aws-iso:sqs:us-iso-east-1:123456789012:q",
+        ),
+        (
+            "https://sqs.us-isob-east-1.sc2s.sgov.gov/123456789012/q",
+            "us-isob-east-1",
+            "arn:aws-iso-b:sqs:us-isob-east-1:123456789012:q",
+        ),
+        (
+            "https://sqs.eusc-de-east-1.amazonaws.eu/123456789012/q",
+            "eusc-de-east-1",
+            "arn:aws-eusc:sqs:eusc-de-east-1:123456789012:q",
+        ),
+        ("http://localhost:4566/000000000000/q", "local-1", "arn:aws:sqs:local-1:000000000000:q"),
     ],
 )
 def test_queue_arn_from_url(url: str, region: str | None, expected: str) -> None:
@@ -909,3 +950,45 @@ def test_a_queue_url_without_a_region_needs_aws_region() -> None:
     assert queue_arn_from_url("http://localhost:4566/000000000000/q", "eu-west-1").startswith(
         "arn:aws:sqs:eu-west-1:"
     )
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+        "orders",
+        "arn:aws:sns:us-east-1:123456789012:orders",
+        "arn:aws:sqs:us-east-1:account:orders",
+        "arn:aws:sqs:us-east-1:123456789012:",
+        "arn:aws:sqs:us-east-1:123456789012:orders:extra",
+    ],
+    ids=["a queue URL", "a name", "a topic ARN", "no account", "no name", "a seventh field"],
+)
+def test_sign_message_refuses_a_destination_that_is_not_a_queue_arn(destination: str) -> None:
+    # A message sealed for it could never verify: the producer says so instead of sending it.
+    with pytest.raises(ValueError, match="destination is a queue ARN") as refused:
+        sign_message(BODY, destination=destination, tenant_id=TENANT, ring=RING)
+    assert isinstance(refused.value, LoggableError)
+
+
+@pytest.mark.parametrize(
+    "state_machine_arn",
+    [
+        "arn:aws:states:us-east-1:123456789012:execution:orders:run-1",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:orders/map-label",
+        "orders",
+    ],
+    ids=["an execution ARN", "a Distributed Map label", "a name"],
+)
+def test_seal_input_refuses_what_is_not_a_state_machine_arn(state_machine_arn: str) -> None:
+    with pytest.raises(ValueError, match="a state machine ARN") as refused:
+        seal_input(
+            {}, state_machine_arn=state_machine_arn, execution_name="run-1", tenant_id=TENANT, ring=RING
+        )
+    assert isinstance(refused.value, LoggableError) and not isinstance(refused.value, TenantAuthError)
+
+
+def test_a_body_with_a_lone_surrogate_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ValueError, match="lone surrogate") as refused:
+        sign_message('{"secret": "\ud800"}', destination=QUEUE_ARN, tenant_id=TENANT, ring=RING)
+    assert isinstance(refused.value, LoggableError) and "secret" not in str(refused.value)

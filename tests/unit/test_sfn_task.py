@@ -135,6 +135,34 @@ def test_the_envelope_is_carried_forward_unchanged(vendor: CredentialVendor) -> 
     assert json.dumps(output[SFN_KEY], sort_keys=True) == original
 
 
+@pytest.mark.parametrize(
+    ("started_with", "task_sees"),
+    [
+        (f"{STATE_MACHINE_ARN}:PROD", STATE_MACHINE_ARN),
+        (f"{STATE_MACHINE_ARN}:3", STATE_MACHINE_ARN),
+        (STATE_MACHINE_ARN, f"{STATE_MACHINE_ARN}:PROD"),
+    ],
+    ids=["sealed for an alias", "sealed for a version", "run under an alias"],
+)
+def test_an_execution_of_a_version_or_alias_verifies_as_the_state_machines(
+    vendor: CredentialVendor, started_with: str, task_sees: str
+) -> None:
+    # GIVEN input sealed for a version or alias ARN (its executions are the state machine's)
+    state = sealed_input(PAYLOAD, tenant_id="acme", state_machine_arn=started_with, execution_name=EXECUTION)
+    task = recording_task(vendor)
+
+    # WHEN the task's context names the state machine either way, THEN it runs as the tenant
+    task(task_event(state, execution_name=EXECUTION, state_machine_arn=task_sees), LambdaContext())
+    assert [call["tenant"].tenant_id for call in task.calls] == ["acme"]
+
+    # and an alias of another state machine is still another state machine
+    with pytest.raises(TenantAuthError):
+        task(
+            task_event(state, execution_name=EXECUTION, state_machine_arn=f"{OTHER_MACHINE_ARN}:PROD"),
+            LambdaContext(),
+        )
+
+
 def test_results_of_earlier_tasks_are_not_mutated(vendor: CredentialVendor) -> None:
     event = first_event()
     event["results"] = {"earlier": {"ok": True}}

@@ -142,13 +142,26 @@ def sqs_destination(queue_arn: str) -> str:
 def sfn_destination(state_machine_arn: str, execution_name: str) -> str:
     """The destination of an execution: ``sfn:<execution ARN>``.
 
+    A version or alias ARN (``...:stateMachine:orders:3``, ``...:stateMachine:orders:PROD``)
+    has the destination of the state machine's own ARN: the executions of every version and
+    alias share the state machine's one namespace of names, and their execution ARNs name the
+    state machine only.
+
     >>> sfn_destination("arn:aws:states:us-east-1:123456789012:stateMachine:orders", "order-1")
     'sfn:arn:aws:states:us-east-1:123456789012:execution:orders:order-1'
+    >>> sfn_destination("arn:aws:states:us-east-1:123456789012:stateMachine:orders:PROD", "order-1")
+    'sfn:arn:aws:states:us-east-1:123456789012:execution:orders:order-1'
     """
-    marker = ":stateMachine:"
-    if marker not in state_machine_arn or not execution_name:
+    parts = state_machine_arn.split(":")
+    if not (
+        len(parts) in (7, 8)
+        and all(parts)
+        and (parts[0], parts[2], parts[5]) == ("arn", "states", "stateMachine")
+        and "/" not in parts[-1]
+        and execution_name
+    ):
         raise InvalidEnvelope(Reason.MALFORMED_DESTINATION, "not a state machine ARN and execution name")
-    return "sfn:" + state_machine_arn.replace(marker, ":execution:", 1) + ":" + execution_name
+    return "sfn:" + ":".join(parts[:5]) + f":execution:{parts[6]}:{execution_name}"
 
 
 def body_sha256(body: str) -> str:

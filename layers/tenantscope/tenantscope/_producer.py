@@ -8,6 +8,7 @@ copied context, an asyncio task, a thread) is refused whatever tenant it names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from ._envelope import (
     sqs_destination,
     sqs_message_attributes,
 )
-from ._errors import ConfigurationError, Forbidden, LoggableError, NoTenantContext, Reason
+from ._errors import ConfigurationError, Forbidden, InvalidEnvelope, LoggableError, NoTenantContext, Reason
 from ._keyring import KeyRing, default_key_ring
 from ._tenant_id import validate_tenant_id
 from ._tracing import get_tracer
@@ -43,10 +44,41 @@ class _NotText(LoggableError, TypeError):
     that passes a dict gets the fix in its log line rather than a bare ``TypeError``."""
 
 
+class _NotUnicode(LoggableError, ValueError):
+    """A body that no UTF-8 can carry (a lone surrogate). Loggable: unlike the
+    ``UnicodeEncodeError`` it replaces, its message quotes nothing of the body."""
+
+
+class _NotADestination(LoggableError, ValueError):
+    """A destination that is not a queue's or a state machine's ARN: a message or an execution
+    sealed for it could never be verified, so it is refused before anything is sent."""
+
+
 def _text(body: object) -> str:
     if not isinstance(body, str):
         raise _NotText(f"a message body is a str, not {type(body).__name__}: pass json.dumps(body)")
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _NotUnicode("a message body is Unicode text: this one holds a lone surrogate") from None
     return body
+
+
+def _queue_destination(queue_arn: str) -> str:
+    parts = queue_arn.split(":")
+    if not (len(parts) == 6 and all(parts) and (parts[0], parts[2]) == ("arn", "sqs") and parts[4].isdigit()):
+        raise _NotADestination("destination is a queue ARN: arn:<partition>:sqs:<region>:<account>:<name>")
+    return sqs_destination(queue_arn)
+
+
+def _execution_destination(state_machine_arn: str, execution_name: str) -> str:
+    try:
+        return sfn_destination(state_machine_arn, execution_name)
+    except InvalidEnvelope:
+        raise _NotADestination(
+            "a state machine ARN (arn:<partition>:states:<region>:<account>:stateMachine:<name>, "
+            "optionally :<version or alias>) and a non-empty execution name"
+        ) from None
 
 
 def _producer_tenant(tenant_id: str | None) -> str:
@@ -63,12 +95,20 @@ def _producer_tenant(tenant_id: str | None) -> str:
     return validate_tenant_id(tenant_id)
 
 
+@functools.lru_cache(maxsize=32)
 def _partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
+    """The ARN partition of ``region`` from botocore's endpoint data (every partition it knows:
+    ``aws-cn``, ``aws-us-gov``, ``aws-iso``, ``aws-iso-b``, ``aws-eusc``, ...); ``aws`` for a region
+    it does not know, such as a local endpoint's."""
+    from botocore.exceptions import UnknownRegionError
+
+    from ._aws import base_session
+
+    try:
+        partition: str = base_session().get_partition_for_region(region)
+    except UnknownRegionError:
+        return "aws"
+    return partition
 
 
 def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
@@ -135,7 +175,7 @@ def sign_message(
     envelope, signature = seal(
         _text(body),
         tenant_id=_producer_tenant(tenant_id),
-        destination=sqs_destination(destination),
+        destination=_queue_destination(destination),
         ring=ring or default_key_ring(settings),
         now=int(time.time()),
         lifetime=settings.sqs_envelope_ttl_seconds,
@@ -215,7 +255,7 @@ def seal_input(
     envelope, signature = seal(
         body,
         tenant_id=_producer_tenant(tenant_id),
-        destination=sfn_destination(state_machine_arn, execution_name),
+        destination=_execution_destination(state_machine_arn, execution_name),
         ring=ring or default_key_ring(settings),
         now=int(time.time()),
         lifetime=settings.sfn_envelope_ttl_seconds,
