@@ -19,6 +19,7 @@ import tenantscope
 from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
+    Reason,
     TenantContext,
     TenantLogFilter,
     _context,
@@ -249,8 +250,10 @@ def test_nothing_seals_or_logs_for_a_tenant_after_its_scope_ended() -> None:
     with tenant_scope("acme"):
         copied = contextvars.copy_context()
     # WHEN code in that copy produces or logs after the scope ended
-    with pytest.raises(NoTenantContext):
-        copied.run(sign_message, "{}", destination=QUEUE_ARN, ring=RING)
+    for named in (None, "acme", "globex"):
+        with pytest.raises(NoTenantContext) as refused:
+            copied.run(sign_message, "{}", destination=QUEUE_ARN, ring=RING, tenant_id=named)
+        assert refused.value.reason is Reason.SCOPE_ENDED
     record = logging.LogRecord("late", logging.INFO, __file__, 1, "late", None, None)
     copied.run(TenantLogFilter().filter, record)
     # THEN it cannot seal without naming a tenant, and its lines carry no tenant
