@@ -30,7 +30,7 @@ help:
 	@echo "make mutation [MODULES=\"_tenant_id _resolve\"] - mutation testing of the security core (docs/testing.md)"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make dist   - the tenantscope wheel and sdist (layers/tenantscope) in dist/"
-	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV"
+	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV (default for dev)"
 	@echo "make local-aws      - the stack on a local AWS (moto) for sam local; writes events/env.local.json"
 	@echo "make local-aws-stop - stop it"
 	@echo "make env-from-stack STACK=name - events/env.deployed.json from a deployed stack's outputs"

@@ -30,7 +30,7 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
-from tenantscope._logging import LOG_FIELD_NAMES
+from tenantscope._logging import LOG_FIELD_NAMES, TenantLogFilter
 from tenantscope.testing import RING, LambdaContext, LocalIssuer, http_api_event, signed_sqs_record, sqs_event
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
@@ -176,8 +176,6 @@ def test_stdlib_json_lines_use_the_same_names() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     add_tenant_fields(logger)
-    from tenantscope._logging import TenantLogFilter
-
     handler.addFilter(TenantLogFilter())
     with tenant_scope("acme"):
         logger.info("inside")
@@ -193,3 +191,43 @@ def test_the_docs_name_every_field_and_query_only_those() -> None:
         assert f"`{name}`" in logs, name
     queries = "\n".join(re.findall(r"```text\n(.*?)```", logs, re.DOTALL))
     assert "tenantId" in queries and "tenant_id" not in queries.replace("coalesce(tenantId, tenant_id)", "")
+
+
+def test_the_docs_query_for_records_that_did_not_succeed_finds_each_and_only_those(
+    vendor: CredentialVendor,
+) -> None:
+    # GIVEN the documented Logs Insights filter, and tenantscope's lines printed as Lambda's JSON
+    text = OBSERVABILITY.read_text(encoding="utf-8")
+    (pattern,) = re.findall(r'logger = "tenantscope" and message like /(.+)/\n', text)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TenantJsonFormatter())
+    handler.addFilter(TenantLogFilter())
+    logging.getLogger("tenantscope").addHandler(handler)
+
+    @sqs_handler(ring=RING, vendor=vendor)
+    def worker(record: SqsRecord, context: Any) -> None:
+        if record.body == '"fails"':
+            raise LookupError("no such order")
+
+    forged = signed_sqs_record('"ok"', tenant_id="globex", message_id="m-forged")
+    forged["body"] = '"tampered"'
+    records = [
+        signed_sqs_record('"ok"', tenant_id="acme", message_id="m-ok"),
+        forged,
+        signed_sqs_record('"fails"', tenant_id="initech", message_id="m-fails"),
+    ]
+    # WHEN a batch with one success, one refusal and one failure in its handler runs
+    try:
+        response = worker(sqs_event(records), LambdaContext())
+    finally:
+        logging.getLogger("tenantscope").removeHandler(handler)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-forged"}, {"itemIdentifier": "m-fails"}]}
+    # THEN the query finds a line for each record that did not succeed, with the tenant only where
+    # the record reached its scope, and nothing for the one that succeeded
+    found = [line for line in lines(stream) if re.search(pattern, line["message"])]
+    assert [line["message"].split(":")[1].strip() for line in found] == [
+        "SQS record m-forged refused",
+        "SQS record m-fails failed in its handler",
+    ]
+    assert [line.get("tenantId") for line in found] == [None, "initech"]

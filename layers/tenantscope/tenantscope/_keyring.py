@@ -2,9 +2,10 @@
 
 ``TENANTSCOPE_SIGNING_KEYS`` names where the ring comes from:
 
-- ``secretsmanager:<secret id or ARN>``: a JSON ring in a secret (the deployed default).
+- ``secretsmanager:<secret id or ARN>``: a JSON ring in a secret.
   Cached in memory with a maximum age; an unknown key id refreshes it at a bounded rate.
-- ``kms:<key>[,<key>...]``: AWS KMS HMAC keys (GenerateMac / VerifyMac). The first key signs.
+- ``kms:<key>[,<key>...]``: AWS KMS HMAC keys (GenerateMac / VerifyMac), the deployed default.
+  The first key signs.
   Producers need only kms:GenerateMac and consumers only kms:VerifyMac.
 - ``inline:<JSON ring>``: local development and ``sam local invoke`` only; the secret then sits
   in the function's environment, readable by anyone who can read its configuration.
