@@ -37,6 +37,7 @@ REASONS = {
     "ImmatureSignatureError": Reason.TOKEN_NOT_YET_VALID,
     "DecodeError": Reason.MALFORMED_TOKEN,
     "InvalidIssuerError": Reason.WRONG_ISSUER,
+    "InvalidAudienceError": Reason.WRONG_AUDIENCE,
 }
 
 Outcome = tuple[str, Any]  # ("ok", claims) or (reason, detail)
@@ -68,22 +69,19 @@ def reference(token: str, keys: JwksCache) -> Outcome:
                 key,
                 algorithms=[alg],
                 issuer=settings.jwt_issuer,
+                audience=AUDIENCE,
                 leeway=settings.jwt_leeway_seconds,
-                options={
-                    "require": ["exp", "iat", "iss"],
-                    "verify_aud": False,
-                    "enforce_minimum_key_length": True,
-                },
+                options={"require": ["exp", "iat", "iss"], "enforce_minimum_key_length": True},
             )
+        except jwt.MissingRequiredClaimError as error:
+            if error.claim == "aud":  # no audience and no client_id naming one
+                raise Unauthorized(Reason.WRONG_AUDIENCE) from None
+            raise Unauthorized(Reason.INVALID_TOKEN, "MissingRequiredClaimError") from None
         except jwt.PyJWTError as error:
             reason = REASONS.get(type(error).__name__)
             raise Unauthorized(
                 reason or Reason.INVALID_TOKEN, None if reason else type(error).__name__
             ) from None
-        aud = claims.get("aud")
-        values = [aud] if isinstance(aud, str) else aud
-        if not (isinstance(values, list) and AUDIENCE in values):
-            raise Unauthorized(Reason.WRONG_AUDIENCE)
         return ("ok", claims)
     except Unauthorized as error:
         return (str(error.reason), error.detail)
@@ -220,6 +218,15 @@ CASES: dict[str, Callable[[LocalIssuer, LocalIssuer], str]] = {
     "sub as a number": lambda i, f: signed(i, body=claims(sub=42)),
     "jti as a number": lambda i, f: signed(i, body=claims(jti=42)),
     "aud of another client": lambda i, f: signed(i, body=claims(aud="other")),
+    "aud a list of another client and ours": lambda i, f: signed(i, body=claims(aud=["other", AUDIENCE])),
+    "aud a list of ours and a number": lambda i, f: signed(i, body=claims(aud=[AUDIENCE, 5])),
+    "aud a list of ours and a list": lambda i, f: signed(i, body=claims(aud=[AUDIENCE, [AUDIENCE]])),
+    "aud a number": lambda i, f: signed(i, body=claims(aud=5)),
+    "aud empty": lambda i, f: signed(i, body=claims(aud="")),
+    "aud an empty list": lambda i, f: signed(i, body=claims(aud=[])),
+    "aud null": lambda i, f: signed(i, body=claims(aud=None)),
+    "no aud": lambda i, f: signed(i, body=claims(aud=DROP)),
+    "aud of another client and sub a number": lambda i, f: signed(i, body=claims(aud="other", sub=42)),
     "duplicate claims": lambda i, f: resigned(
         i, part(header()), b64(json.dumps(claims())[:-1].encode() + b', "tenant_id": "globex"}')
     ),

@@ -401,14 +401,14 @@ class JwtVerifier:
         if key.algorithm_name != alg:
             raise Unauthorized(Reason.ALGORITHM_MISMATCH)
         claims = self._decode(token, key)
-        self._check_audience(claims)
         if settings.jwt_token_use is not None and claims.get("token_use") != settings.jwt_token_use:
             raise Unauthorized(Reason.WRONG_TOKEN_USE)
         return claims, key, kid
 
     def _decode(self, token: str, key: PyJWK) -> dict[str, Any]:
         """The payload of ``token`` once its signature verifies under ``key`` and its registered
-        claims hold: what ``jwt.decode`` checks (PyJWT 2.15), in its order, with its outcomes.
+        claims hold: what ``jwt.decode`` checks (PyJWT 2.15), in its order, with its outcomes, but
+        for a token without ``aud``, whose ``client_id`` may name the audience (Cognito access tokens).
 
         PyJWT's own decode checks each base64url character in a Python loop (a fifth of a
         verification); here one C-level pass does, and PyJWT's algorithm checks the signature.
@@ -454,6 +454,7 @@ class JwtVerifier:
             raise Unauthorized(Reason.TOKEN_EXPIRED)
         if not isinstance(claims["iss"], str) or claims["iss"] != self._settings.jwt_issuer:  # exact, typed
             raise Unauthorized(Reason.WRONG_ISSUER)
+        self._check_audience(claims)
         if "sub" in claims and not isinstance(claims["sub"], str):
             raise Unauthorized(Reason.INVALID_TOKEN, "InvalidSubjectError")
         if "jti" in claims and not isinstance(claims["jti"], str):
@@ -465,7 +466,12 @@ class JwtVerifier:
         aud = claims.get("aud")
         if aud is not None:
             values = [aud] if isinstance(aud, str) else aud
-            if isinstance(values, list) and any(isinstance(v, str) and v in allowed for v in values):
+            # A list with anything but strings in it is malformed, whatever else it holds (as PyJWT).
+            if (
+                isinstance(values, list)
+                and all(isinstance(v, str) for v in values)
+                and any(v in allowed for v in values)
+            ):
                 return
             raise Unauthorized(Reason.WRONG_AUDIENCE)
         # Cognito access tokens carry the app client in client_id and have no aud.
