@@ -21,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tenantscope import _policy
-from tenantscope._config import Settings, TableSpec
+from tenantscope._config import MAX_CLOCK_SKEW_SECONDS, Settings, TableSpec
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._errors import (
     ConfigurationError,
@@ -41,6 +41,7 @@ from tenantscope._policy import (
     tenant_prefix,
     trust_policy,
 )
+from tenantscope._replay import RETAIN_AFTER_EXPIRY_SECONDS
 from tenantscope._tenant_id import TENANT_ID_PATTERN
 from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE
 from tests.iam_eval import (
@@ -819,6 +820,47 @@ def test_a_table_or_bucket_name_that_could_widen_a_policy_is_refused(
         replace(policy_settings(), buckets=("*",))
     with pytest.raises(ConfigurationError):
         replace(policy_settings(), tables=(TableSpec("*"),))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        (
+            {"TENANTSCOPE_CLOCK_SKEW_SECONDS": "901"},
+            "TENANTSCOPE_CLOCK_SKEW_SECONDS must be between 0 and 900",
+        ),
+        (
+            {"TENANTSCOPE_CLOCK_SKEW_SECONDS": "-1"},
+            "TENANTSCOPE_CLOCK_SKEW_SECONDS must be between 0 and 900",
+        ),
+        (
+            {"TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS": "0"},
+            "TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS must be at least 1",
+        ),
+        (
+            {"TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS": "0"},
+            "TENANTSCOPE_SFN_ENVELOPE_TTL_SECONDS must be at least 1",
+        ),
+    ],
+)
+def test_an_envelope_window_the_replay_guard_does_not_cover_is_refused(
+    overrides: dict[str, str], detail: str
+) -> None:
+    # GIVEN a clock allowance longer than the replay guard keeps a record past its envelope's expiry,
+    # or a lifetime no envelope could be accepted in
+    assert MAX_CLOCK_SKEW_SECONDS < RETAIN_AFTER_EXPIRY_SECONDS
+    # WHEN settings are loaded or made THEN they are refused, naming the setting
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.load(environ=overrides)
+    assert (refused.value.reason, refused.value.detail) == (Reason.INVALID_SETTING, detail)
+    with pytest.raises(ConfigurationError):
+        replace(policy_settings(), clock_skew_seconds=MAX_CLOCK_SKEW_SECONDS + 1)
+
+
+def test_the_clock_allowance_may_be_anything_from_zero_to_the_bound() -> None:
+    for skew in (0, MAX_CLOCK_SKEW_SECONDS):
+        assert Settings.load(environ={"TENANTSCOPE_CLOCK_SKEW_SECONDS": str(skew)}).clock_skew_seconds == skew
+    assert Settings.load(environ={"TENANTSCOPE_SQS_ENVELOPE_TTL_SECONDS": "1"}).sqs_envelope_ttl_seconds == 1
 
 
 def test_settings_accept_the_names_s3_and_dynamodb_accept() -> None:

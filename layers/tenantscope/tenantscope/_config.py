@@ -64,6 +64,9 @@ ISOLATION_SESSION_POLICY = "session-policy"
 ISOLATION_STRATEGIES = (ISOLATION_SESSION_TAGS, ISOLATION_SESSION_POLICY)
 MIN_SESSION_SECONDS = 900  # the DurationSeconds minimum of AssumeRole
 MAX_CHAINED_SESSION_SECONDS = 3600  # role chaining (AssumeRole from a Lambda role) caps sessions here
+# The replay guard keeps an envelope's record an hour past its expiry: an allowance for clocks
+# beyond that would accept an envelope whose record is already gone, that is, a replay.
+MAX_CLOCK_SKEW_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,19 @@ def _check_names(tables: tuple[TableSpec, ...], buckets: tuple[str, ...]) -> Non
             and name[-1] not in ".-"
         ):
             raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.BUCKETS}: {name!r} is not a bucket name")
+
+
+def _check_windows(settings: Settings) -> None:
+    if not 0 <= settings.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
+        raise ConfigurationError(
+            Reason.INVALID_SETTING, f"{ENV.CLOCK_SKEW} must be between 0 and {MAX_CLOCK_SKEW_SECONDS}"
+        )
+    for name, lifetime in (
+        (ENV.SQS_ENVELOPE_TTL, settings.sqs_envelope_ttl_seconds),
+        (ENV.SFN_ENVELOPE_TTL, settings.sfn_envelope_ttl_seconds),
+    ):
+        if lifetime < 1:
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be at least 1")
 
 
 def _isolation(value: str) -> str:
@@ -249,8 +265,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Here rather than in load(), so that settings made directly or by dataclasses.replace()
-        # cannot carry a wildcard into a policy either.
+        # cannot carry a wildcard into a policy, or a window the replay guard does not cover, either.
         _check_names(self.tables, self.buckets)
+        _check_windows(self)
 
     def __hash__(self) -> int:
         # Settings key the credential and session caches on every invocation: hash once.

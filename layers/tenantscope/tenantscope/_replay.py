@@ -13,7 +13,7 @@ was admitted, and whether its processing completed:
   that is a redrive from the dead-letter queue, which gives a message a new id.
 
 The record lives until an hour after the envelope expires (TTL), so it outlasts the clock-skew
-allowance of verification.
+allowance of verification (at most ``MAX_CLOCK_SKEW_SECONDS``, a quarter of that hour).
 """
 
 from __future__ import annotations
