@@ -42,7 +42,7 @@ from tenantscope._policy import (
     trust_policy,
 )
 from tenantscope._replay import RETAIN_AFTER_EXPIRY_SECONDS
-from tenantscope._tenant_id import TENANT_ID_PATTERN
+from tenantscope._tenant_id import TENANT_ID_PATTERN, validate_tenant_id
 from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE
 from tests.iam_eval import (
     TABLE_WIDE_ACTIONS,
@@ -675,35 +675,44 @@ def test_the_session_policy_is_compact_json() -> None:
     assert document == json.dumps(json.loads(document), separators=(",", ":"))
 
 
-def test_a_session_policy_of_exactly_the_sts_limit_is_accepted() -> None:
-    # GIVEN a tenant and a second table's name that make the policy exactly the limit (a
-    # character of the name counts twice, one of the tenant five times: one of the two tenants
-    # below fits exactly; a name is at most 255 characters, so the first table takes 250)
-    def settings(name_chars: int) -> Settings:
-        return policy_settings(tables=(TableSpec("s" * 250), TableSpec("t" * name_chars, "pk")))
+def test_a_configuration_is_judged_by_its_policy_for_the_longest_tenant_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the longest tenant id the grammar allows, and the longest second table that lets its
+    # policy fit (a name is at most 255 characters: the first table takes 250)
+    longest = "a" * 64
+    assert validate_tenant_id(longest) == longest
+    with pytest.raises(InvalidTenantId):
+        validate_tenant_id(longest + "a")
 
-    def size(tenant: str, name_chars: int) -> int:
+    def settings(second: int) -> Settings:
+        return policy_settings(tables=(TableSpec("s" * 250), TableSpec("t" * second, "pk")))
+
+    def fits(second: int) -> bool:
         try:
-            return len(session_policy(tenant, settings(name_chars)))
+            return len(session_policy(longest, settings(second))) <= MAX_SESSION_POLICY_CHARS
         except ConfigurationError:
-            return MAX_SESSION_POLICY_CHARS + 1
+            return False
 
-    exact = [
-        (tenant, n)
-        for tenant in ("acme", "acmes")
-        for n in range(3, 255)
-        if size(tenant, n) == MAX_SESSION_POLICY_CHARS
-    ]
-    # WHEN its policy is built THEN it is accepted; a character more is refused, and its size told
-    assert len(exact) == 1
-    ((tenant, name_chars),) = exact
-    with pytest.raises(ConfigurationError) as refused:
-        session_policy(tenant, settings(name_chars + 1))
-    assert (refused.value.reason, refused.value.detail) == (
-        Reason.SESSION_POLICY_TOO_LARGE,
-        f"{MAX_SESSION_POLICY_CHARS + 2} chars, over {MAX_SESSION_POLICY_CHARS}: "
-        "configure fewer tables or buckets",
-    )
+    second = max(n for n in range(3, 255) if fits(n))
+    size = len(session_policy(longest, settings(second)))
+    assert size > MAX_SESSION_POLICY_CHARS - 2  # a character of a table name counts twice
+    # WHEN a character more is configured THEN every tenant is refused, the shortest too, the
+    # longest one's size told
+    for tenant in (longest, "ab"):
+        with pytest.raises(ConfigurationError) as refused:
+            session_policy(tenant, settings(second + 1))
+        assert (refused.value.reason, refused.value.detail) == (
+            Reason.SESSION_POLICY_TOO_LARGE,
+            f"{size + 2} chars for a tenant id of 64, over {MAX_SESSION_POLICY_CHARS}: "
+            "configure fewer tables or buckets",
+        )
+    # AND a policy of exactly the limit is accepted, one character over it refused
+    monkeypatch.setattr(_policy, "MAX_SESSION_POLICY_CHARS", size)
+    assert len(session_policy(longest, settings(second))) == size
+    monkeypatch.setattr(_policy, "MAX_SESSION_POLICY_CHARS", size - 1)
+    with pytest.raises(ConfigurationError):
+        session_policy("ab", settings(second))
 
 
 def test_too_many_tables_fail_before_any_sts_call() -> None:

@@ -56,6 +56,7 @@ OBJECT_ACTIONS = (
     "s3:ListMultipartUploadParts",
 )
 MAX_SESSION_POLICY_CHARS = 2048
+_LONGEST_TENANT_ID = "a" * 64  # the tenant id grammar's longest
 # What every AssumeRoleRequest needs, whatever the strategy: AssumeRole itself, TagSession for the
 # tenant tag and SetSourceIdentity for the tenant as SourceIdentity. The tenant role's trust policy
 # and the caller's identity policy must both allow all three, or STS refuses every request.
@@ -170,8 +171,9 @@ def tenant_statements(
                 "Resource": [f"{arn}/{prefix}*" for arn in bucket_arns],
             },
             {
-                # Listing needs a prefix, and only the tenant's: without the Null test, a request
-                # with no prefix at all would list every tenant's keys.
+                # Listing needs a prefix, and only the tenant's. StringLike on an absent prefix is
+                # already false; the Null test says so outright, and keeps saying it if the
+                # operator is ever edited to an ...IfExists one, which an absent prefix would pass.
                 "Sid": "TenantListing",
                 "Effect": "Allow",
                 "Action": "s3:ListBucket",
@@ -230,14 +232,21 @@ def session_policy(tenant_id: str, settings: Settings) -> str:
     partition, account = _partition_and_account(settings)
     tables = [f"arn:{partition}:dynamodb:{settings.region}:{account}:table/{t.name}" for t in settings.tables]
     buckets = [f"arn:{partition}:s3:::{name}" for name in settings.buckets]
-    statements = tenant_statements(tenant_id, tables, buckets)
-    document = json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
-    if len(document) > MAX_SESSION_POLICY_CHARS:
+    # The size is judged for the longest id the grammar allows, so that a configuration serves
+    # every tenant or none, rather than failing only for the tenants with long ids.
+    longest = len(_policy_document(_LONGEST_TENANT_ID, tables, buckets))
+    if longest > MAX_SESSION_POLICY_CHARS:
         raise ConfigurationError(
             Reason.SESSION_POLICY_TOO_LARGE,
-            f"{len(document)} chars, over {MAX_SESSION_POLICY_CHARS}: configure fewer tables or buckets",
+            f"{longest} chars for a tenant id of {len(_LONGEST_TENANT_ID)}, over {MAX_SESSION_POLICY_CHARS}: "
+            "configure fewer tables or buckets",
         )
-    return document
+    return _policy_document(tenant_id, tables, buckets)
+
+
+def _policy_document(tenant_id: str, tables: list[str], buckets: list[str]) -> str:
+    statements = tenant_statements(tenant_id, tables, buckets)
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
 
 
 def assume_role_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest:
