@@ -962,11 +962,25 @@ def test_every_task_retries_the_outage_that_sfn_task_raises(task: str) -> None:
     assert retried and retried[0].get("MaxAttempts", 3) >= 1, f"{task} does not retry {name}"
 
 
+# The names a Retry or Catch rule matches TenantAuthError by: its own, and the two wildcards
+# (States.TaskFailed matches every task error but States.Timeout).
+TENANT_AUTH_ERROR_NAMES = {"TenantAuthError", "States.ALL", "States.TaskFailed"}
+
+
+def _first_rule_for_tenant_auth_error(rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    # Rules are tried in order: the first that matches wins.
+    return next((rule for rule in rules if TENANT_AUTH_ERROR_NAMES & set(rule["ErrorEquals"])), None)
+
+
 def _refusal_goes_to(task: str) -> str:
-    catchers = STATES[task].get("Catch", [])
-    matching = [c for c in catchers if {"TenantAuthError", "States.ALL"} & set(c["ErrorEquals"])]
-    assert matching, f"{task} does not catch TenantAuthError"
-    return str(matching[0]["Next"])  # catchers are tried in order: the first that matches wins
+    catcher = _first_rule_for_tenant_auth_error(STATES[task].get("Catch", []))
+    assert catcher is not None, f"{task} does not catch TenantAuthError"
+    return str(catcher["Next"])
+
+
+def _retries_tenant_auth_error(state: dict[str, Any]) -> bool:
+    retrier = _first_rule_for_tenant_auth_error(state.get("Retry", []))
+    return retrier is not None and retrier.get("MaxAttempts", 3) != 0
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -982,10 +996,24 @@ def test_every_task_catches_tenant_auth_error_into_a_fail_state_or_the_compensat
 
 @pytest.mark.parametrize("task", TASKS)
 def test_tenant_auth_error_is_never_retried(task: str) -> None:
-    for retrier in STATES[task].get("Retry", []):
-        if {"TenantAuthError", "States.ALL"} & set(retrier["ErrorEquals"]):
-            assert retrier.get("MaxAttempts", 3) == 0, f"{task} retries TenantAuthError: {retrier}"
-            break  # retriers are tried in order
+    assert not _retries_tenant_auth_error(STATES[task]), f"{task} retries TenantAuthError"
+
+
+@pytest.mark.parametrize(
+    ("retry", "retried"),
+    [
+        ([], False),
+        ([{"ErrorEquals": ["TemporarilyUnavailable"]}], False),
+        ([{"ErrorEquals": ["TenantAuthError"]}], True),
+        ([{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}], True),
+        ([{"ErrorEquals": ["States.TaskFailed"]}], True),
+        ([{"ErrorEquals": ["TenantAuthError"], "MaxAttempts": 0}, {"ErrorEquals": ["States.ALL"]}], False),
+    ],
+)
+def test_the_retry_check_sees_every_rule_that_would_retry_a_refusal(
+    retry: list[dict[str, Any]], retried: bool
+) -> None:
+    assert _retries_tenant_auth_error({"Retry": retry}) is retried
 
 
 def test_definition_substitutions_and_placeholders_match(deployment: Deployment) -> None:

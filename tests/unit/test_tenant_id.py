@@ -6,6 +6,7 @@ import re
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tenantscope import InvalidTenantId, Reason, validate_tenant_id
@@ -66,13 +67,32 @@ def test_invalid_ids_raise(value: object) -> None:
     assert repr(value) not in str(raised.value) or value == ""
 
 
-@given(st.text(max_size=80))
-def test_anything_accepted_is_safe_for_policies_keys_and_session_names(value: str) -> None:
-    try:
-        accepted = validate_tenant_id(value)
-    except InvalidTenantId:
-        return
+def assert_safe_for_policies_keys_and_session_names(accepted: str) -> None:
     assert re.fullmatch(TENANT_ID_PATTERN, accepted)
     assert 2 <= len(accepted) <= 64  # RoleSessionName and SourceIdentity bounds
     assert not set(accepted) & set("*?#:/\\. \t\r\n")
     assert accepted.isascii() and accepted == accepted.lower()
+
+
+@hypothesis_settings(max_examples=300, database=None, derandomize=True, deadline=None)
+@given(st.from_regex(TENANT_ID_PATTERN, fullmatch=True))
+def test_every_id_of_the_grammar_is_accepted_and_safe(value: str) -> None:
+    assert validate_tenant_id(value) == value
+    assert_safe_for_policies_keys_and_session_names(value)
+
+
+# Near misses (the grammar's characters and the ones that matter in a policy, a key or a session
+# name, in lengths around the bounds) and arbitrary text.
+NEAR_MISSES = st.from_regex(r"[a-zA-Z0-9\-_.#*?:/\\ \n\u00e9\u0131]{0,70}", fullmatch=True)
+
+
+@hypothesis_settings(max_examples=500, database=None, derandomize=True, deadline=None)
+@given(st.one_of(NEAR_MISSES, st.text(max_size=80)))
+def test_anything_accepted_is_safe_for_policies_keys_and_session_names(value: str) -> None:
+    try:
+        accepted = validate_tenant_id(value)
+    except InvalidTenantId:
+        assert re.fullmatch(TENANT_ID_PATTERN, value) is None  # only what the grammar refuses
+        return
+    assert accepted == value
+    assert_safe_for_policies_keys_and_session_names(accepted)
