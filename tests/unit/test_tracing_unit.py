@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ from tenantscope.testing import (
     RING,
     LocalIssuer,
     RecordingTracer,
+    reset_process_state,
     sfn_task_event,
     signed_sqs_record,
     sqs_event,
@@ -224,9 +227,21 @@ def test_set_tracer_installs_a_backend_and_none_detects_again(fresh_tracer: None
     assert isinstance(_tracing.get_tracer(), NoopTracer)
 
 
-def test_cold_start_is_true_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_tracing, "_cold_start", True)
+def test_cold_start_is_true_once_per_process() -> None:
+    # GIVEN a new process (the fixtures reset its state)
     assert [_tracing.take_cold_start() for _ in range(3)] == [True, False, False]
+    # WHEN its state is reset, as a new container's is, and the first units of work start on
+    # several threads at once THEN exactly one of them is the cold start
+    reset_process_state()
+    barrier = threading.Barrier(8)
+
+    def take() -> bool:
+        barrier.wait()
+        return _tracing.take_cold_start()
+
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda _: take(), range(8)))
+    assert sorted(taken) == [False] * 7 + [True]
 
 
 def test_importing_tenantscope_imports_neither_the_xray_sdk_nor_opentelemetry() -> None:
@@ -418,14 +433,20 @@ def api(jwks: JwksCache, vendor: CredentialVendor, outcome: BaseException | None
 def test_an_api_invocation_is_one_span_with_tenant_source_and_cold_start(
     tracer: RecordingTracer, issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
-    response = api(jwks, vendor)(http_api_event(issuer.token("acme")), LambdaContext())
-    assert response["statusCode"] == 200
-    (span,) = tracer.spans
-    assert span.name == "tenantscope.api"
-    assert span.annotations["tenant_id"] == "acme"
-    assert span.annotations["tenant_source"] == "jwt"
-    assert isinstance(span.annotations["cold_start"], bool)
-    assert span.errors == [] and span.escaped is None
+    # GIVEN a new process (the fixtures reset its state), WHEN two requests and then, in what
+    # stands for a new container, a third arrive
+    handler = api(jwks, vendor)
+    for _ in range(2):
+        assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    reset_process_state()
+    set_tracer(tracer)  # forgotten with the rest of the process's state
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    # THEN each is one span with its tenant, and only the first of each process is a cold start
+    first = tracer.spans[0]
+    assert [span.name for span in tracer.spans] == ["tenantscope.api"] * 3
+    assert first.annotations == {"tenant_id": "acme", "tenant_source": "jwt", "cold_start": True}
+    assert [span.annotations["cold_start"] for span in tracer.spans] == [True, False, True]
+    assert all(span.errors == [] and span.escaped is None for span in tracer.spans)
 
 
 @pytest.mark.parametrize(

@@ -252,7 +252,8 @@ def _read_the_trace_header_once_per_trace(recorder: Any) -> None:
 
 
 _tracer: ProcessValue[Tracer] = ProcessValue()
-_cold_start = True
+# Set by the process's first unit of work; forgotten by reset_process_state(), as a new container.
+_warm: ProcessValue[bool] = ProcessValue()
 # The values aws_xray_sdk itself reads as "disabled" in AWS_XRAY_SDK_ENABLED.
 _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
@@ -307,7 +308,15 @@ def set_tracer(tracer: Tracer | None) -> None:
 
 
 def take_cold_start() -> bool:
-    """True for the first unit of work in this process, False afterwards."""
-    global _cold_start
-    cold, _cold_start = _cold_start, False
-    return cold
+    """True for the first unit of work in this process, False afterwards (one True even when the
+    first units of work start on several threads at once)."""
+    if _warm.peek():
+        return False
+    took: list[bool] = []
+
+    def warm() -> bool:
+        took.append(True)
+        return True
+
+    _warm.get(warm)
+    return bool(took)
