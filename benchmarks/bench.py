@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from devtools.runtime import RUNTIME_PYTHON, runs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.md"
 THIS_LAYER = ROOT / "layers" / "tenantscope"
@@ -643,15 +645,10 @@ def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merge(runs)  # type: ignore[no-any-return]
 
 
-RUNTIME_PYTHON = "python3.13"  # Lambda's runtime for the sample application
-
-
 def runtime_python() -> str | None:
-    """The runtime's python, when this machine has it (pyenv: PYENV_VERSION lists 3.13)."""
-    found = shutil.which(RUNTIME_PYTHON)
-    if found is None or subprocess.run([found, "-c", "pass"], check=False).returncode:
-        return None
-    return found
+    """The runtime's python, when it runs in this process's environment (pyenv: PYENV_VERSION
+    lists 3.13, as `make bench` exports it)."""
+    return shutil.which(RUNTIME_PYTHON) if runs(RUNTIME_PYTHON, os.environ) else None
 
 
 def host_arch() -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from devtools.local_aws import load_template
+from devtools.runtime import MAKEFILE_PYENV_VERSION, RUNTIME_PYTHON, runs, runtime_environments
 from devtools.sam import ARCHITECTURES, layer_machines
 from tests import own_service
 from tests.own_service import copy_library
@@ -30,7 +31,6 @@ from tests.template.conftest import ROOT, TEMPLATE, sam_template
 pytestmark = pytest.mark.sam
 
 SAM = Path(sys.executable).with_name("sam")
-MAKEFILE_PYENV_VERSION = "3.11.7:3.12.1:3.13.0"  # what the Makefile exports for sam build
 RUNTIME: str = sam_template()["Globals"]["Function"]["Runtime"]  # e.g. python3.13
 APP_SOURCE = ROOT / "functions" / "app"
 LAYER_SOURCE = ROOT / "layers" / "tenantscope" / "tenantscope"
@@ -52,25 +52,18 @@ def _require_sam() -> None:
         pytest.skip(f"aws-sam-cli is not installed: no {SAM} (run `make install`)")
 
 
-def _python_runs(python: str, env: dict[str, str]) -> bool:
-    # A pyenv shim is always on PATH; only running it tells whether the version is selected.
-    executable = shutil.which(python, path=env.get("PATH"))
-    if executable is None:
-        return False
-    try:
-        result = subprocess.run([executable, "-c", "pass"], env=env, capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
+def test_the_runtime_python_tried_is_the_templates_and_the_makefiles() -> None:
+    assert RUNTIME == RUNTIME_PYTHON
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"export PYENV_VERSION ?= {MAKEFILE_PYENV_VERSION}\n" in makefile
 
 
 def _build_env() -> dict[str, str]:
     """An environment in which the runtime's python resolves, or skip naming what is missing."""
     tried = []
-    for extra in ({}, {"PYENV_VERSION": MAKEFILE_PYENV_VERSION}):
-        env = _sam_env(**extra)
+    for env in runtime_environments(_sam_env()):
         tried.append(f"PYENV_VERSION={env.get('PYENV_VERSION', '<unset>')}")
-        if _python_runs(RUNTIME, env):
+        if runs(RUNTIME, env):
             if shutil.which("make", path=env.get("PATH")) is None:
                 pytest.skip("make is missing: the tenantscope layer is built with BuildMethod: makefile")
             return env
