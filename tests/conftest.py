@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
-from tenantscope import _credentials
+from tenantscope import NoTenantContext, _credentials, current_tenant
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope.testing import (
@@ -21,6 +21,7 @@ from tenantscope.testing import (
     reset_process_state,
     rest_api_event,
 )
+from tests.fakes import FakeClock
 
 __all__ = ["LambdaContext", "http_api_event", "rest_api_event"]
 
@@ -119,6 +120,20 @@ def no_secret_reaches_a_log(
 @pytest.fixture
 def jwks_source(issuer: LocalIssuer) -> StaticJwksSource:
     return StaticJwksSource(issuer.jwks())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when told (a test module may start it elsewhere)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def no_scope_leaks() -> Iterator[None]:
+    """Fails a test that leaves a tenant scope open behind it."""
+    yield
+    with pytest.raises(NoTenantContext):
+        current_tenant()
 
 
 @pytest.fixture

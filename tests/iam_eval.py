@@ -152,7 +152,8 @@ def glob_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A policy element that may be one value or a list of them, as a list."""
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
@@ -191,7 +192,7 @@ def _matches_any(
     variables: bool,
     ignore_case: bool = False,
 ) -> bool:
-    for pattern in _as_list(patterns):
+    for pattern in as_list(patterns):
         if not isinstance(pattern, str):
             raise NotModelled(f"policy value must be a string, not {pattern!r}")
         regex = _compile(
@@ -250,7 +251,7 @@ def _condition_holds(
         if len(request_values) != 1:
             raise NotModelled(f"{operator} on multi-valued key {key}")
         if base == "Bool":
-            return any(str(v).lower() == request_values[0].lower() for v in _as_list(policy_values))
+            return any(str(v).lower() == request_values[0].lower() for v in as_list(policy_values))
         found = _matches_any(policy_values, request_values[0], request, wildcards=True, variables=variables)
         return found != negated
     if base not in _STRING_OPERATORS or (qualifier and qualifier not in _QUALIFIERS):
@@ -324,7 +325,7 @@ def decide(
     variables = document.get("Version") == _VARIABLES_VERSION
     request = _Request(action, resource, context, principal_tags)
     allowed = False
-    for statement in _as_list(document["Statement"]):
+    for statement in as_list(document["Statement"]):
         effect = statement.get("Effect")
         if effect not in ("Allow", "Deny"):
             raise NotModelled(f"Effect must be Allow or Deny, not {effect!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -12,12 +13,20 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sts.models import sts_backends
 
+from tenantscope._config import Settings
 from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
-from tenantscope.testing import LocalIssuer
+from tenantscope._resolve import resolve_sqs_record
+from tenantscope.testing import RING, LocalIssuer
 from tests.conftest import BUCKET, REGION, TABLE
 
 if TYPE_CHECKING:
     from tests.integration.tracing_support import OTelBackend, Secrets, TracingBackend, XRayBackend
+
+
+def verified_tenant(record: dict[str, Any]) -> str:
+    """The tenant an SQS record, as Lambda delivers it, verifies as (default settings, the test ring)."""
+    tenant, _ = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
+    return tenant.tenant_id
 
 
 def assumed_roles() -> list[Any]:

@@ -17,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tenantscope._config import Settings
-from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope._resolve import resolve_sfn_event
 from tenantscope.cli import main
 from tenantscope.testing import (
     KEY,
@@ -29,6 +29,7 @@ from tenantscope.testing import (
     task_event,
 )
 from tests.conftest import REGION
+from tests.integration.conftest import verified_tenant
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +49,6 @@ def receive_records(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         MessageSystemAttributeNames=["All"],
     ).get("Messages", [])
     return [record_from_received(m, queue_arn=arn) for m in messages]
-
-
-def verified_tenant(record: dict[str, Any]) -> str:
-    tenant, _ = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
-    return tenant.tenant_id
 
 
 def verified_execution(sfn: Any, execution_arn: str) -> tuple[str, Any]:

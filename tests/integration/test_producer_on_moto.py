@@ -34,7 +34,7 @@ from tenantscope._config import Settings
 from tenantscope._credentials import CredentialVendor
 from tenantscope._envelope import ATTR_ENVELOPE, ATTR_SIGNATURE, ATTR_TENANT, SFN_KEY
 from tenantscope._producer import queue_arn_from_url
-from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tenantscope._resolve import resolve_sfn_event
 from tenantscope.testing import (
     RING,
     RING_DOCUMENT,
@@ -45,6 +45,7 @@ from tenantscope.testing import (
     task_event,
 )
 from tests.conftest import LambdaContext
+from tests.integration.conftest import verified_tenant
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}
 TRACE = "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
@@ -97,11 +98,6 @@ def fifo(request: pytest.FixtureRequest, sqs: Any) -> tuple[Queue, DedupArgs]:
     return queue, lambda: {"MessageDeduplicationId": f"dedup-{next(ids)}"}
 
 
-def verify(record: dict[str, Any]) -> str:
-    tenant, _ = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())
-    return tenant.tenant_id
-
-
 @pytest.fixture(autouse=True)
 def no_trace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
@@ -121,7 +117,7 @@ def test_send_to_a_standard_queue_verifies_as_a_lambda_record(
     assert set(record["messageAttributes"]) == OURS
     assert all(a["dataType"] == "String" for a in record["messageAttributes"].values())
     assert record["attributes"]["MessageGroupId"] == "acme"
-    assert verify(record) == "acme"
+    assert verified_tenant(record) == "acme"
 
     seen: list[tuple[str, str]] = []
 
@@ -138,7 +134,7 @@ def test_a_received_message_does_not_verify_on_another_queue(sqs: Any, standard:
     send_message(standard.url, "{}", tenant_id="acme", ring=RING, client=sqs)
     (record,) = standard.receive()
     with pytest.raises(InvalidEnvelope, match="bad signature"):
-        verify({**record, "eventSourceARN": other.arn})
+        verified_tenant({**record, "eventSourceARN": other.arn})
 
 
 def test_send_to_a_fifo_queue_groups_by_tenant(sqs: Any, fifo: tuple[Queue, DedupArgs]) -> None:
@@ -154,7 +150,7 @@ def test_send_to_a_fifo_queue_groups_by_tenant(sqs: Any, fifo: tuple[Queue, Dedu
     ]
     for record in records:
         assert set(record["messageAttributes"]) == OURS
-        assert verify(record) == record["attributes"]["MessageGroupId"]
+        assert verified_tenant(record) == record["attributes"]["MessageGroupId"]
 
 
 @pytest.mark.parametrize("content_based", ["true", "false"])
@@ -174,7 +170,7 @@ def test_fifo_identical_bodies_of_two_tenants_are_not_deduplicated_together(
     records = queue.receive()
     # acme's second identical message is still deduplicated (within its own tenant).
     assert sorted(r["attributes"]["MessageGroupId"] for r in records) == ["acme", "globex"]
-    assert sorted(verify(r) for r in records) == ["acme", "globex"]
+    assert sorted(verified_tenant(r) for r in records) == ["acme", "globex"]
 
 
 def test_fifo_a_given_deduplication_id_is_kept(sqs: Any) -> None:
@@ -223,7 +219,7 @@ def test_user_attributes_pass_through_and_ours_cannot_be_overridden(sqs: Any, st
         "binaryListValues": [],
         "dataType": "Number",
     }
-    assert [verify(r) for r in records] == ["acme", "acme"]
+    assert [verified_tenant(r) for r in records] == ["acme", "acme"]
 
 
 def test_inside_a_scope_the_current_tenant_is_used(sqs: Any, standard: Queue) -> None:
@@ -235,7 +231,7 @@ def test_inside_a_scope_the_current_tenant_is_used(sqs: Any, standard: Queue) ->
 
     records = standard.receive()
     assert sorted(json.loads(r["body"])["n"] for r in records) == [1, 2]
-    assert [verify(r) for r in records] == ["acme", "acme"]
+    assert [verified_tenant(r) for r in records] == ["acme", "acme"]
 
 
 def test_outside_a_scope_the_tenant_is_required_and_validated(sqs: Any, standard: Queue) -> None:
@@ -265,7 +261,7 @@ def test_work_that_outlived_its_scope_cannot_send_for_any_tenant(
     assert standard.receive() == []
     assert sfn.list_executions(stateMachineArn=machine_arn)["executions"] == []
     send_message(standard.url, "{}", tenant_id="globex", ring=RING, client=sqs)
-    assert [verify(r) for r in standard.receive()] == ["globex"]
+    assert [verified_tenant(r) for r in standard.receive()] == ["globex"]
 
 
 def test_the_trace_header_is_propagated(sqs: Any, standard: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +273,7 @@ def test_the_trace_header_is_propagated(sqs: Any, standard: Queue, monkeypatch: 
     assert "AWSTraceHeader" not in records[1]["attributes"]
     assert records[2]["attributes"]["AWSTraceHeader"] == TRACE
     assert set(records[2]["messageAttributes"]) == OURS  # a system attribute, not one of the ten
-    assert verify(records[2]) == "acme"
+    assert verified_tenant(records[2]) == "acme"
 
 
 def test_the_default_client_and_key_ring_come_from_the_environment(
@@ -287,7 +283,7 @@ def test_the_default_client_and_key_ring_come_from_the_environment(
     reset_process_state()
     send_message(standard.url, "{}", tenant_id="acme")
     (record,) = standard.receive()
-    assert verify(record) == "acme"
+    assert verified_tenant(record) == "acme"
 
 
 # --- Step Functions ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from samtranslator.translator.managed_policy_translator import ManagedPolicyLoad
 from samtranslator.translator.transform import transform
 
 from devtools.local_aws import load_template
+from tests.iam_eval import as_list
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -135,10 +136,6 @@ def transform_template(parameters: dict[str, str], template: Path | None = None)
 # --- resolving conditions ---------------------------------------------------------------------
 
 _ABSENT = object()  # the value of Ref AWS::NoValue: the property is removed
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 class _Conditions:
@@ -321,7 +318,7 @@ class Deployment:
 
     def _attaches_to(self, props: dict[str, Any], role: str) -> bool:
         reference = {"Ref": role}
-        return props.get("RoleName") == reference or reference in _as_list(props.get("Roles", []))
+        return props.get("RoleName") == reference or reference in as_list(props.get("Roles", []))
 
     def policies_of_role(self, role: str) -> list[tuple[str, dict[str, Any]]]:
         """Every policy document of this stack that applies to ``role``, labelled by where it is:

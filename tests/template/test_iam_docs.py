@@ -65,10 +65,6 @@ def normalised(policy: Any) -> Any:
     return policy
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def notes_settings(isolation: str) -> Settings:
     return Settings.load(
         role_arn=TENANT_ROLE,

@@ -33,6 +33,7 @@ from tests.iam_eval import (
     TABLE_WIDE_ACTIONS,
     abac_policy,
     allowed_by_all,
+    as_list,
     decide,
     glob_match,
     is_allowed,
@@ -108,12 +109,8 @@ REQUIRED_OUTPUTS = {
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _allow_statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for statement in _as_list(document.get("Statement", [])):
+    for statement in as_list(document.get("Statement", [])):
         if statement.get("Effect") == "Allow":
             yield statement
 
@@ -157,11 +154,9 @@ def _grants(deployment: Deployment, role: str, action_matches: Any, target: str)
     found = []
     for source, document in deployment.policies_of_role(role):
         for statement in _allow_statements(document):
-            actions = "NotAction" in statement or any(
-                action_matches(a) for a in _as_list(statement["Action"])
-            )
+            actions = "NotAction" in statement or any(action_matches(a) for a in as_list(statement["Action"]))
             on_target = "NotResource" in statement or any(
-                _reaches(deployment, r, target) for r in _as_list(statement["Resource"])
+                _reaches(deployment, r, target) for r in as_list(statement["Resource"])
             )
             if actions and on_target:
                 found.append(f"{source} statement {statement.get('Sid', '?')}")
@@ -180,13 +175,13 @@ def _normalise(policy: Any) -> Any:
 
 def _normalise_statement_values(document: dict[str, Any]) -> dict[str, Any]:
     statements = []
-    for statement in _as_list(document["Statement"]):
+    for statement in as_list(document["Statement"]):
         statement = dict(statement)
         for key in ("Action", "NotAction", "Resource", "NotResource"):
             if key in statement:
-                statement[key] = _as_list(statement[key])
+                statement[key] = as_list(statement[key])
         statement["Condition"] = {
-            operator: {key: _as_list(values) for key, values in block.items()}
+            operator: {key: as_list(values) for key, values in block.items()}
             for operator, block in statement.get("Condition", {}).items()
         }
         statements.append(statement)
@@ -335,7 +330,7 @@ def test_no_function_role_is_granted_any_s3_action(deployment: Deployment) -> No
             f"{source}: {action}"
             for source, document in deployment.policies_of_role(role)
             for statement in _allow_statements(document)
-            for action in _as_list(statement.get("Action", "*"))
+            for action in as_list(statement.get("Action", "*"))
             if _touches("s3")(action)
         ]
         assert not granted, f"{function}'s role is granted {granted}"
@@ -364,8 +359,8 @@ def test_functions_may_assume_only_the_tenant_role(deployment: Deployment) -> No
             deployment.render(resource)
             for _, document in deployment.policies_of_role(role)
             for statement in _allow_statements(document)
-            if any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in _as_list(statement["Action"]))
-            for resource in _as_list(statement["Resource"])
+            if any(glob_match(a, "sts:AssumeRole", ignore_case=True) for a in as_list(statement["Action"]))
+            for resource in as_list(statement["Resource"])
         }
         assert assumable == {tenant_role_arn}, f"{role} may assume {assumable}"
 
@@ -536,14 +531,14 @@ def test_the_tenant_role_trusts_exactly_this_stacks_function_roles(deployment: D
     function_roles = set(deployment.function_roles().values())
     trusted: set[str] = set()
     actions: set[str] = set()
-    for statement in _as_list(document["Statement"]):
+    for statement in as_list(document["Statement"]):
         assert "NotPrincipal" not in statement
         if statement.get("Effect") != "Allow":
             continue
         principal = statement["Principal"]
         assert principal != "*", "the trust policy is open to everyone"
         assert set(principal) == {"AWS"}, f"unexpected principal types: {sorted(principal)}"
-        for entry in _as_list(principal["AWS"]):
+        for entry in as_list(principal["AWS"]):
             rendered = deployment.render(entry)
             assert rendered != "*", "the trust policy is open to every AWS principal"
             assert not _ACCOUNT_ROOT.match(rendered), f"the trust policy is open to an account: {rendered}"
@@ -553,7 +548,7 @@ def test_the_tenant_role_trusts_exactly_this_stacks_function_roles(deployment: D
             logical, attribute = entry["Fn::GetAtt"]
             assert attribute == "Arn" and logical in function_roles, f"not a function role: {logical}"
             trusted.add(logical)
-        actions.update(_as_list(statement["Action"]))
+        actions.update(as_list(statement["Action"]))
     assert trusted == function_roles
     assert {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"} <= actions
 
@@ -571,8 +566,8 @@ def test_the_tenant_role_never_gets_scan_partiql_wildcards_or_bucket_wide_access
     for source, document in policies:
         for statement in _allow_statements(document):
             assert "NotAction" not in statement and "NotResource" not in statement, source
-            actions = _as_list(statement["Action"])
-            resources = set(deployment.render(_as_list(statement["Resource"])))
+            actions = as_list(statement["Action"])
+            resources = set(deployment.render(as_list(statement["Resource"])))
             condition = statement.get("Condition", {})
             for action in actions:
                 assert not _matches_any_action(action, TABLE_WIDE_ACTIONS), f"{source} allows {action}"
@@ -590,7 +585,7 @@ def test_the_tenant_role_never_gets_scan_partiql_wildcards_or_bucket_wide_access
             elif actions == ["s3:ListBucket"]:
                 assert resources == {bucket_arn}, f"{source} lists {resources}"
                 assert str(condition.get("Null", {}).get("s3:prefix")).lower() == "false", source
-                prefixes = _as_list(condition.get("StringLike", {}).get("s3:prefix", []))
+                prefixes = as_list(condition.get("StringLike", {}).get("s3:prefix", []))
                 assert prefixes and all(p.startswith("tenants/") for p in prefixes), f"{source}: {prefixes}"
                 kinds.add("listing")
             else:
@@ -1026,7 +1021,7 @@ def test_definition_substitutions_and_placeholders_match(deployment: Deployment)
             deployment.props(STATE_MACHINE)["RoleArn"]["Fn::GetAtt"][0]
         )
         for statement in _allow_statements(document)
-        if "lambda:InvokeFunction" in _as_list(statement["Action"])
+        if "lambda:InvokeFunction" in as_list(statement["Action"])
         for ref in references(statement["Resource"])
     }
     for key, value in substitutions.items():

@@ -64,11 +64,6 @@ def policy_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sleeps() -> SleepRecorder:
     return SleepRecorder()
 

@@ -27,18 +27,8 @@ MAX_JWKS_BYTES = 256 * 1024
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def source(issuer: LocalIssuer) -> StaticJwksSource:
-    return StaticJwksSource(issuer.jwks())
-
-
-@pytest.fixture
-def cache(source: StaticJwksSource, clock: FakeClock) -> JwksCache:
-    return JwksCache(source, ttl=TTL, min_refetch_interval=INTERVAL, clock=clock)
+def cache(jwks_source: StaticJwksSource, clock: FakeClock) -> JwksCache:
+    return JwksCache(jwks_source, ttl=TTL, min_refetch_interval=INTERVAL, clock=clock)
 
 
 @pytest.fixture(scope="module")
@@ -51,83 +41,91 @@ def rotated() -> LocalIssuer:
 
 
 def test_keys_are_cached_for_the_ttl_and_refetched_after(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN a first lookup, which fetches
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     # WHEN the key is used again until the TTL ends
     clock.advance(TTL)
     assert cache.get(issuer.kid) is not None
     # THEN it came from the cache
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     # AND once the TTL has passed the next use refetches
     clock.advance(1)
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
 def test_a_key_removed_by_rotation_disappears_after_the_ttl(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
+    cache: JwksCache,
+    jwks_source: StaticJwksSource,
+    clock: FakeClock,
+    issuer: LocalIssuer,
+    rotated: LocalIssuer,
 ) -> None:
     assert cache.get(issuer.kid) is not None
     # GIVEN the issuer rotated: the old key is withdrawn, a new one published
-    source.document = rotated.jwks()
+    jwks_source.document = rotated.jwks()
     # WHEN the TTL passes
     clock.advance(TTL + 1)
     # THEN the old kid is unknown and the new one is found
     assert cache.get(issuer.kid) is None
     assert cache.get(rotated.kid) is not None
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
 # --- unknown kids ----------------------------------------------------------------------------------
 
 
 def test_flood_of_unknown_kids_fetches_at_most_once_per_interval(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock
+    cache: JwksCache, jwks_source: StaticJwksSource, clock: FakeClock
 ) -> None:
     # GIVEN a cold cache
     # WHEN 1,000 unknown kids arrive at the same moment
     assert all(cache.get(f"random-{n}") is None for n in range(1000))
     # THEN the source was fetched once
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     # AND each later interval's flood costs at most one more fetch
     for interval in range(1, 6):
         clock.advance(INTERVAL)
         assert all(cache.get(f"random-{interval}-{n}") is None for n in range(100))
-        assert source.fetches == 1 + interval
+        assert jwks_source.fetches == 1 + interval
 
 
 def test_flood_just_before_the_interval_ends_fetches_nothing(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     assert cache.get(issuer.kid) is not None
     clock.advance(INTERVAL - 0.001)
     assert all(cache.get(f"random-{n}") is None for n in range(100))
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
 
 
 def test_new_kid_is_found_once_the_interval_has_passed(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
+    cache: JwksCache,
+    jwks_source: StaticJwksSource,
+    clock: FakeClock,
+    issuer: LocalIssuer,
+    rotated: LocalIssuer,
 ) -> None:
     # GIVEN keys fetched before the issuer published a new kid
     assert cache.get(issuer.kid) is not None
-    source.document = {"keys": [issuer.jwk(), rotated.jwk()]}
+    jwks_source.document = {"keys": [issuer.jwk(), rotated.jwk()]}
     # WHEN the new kid is asked for within the interval, it is not refetched for yet
     clock.advance(INTERVAL / 2)
     assert cache.get(rotated.kid) is None
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     # THEN after the interval the unknown kid triggers a refetch that finds it
     clock.advance(INTERVAL / 2)
     assert cache.get(rotated.kid) is not None
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
     # AND the old key is still there
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
-def test_concurrent_unknown_kids_make_a_single_fetch(cache: JwksCache, source: StaticJwksSource) -> None:
+def test_concurrent_unknown_kids_make_a_single_fetch(cache: JwksCache, jwks_source: StaticJwksSource) -> None:
     # GIVEN 16 threads that ask for unknown kids at the same (fake) instant
     barrier = threading.Barrier(16)
     results: list[object] = []
@@ -143,34 +141,38 @@ def test_concurrent_unknown_kids_make_a_single_fetch(cache: JwksCache, source: S
         thread.join()
     # THEN they all miss and the source was fetched once
     assert results == [None] * 16
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
 
 
 # --- failures --------------------------------------------------------------------------------------
 
 
 def test_failed_fetch_keeps_the_last_good_keys_even_after_the_ttl(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN keys fetched once
     good = cache.get(issuer.kid)
     assert good is not None
     # WHEN the source fails and the TTL passes, again and again
-    source.fail = True
+    jwks_source.fail = True
     for _ in range(3):
         clock.advance(TTL + 1)
         # THEN the last good key is still served
         assert cache.get(issuer.kid) is good
-    assert source.fetches == 4
+    assert jwks_source.fetches == 4
 
 
 def test_a_kid_missing_from_a_key_set_whose_refetch_failed_is_an_outage(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer, rotated: LocalIssuer
+    cache: JwksCache,
+    jwks_source: StaticJwksSource,
+    clock: FakeClock,
+    issuer: LocalIssuer,
+    rotated: LocalIssuer,
 ) -> None:
     # GIVEN keys fetched before the issuer published its next key, and the JWKS URL down since
     cache.get(issuer.kid)
-    source.document = {"keys": [*issuer.jwks()["keys"], *rotated.jwks()["keys"]]}
-    source.fail = True
+    jwks_source.document = {"keys": [*issuer.jwks()["keys"], *rotated.jwks()["keys"]]}
+    jwks_source.fail = True
     # WHILE the key set is within its TTL, a kid it lacks is no key: the token is refused (401)
     clock.advance(TTL - 1)
     assert cache.get(rotated.kid) is None
@@ -183,16 +185,16 @@ def test_a_kid_missing_from_a_key_set_whose_refetch_failed_is_an_outage(
     assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     assert cache.get(issuer.kid) is not None  # a known kid still verifies on the last good keys
     # AND once the URL answers, the new key is found
-    source.fail = False
+    jwks_source.fail = False
     clock.advance(INTERVAL)
     assert cache.get(rotated.kid) is not None
 
 
 def test_failing_source_is_retried_at_a_bounded_rate(
-    cache: JwksCache, source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
     # GIVEN a source that is down from the start
-    source.fail = True
+    jwks_source.fail = True
     # WHEN many requests arrive within one second
     for _ in range(100):
         # THEN each is an outage (503), not a bad token: no key set has ever loaded
@@ -200,16 +202,16 @@ def test_failing_source_is_retried_at_a_bounded_rate(
             cache.get(issuer.kid)
         assert outage.value.reason is Reason.ISSUER_KEYS_UNAVAILABLE
     # AND the source was tried once; until a first load it is retried every second
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     clock.advance(1.0)
     with pytest.raises(KeysUnavailable):
         cache.get(issuer.kid)
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
     # AND once it recovers, the next try finds the key
-    source.fail = False
+    jwks_source.fail = False
     clock.advance(1.0)
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 3
+    assert jwks_source.fetches == 3
 
 
 @pytest.mark.parametrize(
@@ -223,50 +225,50 @@ def test_failing_source_is_retried_at_a_bounded_rate(
 )
 def test_broken_document_keeps_the_last_good_keys(
     cache: JwksCache,
-    source: StaticJwksSource,
+    jwks_source: StaticJwksSource,
     clock: FakeClock,
     issuer: LocalIssuer,
     document: dict[str, Any],
 ) -> None:
     good = cache.get(issuer.kid)
     assert good is not None
-    source.document = document
+    jwks_source.document = document
     clock.advance(TTL + 1)
     assert cache.get(issuer.kid) is good
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
 # --- preload ---------------------------------------------------------------------------------------
 
 
 def test_preload_fetches_once_and_later_lookups_use_the_cache(
-    cache: JwksCache, source: StaticJwksSource, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, issuer: LocalIssuer
 ) -> None:
     cache.preload()
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
 
 
 def test_preload_swallows_errors(
     cache: JwksCache,
-    source: StaticJwksSource,
+    jwks_source: StaticJwksSource,
     clock: FakeClock,
     issuer: LocalIssuer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # GIVEN a source that is down at cold start
-    source.fail = True
+    jwks_source.fail = True
     # WHEN the keys are preloaded
     with caplog.at_level(logging.WARNING, logger="tenantscope"):
         cache.preload()
     # THEN nothing is raised, the failure is logged, and the key is found once the source is back
-    assert source.fetches == 1
+    assert jwks_source.fetches == 1
     assert "JWKS fetch failed" in caplog.text
-    source.fail = False
+    jwks_source.fail = False
     clock.advance(INTERVAL)
     assert cache.get(issuer.kid) is not None
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
 # --- which keys are kept ---------------------------------------------------------------------------
@@ -340,10 +342,10 @@ def test_keys_after_skipped_entries_are_still_read(issuer: LocalIssuer) -> None:
 def test_a_document_without_a_keys_list_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"^JWKS has no keys list$"):
         _parse_keys({"keys": {}})
-    source = StaticJwksSource({"keys": []})
-    source.fail = True
+    jwks_source = StaticJwksSource({"keys": []})
+    jwks_source.fail = True
     with pytest.raises(OSError, match=r"^JWKS source unavailable$"):
-        source.fetch()
+        jwks_source.fetch()
 
 
 def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
@@ -385,8 +387,8 @@ def test_url_source_refuses_schemes_other_than_https_and_file(url: str) -> None:
     ],
 )
 def test_url_source_accepts_https_and_file(url: str) -> None:
-    source = UrlJwksSource(url)
-    assert (source.url, source.timeout) == (url, 2.0)  # seconds, unless told
+    jwks_source = UrlJwksSource(url)
+    assert (jwks_source.url, jwks_source.timeout) == (url, 2.0)  # seconds, unless told
     assert UrlJwksSource(url, timeout=0.5).timeout == 0.5
 
 
@@ -398,10 +400,10 @@ def write_json(path: Path, document: object) -> str:
 def test_file_url_fetches_a_real_jwks(tmp_path: Path, issuer: LocalIssuer) -> None:
     # GIVEN the development issuer's JWKS in a file
     url = write_json(tmp_path / "jwks.json", issuer.jwks())
-    source = UrlJwksSource(url)
+    jwks_source = UrlJwksSource(url)
     # WHEN it is fetched, directly and through a cache
-    assert source.fetch() == issuer.jwks()
-    cache = JwksCache(source, clock=FakeClock())
+    assert jwks_source.fetch() == issuer.jwks()
+    cache = JwksCache(jwks_source, clock=FakeClock())
     # THEN the key is usable
     assert cache.get(issuer.kid) is not None
 
@@ -482,11 +484,11 @@ def test_missing_file_keeps_the_last_good_keys(tmp_path: Path, issuer: LocalIssu
 
 
 def test_preload_fetches_now_even_right_after_a_fetch(
-    cache: JwksCache, source: StaticJwksSource, issuer: LocalIssuer
+    cache: JwksCache, jwks_source: StaticJwksSource, issuer: LocalIssuer
 ) -> None:
     assert cache.get(issuer.kid) is not None
     cache.preload()
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
 
 
 def test_a_jwks_url_gets_a_cache_fetching_that_url(tmp_path: Path, issuer: LocalIssuer) -> None:
@@ -520,8 +522,8 @@ def test_the_cache_is_made_with_the_jwks_settings(monkeypatch: pytest.MonkeyPatc
     jwks_cache_for(settings)
     # THEN each setting reaches the source or the cache
     assert sources.made == [(("https://issuer.example/jwks.json",), {"timeout": 1.5})]
-    ((source,), options) = caches.made[0]
-    assert isinstance(source, sources)
+    ((jwks_source,), options) = caches.made[0]
+    assert isinstance(jwks_source, sources)
     assert options == {"ttl": 120, "min_refetch_interval": 7}
 
 
@@ -557,15 +559,15 @@ def test_a_jwks_url_that_cannot_be_used_is_a_configuration_error(
 
 
 def test_by_default_keys_live_ten_minutes_and_unknown_kids_refetch_every_30_seconds(
-    source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
+    jwks_source: StaticJwksSource, clock: FakeClock, issuer: LocalIssuer
 ) -> None:
-    cache = JwksCache(source, clock=clock)
+    cache = JwksCache(jwks_source, clock=clock)
     assert cache.get(issuer.kid) is not None
     clock.advance(30)
     assert cache.get("unknown") is None  # 30 s after the last fetch: an unknown kid refetches
     clock.advance(570)
     assert cache.get(issuer.kid) is not None  # 600 s after the first fetch: still within its life
-    assert source.fetches == 2
+    assert jwks_source.fetches == 2
     clock.advance(31)
     assert cache.get(issuer.kid) is not None  # over 600 s after the last fetch: refreshed
-    assert source.fetches == 3
+    assert jwks_source.fetches == 3

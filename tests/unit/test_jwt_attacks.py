@@ -8,7 +8,6 @@ so that the refusals mean something.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -21,8 +20,7 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from tenantscope import Reason, api_handler, current_tenant
@@ -31,22 +29,15 @@ from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource, jwks_cache_for
 from tenantscope.testing import LocalIssuer, reset_process_state
 from tests.conftest import LambdaContext, http_api_event
+from tests.jwt_forge import b64url, rs256
 
 # --------------------------------------------------------------------------------------------------
 # Hand-made tokens: base64url + JSON + a signer, so that any header or claim can be forged.
 # --------------------------------------------------------------------------------------------------
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def segment(value: object) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
-
-
-def rs256(issuer: LocalIssuer, signing_input: str) -> str:
-    return b64url(issuer.private_key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()))
 
 
 def hs256(secret: bytes, signing_input: str) -> str:
@@ -97,7 +88,7 @@ class Keys:
     ) -> str:
         """A token RS256-signed by ``by`` (default: the real issuer)."""
         signer = by or self.issuer
-        return self.forge(header, claims, sign=lambda signing_input: rs256(signer, signing_input))
+        return self.forge(header, claims, sign=lambda signing_input: rs256(signer.private_key, signing_input))
 
 
 @pytest.fixture(scope="session")
@@ -482,7 +473,9 @@ TOKEN_ATTACKS = [
     ),
     pytest.param(lambda k: f"{segment(k.header())}.a.AAAA", Reason.MALFORMED_TOKEN, id="payload-bad-base64"),
     pytest.param(
-        lambda k: (lambda s: f"{s}.{rs256(k.issuer, s)}")(f"{segment(k.header())}.{b64url(b'not json')}"),
+        lambda k: (lambda s: f"{s}.{rs256(k.issuer.private_key, s)}")(
+            f"{segment(k.header())}.{b64url(b'not json')}"
+        ),
         Reason.MALFORMED_TOKEN,
         id="payload-not-json-signed-by-real-key",
     ),

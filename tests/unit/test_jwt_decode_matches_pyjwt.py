@@ -10,7 +10,6 @@ its type). A token both accept must yield the same claims.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -18,13 +17,14 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenantscope import Reason, Unauthorized
 from tenantscope._config import get_settings
 from tenantscope._jwt import JwksCache, JwtVerifier, StaticJwksSource, _unverified_header
 from tenantscope.testing import LocalIssuer
+from tests.jwt_forge import b64url as b64
+from tests.jwt_forge import rs256
 
 NOW = float(int(time.time()))
 LEEWAY = 30
@@ -97,16 +97,8 @@ def ours(token: str, keys: JwksCache) -> Outcome:
 # --- building tokens byte by byte --------------------------------------------------------------------
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def part(value: object) -> str:
     return b64(value if isinstance(value, bytes) else json.dumps(value).encode())
-
-
-def rs256(key: rsa.RSAPrivateKey, signing_input: str) -> str:
-    return b64(key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))
 
 
 def claims(**changes: Any) -> dict[str, Any]:

@@ -73,11 +73,6 @@ class Loader:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def loader() -> Loader:
     return Loader(ring_document())
 

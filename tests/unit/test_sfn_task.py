@@ -10,7 +10,7 @@ import copy
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -49,11 +49,7 @@ PAYLOAD = {"order_id": "o-1", "quantity": 3, "note": "ünïcode ✓"}
 SFN_TTL = Settings.load(environ={}).sfn_envelope_ttl_seconds
 
 
-@pytest.fixture(autouse=True)
-def no_scope_leaks() -> Iterator[None]:
-    yield
-    with pytest.raises(NoTenantContext):
-        current_tenant()
+pytestmark = pytest.mark.usefixtures("no_scope_leaks")
 
 
 def first_event(**kwargs: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
@@ -61,11 +61,7 @@ BAD_TENANT = "globex"
 GOOD = (("good-acme", "acme"), ("good-initech", "initech"))
 
 
-@pytest.fixture(autouse=True)
-def no_scope_leaks() -> Iterator[None]:
-    yield
-    with pytest.raises(NoTenantContext):
-        current_tenant()
+pytestmark = pytest.mark.usefixtures("no_scope_leaks")
 
 
 def make_handler(

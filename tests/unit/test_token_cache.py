@@ -57,13 +57,8 @@ def jwks_clock() -> FakeClock:
 
 
 @pytest.fixture
-def source(issuer: LocalIssuer) -> StaticJwksSource:
-    return StaticJwksSource(issuer.jwks())
-
-
-@pytest.fixture
-def keys(source: StaticJwksSource, jwks_clock: FakeClock) -> JwksCache:
-    return JwksCache(source, ttl=JWKS_TTL, clock=jwks_clock)
+def keys(jwks_source: StaticJwksSource, jwks_clock: FakeClock) -> JwksCache:
+    return JwksCache(jwks_source, ttl=JWKS_TTL, clock=jwks_clock)
 
 
 @pytest.fixture
@@ -218,14 +213,14 @@ def test_a_token_of_exactly_the_maximum_length_is_verified(keys: JwksCache, issu
 def test_a_token_dies_when_its_kid_leaves_the_key_set(
     verifier: JwtVerifier,
     issuer: LocalIssuer,
-    source: StaticJwksSource,
+    jwks_source: StaticJwksSource,
     jwks_clock: FakeClock,
     decodes: list[str],
 ) -> None:
     token = issuer.token("acme")
     verifier.verify(token)
     # GIVEN the issuer withdrew the key: its JWKS now has another kid only
-    source.document = LocalIssuer.generate(kid="dev-key-2").jwks()
+    jwks_source.document = LocalIssuer.generate(kid="dev-key-2").jwks()
     # WHEN the JWKS cache refreshes (its TTL passed)
     jwks_clock.advance(JWKS_TTL + 1)
     # THEN the remembered token is refused: its kid is unknown
@@ -236,14 +231,14 @@ def test_a_key_replaced_under_the_same_kid_ends_the_tokens_of_the_old_key(
     verifier: JwtVerifier,
     issuer: LocalIssuer,
     foreign_issuer: LocalIssuer,
-    source: StaticJwksSource,
+    jwks_source: StaticJwksSource,
     jwks_clock: FakeClock,
 ) -> None:
     token = issuer.token("acme")
     verifier.verify(token)
     # GIVEN the JWKS now serves another key under the same kid
     assert foreign_issuer.kid == issuer.kid
-    source.document = foreign_issuer.jwks()
+    jwks_source.document = foreign_issuer.jwks()
     jwks_clock.advance(JWKS_TTL + 1)
     # THEN the token signed by the old key is refused: its signature no longer verifies
     assert refused(verifier, token) == Reason.BAD_TOKEN_SIGNATURE
@@ -265,21 +260,21 @@ def test_a_key_republished_unchanged_costs_one_verification_per_refresh(
 
 
 def test_a_remembered_token_within_the_jwks_ttl_is_judged_as_a_fresh_one_would_be(
-    verifier: JwtVerifier, issuer: LocalIssuer, source: StaticJwksSource, decodes: list[str]
+    verifier: JwtVerifier, issuer: LocalIssuer, jwks_source: StaticJwksSource, decodes: list[str]
 ) -> None:
     token = issuer.token("acme")
     verifier.verify(token)
     # GIVEN the issuer withdrew the key, but the JWKS cache has not refreshed yet (within its TTL)
-    source.document = {"keys": []}
+    jwks_source.document = {"keys": []}
     # THEN the token is accepted, as a full verification against the cached keys would accept it
     assert verifier.verify(token)["tenant_id"] == "acme"
     assert decodes == ["user-1"]
 
 
 def test_keys_that_never_loaded_are_an_outage_not_a_remembered_success(
-    keys: JwksCache, source: StaticJwksSource, issuer: LocalIssuer, clock: FakeClock
+    keys: JwksCache, jwks_source: StaticJwksSource, issuer: LocalIssuer, clock: FakeClock
 ) -> None:
-    source.fail = True
+    jwks_source.fail = True
     verifier = JwtVerifier(get_settings(), keys, clock=clock)
     with pytest.raises(KeysUnavailable):
         verifier.verify(issuer.token("acme"))
