@@ -12,8 +12,8 @@ AssumeRole (with a session policy) on every invocation, then build a boto3 resou
 returned credentials. On moto, AssumeRole is an in-process call; on AWS it is a network round
 trip (typically 10-50 ms), so the gap measured here is the smallest it can be.
 
-    python benchmarks/bench.py             # both layers; writes benchmarks/results.md
-    python benchmarks/bench.py --worker LAYER_DIR --fixtures F --out O   # one layer (internal)
+    PYTHONPATH=. python benchmarks/bench.py   # both layers (what `make bench` runs); writes results.md
+    PYTHONPATH=. python benchmarks/bench.py --worker LAYER_DIR --fixtures F --out O   # one layer (internal)
 """
 
 from __future__ import annotations
