@@ -35,8 +35,6 @@ def runtime_environments(base: Mapping[str, str] | None = None) -> list[dict[str
     return [env, {**env, "PYENV_VERSION": MAKEFILE_PYENV_VERSION}]
 
 
-def runtime_environment(
-    base: Mapping[str, str] | None = None, python: str = RUNTIME_PYTHON
-) -> dict[str, str] | None:
-    """The first of :func:`runtime_environments` in which ``python`` runs, or None."""
-    return next((env for env in runtime_environments(base) if runs(python, env)), None)
+def runtime_environment(base: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The first of :func:`runtime_environments` in which the runtime's python runs, or None."""
+    return next((env for env in runtime_environments(base) if runs(RUNTIME_PYTHON, env)), None)

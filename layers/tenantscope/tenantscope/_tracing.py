@@ -253,7 +253,7 @@ def _read_the_trace_header_once_per_trace(recorder: Any) -> None:
 
 _tracer: ProcessValue[Tracer] = ProcessValue()
 # Set by the process's first unit of work; forgotten by reset_process_state(), as a new container.
-_warm: ProcessValue[bool] = ProcessValue()
+_warm: ProcessValue[object] = ProcessValue()
 # The values aws_xray_sdk itself reads as "disabled" in AWS_XRAY_SDK_ENABLED.
 _SDK_DISABLED = ("n", "no", "f", "false", "off", "0")
 
@@ -310,13 +310,7 @@ def set_tracer(tracer: Tracer | None) -> None:
 def take_cold_start() -> bool:
     """True for the first unit of work in this process, False afterwards (one True even when the
     first units of work start on several threads at once)."""
-    if _warm.peek():
+    if _warm.peek() is not None:
         return False
-    took: list[bool] = []
-
-    def warm() -> bool:
-        took.append(True)
-        return True
-
-    _warm.get(warm)
-    return bool(took)
+    mine = object()  # kept only if this call is the one that builds the value
+    return _warm.get(lambda: mine) is mine
