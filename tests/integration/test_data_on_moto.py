@@ -176,6 +176,57 @@ def test_partition_key_comes_from_describe_table_when_not_configured(
             tenant_table(TABLE).put_item(Item={"pk": "TENANT#globex#1", "sk": "A"})
 
 
+def test_an_upsert_cannot_file_an_item_in_another_tenants_partition_of_an_inverted_index(
+    monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
+) -> None:
+    # GIVEN a table whose index is keyed on the table's sort key, learned from DescribeTable
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName="inverted",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-sk",
+                "KeySchema": [{"AttributeName": "sk", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("TENANTSCOPE_TABLES", f"{TABLE}=pk,inverted")
+    reset_process_state()
+    foreign = "TENANT#globex#INJECTED"
+    # WHEN acme updates a key of its own partition whose sort key is globex's, which creates the item
+    with tenant_scope("acme"):
+        table = tenant_table("inverted")
+        with pytest.raises(CrossTenantAccess) as refused:
+            table.update_item(
+                Key={"pk": tenant_key("ORDER", "1"), "sk": foreign},
+                UpdateExpression="SET note = :n",
+                ExpressionAttributeValues={":n": "from acme"},
+            )
+        assert refused.value.reason is Reason.FOREIGN_KEY
+        table.update_item(  # its own sort key: allowed, and it lands
+            Key={"pk": tenant_key("ORDER", "1"), "sk": tenant_key("ORDER", "1")},
+            UpdateExpression="SET note = :n",
+            ExpressionAttributeValues={":n": "from acme"},
+        )
+    # THEN globex's partition of the index holds nothing of acme's
+    with tenant_scope("globex"):
+        found = tenant_table("inverted").query(
+            IndexName="by-sk", KeyConditionExpression=Key("sk").eq(foreign)
+        )
+        assert found["Items"] == []
+    with tenant_scope("acme"):
+        own = tenant_table("inverted").query(
+            IndexName="by-sk", KeyConditionExpression=Key("sk").eq(tenant_key("ORDER", "1"))
+        )
+        assert [item["note"] for item in own["Items"]] == ["from acme"]
+
+
 def test_session_policy_strategy_sends_the_policy_to_sts(
     monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
 ) -> None:

@@ -748,6 +748,45 @@ def test_legacy_updates_keeping_index_keys_in_the_partition_pass(update: dict[st
     call("UpdateItem", {"TableName": "app", "Key": OWN_ITEM, "AttributeUpdates": {"gsi1pk": update}})
 
 
+INVERTED = Settings.load(
+    environ={},
+    region="us-east-1",
+    role_arn="arn:aws:iam::123456789012:role/tenantscope-tenant",
+    tables=(TableSpec("app", "pk", {"gsi1": "sk"}),),  # an inverted index: keyed on the sort key
+)
+UPSERT_SETS = [
+    {"UpdateExpression": "SET note = :n", "ExpressionAttributeValues": {":n": S("x")}},
+    {"AttributeUpdates": {"note": {"Value": S("x"), "Action": "PUT"}}},
+    {},  # no update at all: the item is created with its key alone
+]
+
+
+def inverted_index_write(operation: str, key: dict[str, Any], update: dict[str, Any]) -> None:
+    guard = LeadingKeyGuard("acme", INVERTED, _KeySchemas(describe_app))
+    params = {"TableName": "app", "Key": key, **update}
+    if operation == "TransactWriteItems":
+        params = {"TransactItems": [{"Update": params}]}
+    with tenant_scope("acme"):
+        guard(params=params, model=SimpleNamespace(name=operation))
+
+
+@pytest.mark.parametrize("update", UPSERT_SETS, ids=["expression", "legacy", "key alone"])
+@pytest.mark.parametrize("operation", ["UpdateItem", "TransactWriteItems"])
+def test_an_update_cannot_create_an_item_under_another_tenants_index_key_through_its_key(
+    operation: str, update: dict[str, Any]
+) -> None:
+    # GIVEN an index keyed on the table's sort key, and a key in acme's partition whose sort key
+    # is in globex's: an update that finds no item creates one with this key, which the index
+    # files in globex's partition (PutItem of the same item is refused)
+    key = {"pk": S("TENANT#acme#ORDER#1"), "sk": S("TENANT#globex#INJECTED")}
+    # WHEN acme's session sends it, THEN it is refused as a foreign key
+    with pytest.raises(CrossTenantAccess) as refusal:
+        inverted_index_write(operation, key, update)
+    assert refusal.value.reason is Reason.FOREIGN_KEY
+    # and the same update of a key wholly in acme's partition passes
+    inverted_index_write(operation, {**key, "sk": S("TENANT#acme#ORDER#1")}, update)
+
+
 TWO_INDEXES = Settings.load(
     environ={},
     region="us-east-1",

@@ -169,13 +169,15 @@ class LeadingKeyGuard:
                 return
         raise CrossTenantAccess(Reason.FOREIGN_KEY)
 
-    def _check_key(self, table: str, key: object) -> None:
+    def _check_key(self, table: str, key: object) -> Mapping[str, Any]:
+        """``key``, once its table partition key is found in the tenant's partition."""
         table_key, _ = self.schemas.keys(self.settings, table)
         if not isinstance(key, Mapping):
             raise CrossTenantAccess(Reason.MISSING_KEY)
         if table_key not in key:
             raise self._no_partition_key(table, None, table_key)
         self._check_value(key[table_key])
+        return key
 
     def _no_partition_key(self, table: str, index: str | None, attribute: str) -> CrossTenantAccess:
         """A request without the attribute the guard takes for the partition key. Most often
@@ -210,10 +212,14 @@ class LeadingKeyGuard:
     def _check_update(self, params: Mapping[str, Any]) -> None:
         read = read_expressions(params)
         table = self._table(params.get("TableName"))
-        self._check_key(table, params.get("Key"))
+        key = self._check_key(table, params.get("Key"))
         index_keys = set(self.schemas.keys(self.settings, table)[1].values())
         if not index_keys:
             return
+        # An update creates the item it does not find, with its Key's attributes: an index keyed
+        # on the table's sort key (an inverted index) would file the new item under that value.
+        for name in index_keys & set(key):
+            self._check_value(key[name])
         legacy = params.get("AttributeUpdates") or {}
         for name in index_keys & set(legacy):
             update = legacy[name]
