@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from types import MappingProxyType, SimpleNamespace
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from tenantscope import (
+    ConfigurationError,
     InMemoryReplayGuard,
     NoTenantContext,
     Reason,
@@ -41,11 +43,14 @@ from tenantscope.testing import (
     ACCOUNT_ID,
     FIFO_QUEUE_ARN,
     KEY,
+    KEY_ID,
     QUEUE_ARN,
     REGION,
     RING,
+    RING_DOCUMENT,
     key_bytes,
     make_ring,
+    ring_spec,
     sign_attributes,
     signed_sqs_record,
     sqs_event,
@@ -535,6 +540,40 @@ def test_a_message_sent_while_handling_a_record_continues_the_records_trace(vend
     # THEN the message continues that trace: one request stays one trace across queues
     (sent,) = sqs.sent
     assert sent["MessageSystemAttributes"]["AWSTraceHeader"] == {"DataType": "String", "StringValue": trace}
+
+
+def test_a_message_sent_while_handling_a_record_is_sealed_with_the_handlers_settings(
+    vendor: CredentialVendor,
+) -> None:
+    # GIVEN an environment without signing keys, and a handler given its keys and lifetime in code
+    assert "TENANTSCOPE_SIGNING_KEYS" not in os.environ
+    settings = Settings.load(signing_keys=ring_spec(RING_DOCUMENT), sqs_envelope_ttl_seconds=TTL + 60)
+    sqs = RecordingSqs()
+    next_queue = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/next"
+
+    @sqs_handler(vendor=vendor, settings=settings)
+    def handler(record: SqsRecord, context: Any) -> None:
+        send_message(next_queue, record.body, client=sqs)
+        # an argument still wins over the handler's settings
+        send_message(
+            next_queue, record.body, client=sqs, settings=Settings.load(signing_keys=ring_spec(RING_DOCUMENT))
+        )
+
+    # WHEN its record function sends onward with neither a ring nor settings
+    record = signed_sqs_record("{}", tenant_id="acme")
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    # THEN the handler's settings seal the message, as they reach its data access
+    lifetimes = []
+    for sent in sqs.sent:
+        header = sent["MessageAttributes"][ATTR_ENVELOPE]["StringValue"]
+        _, key_id, issued_at, expires_at, _ = header.split(" ")
+        assert key_id == KEY_ID
+        lifetimes.append(int(expires_at) - int(issued_at))
+    assert lifetimes == [TTL + 60, TTL]
+    # and outside a handler, the environment's (none here) is all a producer has
+    with pytest.raises(ConfigurationError) as refused:
+        send_message(next_queue, "{}", tenant_id="acme", client=sqs)
+    assert refused.value.reason is Reason.MISSING_SETTING
 
 
 def ordered_batch(queue_arn: str, failure: str) -> list[dict[str, Any]]:

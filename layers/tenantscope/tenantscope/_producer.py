@@ -81,6 +81,16 @@ def _execution_destination(state_machine_arn: str, execution_name: str) -> str:
         ) from None
 
 
+def _producer_settings(settings: Settings | None) -> Settings:
+    """The settings a producer seals with: the argument, else those the adapter of the current
+    unit of work was given (``@api_handler(settings=...)``), as data access takes them, else the
+    environment's."""
+    if settings is not None:
+        return settings
+    scope = active_scope()
+    return (scope.settings if scope is not None else None) or get_settings()
+
+
 def _producer_tenant(tenant_id: str | None) -> str:
     scope = active_scope()
     if scope is not None:
@@ -171,7 +181,7 @@ def sign_message(
     Three attributes of the ten SQS allows: ``tenantscope-tenant``, ``tenantscope-envelope``
     and ``tenantscope-signature``.
     """
-    settings = settings or get_settings()
+    settings = _producer_settings(settings)
     envelope, signature = seal(
         _text(body),
         tenant_id=_producer_tenant(tenant_id),
@@ -199,10 +209,11 @@ def send_message(
     gives SQS fair-queue scheduling per tenant. The current trace is propagated (``AWSTraceHeader``).
     On a FIFO queue the default ``MessageDeduplicationId`` hashes the tenant and the body:
     content-based deduplication hashes the body only, so one tenant's message would suppress
-    another tenant's identical one. Other SendMessage arguments pass through. ``settings``
-    replaces the settings read from the environment (the signing keys, the lifetime, the region).
+    another tenant's identical one. Other SendMessage arguments pass through. ``settings`` (the
+    signing keys, the lifetime, the region) defaults to the adapter's, given it, else the
+    environment's.
     """
-    settings = settings or get_settings()
+    settings = _producer_settings(settings)
     tenant = _producer_tenant(tenant_id)
     group = kwargs.pop("MessageGroupId", tenant)
     if group != tenant:
@@ -250,7 +261,7 @@ def seal_input(
     The payload travels as an opaque JSON string inside the envelope, because Step Functions
     re-serializes JSON between states.
     """
-    settings = settings or get_settings()
+    settings = _producer_settings(settings)
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     envelope, signature = seal(
         body,
@@ -278,7 +289,7 @@ def start_execution(
     The default execution name is ``<tenant>-<uuid>``, unique and readable in the console.
     ``settings`` is as for :func:`send_message`.
     """
-    settings = settings or get_settings()
+    settings = _producer_settings(settings)
     tenant = _producer_tenant(tenant_id)
     execution_name = name or f"{tenant[:47]}-{uuid.uuid4().hex}"
     document = seal_input(
