@@ -16,14 +16,16 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.config import Config
 from moto import mock_aws
 
-from tenantscope import KeysUnavailable
+from tenantscope import KeysUnavailable, Reason, TemporarilyUnavailable, sqs_handler
+from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import Envelope, InvalidEnvelope, seal, sqs_destination, verify
 from tenantscope._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
-from tests.conftest import REGION
+from tenantscope.testing import RING, signed_sqs_record, sqs_event
+from tests.conftest import REGION, LambdaContext
 from tests.fakes import FakeClock
 
 SECRET = "tenantscope/signing-keys"
@@ -405,7 +407,52 @@ def test_a_sealed_envelope_goes_through_verification_and_the_guard(dynamodb: Any
     assert guard.admit(replayed, "message-1")
 
 
-def test_a_missing_replay_table_fails_loudly_not_open(moto: None) -> None:
+def test_a_missing_replay_table_fails_closed_as_an_outage_naming_the_call(moto: None) -> None:
+    # GIVEN a guard whose table does not exist (a typo, or a stack not deployed)
     guard = DynamoDbReplayGuard("no-such-table", region=REGION)
-    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+    envelope = envelope_for("0123456789abcdef0123456789abcdef")
+    # THEN each of its calls fails, never admits: an outage (retried), with DynamoDB's error code
+    for call, operation in (
+        (guard.admit, "UpdateItem"),
+        (guard.completed, "GetItem"),
+        (guard.complete, "UpdateItem"),
+    ):
+        with pytest.raises(TemporarilyUnavailable) as failed:
+            call(envelope, "message-1")
+        assert failed.value.reason is Reason.REPLAY_TABLE_FAILED
+        assert failed.value.detail == f"{operation}: ResourceNotFoundException"
+
+
+def test_an_unreachable_replay_table_is_an_outage() -> None:
+    # GIVEN a DynamoDB endpoint nothing listens on (refused at once, on this machine)
+    client = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    guard = DynamoDbReplayGuard(REPLAY_TABLE, client=client)
+    with pytest.raises(TemporarilyUnavailable) as failed:
         guard.admit(envelope_for("0123456789abcdef0123456789abcdef"), "message-1")
+    assert failed.value.reason is Reason.REPLAY_TABLE_UNREACHABLE
+    assert failed.value.detail == "EndpointConnectionError"
+
+
+def test_an_sqs_batch_whose_replay_table_is_missing_is_retried_whole(moto: None) -> None:
+    # GIVEN a batch of two good records, and a handler whose replay table is missing
+    ran: list[str] = []
+
+    @sqs_handler(
+        ring=RING,
+        vendor=CredentialVendor(FakeSts()),
+        replay_guard=DynamoDbReplayGuard("no-such-table", region=REGION),
+    )
+    def handler(record: Any, context: Any) -> None:
+        ran.append(record.message_id)
+
+    event = sqs_event(signed_sqs_record("{}", tenant_id=t, message_id=f"m-{t}") for t in ("acme", "globex"))
+    # WHEN it runs, THEN nothing runs and the invocation fails as an outage: Lambda retries the batch
+    with pytest.raises(TemporarilyUnavailable) as failed:
+        handler(event, LambdaContext())
+    assert failed.value.reason is Reason.REPLAY_TABLE_FAILED
+    assert ran == []

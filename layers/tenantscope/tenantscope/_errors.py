@@ -151,6 +151,8 @@ class Reason(StrEnum):
     SIGNING_KEYS_UNAVAILABLE = ("signing-keys-unavailable", "signing key ring unavailable")
     KMS_FAILED = ("kms-failed", "KMS call failed")
     KMS_UNREACHABLE = ("kms-unreachable", "KMS unreachable")
+    REPLAY_TABLE_FAILED = ("replay-table-failed", "replay table call failed")
+    REPLAY_TABLE_UNREACHABLE = ("replay-table-unreachable", "replay table unreachable")
     # configuration (nothing works until it is fixed)
     INVALID_SETTING = ("invalid-setting", "invalid setting")
     MISSING_SETTING = ("missing-setting", "a required setting is not configured")

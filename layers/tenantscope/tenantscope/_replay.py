@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ._aws import aws_client
 from ._envelope import Envelope
+from ._errors import Reason, TemporarilyUnavailable
 
 __all__ = ["DynamoDbReplayGuard", "InMemoryReplayGuard", "ReplayGuard"]
 
@@ -79,7 +80,10 @@ class DynamoDbReplayGuard:
     def admit(self, envelope: Envelope, message_id: str) -> bool:
         dynamodb = self._dynamodb()
         now = int(self._clock())
-        try:
+        with (
+            _table_call("UpdateItem"),
+            contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException),
+        ):
             dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"envelope_id": {"S": envelope.envelope_id}},
@@ -100,28 +104,29 @@ class DynamoDbReplayGuard:
                     ":false": {"BOOL": False},
                 },
             )
-        except dynamodb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+            return True
+        return False  # the condition failed: another carrier holds or completed the envelope
 
     def completed(self, envelope: Envelope, message_id: str) -> bool:
         # Stable once true: nothing admits a carrier again after a completion.
-        item: dict[str, Any] = (
-            self._dynamodb()
-            .get_item(
+        dynamodb = self._dynamodb()
+        with _table_call("GetItem"):
+            response = dynamodb.get_item(
                 TableName=self.table_name,
                 Key={"envelope_id": {"S": envelope.envelope_id}},
                 ConsistentRead=True,
                 ProjectionExpression="message_id, completed",
             )
-            .get("Item", {})
-        )
+        item: dict[str, Any] = response.get("Item", {})
         return item.get("message_id") == {"S": message_id} and item.get("completed") == {"BOOL": True}
 
     def complete(self, envelope: Envelope, message_id: str) -> None:
         dynamodb = self._dynamodb()
         # When another carrier took the envelope over, only its own completion counts.
-        with contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException):
+        with (
+            _table_call("UpdateItem"),
+            contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException),
+        ):
             dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"envelope_id": {"S": envelope.envelope_id}},
@@ -129,6 +134,24 @@ class DynamoDbReplayGuard:
                 ConditionExpression="message_id = :m",
                 ExpressionAttributeValues={":m": {"S": message_id}, ":true": {"BOOL": True}},
             )
+
+
+@contextlib.contextmanager
+def _table_call(operation: str) -> Iterator[None]:
+    """A failed call to the replay table (throttled, unreachable, the table missing or not granted)
+    is an outage on our side, as a key ring's is: the record is retried, a batch that met nothing
+    else is retried whole, and the log names the call and DynamoDB's error code."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        raise TemporarilyUnavailable(
+            Reason.REPLAY_TABLE_FAILED, f"{operation}: {code or 'no error code'}"
+        ) from None
+    except BotoCoreError as error:
+        raise TemporarilyUnavailable(Reason.REPLAY_TABLE_UNREACHABLE, type(error).__name__) from None
 
 
 class _Record:
