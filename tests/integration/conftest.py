@@ -105,11 +105,17 @@ def xray(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[XRayBackend]:
     from aws_xray_sdk.core.lambda_launcher import LambdaContext as XRayLambdaContext
 
     from tenantscope import XRayTracer, set_tracer
-    from tests.integration.tracing_support import LAMBDA_TRACE_HEADER, CapturingEmitter, XRayBackend
+    from tests.integration.tracing_support import CapturingEmitter, XRayBackend
+    from tests.trace_ids import LAMBDA_TRACE_HEADER
 
     monkeypatch.delenv("AWS_XRAY_SDK_ENABLED", raising=False)
     monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)
-    saved = (xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold)
+    saved = (
+        xray_recorder.context,
+        xray_recorder.emitter,
+        xray_recorder.streaming_threshold,
+        xray_recorder.sampling,
+    )
     emitter = CapturingEmitter()
     global_sdk_config.set_sdk_enabled(True)
     xray_recorder.configure(
@@ -120,7 +126,12 @@ def xray(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[XRayBackend]:
         yield XRayBackend(emitter)
     finally:
         set_tracer(None)
-        xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold = saved
+        (
+            xray_recorder.context,
+            xray_recorder.emitter,
+            xray_recorder.streaming_threshold,
+            xray_recorder.sampling,
+        ) = saved
         global_sdk_config.set_sdk_enabled(False)  # the patched botocore does nothing from now on
 
 
@@ -151,7 +162,7 @@ def otel(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[OTelBackend]:
 @pytest.fixture(params=["xray", "otel"])
 def tracing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> TracingBackend:
     """Each backend in turn, in a Lambda invocation whose trace header is LAMBDA_TRACE_HEADER."""
-    from tests.integration.tracing_support import LAMBDA_TRACE_HEADER
+    from tests.trace_ids import LAMBDA_TRACE_HEADER
 
     backend: TracingBackend = request.getfixturevalue(request.param)
     monkeypatch.setenv("_X_AMZN_TRACE_ID", LAMBDA_TRACE_HEADER)

@@ -34,9 +34,6 @@ from tenantscope._jwt import JwksCache
 from tenantscope.testing import QUEUE_ARN, RING, LocalIssuer, record_from_received, sfn_task_event, sqs_event
 from tests.conftest import BUCKET, LambdaContext, http_api_event
 from tests.integration.tracing_support import (
-    LAMBDA_PARENT,
-    LAMBDA_TRACE_HEADER,
-    TRACE_ROOT,
     CapturingEmitter,
     Secrets,
     XRayBackend,
@@ -46,6 +43,7 @@ from tests.integration.tracing_support import (
     recording_sfn_client,
     state_machine,
 )
+from tests.trace_ids import LAMBDA_PARENT, LAMBDA_TRACE_HEADER, TRACE_ROOT
 
 # --- API ---------------------------------------------------------------------------------
 

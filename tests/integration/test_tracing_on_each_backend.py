@@ -30,8 +30,6 @@ from tests.conftest import BUCKET, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
 from tests.integration.tracing_support import (
     BATCH,
-    LAMBDA_PARENT,
-    TRACE_ROOT,
     Secrets,
     TracingBackend,
     batch_records,
@@ -40,6 +38,7 @@ from tests.integration.tracing_support import (
     recording_sfn_client,
     state_machine,
 )
+from tests.trace_ids import LAMBDA_PARENT, PRODUCER_PARENT, TRACE_ROOT
 
 # --- API ---------------------------------------------------------------------------------
 
@@ -137,9 +136,6 @@ def test_start_execution_in_an_api_scope_continues_the_api_span(
 def producer_root(message_id: str) -> str:
     """The trace of the request that sent a message: one per message."""
     return f"1-5759e988-{message_id.encode().hex():0>24}"
-
-
-PRODUCER_PARENT = "00000000000000aa"
 
 
 def test_a_mixed_tenant_batch_of_10_with_2_failures_yields_10_annotated_spans(

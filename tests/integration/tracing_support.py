@@ -5,7 +5,6 @@ one shape (``RecordedSpan``) so that a scenario can be written once and checked 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -28,19 +27,16 @@ from tenantscope._otel import XRAY_ANNOTATIONS
 from tenantscope.testing import KEY, QUEUE_ARN, RING, RING_DOCUMENT, signed_sqs_record
 from tests.conftest import REGION, TABLE
 from tests.integration.conftest import assumed_roles
+from tests.leaks import assert_no_secret_in
+from tests.trace_ids import LAMBDA_PARENT, TRACE_ROOT
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
     from tests.otel_capture import Captured
 
-TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
-LAMBDA_PARENT = "53995c3f42cd8ad8"  # the id of Lambda's own segment, which the X-Ray SDK sees as a facade
-LAMBDA_TRACE_HEADER = f"Root={TRACE_ROOT};Parent={LAMBDA_PARENT};Sampled=1"
 
 Handler = Callable[[dict[str, Any], Any], Any]  # a Lambda handler: (event, context)
-
-_JWT_FRAGMENT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 
 
 @dataclass
@@ -58,10 +54,7 @@ class Secrets:
 
     def assert_none_in(self, documents: list[str]) -> None:
         assert documents
-        text = "\n".join(documents)
-        leaked = sorted(s[:12] + "..." for s in self.all() if s in text)
-        assert not leaked, f"secrets reached the trace: {leaked}"
-        assert not _JWT_FRAGMENT.search(text), "a JWT-shaped string reached the trace"
+        assert_no_secret_in("\n".join(documents), self.all(), "trace")
 
 
 def put_and_get(item_id: str) -> None:

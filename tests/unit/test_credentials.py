@@ -20,7 +20,7 @@ from botocore.exceptions import (
 
 from tenantscope import Reason, StsRefused, StsThrottled, StsUnreachable, _credentials
 from tenantscope._aws import aws_client
-from tenantscope._config import Settings, TableSpec, get_settings
+from tenantscope._config import Settings, get_settings
 from tenantscope._credentials import (
     Boto3Sts,
     CredentialVendor,
@@ -31,7 +31,7 @@ from tenantscope._credentials import (
 )
 from tenantscope._errors import CredentialsUnavailable, InvalidTenantId
 from tenantscope._policy import AssumeRoleRequest, assume_role_request
-from tests.conftest import REGION, ROLE_ARN, TABLE
+from tests.conftest import ROLE_ARN, policy_settings
 from tests.fakes import FakeClock
 
 OTHER_ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-other"
@@ -48,19 +48,6 @@ class SleepRecorder:
 
 def tag_settings(**overrides: Any) -> Settings:
     return Settings.load(environ={}, **{"role_arn": ROLE_ARN, **overrides})
-
-
-def policy_settings(**overrides: Any) -> Settings:
-    return Settings.load(
-        environ={},
-        **{
-            "role_arn": ROLE_ARN,
-            "region": REGION,
-            "tables": (TableSpec(TABLE, "pk"),),
-            "isolation": "session-policy",
-            **overrides,
-        },
-    )
 
 
 @pytest.fixture

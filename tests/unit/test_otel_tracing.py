@@ -30,12 +30,10 @@ from tenantscope import (
 from tenantscope._otel import XRAY_ANNOTATIONS
 from tenantscope._tracing import ANNOTATION_KEYS
 from tests.otel_capture import Captured, trace_id
+from tests.trace_ids import LAMBDA_PARENT, PRODUCER_PARENT, TRACE_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
-TRACE_ROOT = "1-5759e988-bd862e3fe1be46a994272793"
-LAMBDA_PARENT = "53995c3f42cd8ad8"
 PRODUCER_ROOT = "1-5759e988-00000000000000000000cafe"
-PRODUCER_PARENT = "00000000000000aa"
 
 
 def one(otel: Captured, name: str) -> ReadableSpan:

@@ -43,7 +43,7 @@ from tenantscope._policy import (
 )
 from tenantscope._replay import RETAIN_AFTER_EXPIRY_SECONDS
 from tenantscope._tenant_id import TENANT_ID_PATTERN, validate_tenant_id
-from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE
+from tests.conftest import BUCKET, REGION, ROLE_ARN, TABLE, policy_settings
 from tests.iam_eval import (
     TABLE_WIDE_ACTIONS,
     TENANT_TAG_VARIABLE,
@@ -432,18 +432,6 @@ def test_json_string_policies_are_accepted() -> None:
 
 
 # --- the tenant policies under both strategies -------------------------------------------------
-
-
-def policy_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "role_arn": ROLE_ARN,
-        "region": REGION,
-        "tables": (TableSpec(TABLE, "pk"),),
-        "buckets": (BUCKET,),
-        "isolation": "session-policy",
-    }
-    values.update(overrides)
-    return Settings.load(environ={}, **values)
 
 
 @dataclass(frozen=True)
