@@ -18,7 +18,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from tenantscope import Reason, StsRefused, StsThrottled, StsUnreachable, _credentials
+from tenantscope import ConfigurationError, Reason, StsRefused, StsThrottled, StsUnreachable, _credentials
 from tenantscope._aws import aws_client
 from tenantscope._config import Settings, get_settings
 from tenantscope._credentials import (
@@ -252,6 +252,45 @@ def test_concurrent_misses_for_one_tenant_make_one_sts_call() -> None:
     assert len(sts.requests) == 1
     assert all(credentials is results[0] for credentials in results)
     assert all_missed, "not every thread missed the cache while STS was in flight"
+
+
+def test_a_configuration_error_is_each_callers_own_never_a_wait_for_sts(
+    monkeypatch: pytest.MonkeyPatch, make_vendor: Any, sts: FakeSts
+) -> None:
+    # GIVEN settings without a role, and a first caller slow to find it out
+    vendor = make_vendor()
+    settings = tag_settings(role_arn="")
+    inside, release = threading.Event(), threading.Event()
+    real_request = _credentials.assume_role_request
+
+    def slow_request(tenant_id: str, settings: Settings) -> AssumeRoleRequest:
+        if threading.current_thread().name == "first":
+            inside.set()
+            # a guard against a deadlock if the vendor is broken, not a timing assertion
+            release.wait(timeout=30)
+        return real_request(tenant_id, settings)
+
+    monkeypatch.setattr(_credentials, "assume_role_request", slow_request)
+    errors: dict[str, BaseException] = {}
+
+    def call() -> None:
+        try:
+            vendor.credentials_for("acme", settings)
+        except BaseException as error:
+            errors[threading.current_thread().name] = error
+
+    first = threading.Thread(target=call, name="first")
+    first.start()
+    assert inside.wait(timeout=30)
+    # WHEN a second caller misses while the first is still at it
+    call()
+    release.set()
+    first.join(timeout=30)
+    # THEN each is told of the configuration, neither of an STS outage, and STS was never called
+    for error in errors.values():
+        assert isinstance(error, ConfigurationError) and error.reason is Reason.MISSING_SETTING
+    assert sorted(errors) == ["MainThread", "first"]
+    assert sts.requests == []
 
 
 def test_a_caller_that_missed_while_another_vended_takes_its_credentials(

@@ -225,6 +225,9 @@ class CredentialVendor:
         if cached is not None and cached.expiration - margin > self._clock():
             touch(self._cache, key)
             return cached
+        # Built by every caller that missed, not by the flight's leader alone: a configuration
+        # error (no role, a policy too large) is then each caller's own, never a wait for STS.
+        request = assume_role_request(tenant_id, settings)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached.expiration - margin > self._clock():
@@ -243,7 +246,7 @@ class CredentialVendor:
                 raise _again(flight.failure or StsUnreachable(Reason.STS_UNREACHABLE), "STS call failed")
             return flight.credentials
         try:
-            credentials = self._assume(assume_role_request(tenant_id, settings))
+            credentials = self._assume(request)
             flight.credentials = credentials
             with self._lock:
                 self._cache[key] = credentials
