@@ -43,6 +43,7 @@ from tests.template.conftest import (
     COMBINATIONS,
     EXTERNAL_AUDIENCE,
     EXTERNAL_ISSUER,
+    REGION,
     ROOT,
     Deployment,
     deployment_for,
@@ -465,6 +466,53 @@ def test_only_this_stacks_producer_sends_to_the_order_queue(deployment: Deployme
     # the worker still receives and deletes what arrives
     receive = {"aws:PrincipalArn": deployment.arn(roles[WORKER]), "aws:SecureTransport": "true"}
     assert decide(document, "sqs:ReceiveMessage", queue, receive) == "ImplicitDeny"
+
+
+CONSUMING = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+
+
+def test_only_the_worker_takes_messages_off_the_order_queue(deployment: Deployment) -> None:
+    # Another role of the account with SQS rights (another stack's worker has them on every
+    # queue) must not read orders, nor delete them unprocessed
+    document = _queue_policy(deployment)["PolicyDocument"]
+    queue = deployment.arn(_queue_of(_worker_mapping(deployment)))
+    roles = deployment.function_roles()
+
+    def decision(action: str, principal: str, resource: str = queue) -> str:
+        context = {"aws:PrincipalArn": principal, "aws:SecureTransport": "true"}
+        return decide(document, action, resource, context)
+
+    others = [deployment.arn(role) for function, role in roles.items() if function != WORKER]
+    for action in CONSUMING:
+        assert decision(action, deployment.arn(roles[WORKER])) == "ImplicitDeny"  # its own role allows it
+        for principal in [*others, f"arn:aws:iam::{ACCOUNT}:role/other-stack-worker"]:
+            assert decision(action, principal) == "ExplicitDeny", (action, principal)
+    # an operator may still read the dead-letter queue, to redrive it
+    dead_letters, operator = deployment.arn("OrderDeadLetterQueue"), f"arn:aws:iam::{ACCOUNT}:role/Admin"
+    assert decision("sqs:ReceiveMessage", operator, dead_letters) == "ImplicitDeny"
+
+
+def test_the_worker_role_consumes_no_queue_but_the_order_queue(deployment: Deployment) -> None:
+    # GIVEN the worker's role, to which SAM's SQS event source adds a managed policy that receives
+    # and deletes on every queue ("Resource": "*")
+    role = deployment.function_roles()[WORKER]
+    assert (
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+        in deployment.external_managed_policies(role)
+    )
+    # THEN its permissions boundary keeps it to the order queue, and leaves the rest to its policies
+    boundary = deployment.props(role)["PermissionsBoundary"]
+    assert set(boundary) == {"Ref"} and deployment.type_of(boundary["Ref"]) == "AWS::IAM::ManagedPolicy"
+    document = deployment.render(deployment.props(boundary["Ref"])["PolicyDocument"])
+    assert not deployment.props(boundary["Ref"]).get("Roles"), "a boundary, not a grant"
+    queue = deployment.arn(_queue_of(_worker_mapping(deployment)))
+    others = (deployment.arn("OrderDeadLetterQueue"), f"arn:aws:sqs:{REGION}:{ACCOUNT}:other-stack-orders")
+    for action in (*CONSUMING, "sqs:GetQueueAttributes"):
+        assert decide(document, action, queue) == "Allow"
+        for other in others:
+            assert decide(document, action, other) == "ExplicitDeny", (action, other)
+    tenant_role = deployment.arn(TENANT_ROLE)
+    assert decide(document, "sts:AssumeRole", tenant_role) == "Allow"
 
 
 def test_trusted_producers_are_added_to_the_senders() -> None:
