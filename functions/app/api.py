@@ -32,16 +32,26 @@ def reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+MAX_BODY_CHARS = 64 * 1024  # a record's JSON: far under DynamoDB's 400 KB item
+
+
 def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """The JSON object of the request body, or None. API Gateway base64-encodes a body it takes
     for binary (``isBase64Encoded``). Non-integral numbers are parsed as Decimal (boto3's DynamoDB
-    serializer refuses floats); NaN and Infinity, not JSON, are refused."""
+    serializer refuses floats); NaN and Infinity, not JSON, are refused, as is a body over
+    MAX_BODY_CHARS (base64 counted as sent)."""
     raw = event.get("body") or "{}"
+    if not isinstance(raw, str) or len(raw) > MAX_BODY_CHARS * 4 // 3 + 4:
+        return None
     try:
         if event.get("isBase64Encoded") is True:
             raw = base64.b64decode(raw, validate=True).decode("utf-8")
+        if len(raw) > MAX_BODY_CHARS:
+            return None
         body = json.loads(raw, parse_float=Decimal, parse_constant=reject_constant)
-    except (ValueError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+    # binascii.Error and UnicodeDecodeError are ValueErrors; a body nested a few thousand deep
+    # exhausts the parser's recursion
+    except (ValueError, TypeError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 
@@ -60,6 +70,8 @@ def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
     quantity = body.get("quantity")
     if item_id is None or type(quantity) is not int or not 0 < quantity <= 1000:
         return respond(400, {"message": "an order needs item_id and a quantity from 1 to 1000"})
+    if items.get("ITEM", item_id) is None:
+        return respond(404, {"message": "no such item"})
     order_id = uuid.uuid4().hex
     attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}
     if body.get("simulate_payment_failure") is True:
@@ -94,6 +106,16 @@ def download(key: str) -> dict[str, Any]:
     return respond(200, {"key": key, "url": files.download_url(key)})
 
 
+def list_items(event: dict[str, Any]) -> dict[str, Any]:
+    """A page of the tenant's items; ``next``, when there are more, is the ``after`` of the next page."""
+    raw_after = (event.get("queryStringParameters") or {}).get("after")
+    after = items.valid_id(raw_after)
+    if raw_after is not None and after is None:
+        return respond(400, {"message": "after must be an item id"})
+    page, next_after = items.list_page("ITEM", after=after)
+    return respond(200, {"items": page, **({"next": next_after} if next_after else {})})
+
+
 @api_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     route_key, raw_id = route(event)
@@ -102,11 +124,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return respond(400, {"message": "invalid id"})
 
     if route_key == "GET /items":
-        return respond(200, {"items": items.list_all("ITEM")})
+        return list_items(event)
     if route_key == "PUT /items/{id}" and record_id:
         body = parse_body(event)
         if body is None:
-            return respond(400, {"message": "body must be a JSON object"})
+            return respond(
+                400, {"message": f"body must be a JSON object of at most {MAX_BODY_CHARS} characters"}
+            )
+        why = items.unstorable(body)
+        if why is not None:
+            return respond(400, {"message": why})
         return respond(200, items.put("ITEM", record_id, body))
     if route_key == "GET /items/{id}" and record_id:
         found = items.get("ITEM", record_id)
@@ -114,7 +141,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if route_key == "DELETE /items/{id}" and record_id:
         # The attachment first: if that fails, the item is still there to be deleted again.
         files.delete(files.attachment_key(record_id))
-        return respond(204, {}) if items.delete("ITEM", record_id) else respond(404, {"message": "not found"})
+        if not items.delete("ITEM", record_id):
+            return respond(404, {"message": "not found"})
+        return {"statusCode": 204, "body": ""}
     if route_key == "POST /items/{id}/attachment" and record_id:
         return upload_attachment(record_id, parse_body(event))
     if route_key == "GET /items/{id}/attachment" and record_id:

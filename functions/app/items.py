@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.exceptions import ClientError
 
 from tenantscope import tenant_key, tenant_table
 
 RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NESTING = 32  # DynamoDB's limit for lists and maps inside an item
 
 
 def error_code(error: ClientError) -> str:
@@ -27,6 +30,34 @@ def table() -> Any:
 
 def valid_id(value: object) -> str | None:
     return value if isinstance(value, str) and RECORD_ID.fullmatch(value) else None
+
+
+def unstorable(value: Any, depth: int = 0) -> str | None:
+    """Why DynamoDB would refuse ``value`` (an item's attributes, parsed from JSON) as part of an
+    item, or None: a 400 for the client rather than a failed call. The caller bounds the size."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, from a "\ud800" escape
+            return "strings must be Unicode text"
+        return None
+    if isinstance(value, int | Decimal):
+        # What boto3's serializer refuses: more than 38 digits, or beyond 1E-130 .. 1E+126.
+        try:
+            DYNAMODB_CONTEXT.create_decimal(value)
+        except ArithmeticError:
+            return "numbers must fit DynamoDB's (38 digits, magnitude 1E-130 to 1E+126)"
+        return None
+    if isinstance(value, list | dict):
+        if depth == MAX_NESTING:
+            return f"lists and objects nest at most {MAX_NESTING} deep"
+        if isinstance(value, dict) and not all(name for name in value):
+            return "attribute names must not be empty"
+        values = value.values() if isinstance(value, dict) else value
+        return next((why for v in values if (why := unstorable(v, depth + 1))), None)
+    return f"unsupported value type {type(value).__name__}"
 
 
 def put(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -43,11 +74,22 @@ def get(kind: str, record_id: str, *, consistent: bool = False) -> dict[str, Any
     return public(item) if item else None
 
 
-def list_all(kind: str, limit: int = 100) -> list[dict[str, Any]]:
-    response = table().query(
-        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": tenant_key(kind)}, Limit=limit
-    )
-    return [public(item) for item in response.get("Items", [])]
+def list_page(
+    kind: str, *, after: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the tenant's records in id order, from the one after ``after``, and the id to
+    ask the next page after (None on the last page). A page holds at most ``limit`` records, and
+    fewer when they pass DynamoDB's 1 MB a page."""
+    params: dict[str, Any] = {
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": tenant_key(kind)},
+        "Limit": limit,
+    }
+    if after is not None:
+        params["ExclusiveStartKey"] = {"pk": tenant_key(kind), "sk": after}
+    response = table().query(**params)
+    last = response.get("LastEvaluatedKey")
+    return [public(item) for item in response.get("Items", [])], (last["sk"] if last else None)
 
 
 def delete(kind: str, record_id: str) -> bool:

@@ -19,29 +19,50 @@ class PaymentDeclined(LoggableError):
     """The (simulated) payment was declined: the reservation is released."""
 
 
+class InventoryBusy(LoggableError):
+    """Another transaction on the item ran at the same moment, or DynamoDB throttled: nothing was
+    reserved, and the state machine retries the reservation."""
+
+
+# Why DynamoDB cancels a transaction that a later attempt may commit.
+PASSING_REASONS = ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
+
+
 def cancellation_reasons(error: ClientError) -> list[str]:
     """The code of each item of a cancelled transaction, in order ("None" for one that passed)."""
     return [str(reason.get("Code")) for reason in error.response.get("CancellationReasons", [])]
 
 
 def update_stock_and_order(
-    order: dict[str, Any], *, stock: str, stock_if: str | None, hold: str, hold_if: str
+    order: dict[str, Any],
+    *,
+    stock: str,
+    stock_if: str,
+    hold: str,
+    hold_if: str,
+    stock_values: dict[str, Any] | None = None,
 ) -> None:
     """Change the item's stock and the order's hold on it in one transaction, ``:q`` being the
     order's quantity: both happen, or neither (TransactionCanceledException, with a reason per item)."""
     table = items.table()
 
-    def update(key: dict[str, str], expression: str, condition: str | None) -> dict[str, Any]:
-        change: dict[str, Any] = {"TableName": table.name, "Key": key, "UpdateExpression": expression}
-        change["ExpressionAttributeValues"] = {":q": order["quantity"]}
-        if condition:
-            change["ConditionExpression"] = condition
-        return {"Update": change}
+    def update(
+        key: dict[str, str], expression: str, condition: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": table.name,
+                "Key": key,
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": {":q": order["quantity"], **values},
+            }
+        }
 
     table.meta.client.transact_write_items(
         TransactItems=[
-            update({"pk": tenant_key("ITEM"), "sk": order["item_id"]}, stock, stock_if),
-            update({"pk": tenant_key("ORDER"), "sk": order["order_id"]}, hold, hold_if),
+            update({"pk": tenant_key("ITEM"), "sk": order["item_id"]}, stock, stock_if, stock_values or {}),
+            update({"pk": tenant_key("ORDER"), "sk": order["order_id"]}, hold, hold_if, {}),
         ]
     )
 
@@ -71,6 +92,8 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
             pass  # reserved by an earlier attempt of this task
         elif stock == "ConditionalCheckFailed":
             raise InsufficientStock(f"not enough stock of item {order['item_id']}") from None
+        elif stock in PASSING_REASONS or held in PASSING_REASONS:
+            raise InventoryBusy(f"item {order['item_id']} busy ({stock}, {held})") from None
         else:
             raise
     return {"item_id": order["item_id"], "quantity": order["quantity"]}
@@ -101,6 +124,20 @@ def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"status": "COMPLETED", "receipt": key}
 
 
+def end_hold(order: dict[str, Any]) -> None:
+    """Record the order's hold as released without giving its stock back (once: a retry finds none)."""
+    try:
+        items.table().update_item(
+            Key={"pk": tenant_key("ORDER"), "sk": order["order_id"]},
+            UpdateExpression="SET released = :q REMOVE reserved",
+            ConditionExpression="attribute_exists(reserved)",
+            ExpressionAttributeValues={":q": order["quantity"]},
+        )
+    except ClientError as error:
+        if items.error_code(error) != "ConditionalCheckFailedException":
+            raise
+
+
 @sfn_task
 def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
     """Compensation for any failure after the order started, from what the order records rather
@@ -113,15 +150,23 @@ def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
         update_stock_and_order(
             order,
             stock="SET stock = stock + :q",
-            stock_if=None,
+            stock_if="attribute_type(stock, :number)",
+            stock_values={":number": "N"},
             hold="SET released = :q REMOVE reserved",
             hold_if="attribute_exists(reserved)",
         )
     except ClientError as error:
-        nothing_held = cancellation_reasons(error)[1:] == ["ConditionalCheckFailed"]
-        if items.error_code(error) != "TransactionCanceledException" or not nothing_held:
+        if items.error_code(error) != "TransactionCanceledException":
             raise
-        # The order holds no stock: it never reserved any, or an earlier attempt released it.
+        stock, held = cancellation_reasons(error)
+        if held == "ConditionalCheckFailed":
+            pass  # The order holds no stock: it never reserved any, or an earlier attempt released it.
+        elif stock == "ConditionalCheckFailed":
+            # The tenant deleted the item, or rewrote it without a stock, while the order held
+            # some: there is nothing to give it back to, and the hold ends all the same.
+            end_hold(order)
+        else:
+            raise
     files.delete(files.receipt_key(order["order_id"]))
     stored = items.get("ORDER", order["order_id"], consistent=True) or {}
     output: dict[str, Any] = {"released": "released" in stored}

@@ -101,6 +101,75 @@ def test_a_body_with_fractional_numbers_is_stored_as_numbers_and_read_back(aws: 
     assert aws.invoke("ApiFunction", event)["statusCode"] == 400
 
 
+def raw_put(aws: LocalAws, raw_body: str, item_id: str = "widget") -> dict[str, Any]:
+    """PUT /items/<item_id> with ``raw_body`` as sent, not re-serialized."""
+    event = http_api_event(
+        ISSUER.token("acme"),
+        method="PUT",
+        path=f"/items/{item_id}",
+        route="/items/{id}",
+        path_parameters={"id": item_id},
+    )
+    event["body"] = raw_body
+    response: dict[str, Any] = aws.invoke("ApiFunction", event)
+    return response
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "why"),
+    [
+        ("[" * 5000 + "]" * 5000, "body must be a JSON object"),  # deeper than the parser recurses
+        ('{"a": "' + "x" * 70_000 + '"}', "at most 65536 characters"),
+        (nested(32), "nest at most 32 deep"),  # the item's object is the first level
+        ('{"n": 1' + "0" * 50 + "}", "numbers must fit"),  # more than 38 digits
+        ('{"n": 1e500}', "numbers must fit"),
+        ('{"n": 1e-200}', "numbers must fit"),
+        ('{"n": 1.00000000000000000000000000000000000000001}', "numbers must fit"),
+        ('{"name": "\\ud800"}', "strings must be Unicode text"),
+        ('{"": 1}', "attribute names must not be empty"),
+        ('{"a": {"": 1}}', "attribute names must not be empty"),
+    ],
+    ids=[
+        "nested 5000 deep",
+        "over 64 Ki characters",
+        "nested 33 deep",
+        "51 digits",
+        "too large",
+        "too small",
+        "41 digits of precision",
+        "a lone surrogate",
+        "an empty name",
+        "an empty name inside",
+    ],
+)
+def test_an_item_dynamodb_could_not_store_is_refused_with_the_reason(
+    aws: LocalAws, raw_body: str, why: str
+) -> None:
+    answer = raw_put(aws, raw_body)
+    assert answer["statusCode"] == 400, answer
+    assert why in body(answer)["message"]
+    assert aws.http("GET", "/items/widget", ISSUER.token("acme"))["statusCode"] == 404  # nothing stored
+
+
+def test_an_item_at_each_bound_is_stored_as_sent(aws: LocalAws) -> None:
+    # the deepest nesting, the most digits, the extreme magnitudes, and the longest body
+    deepest, most_digits = "[" * 31 + "]" * 31, "1" * 38
+    magnitudes = '"big": 9.9999999999999999999999999999999999999E+125, "small": 1E-130'
+    at_bounds = f'{{"a": {deepest}, "n": {most_digits}, {magnitudes}'
+    padding = 65_536 - len(at_bounds) - len(', "pad": ""}')
+    raw_body = at_bounds + ', "pad": "' + "x" * padding + '"}'
+    assert len(raw_body) == 65_536
+    answer = raw_put(aws, raw_body)
+    assert answer["statusCode"] == 200, answer
+    stored = body(aws.http("GET", "/items/widget", ISSUER.token("acme")))
+    assert stored["n"] == int("1" * 38) and len(stored["pad"]) == padding
+    assert json.dumps(stored["a"]) == "[" * 31 + "]" * 31
+
+
 def test_an_order_completes_and_a_redelivered_message_changes_nothing(aws: LocalAws) -> None:
     order_id, event = place_order(aws)
     assert deliver(aws, event) == []
@@ -226,6 +295,79 @@ def test_a_task_that_fails_after_it_wrote_leaves_the_order_failed_and_its_stock_
     assert "reserved" not in stored
 
 
+def test_an_order_for_an_item_the_tenant_does_not_have_is_refused(aws: LocalAws) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", ISSUER.token("globex"), {"stock": 5})["statusCode"] == 200
+    answer = aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 1})  # globex's, not acme's
+    assert (answer["statusCode"], body(answer)) == (404, {"message": "no such item"})
+    assert aws.receive(WORKER) == []  # no order was sent
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten without a stock"])
+def test_an_order_whose_item_changed_while_it_held_stock_still_fails_cleanly(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    # GIVEN an order that reserved 2 widgets, whose item the tenant then deletes or rewrites
+    import app.tasks  # importable once the local AWS put functions/ on sys.path
+
+    real_reserve = app.tasks.reserve_inventory
+    acme = ISSUER.token("acme")
+
+    def reserve_then_change_the_item(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        result: dict[str, Any] = real_reserve(event, context)
+        if change == "deleted":
+            assert aws.http("DELETE", "/items/widget", acme)["statusCode"] == 204
+        else:
+            assert aws.http("PUT", "/items/widget", acme, {"name": "widget"})["statusCode"] == 200
+        return result
+
+    monkeypatch.setattr(app.tasks, "reserve_inventory", reserve_then_change_the_item)
+    # WHEN its payment fails, so that the compensation gives back what the order holds
+    order_id, event = place_order(aws, simulate_payment_failure=True)
+    assert deliver(aws, event) == []
+    execution = aws.wait_for_executions()[order_id]
+    # THEN the order fails as any other, its hold ended, and the item is left as the tenant made it
+    assert (execution["status"], execution.get("error")) == ("FAILED", "OrderFailed")
+    stored = body(aws.http("GET", f"/orders/{order_id}", acme))
+    assert (stored["status"], stored["released"]) == ("FAILED", 2) and "reserved" not in stored
+    item = aws.http("GET", "/items/widget", acme)
+    if change == "deleted":
+        assert item["statusCode"] == 404  # not brought back by the stock it held
+    else:
+        assert body(item) == {"name": "widget", "id": "widget"}
+
+
+def test_a_reservation_that_met_another_transaction_is_retried(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a reservation whose first transaction DynamoDB cancels for a conflict with another
+    # order's on the same item (moto does not run transactions concurrently: the answer is made)
+    from botocore.exceptions import ClientError
+
+    import app.tasks  # importable once the local AWS put functions/ on sys.path
+
+    real_update = app.tasks.update_stock_and_order
+    attempts: list[str] = []
+
+    def conflicts_once(order: dict[str, Any], **change: Any) -> None:
+        attempts.append(change["stock"])
+        if len(attempts) == 1:
+            reasons = [{"Code": "TransactionConflict"}, {"Code": "None"}]
+            answer = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}
+            raise ClientError(answer, "TransactWriteItems")
+        real_update(order, **change)
+
+    monkeypatch.setattr(app.tasks, "update_stock_and_order", conflicts_once)
+    # WHEN the order goes through the state machine
+    order_id, event = place_order(aws)
+    assert deliver(aws, event) == []
+    execution = aws.wait_for_executions()[order_id]
+    # THEN the reservation is retried (InventoryBusy) rather than the order failed
+    assert execution["status"] == "SUCCEEDED", execution
+    assert attempts == ["SET stock = stock - :q"] * 2
+    assert body(aws.http("GET", "/items/widget", ISSUER.token("acme")))["stock"] == 3
+
+
 def reserve_event(aws: LocalAws, order_id: str) -> dict[str, Any]:
     """The event ReserveInventory gets for acme's order of 2 widgets, in the execution named by it."""
     machine = aws.physical["OrderStateMachine"]["Arn"]
@@ -255,6 +397,31 @@ def test_a_reservation_retried_after_it_committed_takes_the_stock_once(aws: Loca
         aws.invoke("ReserveInventoryFunction", reserve_event(aws, other))
     assert type(refused.value).__name__ == "InsufficientStock"
     assert "reserved" not in body(aws.http("GET", f"/orders/{other}", acme))
+
+
+def test_items_are_listed_a_page_at_a_time(aws: LocalAws) -> None:
+    # GIVEN 101 items, one more than a page
+    with tenant_scope("acme"), tenant_table(aws.physical["AppTable"]["Ref"]).batch_writer() as batch:
+        for n in range(101):
+            batch.put_item(Item={"pk": tenant_key("ITEM"), "sk": f"item-{n:03}"})
+    token = ISSUER.token("acme")
+
+    def page(after: str | None = None) -> dict[str, Any]:
+        event = http_api_event(token, path="/items", route="/items")
+        if after is not None:
+            event["queryStringParameters"] = {"after": after}
+        response: dict[str, Any] = aws.invoke("ApiFunction", event)
+        return response
+
+    # WHEN the tenant lists them, THEN the first page ends with where the next begins
+    first = body(page())
+    assert [i["id"] for i in first["items"]] == [f"item-{n:03}" for n in range(100)]
+    assert first["next"] == "item-099"
+    last = body(page(first["next"]))
+    assert last == {"items": [{"id": "item-100"}]}  # no next: the last page
+    assert page("not an id!")["statusCode"] == 400
+    # another tenant's list is its own, empty
+    assert body(aws.http("GET", "/items", ISSUER.token("globex"))) == {"items": []}
 
 
 def sam_generated_http_api_event() -> dict[str, Any]:
@@ -359,7 +526,8 @@ def test_deleting_an_item_deletes_its_attachment(aws: LocalAws) -> None:
     form = body(aws.http("POST", "/items/widget/attachment", token, {"content_type": "image/png"}))
     assert requests.post(form["url"], data=form["fields"], files={"file": ("a.png", b"png")}).ok
     assert aws.http("GET", "/items/widget/attachment", token)["statusCode"] == 200
-    assert aws.http("DELETE", "/items/widget", token)["statusCode"] == 204
+    deleted = aws.http("DELETE", "/items/widget", token)
+    assert (deleted["statusCode"], deleted["body"]) == (204, "")  # no content, as 204 says
     assert aws.http("GET", "/items/widget/attachment", token)["statusCode"] == 404
     with tenant_scope("acme"):
         assert tenant_bucket(aws.physical["FilesBucket"]["Ref"]).list() == []
