@@ -70,9 +70,9 @@ def update_stock_and_order(
 @sfn_task
 def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
     """Take the order's quantity from the item's stock and record it on the order (``reserved``),
-    in one transaction. A retry after the function failed once it had committed (a timeout) finds
-    the order holding its stock and takes none again; ReleaseInventory gives back what the order
-    holds, whether or not this task returned."""
+    in one transaction. A retry of an attempt that committed but whose answer was lost (the state
+    machine retries Lambda's service errors) finds the order holding its stock and takes none
+    again; ReleaseInventory gives back what the order holds, whether or not this task returned."""
     order = payload["input"]
     try:
         update_stock_and_order(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tenantscope._cache import ProcessCache, reset_process_state
+from tenantscope._cache import ProcessCache, ProcessValue, reset_process_state
 
 
 def test_a_value_is_built_once_and_the_least_recently_used_is_dropped() -> None:
@@ -44,9 +44,13 @@ def test_stored_results_are_looked_up_discarded_and_bounded() -> None:
     assert len(cache) == 1
 
 
-def test_reset_process_state_empties_every_cache() -> None:
+def test_reset_process_state_empties_every_cache_and_value() -> None:
     cache: ProcessCache[str, int] = ProcessCache()
     cache.store("a", 1)
     cache.get("b", lambda: 2)
+    value: ProcessValue[list[int]] = ProcessValue()
+    first = value.get(lambda: [1])
     reset_process_state()
     assert len(cache) == 0
+    assert value.peek() is None
+    assert value.get(lambda: [2]) == [2] and value.peek() is not first  # built again, as in a new container
