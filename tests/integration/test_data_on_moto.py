@@ -8,6 +8,7 @@ tested as data in tests/unit/test_policy.py and on real AWS in tests/aws/.
 from __future__ import annotations
 
 import json
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,11 +29,14 @@ from tenantscope import (
     tenant_session,
     tenant_table,
 )
+from tenantscope._config import get_settings
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
-from tenantscope.testing import LocalIssuer, reset_process_state
+from tenantscope._keyring import SecretsManagerKeyRing
+from tenantscope.testing import KEY_ID, RING_DOCUMENT, LocalIssuer, reset_process_state
 from tests.conftest import REGION, ROLE_ARN, TABLE, LambdaContext, http_api_event
 from tests.integration.conftest import assumed_roles
+from tests.leaks import assert_no_secret_in
 
 
 def test_each_tenant_reads_and_writes_only_its_own_partition(sts_vendor: CredentialVendor) -> None:
@@ -225,6 +229,27 @@ def test_an_upsert_cannot_file_an_item_in_another_tenants_partition_of_an_invert
             IndexName="by-sk", KeyConditionExpression=Key("sk").eq(tenant_key("ORDER", "1"))
         )
         assert [item["note"] for item in own["Items"]] == ["from acme"]
+
+
+def test_at_debug_level_no_credential_or_key_reaches_botocores_log_lines(
+    sts_vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a function whose log level is DEBUG (Lambda's ApplicationLogLevel), whose key ring is
+    # in Secrets Manager
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="ring", SecretString=json.dumps(RING_DOCUMENT)
+    )
+    caplog.set_level(logging.DEBUG)
+    # WHEN a tenant's credentials are vended and used, and the ring is read
+    with tenant_scope("acme"):
+        tenant_table(TABLE).put_item(Item={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+        tenant_table(TABLE).get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+    credentials = sts_vendor.credentials_for("acme", get_settings())  # the ones cached above
+    assert SecretsManagerKeyRing("ring", region=REGION).active_key_id() == KEY_ID
+    # THEN botocore did log at DEBUG, and no line holds the credentials or the signing key
+    assert any(r.name.startswith("botocore.") and r.levelno == logging.DEBUG for r in caplog.records)
+    secrets = [credentials.secret_access_key, credentials.session_token, *RING_DOCUMENT["keys"].values()]
+    assert_no_secret_in(caplog.text, secrets, "logs")
 
 
 def test_session_policy_strategy_sends_the_policy_to_sts(
