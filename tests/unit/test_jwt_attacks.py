@@ -124,8 +124,9 @@ class Api:
         assert response["statusCode"] == status
         message = "Unauthorized" if status == 401 else "Forbidden"
         headers = {"Content-Type": "application/json"}
-        if status == 401:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        if status == 401:  # RFC 6750 3.1: no error code for a request without any token
+            no_token = reason is Reason.MISSING_TOKEN
+            headers["WWW-Authenticate"] = "Bearer" if no_token else 'Bearer error="invalid_token"'
         # nothing else: no reason, no claim, no token
         assert response == {
             "statusCode": status,

@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from ._config import Settings
 from ._credentials import CredentialVendor
-from ._errors import Unauthorized
+from ._errors import Reason, Unauthorized
 from ._jwt import JwksCache
 from ._pipeline import Outcome, Pipeline, Refused, Success, Unavailable
 from ._resolve import resolve_api_event
@@ -44,7 +44,9 @@ def _answer(outcome: Outcome[Any]) -> Any:
         case Success(value=value):
             return value
         case Refused(error=error) if isinstance(error, Unauthorized):
-            return _response(401, "Unauthorized", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            # RFC 6750 3.1: a request with no credentials at all gets the challenge, no error code.
+            challenge = "Bearer" if error.reason is Reason.MISSING_TOKEN else 'Bearer error="invalid_token"'
+            return _response(401, "Unauthorized", {"WWW-Authenticate": challenge})
         case Refused():
             return _response(403, "Forbidden")
         case Unavailable():
