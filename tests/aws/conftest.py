@@ -1,6 +1,7 @@
 """Fixtures for the suite that runs against a real deployment of template.yaml.
 
-It runs only when both are given, and is skipped otherwise, with a reason that says what is missing:
+It is skipped, saying how to run it, unless ``TENANTSCOPE_STACK_NAME`` is set; once it is, the suite runs
+against that stack or fails saying what is missing (credentials, a region, an endpoint that is not AWS):
 
 - ``TENANTSCOPE_STACK_NAME``: the name of a deployed stack (``sam deploy``), e.g. ``tenantscope-dev``;
 - real AWS credentials for the stack's account, in the usual places (``AWS_PROFILE``, ``AWS_ACCESS_KEY_ID``
@@ -8,11 +9,14 @@ It runs only when both are given, and is skipped otherwise, with a reason that s
 
 The caller reads the stack with ``cloudformation:DescribeStacks`` (and, unless ``TENANTSCOPE_ISOLATION`` is
 set, ``cloudformation:ListStackResources`` and ``lambda:GetFunctionConfiguration`` to read the deployed
-isolation strategy), then assumes the stack's tenant role. The tenant role's trust policy admits ONLY
-this stack's function roles, so the identity that assumes it must be one of them, or a role you add to
-that trust policy for testing: set ``TENANTSCOPE_TEST_ROLE_ARN`` to such a role and the suite first
-assumes it with the caller's credentials. Nothing is created but a few items under fresh tenant ids,
-which are deleted again.
+isolation strategy), then assumes the stack's tenant role. The tenant role's trust policy admits only
+this stack's function roles and the roles its ``IsolationTestRoleArns`` parameter names (a development
+stack's only: a prod stack refuses any). So deploy the stack with one
+(``sam deploy --parameter-overrides IsolationTestRoleArns=<a role's ARN> ...``), set
+``TENANTSCOPE_TEST_ROLE_ARN`` to that role, and run with credentials that may assume it: the suite
+first assumes it, then the tenant role from it. Nothing is created but a few items and objects under fresh
+tenant ids, which are deleted again (an object's noncurrent version and delete marker stay until the
+bucket's lifecycle rule expires them, 7 days).
 
 This conftest overrides the root ``tenantscope_env`` fixture: that one replaces the AWS credentials
 in the environment with fakes for the unit tests, and this suite needs the caller's own.
@@ -36,9 +40,9 @@ ISOLATION_ENV = "TENANTSCOPE_ISOLATION"
 TEST_ROLE_ENV = "TENANTSCOPE_TEST_ROLE_ARN"
 
 HOW_TO_RUN = (
-    f"to run it, set {STACK_ENV}=<a deployed tenantscope stack> and provide real AWS credentials and "
-    f"AWS_REGION for that stack's account; the tenant role trusts only the stack's function roles, so run "
-    f"as one of them or add a test role to its trust policy and set {TEST_ROLE_ENV}=<that role's ARN>"
+    f"to run it, deploy a development stack with IsolationTestRoleArns=<a test role's ARN>, set "
+    f"{STACK_ENV}=<that stack> and {TEST_ROLE_ENV}=<that role's ARN>, and provide real AWS credentials "
+    f"that may assume the role, and AWS_REGION, for that stack's account"
 )
 
 
@@ -63,33 +67,36 @@ class Target:
         return self.session.client(service, region_name=self.region)
 
 
-def _skip(reason: str) -> NoReturn:
-    pytest.skip(f"real-AWS suite skipped: {reason}; {HOW_TO_RUN}")
+def _cannot_run(reason: str) -> NoReturn:
+    """Asked to run (a stack is named) but unable to: a failure, never a skip that reads as a pass."""
+    pytest.fail(f"real-AWS suite cannot run: {reason}; {HOW_TO_RUN}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def aws_target() -> Target:
-    """The stack named by TENANTSCOPE_STACK_NAME with the caller's credentials, or skip saying why."""
+    """The stack named by TENANTSCOPE_STACK_NAME with the caller's credentials. Without a stack
+    name the suite is skipped; with one, whatever keeps it from running fails it, saying why."""
     stack_name = os.environ.get(STACK_ENV, "").strip()
     if not stack_name:
-        _skip(f"{STACK_ENV} is not set")
+        pytest.skip(f"real-AWS suite skipped: {STACK_ENV} is not set; {HOW_TO_RUN}")
     endpoints = sorted(name for name in os.environ if name.startswith("AWS_ENDPOINT_URL"))
     if endpoints:
-        _skip(f"{', '.join(endpoints)} is set, so AWS calls would not reach real AWS")
+        _cannot_run(f"{', '.join(endpoints)} is set, so AWS calls would not reach real AWS")
     try:
         session = boto3.Session()
         credentials = session.get_credentials()
     except BotoCoreError as error:
-        _skip(f"the AWS credentials could not be loaded ({type(error).__name__})")
+        _cannot_run(f"the AWS credentials could not be loaded ({type(error).__name__})")
     if credentials is None:
-        _skip("no AWS credentials were found")
-    # botocore reads AWS_DEFAULT_REGION and the profile; Lambda, CodeBuild and the docs use AWS_REGION.
-    region = session.region_name or os.environ.get("AWS_REGION", "").strip()
+        _cannot_run("no AWS credentials were found")
+    # botocore reads AWS_DEFAULT_REGION and the profile only; the instructions say AWS_REGION, which
+    # therefore comes first.
+    region = os.environ.get("AWS_REGION", "").strip() or session.region_name
     if not region:
-        _skip("no AWS region is configured (set AWS_REGION to the stack's region)")
+        _cannot_run("no AWS region is configured (set AWS_REGION to the stack's region)")
     try:
         identity = session.client("sts", region_name=region).get_caller_identity()
     except (BotoCoreError, ClientError) as error:
         code = error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
-        _skip(f"STS did not accept the AWS credentials ({code})")
+        _cannot_run(f"STS did not accept the AWS credentials ({code})")
     return Target(stack_name, region, session, identity["Arn"])

@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tenantscope import tenant_bucket, tenant_scope
@@ -147,8 +148,8 @@ def tenant_sessions(stack: Stack) -> dict[str, Any]:
         except ClientError as error:
             pytest.fail(
                 f"cannot assume {stack.tenant_role_arn} ({_error_code(error)}): its trust policy admits only "
-                f"the stack's function roles; run as one of them, or add a test role to the trust policy "
-                f"(with sts:AssumeRole, sts:TagSession, sts:SetSourceIdentity) and set {TEST_ROLE_ENV}"
+                f"the stack's function roles and its IsolationTestRoleArns; deploy the stack with a test "
+                f"role there and set {TEST_ROLE_ENV} to it"
             )
         sessions[label] = boto3.Session(
             aws_access_key_id=credentials["AccessKeyId"],
@@ -165,13 +166,18 @@ def _key(label: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def probe_items(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[None]:
-    """Each tenant writes one item under its own keys, and deletes it at the end."""
-    for label, session in tenant_sessions.items():
-        item = {**_key(label), "owner": {"S": TENANTS[label]}}
-        session.client("dynamodb").put_item(TableName=stack.table, Item=item)
-    yield
-    for label, session in tenant_sessions.items():
-        session.client("dynamodb").delete_item(TableName=stack.table, Key=_key(label))
+    """Each tenant writes one item under its own keys, and deletes it at the end (also when a later
+    tenant's write failed: what was written is deleted)."""
+    written = []
+    try:
+        for label, session in tenant_sessions.items():
+            item = {**_key(label), "owner": {"S": TENANTS[label]}}
+            session.client("dynamodb").put_item(TableName=stack.table, Item=item)
+            written.append(label)
+        yield
+    finally:
+        for label in written:
+            tenant_sessions[label].client("dynamodb").delete_item(TableName=stack.table, Key=_key(label))
 
 
 def _owner(stack: Stack, session: Any, label: str) -> str | None:
@@ -263,12 +269,19 @@ def _object(label: str, name: str = f"aws-probe-{RUN}.txt") -> str:
 @pytest.fixture(scope="session")
 def probe_objects(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[None]:
     """Each tenant writes one object under its own prefix, and deletes it at the end (the bucket's
-    lifecycle rule expires the noncurrent version: the tenant role may not delete versions)."""
-    for label, session in tenant_sessions.items():
-        session.client("s3").put_object(Bucket=stack.bucket, Key=_object(label), Body=TENANTS[label].encode())
-    yield
-    for label, session in tenant_sessions.items():
-        session.client("s3").delete_object(Bucket=stack.bucket, Key=_object(label))
+    lifecycle rule expires the noncurrent version: the tenant role may not delete versions), also
+    when a later tenant's write failed."""
+    written = []
+    try:
+        for label, session in tenant_sessions.items():
+            session.client("s3").put_object(
+                Bucket=stack.bucket, Key=_object(label), Body=TENANTS[label].encode()
+            )
+            written.append(label)
+        yield
+    finally:
+        for label in written:
+            tenant_sessions[label].client("s3").delete_object(Bucket=stack.bucket, Key=_object(label))
 
 
 def _s3_denied(call: Callable[[], Any]) -> None:
@@ -379,7 +392,9 @@ def test_bucket_acl_and_version_operations_are_access_denied(
 def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_tls(
     stack: Stack, tenant_sessions: dict[str, Any]
 ) -> None:
-    s3 = tenant_sessions["A"].client("s3")
+    # SigV4, as the layer presigns: botocore would sign a presigned URL with SigV2 in the regions
+    # that once took it, which a bucket made today refuses whoever signs
+    s3 = tenant_sessions["A"].client("s3", config=Config(signature_version="s3v4"))
 
     def presign(key: str) -> str:
         url: str = s3.generate_presigned_url(
@@ -388,6 +403,7 @@ def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_
         return url
 
     own = presign(_object("A"))
+    assert "X-Amz-Signature=" in own
     assert _http_status(own) == 200
     assert _http_status(presign(_object("B"))) == 403
     assert own.startswith("https://")

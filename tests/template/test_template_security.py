@@ -601,6 +601,30 @@ def test_the_tenant_role_trusts_exactly_this_stacks_function_roles(deployment: D
     assert {"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"} <= actions
 
 
+def test_isolation_test_roles_are_trusted_as_the_functions_are_and_never_in_prod() -> None:
+    # GIVEN a development stack deployed with a role for tests/aws
+    tester = f"arn:aws:iam::{ACCOUNT}:role/isolation-tester"
+    parameters = {**parameter_values("session-tags", False), "IsolationTestRoleArns": tester}
+    deployment = Deployment("session-tags", False, "kms", resolve(transform_template(parameters), parameters))
+    statements = as_list(deployment.props(TENANT_ROLE)["AssumeRolePolicyDocument"]["Statement"])
+    functions, (testers,) = statements[:1], statements[1:]
+    # THEN the tenant role trusts it, with the functions' actions and tag rule, and nothing more
+    assert functions == as_list(
+        deployment_for("session-tags", False).props(TENANT_ROLE)["AssumeRolePolicyDocument"]["Statement"]
+    )
+    assert deployment.render(testers["Principal"]) == {"AWS": [tester]}
+    assert {k: v for k, v in testers.items() if k not in ("Sid", "Principal")} == {
+        k: v for k, v in functions[0].items() if k not in ("Sid", "Principal")
+    }
+    # and a prod stack refuses one before creating anything
+    template = sam_template()
+    assert rule_violations(template, {**parameters, "Stage": "prod"}) == [
+        "NoIsolationTestRolesInProd: A prod stack's tenant role trusts its functions only "
+        "(IsolationTestRoleArns must be empty)."
+    ]
+    assert not rule_violations(template, {**parameter_values("session-tags", False), "Stage": "prod"})
+
+
 def test_the_tenant_role_never_gets_scan_partiql_wildcards_or_bucket_wide_access(
     deployment: Deployment,
 ) -> None:
