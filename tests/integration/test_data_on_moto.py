@@ -231,7 +231,7 @@ def test_an_upsert_cannot_file_an_item_in_another_tenants_partition_of_an_invert
         assert [item["note"] for item in own["Items"]] == ["from acme"]
 
 
-def test_at_debug_level_no_credential_or_key_reaches_botocores_log_lines(
+def test_at_debug_level_no_credential_key_or_item_reaches_a_log_line(
     sts_vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a function whose log level is DEBUG (Lambda's ApplicationLogLevel), whose key ring is
@@ -241,15 +241,17 @@ def test_at_debug_level_no_credential_or_key_reaches_botocores_log_lines(
     )
     caplog.set_level(logging.DEBUG)
     # WHEN a tenant's credentials are vended and used, and the ring is read
+    item_text = "acme's private note"
     with tenant_scope("acme"):
-        tenant_table(TABLE).put_item(Item={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+        tenant_table(TABLE).put_item(Item={"pk": tenant_key("ITEM", "1"), "sk": "A", "note": item_text})
         tenant_table(TABLE).get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+        tenant_table(TABLE).query(KeyConditionExpression=Key("pk").eq(tenant_key("ITEM", "1")))
     credentials = sts_vendor.credentials_for("acme", get_settings())  # the ones cached above
     assert SecretsManagerKeyRing("ring", region=REGION).active_key_id() == KEY_ID
-    # THEN botocore did log at DEBUG, and no line holds the credentials or the signing key
+    # THEN botocore did log at DEBUG, and no line holds the credentials, the signing key or the item
     assert any(r.name.startswith("botocore.") and r.levelno == logging.DEBUG for r in caplog.records)
     secrets = [credentials.secret_access_key, credentials.session_token, *RING_DOCUMENT["keys"].values()]
-    assert_no_secret_in(caplog.text, secrets, "logs")
+    assert_no_secret_in(caplog.text, [*secrets, item_text], "logs")
 
 
 def test_session_policy_strategy_sends_the_policy_to_sts(

@@ -43,9 +43,9 @@ def _config(attempts: int) -> Any:
 def _new_session() -> Any:
     import boto3  # lazily: ~110 ms, paid only by code that calls AWS
 
-    from ._logging import drop_botocore_payload_lines
+    from ._logging import drop_aws_payload_lines
 
-    drop_botocore_payload_lines()  # before the first call: its DEBUG lines would hold credentials
+    drop_aws_payload_lines()  # before the first call: its DEBUG lines would hold credentials
     return boto3.session.Session()
 
 

@@ -33,13 +33,13 @@ from ._context import active_scope
 L = TypeVar("L")
 
 __all__ = [
-    "BOTOCORE_PAYLOAD_LOGGERS",
+    "AWS_PAYLOAD_LOGGERS",
     "LOG_FIELD_NAMES",
     "TenantJsonFormatter",
     "TenantLogFilter",
     "add_tenant_fields",
     "configure_logging",
-    "drop_botocore_payload_lines",
+    "drop_aws_payload_lines",
     "install_log_filter",
     "tenant_fields_processor",
     "tenant_log_fields",
@@ -158,10 +158,18 @@ def install_log_filter(logger: logging.Logger | None = None) -> None:
             handler.addFilter(_FILTER)
 
 
-# botocore's loggers whose DEBUG lines print what it sends and receives: the canonical request
-# and signed headers (a session token), request parameters, and response bodies (AssumeRole's
-# credentials, a Secrets Manager key ring, tenants' items). Lambda's log level DEBUG turns them on.
-BOTOCORE_PAYLOAD_LOGGERS = ("botocore.auth", "botocore.endpoint", "botocore.parsers")
+# The loggers whose DEBUG lines print what boto3 and botocore send and receive: botocore's the
+# canonical request and signed headers (a session token), request parameters and response bodies
+# (AssumeRole's credentials, a Secrets Manager key ring); boto3's resources and batch writer the
+# calls' parameters and answers (tenants' items). Lambda's log level DEBUG turns them on.
+AWS_PAYLOAD_LOGGERS = (
+    "botocore.auth",
+    "botocore.endpoint",
+    "botocore.parsers",
+    "boto3.resources.action",
+    "boto3.resources.collection",
+    "boto3.dynamodb.table",
+)
 
 
 class _AboveDebug(logging.Filter):
@@ -172,11 +180,11 @@ class _AboveDebug(logging.Filter):
 _ABOVE_DEBUG = _AboveDebug()
 
 
-def drop_botocore_payload_lines() -> None:
-    """Drop the DEBUG records of :data:`BOTOCORE_PAYLOAD_LOGGERS`, whatever the log level, so that
-    no credential or key reaches a log line even at DEBUG. Done once the process's boto3 session
-    is made, before any AWS call of tenantscope's."""
-    for name in BOTOCORE_PAYLOAD_LOGGERS:
+def drop_aws_payload_lines() -> None:
+    """Drop the DEBUG records of :data:`AWS_PAYLOAD_LOGGERS`, whatever the log level, so that no
+    credential, key or tenant item reaches a log line even at DEBUG. Done once the process's boto3
+    session is made, before any AWS call of tenantscope's."""
+    for name in AWS_PAYLOAD_LOGGERS:
         logger = logging.getLogger(name)
         if _ABOVE_DEBUG not in logger.filters:
             logger.addFilter(_ABOVE_DEBUG)
