@@ -41,7 +41,8 @@ def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
     serializer refuses floats); NaN and Infinity, not JSON, are refused, as is a body over
     MAX_BODY_CHARS (base64 counted as sent)."""
     raw = event.get("body") or "{}"
-    if not isinstance(raw, str) or len(raw) > MAX_BODY_CHARS * 4 // 3 + 4:
+    # Before decoding: base64 of the longest body's UTF-8 (at most 4 bytes a character).
+    if not isinstance(raw, str) or len(raw) > MAX_BODY_CHARS * 4 * 4 // 3 + 4:
         return None
     try:
         if event.get("isBase64Encoded") is True:
@@ -49,8 +50,8 @@ def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
         if len(raw) > MAX_BODY_CHARS:
             return None
         body = json.loads(raw, parse_float=Decimal, parse_constant=reject_constant)
-    # binascii.Error and UnicodeDecodeError are ValueErrors; a body nested a few thousand deep
-    # exhausts the parser's recursion
+    # binascii.Error and UnicodeDecodeError are ValueErrors; a body nested deep enough exhausts the
+    # parser's recursion (a few thousand levels on Python 3.11, tens of thousands on 3.13)
     except (ValueError, TypeError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
@@ -70,7 +71,7 @@ def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
     quantity = body.get("quantity")
     if item_id is None or type(quantity) is not int or not 0 < quantity <= 1000:
         return respond(400, {"message": "an order needs item_id and a quantity from 1 to 1000"})
-    if items.get("ITEM", item_id) is None:
+    if items.get("ITEM", item_id, consistent=True) is None:  # an item put a moment ago counts
         return respond(404, {"message": "no such item"})
     order_id = uuid.uuid4().hex
     attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}

@@ -38,26 +38,34 @@ def unstorable(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate, from a "\ud800" escape
-            return "strings must be Unicode text"
-        return None
+        return None if is_text(value) else "strings must be Unicode text"
     if isinstance(value, int | Decimal):
-        # What boto3's serializer refuses: more than 38 digits, or beyond 1E-130 .. 1E+126.
+        # DynamoDB's numbers: 38 significant digits, a magnitude from 1E-130 to under 1E+126 (boto3's
+        # serializer refuses more digits, but lets some magnitudes through that DynamoDB refuses).
         try:
-            DYNAMODB_CONTEXT.create_decimal(value)
+            number = DYNAMODB_CONTEXT.create_decimal(value)
         except ArithmeticError:
-            return "numbers must fit DynamoDB's (38 digits, magnitude 1E-130 to 1E+126)"
+            number = None
+        if number is None or (number != 0 and not -130 <= number.adjusted() <= 125):
+            return "numbers must fit DynamoDB's (38 digits, magnitude 1E-130 to under 1E+126)"
         return None
     if isinstance(value, list | dict):
         if depth == MAX_NESTING:
             return f"lists and objects nest at most {MAX_NESTING} deep"
-        if isinstance(value, dict) and not all(name for name in value):
-            return "attribute names must not be empty"
+        if isinstance(value, dict) and not all(name and is_text(name) for name in value):
+            return "attribute names must be non-empty Unicode text"
         values = value.values() if isinstance(value, dict) else value
         return next((why for v in values if (why := unstorable(v, depth + 1))), None)
     return f"unsupported value type {type(value).__name__}"
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8: not when it holds a lone surrogate (a "\\ud800" escape)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def put(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -78,18 +86,26 @@ def list_page(
     kind: str, *, after: str | None = None, limit: int = 100
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the tenant's records in id order, from the one after ``after``, and the id to
-    ask the next page after (None on the last page). A page holds at most ``limit`` records, and
-    fewer when they pass DynamoDB's 1 MB a page."""
+    ask the next page after, None when none is left. A page holds at most ``limit`` records, and
+    fewer when they pass DynamoDB's 1 MB a page (whose next page may then be empty)."""
     params: dict[str, Any] = {
         "KeyConditionExpression": "pk = :pk",
         "ExpressionAttributeValues": {":pk": tenant_key(kind)},
-        "Limit": limit,
+        # One more than the page: DynamoDB marks a page that reached its Limit as not the last
+        # even when nothing follows, and the one more tells.
+        "Limit": limit + 1,
     }
     if after is not None:
         params["ExclusiveStartKey"] = {"pk": tenant_key(kind), "sk": after}
     response = table().query(**params)
-    last = response.get("LastEvaluatedKey")
-    return [public(item) for item in response.get("Items", [])], (last["sk"] if last else None)
+    records = response.get("Items", [])
+    if len(records) > limit:
+        records = records[:limit]
+        next_after: str | None = records[-1]["sk"]
+    else:
+        last = response.get("LastEvaluatedKey")
+        next_after = last["sk"] if last else None
+    return [public(item) for item in records], next_after
 
 
 def delete(kind: str, record_id: str) -> bool:

@@ -24,8 +24,18 @@ class InventoryBusy(LoggableError):
     reserved, and the state machine retries the reservation."""
 
 
-# Why DynamoDB cancels a transaction that a later attempt may commit.
+# Why DynamoDB cancels a transaction, or refuses it whole, when a later attempt may commit it
+# (botocore has retried the refusals already).
 PASSING_REASONS = ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
+PASSING_ERRORS = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionInProgressException",
+)
+# The order's hold on the item's stock ends: what ReleaseInventory writes, once.
+END_HOLD = "SET released = :q REMOVE reserved"
+HOLDING = "attribute_exists(reserved)"
 
 
 def cancellation_reasons(error: ClientError) -> list[str]:
@@ -83,6 +93,8 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
             hold_if="attribute_exists(sk) AND attribute_not_exists(reserved)",
         )
     except ClientError as error:
+        if items.error_code(error) in PASSING_ERRORS:
+            raise InventoryBusy(f"item {order['item_id']} busy ({items.error_code(error)})") from None
         if items.error_code(error) != "TransactionCanceledException":
             raise
         stock, held = cancellation_reasons(error)
@@ -129,8 +141,8 @@ def end_hold(order: dict[str, Any]) -> None:
     try:
         items.table().update_item(
             Key={"pk": tenant_key("ORDER"), "sk": order["order_id"]},
-            UpdateExpression="SET released = :q REMOVE reserved",
-            ConditionExpression="attribute_exists(reserved)",
+            UpdateExpression=END_HOLD,
+            ConditionExpression=HOLDING,
             ExpressionAttributeValues={":q": order["quantity"]},
         )
     except ClientError as error:
@@ -152,8 +164,8 @@ def release_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
             stock="SET stock = stock + :q",
             stock_if="attribute_type(stock, :number)",
             stock_values={":number": "N"},
-            hold="SET released = :q REMOVE reserved",
-            hold_if="attribute_exists(reserved)",
+            hold=END_HOLD,
+            hold_if=HOLDING,
         )
     except ClientError as error:
         if items.error_code(error) != "TransactionCanceledException":

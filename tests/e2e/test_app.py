@@ -122,28 +122,34 @@ def nested(depth: int) -> str:
 @pytest.mark.parametrize(
     ("raw_body", "why"),
     [
-        ("[" * 5000 + "]" * 5000, "body must be a JSON object"),  # deeper than the parser recurses
+        (nested(32_000), "body must be a JSON object"),  # deeper than the parser recurses
         ('{"a": "' + "x" * 70_000 + '"}', "at most 65536 characters"),
         (nested(32), "nest at most 32 deep"),  # the item's object is the first level
         ('{"n": 1' + "0" * 50 + "}", "numbers must fit"),  # more than 38 digits
         ('{"n": 1e500}', "numbers must fit"),
         ('{"n": 1e-200}', "numbers must fit"),
+        ('{"n": 1e-140}', "numbers must fit"),  # exact, but under DynamoDB's smallest magnitude
+        ('{"n": 5e126}', "numbers must fit"),  # exact, but over its largest
         ('{"n": 1.00000000000000000000000000000000000000001}', "numbers must fit"),
         ('{"name": "\\ud800"}', "strings must be Unicode text"),
-        ('{"": 1}', "attribute names must not be empty"),
-        ('{"a": {"": 1}}', "attribute names must not be empty"),
+        ('{"": 1}', "attribute names must be non-empty Unicode text"),
+        ('{"a": {"": 1}}', "attribute names must be non-empty Unicode text"),
+        ('{"\\ud800": 1}', "attribute names must be non-empty Unicode text"),
     ],
     ids=[
-        "nested 5000 deep",
+        "nested 32000 deep",
         "over 64 Ki characters",
         "nested 33 deep",
         "51 digits",
         "too large",
         "too small",
+        "under 1E-130",
+        "over 1E+126",
         "41 digits of precision",
         "a lone surrogate",
         "an empty name",
         "an empty name inside",
+        "a lone surrogate in a name",
     ],
 )
 def test_an_item_dynamodb_could_not_store_is_refused_with_the_reason(
@@ -337,11 +343,21 @@ def test_an_order_whose_item_changed_while_it_held_stock_still_fails_cleanly(
         assert body(item) == {"name": "widget", "id": "widget"}
 
 
-def test_a_reservation_that_met_another_transaction_is_retried(
-    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+PASSING_ANSWERS = {
+    "a conflict with another transaction": {
+        "Error": {"Code": "TransactionCanceledException"},
+        "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+    },
+    "throttling botocore's retries did not outlast": {"Error": {"Code": "ThrottlingException"}},
+}
+
+
+@pytest.mark.parametrize("answer", PASSING_ANSWERS.values(), ids=PASSING_ANSWERS.keys())
+def test_a_reservation_that_met_a_passing_refusal_is_retried(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, answer: dict[str, Any]
 ) -> None:
-    # GIVEN a reservation whose first transaction DynamoDB cancels for a conflict with another
-    # order's on the same item (moto does not run transactions concurrently: the answer is made)
+    # GIVEN a reservation whose first transaction DynamoDB refuses for a reason a later attempt
+    # would not meet (moto runs no transaction concurrently, nor throttles: the answer is made)
     from botocore.exceptions import ClientError
 
     import app.tasks  # importable once the local AWS put functions/ on sys.path
@@ -349,15 +365,13 @@ def test_a_reservation_that_met_another_transaction_is_retried(
     real_update = app.tasks.update_stock_and_order
     attempts: list[str] = []
 
-    def conflicts_once(order: dict[str, Any], **change: Any) -> None:
+    def refused_once(order: dict[str, Any], **change: Any) -> None:
         attempts.append(change["stock"])
         if len(attempts) == 1:
-            reasons = [{"Code": "TransactionConflict"}, {"Code": "None"}]
-            answer = {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": reasons}
             raise ClientError(answer, "TransactWriteItems")
         real_update(order, **change)
 
-    monkeypatch.setattr(app.tasks, "update_stock_and_order", conflicts_once)
+    monkeypatch.setattr(app.tasks, "update_stock_and_order", refused_once)
     # WHEN the order goes through the state machine
     order_id, event = place_order(aws)
     assert deliver(aws, event) == []

@@ -485,6 +485,7 @@ def test_only_the_worker_takes_messages_off_the_order_queue(deployment: Deployme
     others = [deployment.arn(role) for function, role in roles.items() if function != WORKER]
     for action in CONSUMING:
         assert decision(action, deployment.arn(roles[WORKER])) == "ImplicitDeny"  # its own role allows it
+    for action in (*CONSUMING, "sqs:PurgeQueue"):
         for principal in [*others, f"arn:aws:iam::{ACCOUNT}:role/other-stack-worker"]:
             assert decision(action, principal) == "ExplicitDeny", (action, principal)
     # an operator may still read the dead-letter queue, to redrive it
