@@ -195,11 +195,15 @@ class LeadingKeyGuard:
     def _check_written_item(self, table: object, item: object) -> None:
         """A new item: its table key and every index key it carries stay in the partition."""
         name = self._table(table)
-        self._check_key(name, item)
-        assert isinstance(item, Mapping)
-        for index_key in set(self.schemas.keys(self.settings, name)[1].values()):
-            if index_key in item:
-                self._check_value(item[index_key])
+        self._check_index_keys(name, self._check_key(name, item))
+
+    def _check_index_keys(self, table: str, written: Mapping[str, Any]) -> set[str]:
+        """The index partition keys of ``table``, once each that ``written`` carries is found in
+        the tenant's partition."""
+        index_keys = set(self.schemas.keys(self.settings, table)[1].values())
+        for name in index_keys & set(written):
+            self._check_value(written[name])
+        return index_keys
 
     def _check_key_request(self, params: Mapping[str, Any]) -> None:
         read_expressions(params)
@@ -212,14 +216,11 @@ class LeadingKeyGuard:
     def _check_update(self, params: Mapping[str, Any]) -> None:
         read = read_expressions(params)
         table = self._table(params.get("TableName"))
-        key = self._check_key(table, params.get("Key"))
-        index_keys = set(self.schemas.keys(self.settings, table)[1].values())
-        if not index_keys:
-            return
         # An update creates the item it does not find, with its Key's attributes: an index keyed
         # on the table's sort key (an inverted index) would file the new item under that value.
-        for name in index_keys & set(key):
-            self._check_value(key[name])
+        index_keys = self._check_index_keys(table, self._check_key(table, params.get("Key")))
+        if not index_keys:
+            return
         legacy = params.get("AttributeUpdates") or {}
         for name in index_keys & set(legacy):
             update = legacy[name]
