@@ -497,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     written = generate(args.out)
     print(f"wrote {len(written)} files to {args.out} (signed events valid for {LIFETIME // 86400} days)")
+    if args.out == EVENTS_DIR:
+        print(
+            "the committed samples now carry new dates and signatures: commit them once the committed"
+            " ones have expired, or `git checkout events/` to keep those"
+        )
     return 0
 
 

@@ -17,7 +17,10 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tenantscope", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tenantscope",
+        description="Send tenant-sealed messages and start sealed executions from a shell.",
+    )
     parser.add_argument(
         "--signing-keys",
         help="where the key ring is: secretsmanager:<id> or kms:<key> (default: $TENANTSCOPE_SIGNING_KEYS)",
