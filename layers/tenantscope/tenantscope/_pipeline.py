@@ -51,6 +51,7 @@ __all__ = [
     "Refused",
     "Success",
     "Unavailable",
+    "require_synchronous",
 ]
 
 logger = logging.getLogger("tenantscope")
@@ -116,6 +117,19 @@ def _classified(error: BaseException) -> Refused | Unavailable | Misconfigured |
     if isinstance(error, ConfigurationError):
         return Misconfigured(error)
     return Failed(error)
+
+
+def require_synchronous(fn: Callable[..., Any], decorator: str) -> None:
+    """Refuse an ``async def`` function: called, it only makes a coroutine, so the unit of work
+    would succeed (an SQS record be deleted) without its body having run, and the body would run
+    later in whatever scope awaited it."""
+    import inspect
+
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{decorator} takes a plain function: {getattr(fn, '__qualname__', fn)!r} is async, and Lambda's "
+            "Python runtime calls handlers synchronously; run async code with asyncio.run() inside it"
+        )
 
 
 class Pipeline:

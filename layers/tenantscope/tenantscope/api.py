@@ -13,7 +13,7 @@ from ._config import Settings
 from ._credentials import CredentialVendor
 from ._errors import Reason, Unauthorized
 from ._jwt import JwksCache
-from ._pipeline import Outcome, Pipeline, Refused, Success, Unavailable
+from ._pipeline import Outcome, Pipeline, Refused, Success, Unavailable, require_synchronous
 from ._resolve import resolve_api_event
 from ._tracing import take_cold_start
 
@@ -93,6 +93,7 @@ def api_handler(
     """
 
     def decorate(handler: H) -> H:
+        require_synchronous(handler, "@api_handler")
         pipeline = Pipeline("api", settings, jwks=jwks, vendor=vendor)
 
         # At cold start in Lambda, fetch the JWKS during init rather than on the first request.

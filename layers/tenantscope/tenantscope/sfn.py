@@ -27,7 +27,7 @@ from ._credentials import CredentialVendor
 from ._envelope import SFN_KEY
 from ._errors import InvalidEnvelope, Reason, TemporarilyUnavailable, TenantAuthError
 from ._keyring import KeyRing
-from ._pipeline import Failed, Misconfigured, Pipeline, Refused, Success, Unavailable
+from ._pipeline import Failed, Misconfigured, Pipeline, Refused, Success, Unavailable, require_synchronous
 from ._resolve import resolve_sfn_event
 
 __all__ = ["sfn_task"]
@@ -79,6 +79,7 @@ def sfn_task(
     """
 
     def decorate(task: TaskFunction) -> Task:
+        require_synchronous(task, "@sfn_task")
         pipeline = Pipeline("sfn", settings, ring=ring, vendor=vendor)
         task_name = name or task.__name__
 

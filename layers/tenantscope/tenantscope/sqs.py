@@ -22,7 +22,7 @@ from ._credentials import CredentialVendor
 from ._envelope import Envelope
 from ._errors import InvalidEnvelope, Reason, TenantError, log_reason
 from ._keyring import KeyRing
-from ._pipeline import Bound, Misconfigured, Outcome, Pipeline, Success, Unavailable
+from ._pipeline import Bound, Misconfigured, Outcome, Pipeline, Success, Unavailable, require_synchronous
 from ._replay import ReplayGuard
 from ._resolve import resolve_sqs_record
 
@@ -97,6 +97,7 @@ class SqsRecordHandler:
     """
 
     def __init__(self, fn: RecordFunction, pipeline: Pipeline) -> None:
+        require_synchronous(fn, "@sqs_handler and @sqs_record_handler")
         self.fn = fn
         self.pipeline = pipeline
 
