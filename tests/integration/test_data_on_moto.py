@@ -132,6 +132,23 @@ def test_an_explicitly_unguarded_service_is_made_on_the_tenant_credentials(
     assert identity["Arn"].endswith(":assumed-role/tenantscope-tenant/acme")
 
 
+def test_an_unguarded_client_kept_past_its_scope_acts_for_no_other_tenant(
+    monkeypatch: pytest.MonkeyPatch, sts_vendor: CredentialVendor
+) -> None:
+    # GIVEN an sts client (unguarded: no guard reads its requests) made in acme's scope and kept
+    monkeypatch.setenv("TENANTSCOPE_UNGUARDED_SERVICES", "sts")
+    reset_process_state()
+    with tenant_scope("acme"):
+        kept = tenant_session().client("sts")
+        assert kept.get_caller_identity()["Arn"].endswith("/acme")
+    # WHEN it is used in globex's unit of work, or in none, THEN it refuses to act as acme
+    with tenant_scope("globex"), pytest.raises(CrossTenantAccess) as foreign:
+        kept.get_caller_identity()
+    assert foreign.value.reason is Reason.FOREIGN_SCOPE
+    with pytest.raises(NoTenantContext):
+        kept.get_caller_identity()
+
+
 def test_tenant_clients_can_never_fall_back_to_the_function_role(sts_vendor: CredentialVendor) -> None:
     # GIVEN the function's own credentials in the environment (as in Lambda), and a tenant
     # client given no credentials at all (what an empty vended key used to become)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, get_args
 
-from ._errors import NoTenantContext, Reason
+from ._errors import CrossTenantAccess, NoTenantContext, Reason
 from ._tenant_id import validate_tenant_id
 
 if TYPE_CHECKING:
@@ -168,6 +168,15 @@ def _current_scope_or_raise() -> _Scope:
     scope = active_scope()
     if scope is None:
         raise NoTenantContext(Reason.NO_SCOPE)
+    return scope
+
+
+def _scope_of(tenant_id: str) -> _Scope:
+    """The current scope, which must be ``tenant_id``'s: what was made for one tenant (a guard,
+    a client on its credentials) acts inside that tenant's scope only, never outside any."""
+    scope = _current_scope_or_raise()
+    if scope.context.tenant_id != tenant_id:
+        raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
     return scope
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._aws import tenant_boto3_session, tenant_resource
 from ._cache import ProcessCache
 from ._config import Settings, get_settings
-from ._context import _current_scope_or_raise
+from ._context import _current_scope_or_raise, _scope_of
 from ._credentials import ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess, Reason
 from ._guard import LeadingKeyGuard
@@ -97,6 +97,17 @@ def _objects_guarded(events: Any, guard: ObjectGuard) -> None:
 GUARDED_SERVICES = frozenset({"dynamodb", "s3"})
 
 
+def _in_its_tenants_scope(tenant_id: str) -> Callable[..., None]:
+    """Every request of a tenant session's clients, the unguarded ones too, is made in its
+    tenant's scope: kept past it (in a global, a thread), a client refuses rather than acting for
+    that tenant in another's unit of work, or in none."""
+
+    def check_scope(**_: Any) -> None:
+        _scope_of(tenant_id)
+
+    return check_scope
+
+
 def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
     def choose_service_name(service_name: str, **_: Any) -> None:
         if service_name not in allowed:
@@ -111,7 +122,8 @@ def tenant_session() -> Session:
     It makes DynamoDB and S3 clients only, each guarded, plus clients for the services listed in
     ``TENANTSCOPE_UNGUARDED_SERVICES``; any other client (``dynamodbstreams`` included, whose
     stream of the pooled table carries every tenant's writes) raises :class:`CrossTenantAccess`.
-    Its botocore session has no credential providers: it can never act as the function's role.
+    Its clients, the unguarded ones included, work only inside the scope of the tenant it was made
+    for. Its botocore session has no credential providers: it can never act as the function's role.
 
     A Session is built once per tenant per credential lifetime; prefer :func:`tenant_table`,
     which costs only a client. Raises :class:`NoTenantContext` outside a scope and
@@ -125,6 +137,11 @@ def tenant_session() -> Session:
                 session = tenant_boto3_session(settings.region, data.credentials)
                 allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
                 session.events.register("choose-service-name", _only_allowed_services(allowed))
+                session.events.register(
+                    "before-parameter-build",
+                    _in_its_tenants_scope(data.credentials.tenant_id),
+                    unique_id="tenantscope-tenant-scope",
+                )
                 _guarded(session.events, data.guard)
                 _objects_guarded(session.events, data.objects)
                 data.session = session

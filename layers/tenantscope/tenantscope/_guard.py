@@ -17,7 +17,7 @@ from typing import Any
 from ._aws import aws_client
 from ._cache import ProcessCache
 from ._config import ENV, Settings
-from ._context import _current_scope_or_raise
+from ._context import _scope_of
 from ._errors import CrossTenantAccess, Reason
 from ._expressions import key_conditions, read_expressions, update_paths
 from ._policy import tenant_prefix
@@ -136,9 +136,7 @@ class LeadingKeyGuard:
         }
 
     def __call__(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
-        scope = _current_scope_or_raise()
-        if scope.context.tenant_id != self.tenant_id:
-            raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
+        _scope_of(self.tenant_id)
         check = self._checks.get(model.name)
         if check is None:
             raise CrossTenantAccess(Reason.OPERATION_NOT_ALLOWED, model.name)

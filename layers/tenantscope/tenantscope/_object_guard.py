@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ._config import Settings
-from ._context import _current_scope_or_raise
+from ._context import _scope_of
 from ._errors import CrossTenantAccess, Reason
 from ._policy import tenant_object_prefix
 
@@ -106,8 +106,7 @@ class ObjectGuard:
         }
 
     def __call__(self, params: Mapping[str, Any], model: Any, context: Any = None, **_: Any) -> None:
-        if _current_scope_or_raise().context.tenant_id != self.tenant_id:
-            raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
+        _scope_of(self.tenant_id)
         presigned = context is not None and bool(context.get("is_presign_request"))
         if model.name == "CreateBucket" and presigned:
             approved = _approved_post.get()
