@@ -17,6 +17,7 @@ import pytest
 
 import tenantscope
 from tenantscope import (
+    CrossTenantAccess,
     InvalidTenantId,
     NoTenantContext,
     Reason,
@@ -202,13 +203,13 @@ def test_an_outer_scope_ending_first_ends_the_scopes_opened_inside_it() -> None:
         assert [next(generator) for generator in suspended] == ["globex", "initech"]
     # WHEN acme's block ends first THEN nothing is current, and every scope opened inside it ended too
     assert active_scope() is None
-    assert len(inner_scopes) == 2 and all(scope is not None and scope.closed for scope in inner_scopes)
+    assert len(inner_scopes) == 2 and all(_context._ended(scope) for scope in inner_scopes)
     for generator in reversed(suspended):
         generator.close()
     assert active_scope() is None
 
 
-def test_a_middle_scope_ending_first_makes_its_own_parent_current_again() -> None:
+def test_a_middle_scope_ending_first_leaves_the_block_inside_it_without_a_scope() -> None:
     # GIVEN acme's block, and inside it a generator that opened globex's scope and, in it,
     # initech's, still suspended
     def inner() -> Iterator[str]:
@@ -221,12 +222,76 @@ def test_a_middle_scope_ending_first_makes_its_own_parent_current_again() -> Non
         globex, initech = active_scope().parent, active_scope()  # type: ignore[union-attr]
         # WHEN globex's scope ends while initech's is current
         _context._exit_scope(globex)  # type: ignore[arg-type]
-        # THEN initech's ended with it, and acme is current again, not nothing
-        assert initech is not None and initech.closed
-        assert current_tenant().tenant_id == "acme"
+        # THEN initech's ended with it, and the block finds no scope: not acme's, which it never
+        # opened (code there may be acting for initech or globex)
+        assert _context._ended(initech)
+        with pytest.raises(NoTenantContext):
+            current_tenant()
+        # and once initech's and globex's blocks are left, acme's block is acme's again
         suspended.close()
         assert current_tenant().tenant_id == "acme"
     assert active_scope() is None
+
+
+def test_a_tenant_block_inside_a_generators_scope_never_continues_as_the_unit_tenant() -> None:
+    # GIVEN acme's unit, a helper generator that opened a scope for acme and was left suspended,
+    # and then a block for globex opened inside it
+    def rows() -> Iterator[int]:
+        with tenant_scope(current_tenant().tenant_id):
+            yield 1
+            yield 2
+
+    with tenant_scope("acme"):
+        helper = rows()
+        next(helper)
+        with tenant_scope("globex"):
+            # WHEN the helper is finalized inside globex's block
+            del helper
+            gc.collect()
+            # THEN the rest of globex's block is neither globex's nor acme's: it has no scope
+            with pytest.raises(NoTenantContext):
+                current_tenant()
+        # and acme's block, which opened the helper, is acme's again
+        assert current_tenant().tenant_id == "acme"
+
+
+def test_a_scope_opened_in_a_worker_ends_with_the_unit_of_work_around_it() -> None:
+    # GIVEN a worker thread of acme's unit that opens a scope of its own, and is still running
+    # when the unit ends
+    opened, unit_ended = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def worker() -> None:
+        with tenant_scope(current_tenant().tenant_id):
+            opened.set()
+            unit_ended.wait(timeout=30)  # a guard against a deadlock, not a timing assertion
+            seen.append(active_scope())
+            with pytest.raises(NoTenantContext) as refused:
+                sign_message("{}", destination=QUEUE_ARN, ring=RING)
+            seen.append(refused.value.reason)
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        with tenant_scope("acme"):
+            running = pool.submit(in_tenant_scope(worker))
+            assert opened.wait(timeout=30)
+        # WHEN the unit has ended, THEN the worker's own scope has ended with it
+        unit_ended.set()
+        running.result(timeout=30)
+    finally:
+        pool.shutdown()
+    assert seen == [None, Reason.SCOPE_ENDED]
+
+
+def test_what_was_made_for_a_tenant_acts_only_in_that_tenants_scope() -> None:
+    with tenant_scope("acme"):
+        _context._scope_of("acme")  # its own: nothing to refuse
+        with tenant_scope("globex"), pytest.raises(CrossTenantAccess) as foreign:
+            _context._scope_of("acme")
+    assert foreign.value.reason is Reason.FOREIGN_SCOPE
+    with pytest.raises(NoTenantContext) as outside:
+        _context._scope_of("acme")
+    assert outside.value.reason is Reason.NO_SCOPE
 
 
 def test_a_scope_never_holds_another_tenants_credentials() -> None:

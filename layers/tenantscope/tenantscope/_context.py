@@ -140,7 +140,20 @@ def active_scope() -> _Scope | None:
     :func:`current_tenant` all ask here, so none of them can act for a tenant whose scope is over.
     """
     scope = _scope_var.get()
-    return None if scope is None or scope.closed else scope
+    if scope is None or scope.closed or (scope.parent is not None and _ended(scope.parent)):
+        return None
+    return scope
+
+
+def _ended(scope: _Scope | None) -> bool:
+    """Whether ``scope``, or a scope it was opened in, has ended: a scope lasts no longer than the
+    scopes around it, so one opened in a worker thread or task ends with its unit of work, and one
+    left open inside a scope that ended out of order ends with it."""
+    while scope is not None:
+        if scope.closed:
+            return True
+        scope = scope.parent
+    return False
 
 
 def scope_ended_here() -> bool:
@@ -148,8 +161,7 @@ def scope_ended_here() -> bool:
     context copied while the scope was open, an asyncio task, an :func:`in_tenant_scope` thread),
     as opposed to code that never had a scope (a back-office job). Producers refuse the first even
     when it names a tenant: it was acting for one tenant, and must not go on for any."""
-    scope = _scope_var.get()
-    return scope is not None and scope.closed
+    return _ended(_scope_var.get())
 
 
 def current_tenant() -> TenantContext:
@@ -171,13 +183,11 @@ def _current_scope_or_raise() -> _Scope:
     return scope
 
 
-def _scope_of(tenant_id: str) -> _Scope:
-    """The current scope, which must be ``tenant_id``'s: what was made for one tenant (a guard,
+def _scope_of(tenant_id: str) -> None:
+    """Refuse unless the current scope is ``tenant_id``'s: what was made for one tenant (a guard,
     a client on its credentials) acts inside that tenant's scope only, never outside any."""
-    scope = _current_scope_or_raise()
-    if scope.context.tenant_id != tenant_id:
+    if _current_scope_or_raise().context.tenant_id != tenant_id:
         raise CrossTenantAccess(Reason.FOREIGN_SCOPE)
-    return scope
 
 
 @contextmanager
@@ -206,34 +216,30 @@ def _open_scope(
     a generator, for the pipeline's hot path)."""
     if credentials is not None and credentials.tenant_id != context.tenant_id:
         raise ValueError("credentials belong to another tenant")
-    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=_scope_var.get())
+    current = _scope_var.get()
+    # Opened where a scope has ended (in a block left without one), a scope starts afresh: an
+    # ended parent would end it at once.
+    parent = None if current is None or _ended(current) else current
+    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=parent)
     _scope_var.set(scope)
     return scope
 
 
 def _exit_scope(scope: _Scope) -> None:
-    """End ``scope`` and, where it is current (or encloses the current scope), restore its parent.
+    """End ``scope``; where it is current (the usual exit, in order), the nearest scope around it
+    that is still open becomes current again.
 
     Exits can come out of order: a generator that opened a scope may be abandoned and finalized
-    later, by the garbage collector, inside another unit of work's block. Restoring its parent
-    there would make an ended scope, or another tenant's, current in a block that never opened
-    it. So the variable is touched only when ``scope`` is on the chain from the current scope
-    outwards; any scope still open inside it ends with it.
+    later, by the garbage collector, inside another block. The variable is then left alone: if
+    ``scope`` encloses the current scope, that one has ended with it (see :func:`active_scope`),
+    and the rest of its block finds no scope, rather than the tenant of a scope it never opened.
     """
     scope.closed = True
-    current = _scope_var.get()
-    if current is scope:  # the usual exit, in order
-        _scope_var.set(scope.parent)
-        return
-    enclosed = current
-    while enclosed is not None and enclosed is not scope:
-        enclosed = enclosed.parent
-    if enclosed is None:  # not current here, nor enclosing what is: leave this block alone
-        return
-    while current is not None and current is not scope:
-        current.closed = True
-        current = current.parent
-    _scope_var.set(scope.parent)
+    if _scope_var.get() is scope:
+        parent = scope.parent
+        while parent is not None and parent.closed:
+            parent = parent.parent
+        _scope_var.set(parent)
 
 
 @contextmanager
@@ -275,7 +281,7 @@ def in_tenant_scope(fn: Callable[P, R]) -> Callable[P, R]:
     captured = contextvars.copy_context()
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        if scope.closed:
+        if _ended(scope):
             raise NoTenantContext(Reason.SCOPE_ENDED)
         # A copy per call: one Context object cannot be entered by two threads at once.
         return captured.copy().run(fn, *args, **kwargs)
