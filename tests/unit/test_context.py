@@ -29,6 +29,7 @@ from tenantscope import (
     sign_message,
     tenant_scope,
 )
+from tenantscope._config import Settings
 from tenantscope._context import _enter_scope, active_scope
 from tenantscope._credentials import ScopedCredentials
 from tenantscope.testing import QUEUE_ARN, RING
@@ -292,6 +293,14 @@ def test_what_was_made_for_a_tenant_acts_only_in_that_tenants_scope() -> None:
     with pytest.raises(NoTenantContext) as outside:
         _context._scope_of("acme")
     assert outside.value.reason is Reason.NO_SCOPE
+
+
+def test_a_tenant_block_inside_a_unit_of_work_uses_the_settings_its_adapter_was_given() -> None:
+    settings = Settings.load(environ={}, role_arn="arn:aws:iam::123456789012:role/tenant")
+    with _enter_scope(TenantContext("acme"), settings=settings), tenant_scope("globex"):
+        assert active_scope().settings is settings  # type: ignore[union-attr]
+    with tenant_scope("globex"):  # outside any unit: the environment's, read when needed
+        assert active_scope().settings is None  # type: ignore[union-attr]
 
 
 def test_a_scope_never_holds_another_tenants_credentials() -> None:

@@ -252,14 +252,16 @@ def tenant_scope(
     """Run a block as ``tenant_id``; the previous scope (or none) is restored on exit.
 
     Use it for trusted internal work (a migration, a scheduled job) where the tenant
-    does not come from a token or an envelope. The tenant id is validated first.
+    does not come from a token or an envelope. The tenant id is validated first. Inside a unit of
+    work whose adapter was given ``Settings``, the block uses those, as the unit does.
 
     >>> with tenant_scope("acme") as ctx:
     ...     ctx.source
     'custom'
     """
     context = TenantContext(validate_tenant_id(tenant_id), source=source, subject=subject)
-    with _enter_scope(context):
+    around = active_scope()
+    with _enter_scope(context, settings=around.settings if around is not None else None):
         yield context
 
 
