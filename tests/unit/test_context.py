@@ -142,15 +142,17 @@ def test_asyncio_tasks_each_keep_their_own_scope() -> None:
         current_tenant()
 
 
+def rows_in_scope(tenant: str) -> Iterator[int]:
+    """A helper generator that opens ``tenant``'s scope around what it yields."""
+    with tenant_scope(tenant):
+        yield 1
+        yield 2
+
+
 def test_an_abandoned_generator_finalized_in_another_block_leaves_that_block_alone() -> None:
     # GIVEN a generator that opened a scope inside acme's block and was abandoned there
-    def rows() -> Iterator[int]:
-        with tenant_scope("acme"):
-            yield 1
-            yield 2
-
     with tenant_scope("acme"):
-        abandoned = rows()
+        abandoned = rows_in_scope("acme")
         next(abandoned)
     # WHEN the garbage collector finalizes it during globex's block, in the same context
     with tenant_scope("globex"):
@@ -237,13 +239,8 @@ def test_a_middle_scope_ending_first_leaves_the_block_inside_it_without_a_scope(
 def test_a_tenant_block_inside_a_generators_scope_never_continues_as_the_unit_tenant() -> None:
     # GIVEN acme's unit, a helper generator that opened a scope for acme and was left suspended,
     # and then a block for globex opened inside it
-    def rows() -> Iterator[int]:
-        with tenant_scope(current_tenant().tenant_id):
-            yield 1
-            yield 2
-
     with tenant_scope("acme"):
-        helper = rows()
+        helper = rows_in_scope("acme")
         next(helper)
         with tenant_scope("globex"):
             # WHEN the helper is finalized inside globex's block
