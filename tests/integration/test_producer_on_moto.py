@@ -7,12 +7,14 @@ SQS to Lambda mapping drops message attributes, so it is not used).
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import itertools
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from tenantscope import (
@@ -173,13 +175,34 @@ def test_fifo_identical_bodies_of_two_tenants_are_not_deduplicated_together(
     assert sorted(verified_tenant(r) for r in records) == ["acme", "globex"]
 
 
-def test_fifo_a_given_deduplication_id_is_kept(sqs: Any) -> None:
+def test_fifo_a_given_deduplication_id_deduplicates_within_its_tenant_only(sqs: Any) -> None:
+    # GIVEN a business key as the deduplication id, which two tenants may both use
     queue = Queue(sqs, "tenantscope-pay.fifo", {"FifoQueue": "true"})
-    for body in ('{"n":1}', '{"n":2}'):
-        send_message(queue.url, body, tenant_id="acme", ring=RING, client=sqs, MessageDeduplicationId="o-1")
+    for tenant, body in (("acme", '{"n":1}'), ("acme", '{"n":2}'), ("globex", '{"n":3}')):
+        send_message(queue.url, body, tenant_id=tenant, ring=RING, client=sqs, MessageDeduplicationId="o-1")
+    # THEN acme's second message is a duplicate of its first, and globex's is not suppressed by it
+    records = sorted(queue.receive(), key=lambda record: record["body"])
+    assert [(verified_tenant(r), r["body"]) for r in records] == [("acme", '{"n":1}'), ("globex", '{"n":3}')]
+    assert records[0]["attributes"]["MessageDeduplicationId"] == hashlib.sha256(b"acme\no-1").hexdigest()
+
+
+def test_a_queue_url_without_a_region_is_sealed_for_the_sending_clients_region(sqs: Any) -> None:
+    # GIVEN a client in eu-west-1, settings for us-east-1, and a queue URL that names no region
+    # (a custom endpoint's), in whatever case
+    client = boto3.client("sqs", region_name="eu-west-1")
+    queue = Queue(client, "tenantscope-orders-eu")
+    path = queue.url.split("://", 1)[1].partition("/")[2]
+    settings = Settings.load(signing_keys=ring_spec(RING_DOCUMENT), region="us-east-1")
+    # WHEN a message is sent there
+    send_message(f"http://LOCALHOST:4566/{path}", "{}", tenant_id="acme", client=client, settings=settings)
+    # THEN it is sealed for the queue the client sent it to, and verifies there
     (record,) = queue.receive()
-    assert record["body"] == '{"n":1}'
-    assert record["attributes"]["MessageDeduplicationId"] == "o-1"
+    assert queue.arn.startswith("arn:aws:sqs:eu-west-1:")
+    assert verified_tenant(record) == "acme"
+    # and a host with a port or in capitals is read as the same region
+    assert queue_arn_from_url("https://SQS.EU-WEST-1.AMAZONAWS.COM:443/123456789012/q") == (
+        "arn:aws:sqs:eu-west-1:123456789012:q"
+    )
 
 
 def test_user_attributes_pass_through_and_ours_cannot_be_overridden(sqs: Any, standard: Queue) -> None:

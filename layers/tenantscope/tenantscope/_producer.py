@@ -132,7 +132,7 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
     parts = path.strip("/").split("/")
     if len(parts) != 2 or not parts[0].isdigit():
         raise ValueError("not an SQS queue URL")
-    match = _SQS_HOST.fullmatch(host)
+    match = _SQS_HOST.fullmatch(host.lower().rpartition(":")[0] or host.lower())
     queue_region = (match[1] or match[2]) if match else region
     if not queue_region:
         raise ConfigurationError(Reason.MISSING_SETTING, "AWS_REGION: the queue URL does not name a region")
@@ -209,7 +209,8 @@ def send_message(
     gives SQS fair-queue scheduling per tenant. The current trace is propagated (``AWSTraceHeader``).
     On a FIFO queue the default ``MessageDeduplicationId`` hashes the tenant and the body:
     content-based deduplication hashes the body only, so one tenant's message would suppress
-    another tenant's identical one. Other SendMessage arguments pass through. ``settings`` (the
+    another tenant's identical one; a ``MessageDeduplicationId`` given is hashed with the tenant
+    for the same reason. Other SendMessage arguments pass through. ``settings`` (the
     signing keys, the lifetime, the region) defaults to the adapter's, given it, else the
     environment's.
     """
@@ -221,7 +222,8 @@ def send_message(
     sqs = client or aws_client("sqs", settings.region)
     attributes = sign_message(
         body,
-        destination=queue_arn_from_url(queue_url, settings.region or getattr(sqs.meta, "region_name", None)),
+        # A URL without its region is the sending client's region's queue.
+        destination=queue_arn_from_url(queue_url, getattr(sqs.meta, "region_name", None) or settings.region),
         tenant_id=tenant,
         ring=ring,
         settings=settings,
@@ -235,8 +237,14 @@ def send_message(
         system["AWSTraceHeader"] = {"DataType": "String", "StringValue": trace}
     if system:
         kwargs["MessageSystemAttributes"] = system
-    if queue_url.endswith(".fifo") and "MessageDeduplicationId" not in kwargs:
-        kwargs["MessageDeduplicationId"] = hashlib.sha256(f"{tenant}\n{body}".encode()).hexdigest()
+    if queue_url.endswith(".fifo"):
+        # A FIFO queue deduplicates across its message groups: an id is made the tenant's own, so
+        # that one tenant's message (the body, or a business key the caller gives) never
+        # suppresses another tenant's.
+        given = kwargs.get("MessageDeduplicationId")
+        kwargs["MessageDeduplicationId"] = hashlib.sha256(
+            f"{tenant}\n{body if given is None else given}".encode()
+        ).hexdigest()
     response: dict[str, Any] = sqs.send_message(
         QueueUrl=queue_url,
         MessageBody=body,
