@@ -220,14 +220,9 @@ def send_message(
     if group != tenant:
         raise ValueError("MessageGroupId is the tenant id")
     sqs = client or aws_client("sqs", settings.region)
-    attributes = sign_message(
-        body,
-        # A URL without its region is the sending client's region's queue.
-        destination=queue_arn_from_url(queue_url, getattr(sqs.meta, "region_name", None) or settings.region),
-        tenant_id=tenant,
-        ring=ring,
-        settings=settings,
-    )
+    # A URL without its region is the sending client's region's queue.
+    queue_arn = queue_arn_from_url(queue_url, getattr(sqs.meta, "region_name", None) or settings.region)
+    attributes = sign_message(body, destination=queue_arn, tenant_id=tenant, ring=ring, settings=settings)
     extra = kwargs.pop("MessageAttributes", {}) or {}
     if set(extra) & set(attributes):
         raise ValueError("tenantscope message attributes cannot be overridden")
@@ -237,7 +232,7 @@ def send_message(
         system["AWSTraceHeader"] = {"DataType": "String", "StringValue": trace}
     if system:
         kwargs["MessageSystemAttributes"] = system
-    if queue_url.endswith(".fifo"):
+    if queue_arn.endswith(".fifo"):  # the queue's name, as the URL gives it (a trailing "/" or not)
         # A FIFO queue deduplicates across its message groups: an id is made the tenant's own, so
         # that one tenant's message (the body, or a business key the caller gives) never
         # suppresses another tenant's.
