@@ -221,7 +221,8 @@ def send_message(
         raise ValueError("MessageGroupId is the tenant id")
     sqs = client or aws_client("sqs", settings.region)
     # A URL without its region is the sending client's region's queue.
-    queue_arn = queue_arn_from_url(queue_url, getattr(sqs.meta, "region_name", None) or settings.region)
+    client_region = getattr(getattr(sqs, "meta", None), "region_name", None)
+    queue_arn = queue_arn_from_url(queue_url, client_region or settings.region)
     attributes = sign_message(body, destination=queue_arn, tenant_id=tenant, ring=ring, settings=settings)
     extra = kwargs.pop("MessageAttributes", {}) or {}
     if set(extra) & set(attributes):
