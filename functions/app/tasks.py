@@ -93,9 +93,10 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
             hold_if="attribute_exists(sk) AND attribute_not_exists(reserved)",
         )
     except ClientError as error:
-        if items.error_code(error) in PASSING_ERRORS:
-            raise InventoryBusy(f"item {order['item_id']} busy ({items.error_code(error)})") from None
-        if items.error_code(error) != "TransactionCanceledException":
+        code = items.error_code(error)
+        if code in PASSING_ERRORS:
+            raise InventoryBusy(f"item {order['item_id']} busy ({code})") from None
+        if code != "TransactionCanceledException":
             raise
         stock, held = cancellation_reasons(error)
         if held == "ConditionalCheckFailed" and "reserved" in (

@@ -140,9 +140,7 @@ def active_scope() -> _Scope | None:
     :func:`current_tenant` all ask here, so none of them can act for a tenant whose scope is over.
     """
     scope = _scope_var.get()
-    if scope is None or scope.closed or (scope.parent is not None and _ended(scope.parent)):
-        return None
-    return scope
+    return None if scope is None or _ended(scope) else scope
 
 
 def _ended(scope: _Scope | None) -> bool:

@@ -132,7 +132,7 @@ def queue_arn_from_url(queue_url: str, region: str | None = None) -> str:
     parts = path.strip("/").split("/")
     if len(parts) != 2 or not parts[0].isdigit():
         raise ValueError("not an SQS queue URL")
-    match = _SQS_HOST.fullmatch(host.lower().rpartition(":")[0] or host.lower())
+    match = _SQS_HOST.fullmatch(host.lower().partition(":")[0])  # whatever the case, without a port
     queue_region = (match[1] or match[2]) if match else region
     if not queue_region:
         raise ConfigurationError(Reason.MISSING_SETTING, "AWS_REGION: the queue URL does not name a region")
