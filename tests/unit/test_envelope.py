@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
@@ -40,7 +41,7 @@ from tenantscope._envelope import (
 )
 from tenantscope._errors import InvalidTenantId, LoggableError, TenantAuthError
 from tenantscope._keyring import StaticKeyRing
-from tenantscope._producer import queue_arn_from_url, seal_input, sign_message
+from tenantscope._producer import queue_arn_from_url, seal_input, send_message, sign_message
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -992,3 +993,85 @@ def test_a_body_with_a_lone_surrogate_is_refused_without_quoting_it() -> None:
     with pytest.raises(ValueError, match="lone surrogate") as refused:
         sign_message('{"secret": "\ud800"}', destination=QUEUE_ARN, tenant_id=TENANT, ring=RING)
     assert isinstance(refused.value, LoggableError) and "secret" not in str(refused.value)
+
+
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:orders"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "a" * 81, "order 42", "order\t42", "ordér-1", "order\x7f", "a:b", "x/y", "run*", "{run}", 'r"1'],
+    ids=[
+        "empty",
+        "81 characters",
+        "a space",
+        "a tab",
+        "non-ASCII",
+        "DEL",
+        "a colon",
+        "a slash",
+        "a wildcard",
+        "braces",
+        "a quote",
+    ],
+)
+def test_seal_input_refuses_an_execution_name_step_functions_refuses(name: str) -> None:
+    # GIVEN a name StartExecution would refuse, or that no envelope's destination can carry
+    # WHEN the input is sealed for it THEN the rule is named, before anything is sealed
+    with pytest.raises(ValueError, match=r"an execution name is 1 to 80 printable ASCII") as refused:
+        seal_input({}, state_machine_arn=STATE_MACHINE_ARN, execution_name=name, tenant_id=TENANT, ring=RING)
+    assert isinstance(refused.value, LoggableError)
+
+
+@pytest.mark.parametrize("name", ["a" * 80, "order.42_x-1@host=+!'()"], ids=["80 characters", "punctuation"])
+def test_seal_input_seals_for_any_name_step_functions_accepts(name: str) -> None:
+    document = seal_input(
+        {"n": 1}, state_machine_arn=STATE_MACHINE_ARN, execution_name=name, tenant_id=TENANT, ring=RING
+    )
+    # THEN the task of that execution verifies it
+    event = {**document, "execution": {"name": name, "stateMachine": STATE_MACHINE_ARN}}
+    context, _, body = resolve_sfn_event(event, RING, Settings.load(environ={}), now=time.time())
+    assert (context.tenant_id, json.loads(body)) == (TENANT, {"n": 1})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [float("nan"), {"total": float("inf")}, {1: "a", "b": 2}, {"when": object()}],
+    ids=["NaN", "Infinity", "keys of mixed types", "an object"],
+)
+def test_seal_input_refuses_a_payload_that_is_not_json(payload: Any) -> None:
+    # NaN and Infinity are Python's json, not JSON: a task in another language could not read them.
+    with pytest.raises(ValueError, match="a payload is JSON") as refused:
+        seal_input(
+            payload, state_machine_arn=STATE_MACHINE_ARN, execution_name="run-1", tenant_id=TENANT, ring=RING
+        )
+    assert isinstance(refused.value, LoggableError)
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        self.sent.append(request)
+        return {"MessageId": "m-1"}
+
+
+def own_attributes(count: int) -> dict[str, dict[str, str]]:
+    return {f"attribute-{n}": {"DataType": "String", "StringValue": str(n)} for n in range(count)}
+
+
+def test_send_message_leaves_seven_message_attributes_to_the_caller() -> None:
+    sqs = RecordingSqs()
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    send_message(
+        queue_url, BODY, tenant_id=TENANT, ring=RING, client=sqs, MessageAttributes=own_attributes(7)
+    )
+    assert len(sqs.sent[0]["MessageAttributes"]) == 10
+
+    # GIVEN an eighth: SQS would refuse eleven attributes WHEN sent THEN it is refused first, and why
+    with pytest.raises(ValueError, match="at most 7 of your own") as refused:
+        send_message(
+            queue_url, BODY, tenant_id=TENANT, ring=RING, client=sqs, MessageAttributes=own_attributes(8)
+        )
+    assert isinstance(refused.value, LoggableError) and len(sqs.sent) == 1

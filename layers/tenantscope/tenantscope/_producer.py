@@ -54,6 +54,20 @@ class _NotADestination(LoggableError, ValueError):
     sealed for it could never be verified, so it is refused before anything is sent."""
 
 
+class _NotSendable(LoggableError, ValueError):
+    """What SQS or Step Functions would refuse (an execution name, too many message attributes) or
+    what is not JSON (NaN): refused before anything is sealed or sent, naming the rule. Loggable:
+    its message names a rule or a type, never a value."""
+
+
+# What Step Functions refuses in an execution name, beside whitespace and control characters.
+# An envelope's destination is printable ASCII, so a sealed execution's name is too.
+_NAME_REFUSES = frozenset('<>{}[]?*"#%\\^|~`$&,;:/')
+_MAX_EXECUTION_NAME = 80
+# SQS carries at most ten message attributes, and an envelope takes three of them.
+_MAX_MESSAGE_ATTRIBUTES = 10
+
+
 def _text(body: object) -> str:
     if not isinstance(body, str):
         raise _NotText(f"a message body is a str, not {type(body).__name__}: pass json.dumps(body)")
@@ -72,12 +86,24 @@ def _queue_destination(queue_arn: str) -> str:
 
 
 def _execution_destination(state_machine_arn: str, execution_name: str) -> str:
+    if not (
+        isinstance(execution_name, str)
+        and 0 < len(execution_name) <= _MAX_EXECUTION_NAME
+        and execution_name.isascii()
+        and execution_name.isprintable()
+        and " " not in execution_name
+        and _NAME_REFUSES.isdisjoint(execution_name)
+    ):
+        raise _NotSendable(
+            "an execution name is 1 to 80 printable ASCII characters, without spaces or any of "
+            "< > { } [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : / (Step Functions' rule)"
+        )
     try:
         return sfn_destination(state_machine_arn, execution_name)
     except InvalidEnvelope:
         raise _NotADestination(
             "a state machine ARN (arn:<partition>:states:<region>:<account>:stateMachine:<name>, "
-            "optionally :<version or alias>) and a non-empty execution name"
+            "optionally :<version or alias>)"
         ) from None
 
 
@@ -227,6 +253,11 @@ def send_message(
     extra = kwargs.pop("MessageAttributes", {}) or {}
     if set(extra) & set(attributes):
         raise ValueError("tenantscope message attributes cannot be overridden")
+    if len(extra) + len(attributes) > _MAX_MESSAGE_ATTRIBUTES:
+        raise _NotSendable(
+            f"SQS carries at most {_MAX_MESSAGE_ATTRIBUTES} message attributes and the envelope takes "
+            f"{len(attributes)}: at most {_MAX_MESSAGE_ATTRIBUTES - len(attributes)} of your own"
+        )
     system = dict(kwargs.pop("MessageSystemAttributes", {}) or {})
     trace = _trace_header()
     if trace and "AWSTraceHeader" not in system:
@@ -266,7 +297,12 @@ def seal_input(
     re-serializes JSON between states.
     """
     settings = _producer_settings(settings)
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    try:
+        # allow_nan=False: NaN and Infinity are Python's, not JSON's, and a task in another
+        # language could not read them.
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:  # an object, a NaN, keys of mixed types, a cycle
+        raise _NotSendable(f"a payload is JSON: {error}") from None
     envelope, signature = seal(
         body,
         tenant_id=_producer_tenant(tenant_id),
