@@ -91,7 +91,14 @@ class LocalLambda:
                     return function, f"{method} {pattern}", match.groupdict()
         raise LookupError(f"no route for {method} {path}")
 
-    def http(self, method: str, path: str, token: str | None = None, body: Any = None) -> dict[str, Any]:
+    def http(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """An HTTP API (payload v2) request to the function that serves the route."""
         function, route_key, parameters = self.route(method, path)
         event = http_api_event(
@@ -101,6 +108,7 @@ class LocalLambda:
             route=route_key.split(" ", 1)[1],
             body=body,
             path_parameters=parameters,
+            headers=headers,
         )
         response: dict[str, Any] = self.invoke(function.logical_id, event)
         return response

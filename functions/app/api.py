@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import uuid
@@ -10,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from app import files, items
-from tenantscope import api_handler, send_message
+from tenantscope import api_handler, current_tenant, send_message
 
 
 def json_value(value: Any) -> Any:
@@ -64,28 +65,75 @@ def route(event: dict[str, Any]) -> tuple[str, str | None]:
     return route_key, record_id
 
 
-def place_order(body: dict[str, Any] | None) -> dict[str, Any]:
-    """Write the order as PENDING, then hand it to the worker as a signed tenant message."""
-    body = body or {}
+def header(event: dict[str, Any], name: str) -> str | None:
+    """A request header's value, whatever its case (HTTP API lowercases names, REST keeps them)."""
+    headers = event.get("headers") or {}
+    return next((value for key, value in headers.items() if key.lower() == name), None)
+
+
+def place_order(event: dict[str, Any]) -> dict[str, Any]:
+    """Write the order as PENDING, then hand it to the worker as a signed tenant message.
+
+    With an ``Idempotency-Key`` header, placing the order again with the same key and the same
+    order answers with the order already placed rather than placing a second one (a client
+    retrying after a timeout), and the same key with another order is refused (422)."""
+    body = parse_body(event) or {}
     item_id = items.valid_id(body.get("item_id"))
     quantity = body.get("quantity")
     if item_id is None or type(quantity) is not int or not 0 < quantity <= 1000:
         return respond(400, {"message": "an order needs item_id and a quantity from 1 to 1000"})
+    raw_key = header(event, "idempotency-key")
+    key = items.valid_id(raw_key)
+    if raw_key is not None and key is None:
+        return respond(400, {"message": "Idempotency-Key must be 1 to 64 letters, digits, '-' or '_'"})
     if items.get("ITEM", item_id, consistent=True) is None:  # an item put a moment ago counts
         return respond(404, {"message": "no such item"})
-    order_id = uuid.uuid4().hex
     attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}
     if body.get("simulate_payment_failure") is True:
         attributes["simulate_payment_failure"] = True
-    order = items.put("ORDER", order_id, attributes)
+    if key is None:
+        order_id = uuid.uuid4().hex
+        order = items.put("ORDER", order_id, attributes)
+    else:
+        order_id = keyed_order_id(key)
+        order = items.put_new("ORDER", order_id, attributes)
+        if order is None:  # placed before with this key
+            return replay_order(order_id, attributes)
     try:
         send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
     except Exception:
-        # Not sent (the key ring or the queue is out): no worker would ever start it, and the client,
-        # answered 503 or 500, places the order again. Take it back rather than leave it PENDING.
-        items.delete("ORDER", order_id)
+        # Not sent (the key ring or the queue is out): no worker would ever start it. An order
+        # placed with a key stays, PENDING, and placing it again with the key sends it; any other
+        # is taken back, since its client, answered 503 or 500, places it again as a new order.
+        if key is None:
+            items.delete("ORDER", order_id)
         raise
     return respond(202, order)
+
+
+# What a client asks for in an order; the same key must come with the same.
+ORDER_FIELDS = ("item_id", "quantity", "simulate_payment_failure")
+
+
+def keyed_order_id(key: str) -> str:
+    """The id of the order placed with Idempotency-Key ``key``. The tenant is in it: an order id
+    also names the order's execution, whose names the state machine shares among all tenants."""
+    tenant = current_tenant().tenant_id
+    return hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()[:32]
+
+
+def replay_order(order_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The answer to an order placed again with its key: the order as it is now, its message sent
+    again while it is still PENDING (the first placing may have failed to send it, and the worker
+    starts an order once however many messages name it)."""
+    placed = items.get("ORDER", order_id, consistent=True)
+    if placed is None:  # deleted by hand since: nothing to answer with
+        return respond(409, {"message": "this Idempotency-Key's order is gone"})
+    if any(placed.get(name) != attributes.get(name) for name in ORDER_FIELDS):
+        return respond(422, {"message": "this Idempotency-Key was used for another order"})
+    if placed.get("status") == "PENDING":
+        send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
+    return respond(202, placed)
 
 
 def upload_attachment(item_id: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -150,7 +198,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if route_key == "GET /items/{id}/attachment" and record_id:
         return download(files.attachment_key(record_id))
     if route_key == "POST /orders":
-        return place_order(parse_body(event))
+        return place_order(event)
     if route_key == "GET /orders/{id}" and record_id:
         found = items.get("ORDER", record_id)
         return respond(200, found) if found else respond(404, {"message": "not found"})

@@ -74,6 +74,18 @@ def put(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any]
     return public(item)
 
 
+def put_new(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
+    """Put the record only if there is none with its id: the record, or None when there was one."""
+    item = {**attributes, "pk": tenant_key(kind), "sk": record_id}
+    try:
+        table().put_item(Item=item, ConditionExpression="attribute_not_exists(sk)")
+    except ClientError as error:
+        if error_code(error) != "ConditionalCheckFailedException":
+            raise
+        return None
+    return public(item)
+
+
 def get(kind: str, record_id: str, *, consistent: bool = False) -> dict[str, Any] | None:
     """The record, or None; ``consistent``: with every write acknowledged before the read (a strongly
     consistent read)."""

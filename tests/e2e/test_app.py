@@ -225,6 +225,111 @@ def test_an_order_whose_message_cannot_be_sent_is_taken_back(aws: LocalAws) -> N
     assert orders == []
 
 
+def order_messages(aws: LocalAws) -> tuple[list[str], dict[str, Any]]:
+    """The order ids of the messages waiting on the order queue, and the worker's event for them."""
+    queue = aws.physical["OrderQueue"]
+    messages = (
+        boto3.client("sqs")
+        .receive_message(
+            QueueUrl=queue["Ref"],
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            AttributeNames=["All"],
+        )
+        .get("Messages", [])
+    )
+    event = sqs_event([record_from_received(message, queue_arn=queue["Arn"]) for message in messages])
+    return [json.loads(message["Body"])["order_id"] for message in messages], event
+
+
+def keyed_order(aws: LocalAws, tenant: str, key: str, **order: Any) -> dict[str, Any]:
+    """POST /orders with an Idempotency-Key (as HTTP API delivers a header: its name lowercased)."""
+    return aws.http(
+        "POST", "/orders", ISSUER.token(tenant), {"item_id": "widget", **order}, {"idempotency-key": key}
+    )
+
+
+def stored_orders(aws: LocalAws, tenant: str) -> list[dict[str, Any]]:
+    with tenant_scope(tenant):
+        return list(
+            tenant_table(aws.physical["AppTable"]["Ref"]).query(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": tenant_key("ORDER")}
+            )["Items"]
+        )
+
+
+def test_an_order_placed_again_with_its_idempotency_key_is_the_order_already_placed(aws: LocalAws) -> None:
+    assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
+    # GIVEN an order placed with a key WHEN a client retries it (a timeout hid the first answer)
+    first = keyed_order(aws, "acme", "retry-7", quantity=2)
+    again = keyed_order(aws, "acme", "retry-7", quantity=2)
+    # THEN both answers are the one order, and the retry sent its message again while it was PENDING
+    assert (first["statusCode"], again["statusCode"]) == (202, 202)
+    order_id = body(first)["id"]
+    assert body(again) == body(first) and len(stored_orders(aws, "acme")) == 1
+    sent, event = order_messages(aws)
+    assert sent == [order_id, order_id]
+    # The worker starts the order once, whichever message comes first.
+    assert deliver(aws, event) == []
+    assert list(aws.wait_for_executions()) == [order_id]
+    assert order_status(aws, order_id) == "COMPLETED"
+    # Placed again once it is done: the order as it is now, and nothing sent.
+    done = keyed_order(aws, "acme", "retry-7", quantity=2)
+    assert (done["statusCode"], body(done)["id"], body(done)["status"]) == (202, order_id, "COMPLETED")
+    assert order_messages(aws)[0] == []
+    stock = body(aws.http("GET", "/items/widget", ISSUER.token("acme")))["stock"]
+    assert stock == 3  # reserved once
+
+
+def test_an_idempotency_key_is_refused_for_another_order_or_out_of_its_grammar(aws: LocalAws) -> None:
+    assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
+    assert keyed_order(aws, "acme", "k-1", quantity=2)["statusCode"] == 202
+    for other in ({"quantity": 3}, {"quantity": 2, "simulate_payment_failure": True}):
+        refused = keyed_order(aws, "acme", "k-1", **other)
+        assert refused["statusCode"] == 422, refused
+    for bad_key in ("a b", "x" * 65, ""):
+        refused = keyed_order(aws, "acme", bad_key, quantity=2)
+        assert refused["statusCode"] == 400, refused
+    (order,) = stored_orders(aws, "acme")
+    assert order["quantity"] == 2 and "simulate_payment_failure" not in order
+    assert order_messages(aws)[0] == [order["sk"]]
+
+
+def test_two_tenants_placing_orders_with_one_idempotency_key_place_two_orders(aws: LocalAws) -> None:
+    # An order id names the order's execution, and a state machine's execution names are shared
+    # by every tenant: one tenant's key must not take the name of another tenant's order.
+    for tenant in ("acme", "globex"):
+        assert aws.http("PUT", "/items/widget", ISSUER.token(tenant), {"stock": 5})["statusCode"] == 200
+    acme, globex = (
+        body(keyed_order(aws, tenant, "order-1", quantity=1))["id"] for tenant in ("acme", "globex")
+    )
+    assert acme != globex
+    sent, event = order_messages(aws)
+    assert sorted(sent) == sorted([acme, globex])
+    assert deliver(aws, event) == []
+    executions = aws.wait_for_executions()
+    assert sorted(executions) == sorted([acme, globex])
+    assert all(execution["status"] == "SUCCEEDED" for execution in executions.values())
+
+
+def test_an_order_with_a_key_whose_message_cannot_be_sent_is_sent_when_placed_again(aws: LocalAws) -> None:
+    assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORDER_QUEUE_URL", aws.physical["OrderQueue"]["Ref"] + "-missing")
+        assert keyed_order(aws, "acme", "k-9", quantity=1)["statusCode"] == 500
+    # Unlike an order without a key, it stays, PENDING, for the client's retry with the key.
+    (order,) = stored_orders(aws, "acme")
+    assert order["status"] == "PENDING"
+    again = keyed_order(aws, "acme", "k-9", quantity=1)
+    assert (again["statusCode"], body(again)["id"]) == (202, order["sk"])
+    sent, event = order_messages(aws)
+    assert sent == [order["sk"]]
+    assert deliver(aws, event) == []
+    assert list(aws.wait_for_executions()) == [order["sk"]]
+    assert order_status(aws, order["sk"]) == "COMPLETED"
+
+
 def test_a_failure_after_the_charge_releases_the_stock_and_refunds(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
