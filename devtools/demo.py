@@ -103,18 +103,35 @@ def main() -> int:
             ("globex", 1, True),
         ):
             request = {"item_id": "widget", "quantity": quantity, "simulate_payment_failure": fail}
-            r = aws.http("POST", "/orders", tokens[tenant], request)
+            # The first order carries an Idempotency-Key, as a client that may retry it sends it.
+            key = {"Idempotency-Key": f"{tenant}-first"} if not orders[tenant] else None
+            r = aws.http("POST", "/orders", tokens[tenant], request, key)
             orders[tenant].append((body(r)["id"], "FAILED" if fail else "COMPLETED"))
             demo.expect(
                 f"{tenant} POST /orders quantity={quantity}{' (payment will fail)' if fail else ''}"
-                f" -> {r['statusCode']} {body(r).get('status')}",
+                f"{' with an Idempotency-Key' if key else ''} -> {r['statusCode']} {body(r).get('status')}",
                 r["statusCode"] == 202,
             )
+        # A retry of acme's first order (its answer lost to a timeout): the same order, not another.
+        first = orders["acme"][0][0]
+        r = aws.http(
+            "POST",
+            "/orders",
+            tokens["acme"],
+            {"item_id": "widget", "quantity": 2},
+            {"Idempotency-Key": "acme-first"},
+        )
+        demo.expect(
+            f"acme POST /orders again with the same Idempotency-Key -> {r['statusCode']}, "
+            f"order {body(r).get('id', '')[:8]}, the same order",
+            r["statusCode"] == 202 and body(r).get("id") == first,
+        )
         batches = drain(aws)
+        # Five messages: the retry sent the PENDING order's again, and the worker starts it once.
         demo.expect(
             f"worker took {sum(d for d, _ in batches)} records in {len(batches)} batch(es), "
             f"{sum(len(f) for _, f in batches)} failures",
-            batches == [(4, [])],
+            batches == [(5, [])],
         )
         executions = aws.wait_for_executions()
         demo.expect(

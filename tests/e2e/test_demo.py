@@ -26,7 +26,8 @@ def test_demo_runs_end_to_end_and_every_expectation_holds() -> None:
     # Every step of the story ran: orders completed, each tenant's files stayed its own, and each
     # attack was shown stopped (for the guard, with the reason it gave).
     for expected in (
-        "worker took 4 records",
+        "worker took 5 records",
+        "acme POST /orders again with the same Idempotency-Key -> 202",
         "is COMPLETED",
         "acme POST /items/widget/attachment -> 200, a form for tenants/acme/items/widget/attachment; "
         "the upload -> 204",
