@@ -86,11 +86,14 @@ def place_order(event: dict[str, Any]) -> dict[str, Any]:
     key = items.valid_id(raw_key)
     if raw_key is not None and key is None:
         return respond(400, {"message": "Idempotency-Key must be 1 to 64 letters, digits, '-' or '_'"})
-    if items.get("ITEM", item_id, consistent=True) is None:  # an item put a moment ago counts
-        return respond(404, {"message": "no such item"})
     attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}
     if body.get("simulate_payment_failure") is True:
         attributes["simulate_payment_failure"] = True
+    if items.get("ITEM", item_id, consistent=True) is None:  # an item put a moment ago counts
+        # Its order placed before the item was deleted is still the answer to a retry.
+        if key is not None and items.get("ORDER", keyed_order_id(key), consistent=True) is not None:
+            return replay_order(keyed_order_id(key), attributes)
+        return respond(404, {"message": "no such item"})
     if key is None:
         order_id = uuid.uuid4().hex
         order = items.put("ORDER", order_id, attributes)

@@ -282,6 +282,49 @@ def test_an_order_placed_again_with_its_idempotency_key_is_the_order_already_pla
     assert stock == 3  # reserved once
 
 
+def test_an_order_placed_again_with_its_key_after_its_item_was_deleted_is_still_that_order(
+    aws: LocalAws,
+) -> None:
+    # GIVEN an order placed with a key whose message could not be sent, and its item deleted since
+    assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORDER_QUEUE_URL", aws.physical["OrderQueue"]["Ref"] + "-missing")
+        assert keyed_order(aws, "acme", "k-del", quantity=2)["statusCode"] == 500
+    assert aws.http("DELETE", "/items/widget", ISSUER.token("acme"))["statusCode"] == 204
+    # WHEN the client retries it THEN the answer is its order, and its message is sent at last
+    again = keyed_order(aws, "acme", "k-del", quantity=2)
+    (order,) = stored_orders(aws, "acme")
+    assert (again["statusCode"], body(again)["id"]) == (202, order["sk"])
+    assert order_messages(aws)[0] == [order["sk"]]
+    # Another order with the key is still refused, and an order without one finds no item.
+    assert keyed_order(aws, "acme", "k-del", quantity=3)["statusCode"] == 422
+    assert (
+        aws.http("POST", "/orders", ISSUER.token("acme"), {"item_id": "widget", "quantity": 2})["statusCode"]
+        == 404
+    )
+
+
+def test_an_order_deleted_between_its_key_s_put_and_its_read_is_a_conflict(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.items  # importable once the local AWS put functions/ on sys.path
+
+    assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
+    assert keyed_order(aws, "acme", "k-gone", quantity=1)["statusCode"] == 202
+    # GIVEN the order deleted (by an operator) after the retry's put found it and before its read
+    put_new = app.items.put_new
+
+    def put_then_lose(kind: str, record_id: str, attributes: dict[str, Any]) -> Any:
+        placed = put_new(kind, record_id, attributes)
+        app.items.delete(kind, record_id)
+        return placed
+
+    monkeypatch.setattr(app.items, "put_new", put_then_lose)
+    # THEN the retry is told, not answered with an order that no longer exists
+    gone = keyed_order(aws, "acme", "k-gone", quantity=1)
+    assert (gone["statusCode"], body(gone)) == (409, {"message": "this Idempotency-Key's order is gone"})
+
+
 def test_an_idempotency_key_is_refused_for_another_order_or_out_of_its_grammar(aws: LocalAws) -> None:
     assert aws.http("PUT", "/items/widget", ISSUER.token("acme"), {"stock": 5})["statusCode"] == 200
     assert keyed_order(aws, "acme", "k-1", quantity=2)["statusCode"] == 202
