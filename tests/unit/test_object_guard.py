@@ -29,7 +29,7 @@ from tenantscope import (
 from tenantscope._config import Settings
 from tenantscope._credentials import CredentialVendor, set_default_vendor
 from tenantscope._files import MAX_PRESIGN_SECONDS, MAX_UPLOAD_BYTES
-from tenantscope._object_guard import MAX_KEY_BYTES, ObjectGuard, check_relative_key
+from tenantscope._object_guard import MAX_KEY_BYTES, ObjectGuard, check_relative_key, presigned_post_for
 from tests.conftest import BUCKET
 
 S3 = botocore.session.get_session().get_service_model("s3")
@@ -212,6 +212,16 @@ def test_a_copy_source_outside_the_tenants_prefix_is_refused(operation: str, sou
         call(operation, Bucket=BUCKET, Key="tenants/acme/copy", CopySource=source, UploadId="u", PartNumber=1)
 
 
+@pytest.mark.parametrize("source", [f"{BUCKET}/tenants/acme/x?versionId=abc", None])
+def test_a_copy_source_of_a_version_or_not_a_string_is_refused_as_the_copy_source(source: object) -> None:
+    raised = refused("CopyObject", Bucket=BUCKET, Key="tenants/acme/copy", CopySource=source)
+    assert (raised.reason, raised.detail) == (Reason.FOREIGN_OBJECT, "copy source")
+
+
+def test_a_key_of_s3s_longest_passes() -> None:
+    call("GetObject", Bucket=BUCKET, Key="tenants/acme/" + "a" * (MAX_KEY_BYTES - len("tenants/acme/")))
+
+
 def test_a_copy_within_the_prefix_passes_and_its_destination_is_checked() -> None:
     call("CopyObject", Bucket=BUCKET, Key="tenants/acme/copy", CopySource=f"{BUCKET}/tenants/acme/x")
     call("CopyObject", Bucket=BUCKET, Key="tenants/acme/copy", CopySource="exports/tenants/acme/a%21b")
@@ -230,9 +240,10 @@ def test_a_batch_delete_with_one_foreign_key_is_refused_whole() -> None:
     raised = refused(
         "DeleteObjects", Bucket=BUCKET, Delete={"Objects": [{"Key": "tenants/acme/1", "VersionId": "v"}]}
     )
-    assert raised.reason is Reason.REFUSED_PARAMETER
+    assert (raised.reason, raised.detail) == (Reason.REFUSED_PARAMETER, "VersionId")
     for delete in ({"Objects": []}, {}, None, {"Objects": "tenants/acme/1"}):
-        assert refused("DeleteObjects", Bucket=BUCKET, Delete=delete).reason is Reason.MALFORMED_REQUEST
+        raised = refused("DeleteObjects", Bucket=BUCKET, Delete=delete)
+        assert (raised.reason, raised.detail) == (Reason.MALFORMED_REQUEST, "delete objects")
 
 
 @pytest.mark.parametrize(
@@ -259,9 +270,11 @@ def test_a_listing_under_the_tenants_prefix_passes(prefix: str) -> None:
     ],
 )
 def test_a_listing_outside_the_tenants_prefix_or_without_one_is_refused(prefix: object) -> None:
-    assert refused("ListObjectsV2", Bucket=BUCKET, Prefix=prefix).reason in (
-        Reason.FOREIGN_OBJECT,
-        Reason.UNSAFE_OBJECT_KEY,
+    raised = refused("ListObjectsV2", Bucket=BUCKET, Prefix=prefix)
+    # Outside the prefix, named as the listing's; inside it, an unsafe key as any other
+    assert (raised.reason, raised.detail) in (
+        (Reason.FOREIGN_OBJECT, "list prefix"),
+        (Reason.UNSAFE_OBJECT_KEY, None),
     )
 
 
@@ -363,7 +376,17 @@ def test_a_presigned_url_made_by_hand_on_the_client_is_guarded_too(sts: FakeSts)
         # a presigned POST's policy is invisible to the guard: only presign_upload may make one
         with pytest.raises(CrossTenantAccess) as raised:
             s3.generate_presigned_post(BUCKET, "tenants/acme/x", Conditions=[["starts-with", "$key", ""]])
-        assert raised.value.reason is Reason.OPERATION_NOT_ALLOWED
+        assert (raised.value.reason, raised.value.detail) == (Reason.OPERATION_NOT_ALLOWED, "presigned POST")
+
+
+def test_a_presigned_post_is_let_through_for_the_approved_bucket_only(sts: FakeSts) -> None:
+    with tenant_scope("acme"), presigned_post_for(BUCKET):
+        s3 = tenant_s3()
+        assert s3.generate_presigned_post(BUCKET, "tenants/acme/x")["fields"]["key"] == "tenants/acme/x"
+        # GIVEN another configured bucket WHEN a POST policy is signed for it THEN it is refused
+        with pytest.raises(CrossTenantAccess) as raised:
+            s3.generate_presigned_post("exports", "tenants/acme/x")
+    assert (raised.value.reason, raised.value.detail) == (Reason.OPERATION_NOT_ALLOWED, "presigned POST")
 
 
 def test_a_presigned_request_the_guard_did_not_check_is_not_signed() -> None:
