@@ -79,6 +79,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "_guard": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
     "_expressions": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
     "_object_guard": ("tests/unit/test_object_guard.py", "tests/integration/test_files_on_moto.py"),
+    "_files": ("tests/unit/test_object_guard.py", "tests/integration/test_files_on_moto.py"),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),
     "_credentials": ("tests/unit/test_credentials.py", "tests/unit/test_api_handler.py"),
 }
@@ -94,6 +95,7 @@ DEFAULT_MODULES = (
     "_guard",
     "_expressions",
     "_object_guard",
+    "_files",
     "_jwt",
 )
 

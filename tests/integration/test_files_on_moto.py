@@ -86,7 +86,8 @@ def test_each_tenant_works_with_its_own_objects_only(files: Any) -> None:
     for tenant in ("acme", "acme-corp"):
         with tenant_scope(tenant):
             bucket = tenant_bucket(BUCKET)
-            bucket.put("notes/today.txt", f"{tenant} notes", ContentType="text/plain")
+            written = bucket.put("notes/today.txt", f"{tenant} notes", ContentType="text/plain")
+            assert written["ETag"]  # PutObject's answer, as boto3 gives it
             assert bucket.get("notes/today.txt") == f"{tenant} notes".encode()
             assert bucket.get("report.csv") == f"{tenant}:report.csv".encode()
             bucket.copy("notes/today.txt", "notes/copy.txt")
@@ -97,6 +98,7 @@ def test_each_tenant_works_with_its_own_objects_only(files: Any) -> None:
                 "report.csv",
             ]
             assert bucket.list("notes/") == ["notes/copy.txt", "notes/today.txt"]
+            assert bucket.list("nothing/") == []  # S3 leaves Contents out of an empty page
             bucket.delete("notes/copy.txt")
             head = tenant_s3().head_object(Bucket=BUCKET, Key=bucket.key("notes/today.txt"))
             assert head["ContentType"] == "text/plain"

@@ -30,6 +30,7 @@ from tenantscope._config import Settings
 from tenantscope._credentials import CredentialVendor, set_default_vendor
 from tenantscope._files import MAX_PRESIGN_SECONDS, MAX_UPLOAD_BYTES
 from tenantscope._object_guard import MAX_KEY_BYTES, ObjectGuard, check_relative_key, presigned_post_for
+from tenantscope.testing import reset_process_state
 from tests.conftest import BUCKET
 
 S3 = botocore.session.get_session().get_service_model("s3")
@@ -416,12 +417,17 @@ def test_a_presigned_upload_is_bound_to_one_key_type_and_size(sts: FakeSts) -> N
     assert fields["Content-Type"] == "image/png"
     assert fields["x-amz-credential"].startswith("ASIAFAKE000000000001/")
     assert fields["x-amz-security-token"] == "fake-token-acme-1"
+    # Every condition, and nothing else: S3 refuses an upload that fails any of them
+    signature = {"x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-security-token"}
     conditions = policy["conditions"]
-    assert ["eq", "$key", "tenants/acme/items/1/attachment"] in conditions
-    assert ["eq", "$Content-Type", "image/png"] in conditions
-    assert ["content-length-range", 1, 1024] in conditions
-    assert {"bucket": BUCKET} in conditions
-    assert not any(isinstance(c, list) and c[0] == "starts-with" for c in conditions)
+    assert [c for c in conditions if not (isinstance(c, dict) and set(c) <= signature)] == [
+        ["eq", "$key", "tenants/acme/items/1/attachment"],
+        ["eq", "$Content-Type", "image/png"],
+        ["content-length-range", 1, 1024],
+        {"bucket": BUCKET},
+        {"key": "tenants/acme/items/1/attachment"},
+    ]
+    assert {name for c in conditions if isinstance(c, dict) for name in c} == {"bucket", "key", *signature}
     expiration = time.mktime(time.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     assert abs(expiration - form["expires_at"]) <= 1
     assert before + 60 <= form["expires_at"] <= after + 60  # 60 s from when it was made
@@ -450,7 +456,52 @@ def test_presigned_upload_bounds(sts: FakeSts, arguments: dict[str, Any]) -> Non
     values = {"content_type": "image/png", "max_bytes": 1024, **arguments}
     with tenant_scope("acme"), pytest.raises(CrossTenantAccess) as raised:
         tenant_bucket(BUCKET).presign_upload("x", **values)
-    assert raised.value.reason is Reason.PRESIGN_BOUNDS
+    (bound,) = arguments
+    detail = {
+        "expires_in": f"expiry must be 1 to {MAX_PRESIGN_SECONDS} seconds",
+        "max_bytes": f"size must be 1 to {MAX_UPLOAD_BYTES} bytes",
+        "content_type": "content type",
+    }[bound]
+    assert (raised.value.reason, raised.value.detail) == (Reason.PRESIGN_BOUNDS, detail)
+
+
+def test_presigned_urls_at_their_bounds_and_by_default(sts: FakeSts) -> None:
+    with tenant_scope("acme"):
+        bucket = tenant_bucket(BUCKET)
+        shortest = bucket.presign_download("x", expires_in=1)
+        default = bucket.presign_download("x")
+        largest = bucket.presign_upload(
+            "x", content_type="text/plain", max_bytes=MAX_UPLOAD_BYTES, expires_in=1
+        )
+        before = int(time.time())
+        form = bucket.presign_upload("x", content_type="text/plain", max_bytes=1)
+        after = int(time.time())
+    assert [parse_qs(urlsplit(url).query)["X-Amz-Expires"] for url in (shortest, default)] == [["1"], ["300"]]
+    policy = json.loads(base64.b64decode(largest["fields"]["policy"]))
+    assert ["content-length-range", 1, MAX_UPLOAD_BYTES] in policy["conditions"]
+    assert before + 300 <= form["expires_at"] <= after + 300  # five minutes by default
+
+
+def test_a_url_signed_by_credentials_past_their_expiry_claims_one_second(
+    sts: FakeSts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scope outlived its credentials (a long invocation): the URL claims what S3 honours, nothing
+    with tenant_scope("acme"):
+        bucket = tenant_bucket(BUCKET)
+        bucket.presign_download("x")  # the credentials, vended now
+        monkeypatch.setattr("tenantscope._files.time.time", lambda: time.time_ns() / 1e9 + 7200)
+        url = bucket.presign_download("x", expires_in=60)
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["1"]
+
+
+def test_the_s3_client_is_in_the_settings_region(sts: FakeSts, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the function's region (AWS_REGION) and a different default for AWS's SDKs
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    reset_process_state()
+    set_default_vendor(CredentialVendor(sts, sleep=lambda _: None))
+    with tenant_scope("acme"):
+        assert tenant_s3().meta.region_name == "eu-west-1"
 
 
 def test_a_presigned_url_never_claims_to_outlive_its_credentials() -> None:

@@ -151,8 +151,8 @@ class TenantBucket:
                 Bucket=self.name,
                 Key=key,
                 Fields={"Content-Type": content_type},
+                # botocore adds the bucket's condition and the signature's own.
                 Conditions=[
-                    {"bucket": self.name},
                     ["eq", "$key", key],
                     ["eq", "$Content-Type", content_type],
                     ["content-length-range", 1, max_bytes],
