@@ -3,6 +3,8 @@ InMemoryReplayGuard, ship with it.)"""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FakeClock:
     """A clock that moves only when told to; counts how often it is read."""
@@ -17,3 +19,14 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class RecordingSqs:
+    """A fake SQS client: keeps each SendMessage request."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **request: Any) -> dict[str, Any]:
+        self.sent.append(request)
+        return {"MessageId": f"sent-{len(self.sent)}"}

@@ -43,6 +43,7 @@ from tenantscope._errors import InvalidTenantId, LoggableError, TenantAuthError
 from tenantscope._keyring import StaticKeyRing
 from tenantscope._producer import queue_arn_from_url, seal_input, send_message, sign_message
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
+from tests.fakes import RecordingSqs
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS_FILE = ROOT / "tests" / "envelope_vectors.json"
@@ -1046,15 +1047,6 @@ def test_seal_input_refuses_a_payload_that_is_not_json(payload: Any) -> None:
             payload, state_machine_arn=STATE_MACHINE_ARN, execution_name="run-1", tenant_id=TENANT, ring=RING
         )
     assert isinstance(refused.value, LoggableError)
-
-
-class RecordingSqs:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_message(self, **request: Any) -> dict[str, Any]:
-        self.sent.append(request)
-        return {"MessageId": "m-1"}
 
 
 def own_attributes(count: int) -> dict[str, dict[str, str]]:

@@ -57,6 +57,7 @@ from tenantscope.testing import (
     sqs_record,
 )
 from tests.conftest import LambdaContext
+from tests.fakes import RecordingSqs
 
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"
 TTL = Settings.load(environ={}).sqs_envelope_ttl_seconds
@@ -511,17 +512,6 @@ def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
     assert sorted(r.tenant_id for r in fake_sts.requests) == sorted(set(tenants))
     with pytest.raises(NoTenantContext):
         current_tenant()
-
-
-class RecordingSqs:
-    """A fake SQS client: keeps each SendMessage request."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_message(self, **request: Any) -> dict[str, Any]:
-        self.sent.append(request)
-        return {"MessageId": f"sent-{len(self.sent)}"}
 
 
 def test_a_message_sent_while_handling_a_record_continues_the_records_trace(vendor: CredentialVendor) -> None:
