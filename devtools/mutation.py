@@ -80,6 +80,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     "_expressions": ("tests/unit/test_guard.py", "tests/integration/test_data_on_moto.py"),
     "_object_guard": ("tests/unit/test_object_guard.py", "tests/integration/test_files_on_moto.py"),
     "_files": ("tests/unit/test_object_guard.py", "tests/integration/test_files_on_moto.py"),
+    "_producer": (
+        "tests/unit/test_envelope.py",
+        "tests/unit/test_context.py",
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_producer_on_moto.py",
+    ),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),
     "_credentials": ("tests/unit/test_credentials.py", "tests/unit/test_api_handler.py"),
 }
@@ -96,6 +103,7 @@ DEFAULT_MODULES = (
     "_expressions",
     "_object_guard",
     "_files",
+    "_producer",
     "_jwt",
 )
 

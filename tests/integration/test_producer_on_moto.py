@@ -46,7 +46,7 @@ from tenantscope.testing import (
     sqs_event,
     task_event,
 )
-from tests.conftest import LambdaContext
+from tests.conftest import REGION, LambdaContext
 from tests.integration.conftest import verified_tenant
 
 OURS = {ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE}
@@ -218,7 +218,7 @@ def test_user_attributes_pass_through_and_ours_cannot_be_overridden(sqs: Any, st
         DelaySeconds=0,
     )
     for name in sorted(OURS):
-        with pytest.raises(ValueError, match="cannot be overridden"):
+        with pytest.raises(ValueError, match=r"^tenantscope message attributes cannot be overridden$"):
             send_message(
                 standard.url,
                 "{}",
@@ -227,7 +227,7 @@ def test_user_attributes_pass_through_and_ours_cannot_be_overridden(sqs: Any, st
                 client=sqs,
                 MessageAttributes={name: {"DataType": "String", "StringValue": "globex"}},
             )
-    with pytest.raises(ValueError, match="MessageGroupId"):
+    with pytest.raises(ValueError, match=r"^MessageGroupId is the tenant id$"):
         send_message(standard.url, "{}", tenant_id="acme", ring=RING, client=sqs, MessageGroupId="globex")
     send_message(standard.url, "{}", tenant_id="acme", ring=RING, client=sqs, MessageGroupId="acme")
 
@@ -391,3 +391,17 @@ def test_start_execution_passes_the_trace_header(
     assert "traceHeader" not in sent[0]
     assert sent[1]["traceHeader"] == TRACE
     assert len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]) == 2
+
+
+def test_producers_without_a_client_use_the_settings_region_and_lifetime(
+    sqs: Any, sfn: Any, machine_arn: str, standard: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a default region for AWS's SDKs that is not the producer's, and no client
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    settings = Settings.load(region=REGION, sfn_envelope_ttl_seconds="600")
+    response = start_execution(machine_arn, {"n": 1}, tenant_id="acme", ring=RING, settings=settings)
+    document = json.loads(sfn.describe_execution(executionArn=response["executionArn"])["input"])
+    _, _, issued_at, expires_at, _ = document[SFN_KEY]["envelope"].split(" ")
+    assert int(expires_at) - int(issued_at) == 600
+    send_message(standard.url, "{}", tenant_id="acme", ring=RING, settings=settings)
+    assert len(sqs.receive_message(QueueUrl=standard.url)["Messages"]) == 1
