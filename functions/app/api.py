@@ -89,19 +89,19 @@ def place_order(event: dict[str, Any]) -> dict[str, Any]:
     attributes: dict[str, Any] = {"status": "PENDING", "item_id": item_id, "quantity": quantity}
     if body.get("simulate_payment_failure") is True:
         attributes["simulate_payment_failure"] = True
+    order_id = uuid.uuid4().hex if key is None else keyed_order_id(key)
     if items.get("ITEM", item_id, consistent=True) is None:  # an item put a moment ago counts
         # Its order placed before the item was deleted is still the answer to a retry.
-        if key is not None and items.get("ORDER", keyed_order_id(key), consistent=True) is not None:
-            return replay_order(keyed_order_id(key), attributes)
+        placed = items.get("ORDER", order_id, consistent=True) if key is not None else None
+        if placed is not None:
+            return replay_order(order_id, placed, attributes)
         return respond(404, {"message": "no such item"})
     if key is None:
-        order_id = uuid.uuid4().hex
         order = items.put("ORDER", order_id, attributes)
     else:
-        order_id = keyed_order_id(key)
         order = items.put_new("ORDER", order_id, attributes)
         if order is None:  # placed before with this key
-            return replay_order(order_id, attributes)
+            return replay_order(order_id, items.get("ORDER", order_id, consistent=True), attributes)
     try:
         send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
     except Exception:
@@ -125,11 +125,10 @@ def keyed_order_id(key: str) -> str:
     return hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()[:32]
 
 
-def replay_order(order_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """The answer to an order placed again with its key: the order as it is now, its message sent
-    again while it is still PENDING (the first placing may have failed to send it, and the worker
-    starts an order once however many messages name it)."""
-    placed = items.get("ORDER", order_id, consistent=True)
+def replay_order(order_id: str, placed: dict[str, Any] | None, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The answer to an order placed again with its key: ``placed``, the order as it is now, its
+    message sent again while it is still PENDING (the first placing may have failed to send it, and
+    the worker starts an order once however many messages name it)."""
     if placed is None:  # deleted by hand since: nothing to answer with
         return respond(409, {"message": "this Idempotency-Key's order is gone"})
     if any(placed.get(name) != attributes.get(name) for name in ORDER_FIELDS):

@@ -68,22 +68,21 @@ def is_text(value: str) -> bool:
     return True
 
 
-def put(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+def put(kind: str, record_id: str, attributes: dict[str, Any], **condition: str) -> dict[str, Any]:
+    """Put the record (``condition``: PutItem's ``ConditionExpression``, if any); the record."""
     item = {**attributes, "pk": tenant_key(kind), "sk": record_id}
-    table().put_item(Item=item)
+    table().put_item(Item=item, **condition)
     return public(item)
 
 
 def put_new(kind: str, record_id: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
     """Put the record only if there is none with its id: the record, or None when there was one."""
-    item = {**attributes, "pk": tenant_key(kind), "sk": record_id}
     try:
-        table().put_item(Item=item, ConditionExpression="attribute_not_exists(sk)")
+        return put(kind, record_id, attributes, ConditionExpression="attribute_not_exists(sk)")
     except ClientError as error:
         if error_code(error) != "ConditionalCheckFailedException":
             raise
         return None
-    return public(item)
 
 
 def get(kind: str, record_id: str, *, consistent: bool = False) -> dict[str, Any] | None:

@@ -95,8 +95,8 @@ def _execution_destination(state_machine_arn: str, execution_name: str) -> str:
         and _NAME_REFUSES.isdisjoint(execution_name)
     ):
         raise _NotSendable(
-            "an execution name is 1 to 80 printable ASCII characters, without spaces or any of "
-            "< > { } [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : / (Step Functions' rule)"
+            f"an execution name is 1 to {_MAX_EXECUTION_NAME} printable ASCII characters, without "
+            "spaces or any of < > { } [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : / (Step Functions' rule)"
         )
     try:
         return sfn_destination(state_machine_arn, execution_name)
