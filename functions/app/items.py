@@ -10,7 +10,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.exceptions import ClientError
 
 from tenantscope import tenant_key, tenant_table
@@ -42,6 +41,10 @@ def unstorable(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, int | Decimal):
         # DynamoDB's numbers: 38 significant digits, a magnitude from 1E-130 to under 1E+126 (boto3's
         # serializer refuses more digits, but lets some magnitudes through that DynamoDB refuses).
+        # boto3 loads this module with the first table resource: imported here, it stays off the
+        # function's cold start.
+        from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
         try:
             number = DYNAMODB_CONTEXT.create_decimal(value)
         except ArithmeticError:
