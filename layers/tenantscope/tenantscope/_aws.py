@@ -21,13 +21,26 @@ from typing import Any
 
 from ._cache import ProcessCache, ProcessValue
 
-__all__ = ["aws_client", "base_session", "tenant_boto3_session", "tenant_client", "tenant_resource"]
+__all__ = [
+    "aws_client",
+    "aws_error_code",
+    "base_session",
+    "tenant_boto3_session",
+    "tenant_client",
+    "tenant_resource",
+]
 
 # boto3 sessions are not safe to create clients from concurrently: every creation holds this lock.
 _lock = threading.RLock()
 _session: ProcessValue[Any] = ProcessValue(_lock)
 _tenant_base: ProcessValue[Any] = ProcessValue(_lock)
 _clients: ProcessCache[tuple[str, str | None, int], Any] = ProcessCache(lock=_lock)
+
+
+def aws_error_code(error: Any) -> str:
+    """The AWS error code of a botocore ``ClientError``, or ``"no error code"`` when its response
+    names none: what a log line, an error message and a decision on the code all use."""
+    return str(error.response.get("Error", {}).get("Code") or "no error code")
 
 
 def _config(attempts: int) -> Any:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ._aws import aws_client
+from ._aws import aws_client, aws_error_code
 from ._cache import ProcessValue, touch
 from ._config import Settings
 from ._errors import CredentialsUnavailable, Reason, StsRefused, StsThrottled, StsUnreachable
@@ -97,12 +97,12 @@ class Boto3Sts:
         try:
             response = self._sts().assume_role(**request.to_boto3())
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = aws_error_code(error)
             if code in _THROTTLING_CODES:
                 raise StsThrottled(Reason.STS_THROTTLED, code) from None
             if code in _UNAVAILABLE_CODES:
                 raise StsUnreachable(Reason.STS_UNREACHABLE, code) from None
-            raise StsRefused(Reason.STS_REFUSED, code or "no error code") from None
+            raise StsRefused(Reason.STS_REFUSED, code) from None
         except BotoCoreError as error:  # DNS, connection, timeouts: nothing came back from STS
             raise StsUnreachable(Reason.STS_UNREACHABLE, type(error).__name__) from None
         try:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ._aws import aws_client
+from ._aws import aws_client, aws_error_code
 from ._cache import ProcessCache, Refresher
 from ._config import ENV, Settings, refuse_local_only_in_deployment
 from ._errors import ConfigurationError, KeysUnavailable, Reason, TenantAuthError
@@ -252,10 +252,10 @@ class KmsKeyRing:
                 MacAlgorithm="HMAC_SHA_256", **params
             )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = aws_error_code(error)
             if operation == "verify_mac" and code == "KMSInvalidMacException":
                 return None
-            raise KeysUnavailable(Reason.KMS_FAILED, f"{operation}: {code or 'no error code'}") from None
+            raise KeysUnavailable(Reason.KMS_FAILED, f"{operation}: {code}") from None
         except BotoCoreError as error:
             raise KeysUnavailable(Reason.KMS_UNREACHABLE, type(error).__name__) from None
         return response

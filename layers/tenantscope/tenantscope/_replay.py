@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from ._aws import aws_client
+from ._aws import aws_client, aws_error_code
 from ._envelope import Envelope
 from ._errors import Reason, TemporarilyUnavailable
 
@@ -146,9 +146,8 @@ def _table_call(operation: str) -> Iterator[None]:
     try:
         yield
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "")
         raise TemporarilyUnavailable(
-            Reason.REPLAY_TABLE_FAILED, f"{operation}: {code or 'no error code'}"
+            Reason.REPLAY_TABLE_FAILED, f"{operation}: {aws_error_code(error)}"
         ) from None
     except BotoCoreError as error:
         raise TemporarilyUnavailable(Reason.REPLAY_TABLE_UNREACHABLE, type(error).__name__) from None
