@@ -89,6 +89,16 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),
     "_credentials": ("tests/unit/test_credentials.py", "tests/unit/test_api_handler.py"),
+    "_keyring": (
+        "tests/unit/test_keyring.py",
+        "tests/unit/test_envelope.py",
+        "tests/integration/test_keys_and_replay_on_moto.py",
+    ),
+    "_replay": (
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_public_types.py",
+        "tests/integration/test_keys_and_replay_on_moto.py",
+    ),
 }
 # The security core, smallest first: `make mutation` runs these unless MODULES names others.
 DEFAULT_MODULES = (
@@ -104,6 +114,8 @@ DEFAULT_MODULES = (
     "_object_guard",
     "_files",
     "_producer",
+    "_keyring",
+    "_replay",
     "_jwt",
 )
 

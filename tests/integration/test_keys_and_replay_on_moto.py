@@ -19,16 +19,23 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
-from tenantscope import KeysUnavailable, Reason, TemporarilyUnavailable, sqs_handler
+from tenantscope import KeysUnavailable, Reason, Settings, TemporarilyUnavailable, sqs_handler
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import Envelope, InvalidEnvelope, seal, sqs_destination, verify
-from tenantscope._keyring import KeyRing, KmsKeyRing, SecretsManagerKeyRing, key_ring_from_spec
+from tenantscope._keyring import (
+    KeyRing,
+    KmsKeyRing,
+    SecretsManagerKeyRing,
+    default_key_ring,
+    key_ring_from_spec,
+)
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from tenantscope.testing import RING, signed_sqs_record, sqs_event
 from tests.conftest import REGION, LambdaContext
 from tests.fakes import FakeClock
 
 SECRET = "tenantscope/signing-keys"
+OTHER_REGION = "eu-central-1"  # not the environment's default region
 REPLAY_TABLE = "tenantscope-replay"
 MAX_AGE = 300.0
 INTERVAL = 30.0
@@ -221,6 +228,21 @@ def test_a_kms_ring_seals_and_verifies(kms: Any) -> None:
     assert len(base64.urlsafe_b64decode(sealed["signature"] + "=")) == 32
 
 
+def test_the_process_ring_reaches_its_keys_in_the_settings_region(moto: None) -> None:
+    # GIVEN a ring secret and a KMS key that exist only in a region other than the environment's
+    assert OTHER_REGION != REGION
+    boto3.client("secretsmanager", region_name=OTHER_REGION).create_secret(
+        Name=SECRET, SecretString=ring_json("k1", "k1")
+    )
+    kms = boto3.client("kms", region_name=OTHER_REGION)
+    key_id = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    for spec in (f"secretsmanager:{SECRET}", f"kms:{key_id}"):
+        # WHEN the process's ring is built from settings that name that region
+        ring = default_key_ring(Settings(signing_keys=spec, region=OTHER_REGION))
+        # THEN it reads its keys there: what it seals, it verifies
+        assert verify(**seal_body(ring), ring=ring).tenant_id == "acme-corp"
+
+
 def test_a_kms_ring_from_a_spec_with_an_alias(kms: Any) -> None:
     key_arn = hmac_key(kms)
     kms.create_alias(AliasName="alias/tenantscope-envelope", TargetKeyId=key_arn)
@@ -282,7 +304,12 @@ def envelope_for(envelope_id: str, *, expires_at: int = NOW + LIFETIME) -> Envel
 
 @pytest.fixture
 def dynamodb(moto: None) -> Any:
-    client = boto3.client("dynamodb", region_name=REGION)
+    return replay_table(REGION)
+
+
+def replay_table(region: str) -> Any:
+    """A client of ``region`` in which the replay table now exists."""
+    client = boto3.client("dynamodb", region_name=region)
     client.create_table(
         TableName=REPLAY_TABLE,
         KeySchema=[{"AttributeName": "envelope_id", "KeyType": "HASH"}],
@@ -316,7 +343,7 @@ def test_the_first_carrier_is_admitted_a_redelivery_too_a_replay_not(guard: Repl
     assert not guard.completed(envelope, "message-2")  # a replay, not work done
     assert guard.admit(envelope, "message-1")  # the refusal did not take the record over
     assert not guard.admit(envelope, "message-3")
-    assert not guard.completed(envelope, "message-1")  # admitted, not completed
+    assert guard.completed(envelope, "message-1") is False  # admitted, not completed
 
 
 def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
@@ -326,6 +353,8 @@ def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
     assert guard.admit(second, "message-2")
     assert guard.admit(second, "message-2")
     assert not guard.admit(second, "message-1")
+    never_seen = envelope_for("00000000000000000000000000000000")
+    assert guard.completed(never_seen, "message-1") is False
 
 
 def test_a_completed_envelope_is_never_admitted_under_another_id(
@@ -349,12 +378,13 @@ def test_a_failed_carrier_can_be_redriven_under_a_new_id_after_its_lease(
     # GIVEN a message whose processing failed (admitted, never completed)
     envelope = envelope_for("0123456789abcdef0123456789abcdef")
     assert guard.admit(envelope, "message-1")
-    # WHEN the same envelope comes back with a new id while the first may still be running
-    clock.now += 899
+    # WHEN the same envelope comes back with a new id while the first may still be running (up
+    # to the end of its lease, inclusive)
+    clock.now += 900
     # THEN it is refused
     assert not guard.admit(envelope, "dlq-redrive-1")
     # WHEN it comes back after the lease (a redrive from the dead-letter queue)
-    clock.now += 2
+    clock.now += 1
     # THEN it is admitted once, and the old carrier and other copies are refused
     assert guard.admit(envelope, "dlq-redrive-1")
     assert not guard.admit(envelope, "message-1")
@@ -394,6 +424,50 @@ def test_the_replay_record_outlives_the_envelope(dynamodb: Any) -> None:
     }
     ttl = dynamodb.describe_time_to_live(TableName=REPLAY_TABLE)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
+
+
+class EventuallyConsistentReads:
+    """A DynamoDB client whose eventually consistent reads have seen no write yet (DynamoDB may
+    answer one from a replica a write has not reached): only a strongly consistent read sees the
+    table. moto's reads are all consistent."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        if params.get("ConsistentRead") is not True:
+            return {}
+        answer: dict[str, Any] = self._client.get_item(**params)
+        return answer
+
+
+def test_a_redelivery_right_after_completion_is_known_as_done(dynamodb: Any) -> None:
+    # GIVEN a guard whose table answers eventually consistent reads from before any write
+    guard = DynamoDbReplayGuard(
+        REPLAY_TABLE, client=EventuallyConsistentReads(dynamodb), clock=lambda: float(NOW)
+    )
+    envelope = envelope_for("0123456789abcdef0123456789abcdef")
+    assert guard.admit(envelope, "message-1")
+    guard.complete(envelope, "message-1")
+    # WHEN SQS redelivers the completed message at once THEN it is not run again, and it is
+    # acknowledged as done rather than refused as a replay
+    assert not guard.admit(envelope, "message-1")
+    assert guard.completed(envelope, "message-1") is True
+
+
+def test_a_replay_guard_uses_the_region_or_the_client_it_is_given(moto: None) -> None:
+    # GIVEN the replay table only in a region other than the environment's
+    client = replay_table(OTHER_REGION)
+    envelope = envelope_for("0123456789abcdef0123456789abcdef")
+    by_region = DynamoDbReplayGuard(REPLAY_TABLE, region=OTHER_REGION, clock=lambda: float(NOW))
+    by_client = DynamoDbReplayGuard(REPLAY_TABLE, client=client, clock=lambda: float(NOW))
+    # THEN both reach it: one admits, the other sees that admission
+    assert by_region.admit(envelope, "message-1")
+    assert not by_client.admit(envelope, "message-2")
+    assert by_client.admit(envelope, "message-1")
 
 
 def test_a_sealed_envelope_goes_through_verification_and_the_guard(dynamodb: Any) -> None:

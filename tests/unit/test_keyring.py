@@ -8,11 +8,12 @@ they run on moto in tests/integration/test_keys_and_replay_on_moto.py).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -20,9 +21,11 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenantscope import ConfigurationError, KeysUnavailable, Reason
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, Settings
 from tenantscope._errors import TenantAuthError
 from tenantscope._keyring import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MIN_REFRESH_SECONDS,
     MIN_KEY_BYTES,
     HmacKeyRing,
     KmsKeyRing,
@@ -30,6 +33,7 @@ from tenantscope._keyring import (
     StaticKeyRing,
     _hmac_sha256_pads,
     _parse_ring,
+    default_key_ring,
     key_ring_from_spec,
 )
 from tests.fakes import FakeClock
@@ -50,6 +54,15 @@ K3 = hashlib.sha256(b"k3").digest() + b"longer keys are fine"
 
 def ring_document(active: str = "k1", **keys: bytes) -> dict[str, Any]:
     return {"active": active, "keys": {kid: b64(key) for kid, key in (keys or {"k1": K1}).items()}}
+
+
+@contextlib.contextmanager
+def refused_as(detail: str, reason: Reason = Reason.INVALID_SETTING) -> Iterator[None]:
+    """Expect a ConfigurationError of ``reason`` whose detail is ``detail``, word for word: the
+    detail is what tells the operator which setting to fix."""
+    with pytest.raises(ConfigurationError) as refused:
+        yield
+    assert (refused.value.reason, refused.value.detail) == (reason, detail)
 
 
 def mac(key: bytes, message: bytes = MESSAGE) -> bytes:
@@ -110,18 +123,18 @@ def test_key_ids_of_the_whole_grammar_are_accepted() -> None:
     ids=["no keys member", "empty keys", "null keys", "keys as a list", "keys as a string", "empty object"],
 )
 def test_a_ring_without_keys_is_refused(document: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError, match="no keys"):
+    with refused_as("key ring has no keys"):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("size", [0, 1, 16, MIN_KEY_BYTES - 1])
 def test_a_key_shorter_than_32_bytes_is_refused(size: int) -> None:
-    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+    with refused_as("key ring keys must be at least 32 bytes"):
         _parse_ring(ring_document(k1=bytes(size)))
 
 
 def test_a_short_key_spoils_the_whole_ring() -> None:
-    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+    with refused_as("key ring keys must be at least 32 bytes"):
         _parse_ring(ring_document("k1", k1=K1, k2=bytes(31)))
 
 
@@ -149,7 +162,7 @@ def test_a_short_key_spoils_the_whole_ring() -> None:
     ],
 )
 def test_a_key_that_is_not_standard_base64_is_refused(encoded: Any) -> None:
-    with pytest.raises(ConfigurationError, match=r"base64|at least 32 bytes"):
+    with refused_as("key ring has a key that is not base64"):
         _parse_ring({"active": "k1", "keys": {"k1": encoded}})
 
 
@@ -182,24 +195,24 @@ def test_with_a_keys_member_the_nested_form_wins_and_flat_members_are_ignored() 
 
 
 @pytest.mark.parametrize(
-    ("document", "reason"),
+    ("document", "detail"),
     [
-        ({"active": "k1"}, "no keys"),
-        ({"active": "k1", "k1": b64(bytes(31))}, "at least 32 bytes"),
-        ({"active": "k1", "k1": "not base64!"}, "base64"),
-        ({"active": "k2", "k1": b64(K1)}, "active key is not listed"),
-        ({"active": "k1", "k1": b64(K1), "bad id": b64(K2)}, "invalid key id"),
+        ({"active": "k1"}, "key ring has no keys"),
+        ({"active": "k1", "k1": b64(bytes(31))}, "key ring keys must be at least 32 bytes"),
+        ({"active": "k1", "k1": "not base64!"}, "key ring has a key that is not base64"),
+        ({"active": "k2", "k1": b64(K1)}, "key ring's active key is not listed"),
+        ({"active": "k1", "k1": b64(K1), "bad id": b64(K2)}, "key ring has an invalid key id"),
     ],
     ids=["no keys", "short key", "not base64", "active not listed", "bad key id"],
 )
-def test_the_flat_form_is_validated_like_the_nested_form(document: dict[str, Any], reason: str) -> None:
-    with pytest.raises(ConfigurationError, match=reason):
+def test_the_flat_form_is_validated_like_the_nested_form(document: dict[str, Any], detail: str) -> None:
+    with refused_as(detail):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("key_id", ["", "k 1", "k\n1", "k#1", "ключ", "k*", "k" * 257, "k,1"], ids=repr)
 def test_a_bad_key_id_is_refused(key_id: str) -> None:
-    with pytest.raises(ConfigurationError, match="invalid key id"):
+    with refused_as("key ring has an invalid key id"):
         _parse_ring({"active": key_id, "keys": {key_id: b64(K1)}})
 
 
@@ -212,13 +225,13 @@ def test_an_active_key_that_is_not_listed_is_refused(active: Any) -> None:
     document: dict[str, Any] = {"keys": {"k1": b64(K1)}}
     if active is not None:
         document["active"] = active
-    with pytest.raises(ConfigurationError, match="active key is not listed"):
+    with refused_as("key ring's active key is not listed"):
         _parse_ring(document)
 
 
 @pytest.mark.parametrize("document", [[], "ring", None, 42], ids=["list", "string", "null", "number"])
 def test_a_ring_that_is_not_an_object_is_refused(document: Any) -> None:
-    with pytest.raises(ConfigurationError, match="not a JSON object"):
+    with refused_as("key ring is not a JSON object"):
         _parse_ring(document)
 
 
@@ -274,7 +287,7 @@ def test_a_static_ring_refuses_an_unknown_key_id() -> None:
 
 
 def test_a_static_ring_refuses_a_bad_document_when_built() -> None:
-    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+    with refused_as("key ring keys must be at least 32 bytes"):
         StaticKeyRing(ring_document(k1=bytes(8)))
 
 
@@ -362,7 +375,9 @@ def test_a_failed_load_keeps_the_last_good_ring(
         assert ring.active_key_id() == "k1"
         assert ring.verify("k1", MESSAGE, mac(K1))
     assert loader.loads == 2
-    assert "ConnectionError" in caplog.text
+    assert caplog.messages == [
+        "tenantscope: signing key ring load failed (ConnectionError); keeping the last good one"
+    ]
     assert "s3cr3t-detail" not in caplog.text  # the error's message may hold data: its type only
 
 
@@ -436,7 +451,7 @@ def test_an_unknown_key_id_on_a_ring_within_its_max_age_is_refused_though_the_re
     # documented rotation): an id a ring still within its max age lacks is no key of ours.
     ring.active_key_id()
     loader.failure = ConnectionError()
-    clock.advance(MAX_AGE - 1)
+    clock.advance(MAX_AGE)  # up to its max age, inclusive: not yet due
     with pytest.raises(TenantAuthError) as refusal:
         ring.verify("k9", MESSAGE, bytes(32))
     assert refusal.value.reason is Reason.UNKNOWN_SIGNING_KEY
@@ -471,6 +486,58 @@ def test_a_key_replaced_under_the_same_id_signs_with_the_new_key_after_the_reloa
 def test_each_message_gets_its_own_mac_from_a_keyed_hmac(ring: HmacKeyRing) -> None:
     messages = [MESSAGE, b"", MESSAGE + b"x", b"y" * 5000]
     assert [ring.sign("k1", message) for message in messages] == [mac(K1, m) for m in messages]
+
+
+class SecretsFromLoader:
+    """Secrets Manager whose one secret is, as JSON, what ``loader`` answers."""
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+    def get_secret_value(self, SecretId: str) -> dict[str, Any]:
+        return {"SecretString": json.dumps(self.loader())}
+
+
+def hmac_ring(loader: Loader, clock: FakeClock, **timing: float) -> HmacKeyRing:
+    return HmacKeyRing(loader, clock=clock, **timing)
+
+
+def secrets_manager_ring(loader: Loader, clock: FakeClock, **timing: float) -> HmacKeyRing:
+    return SecretsManagerKeyRing("s", client=SecretsFromLoader(loader), clock=clock, **timing)
+
+
+@pytest.mark.parametrize("build", [hmac_ring, secrets_manager_ring])
+@pytest.mark.parametrize(
+    ("timing", "max_age", "interval"),
+    [
+        ({}, DEFAULT_MAX_AGE_SECONDS, DEFAULT_MIN_REFRESH_SECONDS),
+        ({"max_age": 60.0, "min_refresh_interval": 10.0}, 60.0, 10.0),
+    ],
+    ids=["defaults", "given"],
+)
+def test_a_ring_looks_again_for_an_unknown_key_once_per_interval_and_reloads_past_its_max_age(
+    build: Any, timing: dict[str, float], max_age: float, interval: float, loader: Loader, clock: FakeClock
+) -> None:
+    assert (DEFAULT_MAX_AGE_SECONDS, DEFAULT_MIN_REFRESH_SECONDS) == (300.0, 30.0)
+    # GIVEN a ring loaded once, and a key k2 added to its source since
+    ring = build(loader, clock, **timing)
+    assert ring.active_key_id() == "k1"
+    loader.document = ring_document("k2", k1=K1, k2=K2)
+    # THEN k2 is looked for again only once the interval has passed since the load
+    clock.advance(interval - 1)
+    with pytest.raises(TenantAuthError):
+        ring.verify("k2", MESSAGE, mac(K2))
+    assert loader.loads == 1
+    clock.advance(1)
+    assert ring.verify("k2", MESSAGE, mac(K2))
+    assert loader.loads == 2
+    # AND the ring loaded then is used up to its max age, inclusive, and loaded again after it
+    loader.document = ring_document("k3", k3=K3)
+    clock.advance(max_age)
+    assert ring.active_key_id() == "k2"
+    clock.advance(1)
+    assert ring.active_key_id() == "k3"
+    assert loader.loads == 3
 
 
 # --- SecretsManagerKeyRing and KmsKeyRing with fake clients (moto covers the real APIs) ---------------
@@ -567,7 +634,7 @@ def test_a_kms_failure_is_a_key_outage_not_a_refusal(error: Exception, reason: s
 
 @pytest.mark.parametrize("key_ids", [(), ("",), ("a b",), ("k", "k\n")], ids=repr)
 def test_a_kms_ring_refuses_bad_key_ids(key_ids: tuple[str, ...]) -> None:
-    with pytest.raises(ConfigurationError, match="kms:"):
+    with refused_as("kms: needs one or more KMS key ids, ARNs or aliases"):
         KmsKeyRing(key_ids)
 
 
@@ -588,6 +655,9 @@ def test_a_secretsmanager_spec_takes_the_cache_max_age() -> None:
     ring = key_ring_from_spec("secretsmanager:s", max_age=60.0)
     assert isinstance(ring, SecretsManagerKeyRing)
     assert ring._max_age == 60.0
+    by_default = key_ring_from_spec("secretsmanager:s")
+    assert isinstance(by_default, SecretsManagerKeyRing)
+    assert by_default._max_age == DEFAULT_MAX_AGE_SECONDS
 
 
 def test_a_kms_spec_lists_its_keys_in_order() -> None:
@@ -631,3 +701,54 @@ def test_bad_specs_are_refused_at_configuration_time(spec: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
         key_ring_from_spec(spec)
     assert refused.value.reason is Reason.INVALID_SETTING
+
+
+RING_FORMS = "kms:<key id>, secretsmanager:<secret id> or inline:<JSON ring> (local development)"
+
+
+@pytest.mark.parametrize(
+    ("spec", "detail"),
+    [
+        ("", f"TENANTSCOPE_SIGNING_KEYS must be {RING_FORMS}"),
+        ("kms:", f"TENANTSCOPE_SIGNING_KEYS must be {RING_FORMS}"),
+        ("inline:not json", "TENANTSCOPE_SIGNING_KEYS=inline: not JSON"),
+        ("vault:x", f"TENANTSCOPE_SIGNING_KEYS: unknown key ring kind 'vault', not {RING_FORMS}"),
+    ],
+    ids=["empty", "no value", "inline not JSON", "unknown kind"],
+)
+def test_a_bad_spec_is_refused_naming_the_setting_and_its_forms(spec: str, detail: str) -> None:
+    with refused_as(detail):
+        key_ring_from_spec(spec)
+
+
+def test_an_inline_ring_is_refused_in_a_deployed_function_and_accepted_under_sam_local(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    inline = "inline:" + json.dumps(ring_document())
+    # GIVEN a deployed function: its keys would sit in its configuration, readable by many
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-worker")
+    monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
+    with refused_as(
+        "TENANTSCOPE_SIGNING_KEYS=inline:... is not for a deployed function", Reason.LOCAL_ONLY_SETTING
+    ):
+        key_ring_from_spec(inline)
+    # WHEN it is sam local invoke THEN the inline ring is a ring
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    assert key_ring_from_spec(inline).active_key_id() == "k1"
+
+
+def test_the_process_ring_needs_the_setting() -> None:
+    with refused_as(f"TENANTSCOPE_SIGNING_KEYS: set it to {RING_FORMS}", Reason.MISSING_SETTING):
+        default_key_ring(Settings(signing_keys=None))
+
+
+def test_the_process_ring_is_built_once_per_spec_and_max_age() -> None:
+    ring = default_key_ring(Settings(signing_keys="secretsmanager:a"))
+    assert default_key_ring(Settings(signing_keys="secretsmanager:a")) is ring
+    other_secret = default_key_ring(Settings(signing_keys="secretsmanager:b"))
+    assert isinstance(other_secret, SecretsManagerKeyRing)
+    assert other_secret.secret_id == "b"
+    shorter = default_key_ring(Settings(signing_keys="secretsmanager:a", signing_keys_max_age_seconds=60.0))
+    assert isinstance(shorter, SecretsManagerKeyRing)
+    assert shorter is not ring
+    assert shorter._max_age == 60.0

@@ -50,7 +50,10 @@ logger = logging.getLogger("tenantscope")
 KEY_ID_PATTERN = r"[A-Za-z0-9._:/+=@-]{1,256}"
 _KEY_ID = re.compile(KEY_ID_PATTERN)
 MIN_KEY_BYTES = 32
-NEVER_LOADED_RETRY_SECONDS = 1.0
+# How long a loaded ring is used before it is loaded again, and how often at most an unknown key
+# id makes it look again before that (TENANTSCOPE_SIGNING_KEYS_MAX_AGE_SECONDS sets the first).
+DEFAULT_MAX_AGE_SECONDS = 300.0
+DEFAULT_MIN_REFRESH_SECONDS = 30.0
 
 
 class KeyRing(Protocol):
@@ -122,8 +125,8 @@ class HmacKeyRing:
         self,
         load: Callable[[], Mapping[str, Any]],
         *,
-        max_age: float = 300.0,
-        min_refresh_interval: float = 30.0,
+        max_age: float = DEFAULT_MAX_AGE_SECONDS,
+        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_age = max_age
@@ -131,7 +134,6 @@ class HmacKeyRing:
             lambda: _parse_ring(load()),
             what="signing key ring load",
             min_interval=min_refresh_interval,
-            retry_interval=NEVER_LOADED_RETRY_SECONDS,
             clock=clock,
         )
         self._keyed: tuple[object, dict[str, _HmacPads]] = (None, {})
@@ -200,8 +202,8 @@ class SecretsManagerKeyRing(HmacKeyRing):
         *,
         region: str | None = None,
         client: Any = None,
-        max_age: float = 300.0,
-        min_refresh_interval: float = 30.0,
+        max_age: float = DEFAULT_MAX_AGE_SECONDS,
+        min_refresh_interval: float = DEFAULT_MIN_REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.secret_id = secret_id
@@ -275,7 +277,9 @@ class KmsKeyRing:
 _RING_FORMS = "kms:<key id>, secretsmanager:<secret id> or inline:<JSON ring> (local development)"
 
 
-def key_ring_from_spec(spec: str, *, region: str | None = None, max_age: float = 300.0) -> KeyRing:
+def key_ring_from_spec(
+    spec: str, *, region: str | None = None, max_age: float = DEFAULT_MAX_AGE_SECONDS
+) -> KeyRing:
     """Build the ring named by a ``TENANTSCOPE_SIGNING_KEYS`` value.
 
     ``max_age`` (``TENANTSCOPE_SIGNING_KEYS_MAX_AGE_SECONDS``) is how long a Secrets Manager ring is cached.
