@@ -99,6 +99,35 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_public_types.py",
         "tests/integration/test_keys_and_replay_on_moto.py",
     ),
+    "api": (
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_jwt_attacks.py",
+        "tests/unit/test_async_handlers.py",
+        "tests/unit/test_loggable_error.py",
+        "tests/unit/test_public_types.py",
+        "tests/integration/test_errors_name_the_fix.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_tracing.py",
+    ),
+    "sqs": (
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_powertools_batch.py",
+        "tests/unit/test_async_handlers.py",
+        "tests/unit/test_loggable_error.py",
+        "tests/unit/test_public_types.py",
+        "tests/integration/test_keys_and_replay_on_moto.py",
+        "tests/integration/test_errors_name_the_fix.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_tracing.py",
+    ),
+    "sfn": (
+        "tests/unit/test_sfn_task.py",
+        "tests/unit/test_async_handlers.py",
+        "tests/unit/test_public_types.py",
+        "tests/integration/test_producer_on_moto.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_tracing.py",
+    ),
 }
 # The security core, smallest first: `make mutation` runs these unless MODULES names others.
 DEFAULT_MODULES = (
@@ -116,6 +145,9 @@ DEFAULT_MODULES = (
     "_producer",
     "_keyring",
     "_replay",
+    "sfn",
+    "api",
+    "sqs",
     "_jwt",
 )
 

@@ -296,3 +296,47 @@ def test_tenant_from_claims_reads_the_configured_claim() -> None:
     with pytest.raises(InvalidTenantId) as refusal:
         tenant_from_claims({"tenant_id": "acme"}, settings)
     assert refusal.value.reason is Reason.INVALID_TENANT_CLAIM
+
+
+def test_in_lambda_the_issuers_keys_are_fetched_when_the_handler_is_built(
+    issuer: LocalIssuer,
+    jwks_source: StaticJwksSource,
+    vendor: CredentialVendor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a handler built outside Lambda THEN the keys wait for its first request
+    make_handler(JwksCache(jwks_source), vendor)
+    assert jwks_source.fetches == 0
+    # GIVEN one built in Lambda (its init) THEN they are fetched at once, not on the first request
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "api")
+    jwks = JwksCache(jwks_source)
+    handler = make_handler(jwks, vendor)
+    assert jwks_source.fetches == 1
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert jwks_source.fetches == 1
+
+
+def test_a_handler_that_cannot_preload_in_lambda_is_built_and_answers_500(
+    issuer: LocalIssuer,
+    vendor: CredentialVendor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a function in Lambda with no JWKS URL configured
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "api")
+    monkeypatch.delenv("TENANTSCOPE_JWKS_URL")
+
+    # WHEN its handler is built THEN init goes on, and the log says why the keys were not preloaded
+    @api_handler(settings=Settings.load(), vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200}
+
+    (record,) = [r for r in caplog.records if r.name == "tenantscope"]
+    assert record.getMessage() == "tenantscope: could not preload at cold start"
+    assert record.exc_info is not None and "TENANTSCOPE_JWKS_URL" in str(record.exc_info[1])
+    # AND each request is answered 500, with nothing of the cause in its body
+    response = handler(http_api_event(issuer.token("acme")), LambdaContext())
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        500,
+        {"message": "Internal Server Error"},
+    )

@@ -414,3 +414,32 @@ def test_a_signing_key_outage_is_retryable_not_a_tenant_rejection(vendor: Creden
         reserve_inventory(sfn_task_event({"sku": "x"}, tenant_id="acme"), LambdaContext())
     assert type(raised.value) is TemporarilyUnavailable
     assert ran == []
+
+
+def test_a_task_runs_on_the_vendor_and_the_settings_it_is_given(
+    fake_sts: FakeSts, vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a process whose default vendor is on one STS, and a task given a vendor on another
+    own_sts = FakeSts()
+    ran: list[str] = []
+
+    @sfn_task(ring=RING, vendor=CredentialVendor(own_sts, sleep=lambda _: None))
+    def charge(payload: dict[str, Any], context: Any) -> None:
+        ran.append(current_tenant().tenant_id)
+
+    # WHEN it runs THEN its tenant's credentials come from the vendor it was given
+    charge(first_event(), LambdaContext())
+    assert ran == ["acme"]
+    assert [request.tenant_id for request in own_sts.requests] == ["acme"]
+    assert fake_sts.requests == []
+
+    # GIVEN a task given settings that allow an envelope an hour of life, not the default week
+    @sfn_task(ring=RING, vendor=vendor, settings=Settings.load(sfn_envelope_ttl_seconds=3600))
+    def refund(payload: dict[str, Any], context: Any) -> None:
+        ran.append("refund")
+
+    # WHEN an execution sealed for a week reaches it THEN it is refused by those settings
+    with pytest.raises(TenantAuthError):
+        refund(first_event(), LambdaContext())
+    assert ran == ["acme"]
+    assert "tenantscope: task refund refused: envelope lifetime out of bounds" in caplog.messages

@@ -26,10 +26,12 @@ from tenantscope import (
     Reason,
     SqsRecord,
     StsRefused,
+    TemporarilyUnavailable,
     TenantAuthError,
     current_tenant,
     send_message,
     sqs_handler,
+    sqs_record_handler,
 )
 from tenantscope import sqs as sqs_module
 from tenantscope._config import Settings
@@ -727,3 +729,103 @@ def test_a_malformed_record_fails_alone(vendor: CredentialVendor, malformed: Any
     expected = "m-bad" if isinstance(malformed, dict) else ""
     assert handler(batch, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": expected}]}
     assert [m for m, _, _ in handler.seen] == [m for m, _ in GOOD]
+
+
+# --- @sqs_record_handler: the per-record step, as a batch processor calls it --------------------------
+
+
+def test_a_record_step_runs_on_the_vendor_replay_guard_and_settings_it_is_given(
+    vendor: CredentialVendor, fake_sts: FakeSts
+) -> None:
+    # GIVEN a process whose default vendor is on one STS, and a step given a vendor on another and
+    # a replay guard of its own
+    own_sts = FakeSts()
+    guard = InMemoryReplayGuard()
+    ran: list[str] = []
+
+    def note(record: SqsRecord, context: Any) -> None:
+        ran.append(current_tenant().tenant_id)
+
+    step = sqs_record_handler(
+        ring=RING, vendor=CredentialVendor(own_sts, sleep=lambda _: None), replay_guard=guard
+    )
+    # WHEN it runs a record THEN the credentials come from its vendor, and its guard records the
+    # record's completion
+    step(note)(signed_sqs_record("{}", tenant_id="acme", message_id="m-1"), LambdaContext())
+    assert ran == ["acme"]
+    assert [request.tenant_id for request in own_sts.requests] == ["acme"]
+    assert fake_sts.requests == []
+    assert [(record.message_id, record.completed) for record in guard.records.values()] == [("m-1", True)]
+    # GIVEN a step given settings that allow an envelope an hour of life, not the default day
+    strict = sqs_record_handler(
+        ring=RING, vendor=vendor, settings=Settings.load(sqs_envelope_ttl_seconds=3600)
+    )
+    # WHEN a record sealed for a day reaches it THEN it is refused by those settings
+    with pytest.raises(TenantAuthError) as refused:
+        strict(note)(signed_sqs_record("{}", tenant_id="acme", message_id="m-2"), LambdaContext())
+    assert refused.value.reason is Reason.ENVELOPE_LIFETIME
+    assert ran == ["acme"]
+
+
+def test_a_record_step_takes_the_lambda_record_or_an_object_carrying_it(vendor: CredentialVendor) -> None:
+    step = sqs_record_handler(ring=RING, vendor=vendor)(lambda record, context: record.message_id)
+    raw = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    assert step(raw, LambdaContext()) == "m-1"
+    # Powertools' SQSRecord carries the Lambda record as raw_event
+    assert step(SimpleNamespace(raw_event=raw), LambdaContext()) == "m-1"
+
+
+def test_a_record_step_refuses_what_is_not_a_record_and_a_replay_by_their_reasons(
+    vendor: CredentialVendor,
+) -> None:
+    guard = InMemoryReplayGuard()
+    step = sqs_record_handler(ring=RING, vendor=vendor, replay_guard=guard)(lambda record, context: None)
+    with pytest.raises(TenantAuthError) as malformed:
+        step("not a record", LambdaContext())
+    assert malformed.value.reason is Reason.MALFORMED_RECORD
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    step(record, LambdaContext())
+    with pytest.raises(TenantAuthError) as replayed:
+        step({**record, "messageId": "m-2"}, LambdaContext())  # the same envelope, sent again
+    assert replayed.value.reason is Reason.REPLAYED_ENVELOPE
+
+
+def test_a_record_as_any_mapping_runs_with_its_trace_and_its_invocations_request_id(
+    vendor: CredentialVendor,
+) -> None:
+    # GIVEN a record and its attributes as read-only mappings, not dicts, with a trace header, and
+    # a context that carries a request id but no tenant id (not in tenant isolation mode)
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    raw = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    raw["attributes"] = MappingProxyType({**raw["attributes"], "AWSTraceHeader": header})
+    seen: list[tuple[str | None, str | None]] = []
+
+    def note(record: SqsRecord, context: Any) -> None:
+        scope = active_scope()
+        assert scope is not None
+        seen.append((scope.trace_header, scope.request_id))
+
+    step = sqs_record_handler(ring=RING, vendor=vendor)(note)
+    # WHEN it runs THEN it runs in a scope that continues its trace and names its invocation
+    step(MappingProxyType(raw), SimpleNamespace(aws_request_id="request-1"))
+    assert seen == [(header, "request-1")]
+
+
+def test_a_completion_the_replay_guard_cannot_record_is_logged_and_the_record_succeeds(
+    vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a replay guard that admits but cannot record a completion (its table throttled)
+    class CannotComplete(InMemoryReplayGuard):
+        def complete(self, envelope: Any, message_id: str) -> None:
+            raise TemporarilyUnavailable(
+                Reason.REPLAY_TABLE_FAILED, "UpdateItem: ProvisionedThroughputExceededException"
+            )
+
+    handler = make_handler(vendor, replay_guard=CannotComplete())
+    # WHEN a record is processed THEN it succeeds (failing it would process it twice)
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    assert (
+        "tenantscope: could not record completion of m-1: replay table call failed "
+        "(UpdateItem: ProvisionedThroughputExceededException)"
+    ) in caplog.messages

@@ -41,6 +41,7 @@ from tenantscope import (
     set_tracer,
     sfn_task,
     sqs_handler,
+    sqs_record_handler,
     start_execution,
 )
 from tenantscope._credentials import CredentialVendor, FakeSts
@@ -538,6 +539,20 @@ def test_each_sqs_record_is_its_own_span_with_its_tenant_and_message_id(
     assert by_message["m-raises"].annotations["tenant_id"] == "umbrella"
     assert by_message["m-raises"].errors == [(RuntimeError, False)]
     assert all(s.escaped is None for s in tracer.spans)
+
+
+def test_a_record_step_is_its_span_too_and_a_record_without_an_id_is_annotated_with_none(
+    tracer: RecordingTracer, vendor: CredentialVendor
+) -> None:
+    step = sqs_record_handler(ring=RING, vendor=vendor)(lambda record, context: None)
+    step(signed_sqs_record("{}", tenant_id="acme", message_id="m-acme"), LambdaContext())
+    unnamed = {**signed_sqs_record("{}", tenant_id="acme", message_id="m-unnamed"), "messageId": 7}
+    with pytest.raises(TenantAuthError):
+        step(unnamed, LambdaContext())
+    assert [(s.name, s.annotations["message_id"]) for s in tracer.spans] == [
+        ("tenantscope.sqs", "m-acme"),
+        ("tenantscope.sqs", ""),
+    ]
 
 
 PRODUCER_TRACE = "Root=1-5759e988-00000000000000000000cafe;Parent=00000000000000aa;Sampled=1"

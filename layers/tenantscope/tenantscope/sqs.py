@@ -94,10 +94,13 @@ class SqsRecordHandler:
     Call it with a Lambda SQS record (a dict, or any object whose ``raw_event`` is one, such as
     a Powertools ``SQSRecord``): it returns the function's result, or raises the refusal, outage
     or error that failed the record, so that a batch processor reports it as a batch item failure.
+    ``decorator`` is the name an ``async def`` function's refusal gives it.
     """
 
-    def __init__(self, fn: RecordFunction, pipeline: Pipeline) -> None:
-        require_synchronous(fn, "@sqs_handler and @sqs_record_handler")
+    def __init__(
+        self, fn: RecordFunction, pipeline: Pipeline, *, decorator: str = "@sqs_record_handler"
+    ) -> None:
+        require_synchronous(fn, decorator)
         self.fn = fn
         self.pipeline = pipeline
 
@@ -299,7 +302,9 @@ def sqs_handler(
 
     def decorate(record_fn: RecordFunction) -> BatchHandler:
         step = SqsRecordHandler(
-            record_fn, Pipeline("sqs", settings, ring=ring, vendor=vendor, replay_guard=replay_guard)
+            record_fn,
+            Pipeline("sqs", settings, ring=ring, vendor=vendor, replay_guard=replay_guard),
+            decorator="@sqs_handler",
         )
 
         @functools.wraps(record_fn)
