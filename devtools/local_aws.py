@@ -366,6 +366,7 @@ def local_aws(
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
+    saved_env = dict(os.environ)  # all put back at the end, the local credentials too
     use_local_credentials()
     functions_dir = str(ROOT / "functions")
     if functions_dir not in sys.path:
@@ -386,7 +387,6 @@ def local_aws(
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
 
-    saved_env = dict(os.environ)
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     try:
         with mock_aws(config=config), item_level_transactions():  # type: ignore[arg-type]

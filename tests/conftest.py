@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,21 @@ def issuer() -> LocalIssuer:
 def foreign_issuer() -> LocalIssuer:
     """A different key pair that also claims to be the development issuer."""
     return LocalIssuer.generate(kid="dev-key-1")
+
+
+@pytest.fixture(autouse=True)
+def environment_put_back() -> Iterator[None]:
+    """Fails a test that leaves the process environment changed behind it (set up before, and so
+    checked after, every other fixture): a leaked variable configures the tests that follow."""
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        name
+        for name in before.keys() | after.keys()
+        if before.get(name) != after.get(name) and name != "PYTEST_CURRENT_TEST"  # pytest's own
+    )
+    assert changed == [], f"the test left these environment variables changed: {changed}"
 
 
 @pytest.fixture(autouse=True)

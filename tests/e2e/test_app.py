@@ -723,12 +723,13 @@ def test_without_the_bucket_name_the_file_routes_fail_closed(
 ) -> None:
     token = ISSUER.token("acme")
     assert aws.http("PUT", "/items/widget", token, {"stock": 1})["statusCode"] == 200
-    monkeypatch.delenv("FILES_BUCKET_NAME")
-    for method, path, request_body in (
-        ("POST", "/items/widget/attachment", {"content_type": "text/plain"}),
-        ("GET", "/items/widget/attachment", None),
-        ("DELETE", "/items/widget", None),
-    ):
-        answer = aws.http(method, path, token, request_body)
-        assert (answer["statusCode"], body(answer)) == (500, {"message": "Internal Server Error"}), path
+    with monkeypatch.context() as patch:  # undone before the local AWS puts the environment back
+        patch.delenv("FILES_BUCKET_NAME")
+        for method, path, request_body in (
+            ("POST", "/items/widget/attachment", {"content_type": "text/plain"}),
+            ("GET", "/items/widget/attachment", None),
+            ("DELETE", "/items/widget", None),
+        ):
+            answer = aws.http(method, path, token, request_body)
+            assert (answer["statusCode"], body(answer)) == (500, {"message": "Internal Server Error"}), path
     assert aws.http("GET", "/items/widget", token)["statusCode"] == 200  # not deleted

@@ -63,13 +63,14 @@ def test_a_new_issuer_and_its_keys_reach_the_same_handler_after_a_reset(
     assert status(first) == 200
     # Another issuer, with another key pair under the same kid: the JWKS, not the kid, changed.
     second = LocalIssuer.generate(issuer="https://issuer.example.test", kid=first.kid)
-    for name, value in second.environment().items():
-        monkeypatch.setenv(name, value)
+    with monkeypatch.context() as patch:  # undone inside the block: see local_tenants
+        for name, value in second.environment().items():
+            patch.setenv(name, value)
 
-    assert status(second) == 401  # the handler still trusts the first issuer's cached keys
-    reset_process_state()
-    assert status(second) == 200
-    assert status(first) == 401  # and no longer the first
+        assert status(second) == 401  # the handler still trusts the first issuer's cached keys
+        reset_process_state()
+        assert status(second) == 200
+        assert status(first) == 401  # and no longer the first
 
 
 def test_new_signing_keys_reach_the_same_consumer_after_a_reset(
@@ -80,13 +81,14 @@ def test_new_signing_keys_reach_the_same_consumer_after_a_reset(
         "batchItemFailures": []
     }
     rotated = ring_document({"k2": key_bytes("k2")}, "k2")
-    monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(rotated))
     record = signed_sqs_record(body, tenant_id="acme", ring=make_ring({"k2": key_bytes("k2")}))
+    with monkeypatch.context() as patch:  # undone inside the block: see local_tenants
+        patch.setenv("TENANTSCOPE_SIGNING_KEYS", ring_spec(rotated))
 
-    failed = {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
-    assert consume(sqs_event([record]), LambdaContext()) == failed  # the old ring, still cached
-    reset_process_state()
-    assert consume(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+        failed = {"batchItemFailures": [{"itemIdentifier": record["messageId"]}]}
+        assert consume(sqs_event([record]), LambdaContext()) == failed  # the old ring, still cached
+        reset_process_state()
+        assert consume(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
 
 
 def test_credentials_are_vended_again_after_a_reset(local: LocalTenants) -> None:
@@ -100,7 +102,8 @@ def test_credentials_are_vended_again_after_a_reset(local: LocalTenants) -> None
 
 def test_settings_are_read_again_after_a_reset(local: LocalTenants, monkeypatch: pytest.MonkeyPatch) -> None:
     assert status(local.issuer) == 200
-    monkeypatch.setenv("TENANTSCOPE_TENANT_CLAIM", "org")
-    reset_process_state()
-    assert status(local.issuer) == 403  # the token's tenant is under tenant_id, not org
-    assert os.environ["TENANTSCOPE_TENANT_CLAIM"] == "org"
+    with monkeypatch.context() as patch:  # undone inside the block: see local_tenants
+        patch.setenv("TENANTSCOPE_TENANT_CLAIM", "org")
+        reset_process_state()
+        assert status(local.issuer) == 403  # the token's tenant is under tenant_id, not org
+        assert os.environ["TENANTSCOPE_TENANT_CLAIM"] == "org"

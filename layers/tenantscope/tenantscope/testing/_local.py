@@ -79,6 +79,11 @@ def local_tenants(
     tenant by moto's STS, exactly as the real STS would be called. Everything is put back
     afterwards. moto does not enforce IAM: the guards are what keep tenants apart here.
 
+    The environment is put back whole when the block ends. In a pytest test, change a variable
+    inside the block with ``monkeypatch.context()``: pytest's own ``monkeypatch`` is undone only
+    after the block has ended, and would then put back the value the block had set, for the
+    tests that follow.
+
     Needs ``moto[dynamodb,sts,iam]`` in your test dependencies (not in the layer), and ``s3``
     among the extras for ``buckets``.
 
