@@ -326,7 +326,7 @@ def measure_tracing(fixtures: dict[str, Any], results: dict[str, Any]) -> None:
         tenant = ts.TenantContext("acme", source="jwt", claims={"sub": "user-1"})
 
         def unit(pipeline: Any = pipeline, tenant: Any = tenant) -> None:
-            pipeline.run("unit", lambda: tenant, lambda t: None, annotations={"cold_start": False})
+            pipeline.run("unit", lambda: tenant, lambda: None, annotations={"cold_start": False})
 
         handler = ts.api_handler(
             jwks=jwks_module.JwksCache(jwks_module.StaticJwksSource(fixtures["jwks"])),

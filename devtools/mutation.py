@@ -128,6 +128,27 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_tracing_unit.py",
         "tests/integration/test_tracing.py",
     ),
+    "_aws": (
+        "tests/integration/test_aws_clients_on_moto.py",
+        "tests/unit/test_credentials.py",
+        "tests/integration/test_data_on_moto.py",
+        "tests/integration/test_keys_and_replay_on_moto.py",
+    ),
+    "_pipeline": (
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_sfn_task.py",
+        "tests/unit/test_adding_a_trigger.py",
+        "tests/unit/test_async_handlers.py",
+        "tests/unit/test_isolation_concurrency.py",
+        "tests/unit/test_loggable_error.py",
+        "tests/unit/test_logging.py",
+        "tests/unit/test_metrics.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_errors_name_the_fix.py",
+        "tests/integration/test_process_reset.py",
+        "tests/integration/test_keys_and_replay_on_moto.py",
+    ),
 }
 # The security core, smallest first: `make mutation` runs these unless MODULES names others.
 DEFAULT_MODULES = (
@@ -148,6 +169,8 @@ DEFAULT_MODULES = (
     "sfn",
     "api",
     "sqs",
+    "_aws",
+    "_pipeline",
     "_jwt",
 )
 

@@ -530,3 +530,25 @@ def test_an_sqs_batch_whose_replay_table_is_missing_is_retried_whole(moto: None)
         handler(event, LambdaContext())
     assert failed.value.reason is Reason.REPLAY_TABLE_FAILED
     assert ran == []
+
+
+def test_a_handler_configured_with_a_replay_table_guards_with_it_in_the_settings_region(moto: None) -> None:
+    # GIVEN the replay table only in a region other than the environment's, named by the settings
+    replay_table(OTHER_REGION)
+    ran: list[str] = []
+
+    @sqs_handler(
+        settings=Settings.load(replay_table=REPLAY_TABLE, region=OTHER_REGION),
+        ring=RING,
+        vendor=CredentialVendor(FakeSts(), sleep=lambda _: None),
+    )
+    def handler(record: Any, context: Any) -> None:
+        ran.append(record.message_id)
+
+    record = signed_sqs_record("{}", tenant_id="acme", message_id="m-1")
+    # WHEN a message runs, and its envelope is sent again as another message
+    assert handler(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    copied = handler(sqs_event([{**record, "messageId": "m-2"}]), LambdaContext())
+    # THEN the copy is refused: the handler's guard is on that table
+    assert copied == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert ran == ["m-1"]

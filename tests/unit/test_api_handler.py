@@ -340,3 +340,24 @@ def test_a_handler_that_cannot_preload_in_lambda_is_built_and_answers_500(
         500,
         {"message": "Internal Server Error"},
     )
+
+
+def test_a_handler_called_without_a_lambda_context_runs(
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    # A function's own tests often pass None: no request id, no tenant isolation mode.
+    handler = make_handler(jwks, vendor)
+    assert handler(http_api_event(issuer.token("acme")), None) == {"statusCode": 200, "body": "acme"}
+
+
+def test_a_handler_failure_is_logged_with_its_traceback_but_not_its_message(
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = make_handler(jwks, vendor, body=RuntimeError("order 42: card 4242 4242 4242 4242"))
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 500
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("tenantscope: API request failed")]
+    assert record.getMessage() == "tenantscope: API request failed in its handler: RuntimeError"
+    assert record.exc_info is not None
+    assert record.exc_info[0].__name__ == "RuntimeError"  # a stand-in of its type, with its traceback
+    assert record.exc_info[2] is not None
+    assert "4242" not in str(record.exc_info[1])

@@ -6,6 +6,7 @@ be deleted) with its body never run, or run later in whatever scope awaited it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -42,3 +43,10 @@ def test_an_async_function_is_refused_when_decorated(
         f"{named} takes a plain function: {fn.__qualname__!r} is async, and Lambda's Python runtime "
         "calls handlers synchronously; run async code with asyncio.run() inside it"
     )
+
+
+def test_an_async_callable_without_a_name_is_refused_by_its_repr() -> None:
+    unnamed = functools.partial(handler)  # a partial has no __qualname__
+    with pytest.raises(TypeError) as refused:
+        api_handler(unnamed)
+    assert str(refused.value).startswith(f"@api_handler takes a plain function: {unnamed!r} is async")

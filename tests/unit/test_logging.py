@@ -439,3 +439,25 @@ def test_the_filter_never_drops_a_record(stdlib_json: ListHandler) -> None:
     finally:
         app_log.setLevel(logging.NOTSET)
     assert len(stdlib_json.records) == calls
+
+
+def test_a_handler_puts_the_tenant_filter_on_the_root_handlers_at_its_first_unit(
+    issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
+) -> None:
+    # GIVEN a root handler without the tenant filter (one set up after tenantscope was imported)
+    handler = ListHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+
+        @api_handler(jwks=jwks, vendor=vendor)
+        def whoami(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            return {"statusCode": 200}
+
+        assert handler.filters == []  # building a handler changes no logging
+        # WHEN its first unit of work runs THEN the filter is on the handler, once
+        whoami(http_api_event(issuer.token("acme")), LambdaContext())
+        whoami(http_api_event(issuer.token("acme")), LambdaContext())
+        assert [type(f).__name__ for f in handler.filters] == ["TenantLogFilter"]
+    finally:
+        root.removeHandler(handler)

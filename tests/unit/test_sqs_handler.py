@@ -829,3 +829,22 @@ def test_a_completion_the_replay_guard_cannot_record_is_logged_and_the_record_su
         "tenantscope: could not record completion of m-1: replay table call failed "
         "(UpdateItem: ProvisionedThroughputExceededException)"
     ) in caplog.messages
+
+
+def test_settings_that_cannot_be_read_fail_the_batch_as_a_whole_naming_the_setting(
+    vendor: CredentialVendor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a function whose environment holds a setting that cannot be read
+    monkeypatch.setenv("TENANTSCOPE_CLOCK_SKEW_SECONDS", "soon")
+    handler = make_handler(vendor)
+    # WHEN a batch arrives THEN no record runs, and the invocation fails with the configuration
+    # error (Lambda retries the batch; nothing is deleted) after logging it for each record
+    with pytest.raises(ConfigurationError) as misconfigured:
+        handler(sqs_event(good_records()), LambdaContext())
+    assert misconfigured.value.detail == "TENANTSCOPE_CLOCK_SKEW_SECONDS is not a valid value"
+    assert handler.seen == []
+    assert [m for m in caplog.messages if "misconfigured" in m] == [
+        f"tenantscope: SQS record {message_id} misconfigured: invalid setting "
+        "(TENANTSCOPE_CLOCK_SKEW_SECONDS is not a valid value)"
+        for message_id, _ in GOOD
+    ]

@@ -63,11 +63,10 @@ T = TypeVar("T")
 class Success(Generic[T]):
     """The handler ran in the tenant's scope and returned ``value``."""
 
-    __slots__ = ("tenant", "value")
+    __slots__ = ("value",)
 
-    def __init__(self, value: T, tenant: TenantContext) -> None:
+    def __init__(self, value: T) -> None:
         self.value = value
-        self.tenant = tenant
 
 
 class Refused:
@@ -149,7 +148,6 @@ class Pipeline:
         ring: KeyRing | None = None,
         replay_guard: ReplayGuard | None = None,
     ) -> None:
-        self.trigger = trigger
         self._span_name = f"tenantscope.{trigger}"
         self._explicit_settings = settings
         self._jwks = jwks
@@ -232,7 +230,7 @@ class Pipeline:
         self,
         unit: str,
         resolve: Callable[[], TenantContext],
-        work: Callable[[TenantContext], T],
+        work: Callable[[], T],
         *,
         lambda_context: Any = None,
         trace_header: str | None = None,
@@ -254,7 +252,7 @@ class Pipeline:
         self,
         unit: str,
         resolve: Callable[[], TenantContext],
-        work: Callable[[TenantContext], T],
+        work: Callable[[], T],
         lambda_context: Any,
         trace_header: str | None,
         annotations: Mapping[str, AnnotationValue] | None,
@@ -287,7 +285,7 @@ class Pipeline:
                 trace_header,
             )
             try:
-                return Success(work(tenant), tenant)
+                return Success(work())
             except Exception as error:
                 # Reported inside the scope, so the log line carries the unit's tenant.
                 return self._report(unit, span, error)

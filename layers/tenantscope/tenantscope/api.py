@@ -114,7 +114,7 @@ def api_handler(
                         pipeline.settings,
                         lambda_tenant_id=getattr(context, "tenant_id", None),
                     ),
-                    lambda tenant: handler(event, context),
+                    lambda: handler(event, context),
                     lambda_context=context,
                     annotations={"cold_start": take_cold_start()},
                 )

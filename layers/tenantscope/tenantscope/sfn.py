@@ -108,7 +108,7 @@ def sfn_task(
             outcome = pipeline.run(
                 f"task {task_name}",
                 resolve,
-                lambda tenant: task({"input": sealed[0], "results": results}, context),
+                lambda: task({"input": sealed[0], "results": results}, context),
                 lambda_context=context,
                 annotations={"task": task_name},
             )

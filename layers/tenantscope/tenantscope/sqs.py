@@ -141,7 +141,7 @@ class SqsRecordHandler:
                     raise InvalidEnvelope(Reason.REPLAYED_ENVELOPE)
             return tenant
 
-        def work(tenant: TenantContext) -> Any:
+        def work() -> Any:
             if processed_before:
                 # SQS redelivers every record of a batch that failed as a whole (a timeout, a crash
                 # in a later record), this one included though it succeeded: acknowledge it.
