@@ -149,6 +149,13 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_process_reset.py",
         "tests/integration/test_keys_and_replay_on_moto.py",
     ),
+    "_cache": (
+        "tests/unit/test_process_cache.py",
+        "tests/unit/test_credentials.py",
+        "tests/unit/test_jwks_cache.py",
+        "tests/unit/test_keyring.py",
+        "tests/unit/test_token_cache.py",
+    ),
 }
 # The security core, smallest first: `make mutation` runs these unless MODULES names others.
 DEFAULT_MODULES = (
@@ -171,6 +178,7 @@ DEFAULT_MODULES = (
     "sqs",
     "_aws",
     "_pipeline",
+    "_cache",
     "_jwt",
 )
 

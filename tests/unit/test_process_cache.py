@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tenantscope._cache import ProcessCache, ProcessValue, reset_process_state
+import math
+from collections.abc import Callable
+
+from tenantscope._cache import ProcessCache, ProcessValue, Refresher, reset_process_state
 
 
 def test_a_value_is_built_once_and_the_least_recently_used_is_dropped() -> None:
@@ -54,3 +57,55 @@ def test_reset_process_state_empties_every_cache_and_value() -> None:
     assert len(cache) == 0
     assert value.peek() is None
     assert value.get(lambda: [2]) == [2] and value.peek() is not first  # built again, as in a new container
+
+
+class ArrivesWhileWaiting:
+    """A lock that, as it is taken, first runs ``arrive`` once: what another thread does while this
+    caller waits for the lock (it builds the same value and stores it)."""
+
+    def __init__(self) -> None:
+        self.arrive: Callable[[], None] | None = None
+
+    def __enter__(self) -> None:
+        arrive, self.arrive = self.arrive, None
+        if arrive is not None:
+            arrive()
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def test_a_value_another_caller_built_while_this_one_waited_is_used_not_built_again() -> None:
+    lock = ArrivesWhileWaiting()
+    cache: ProcessCache[str, str] = ProcessCache(lock=lock)  # type: ignore[arg-type]
+    built: list[str] = []
+
+    def build(value: str) -> Callable[[], str]:
+        return lambda: built.append(value) or value
+
+    # GIVEN a key missing when read, and built by another caller before the lock is had
+    lock.arrive = lambda: cache.store("k", "theirs")
+    # THEN that value is the answer
+    assert cache.get("k", build("ours")) == "theirs"
+    # AND with a validity check, a value that arrived valid is used, an invalid one built again
+    lock.arrive = lambda: cache.store("v", "fresh")
+    assert cache.get("v", build("ours"), valid=lambda value: value == "fresh") == "fresh"
+    lock.arrive = lambda: cache.store("w", "stale")
+    assert cache.get("w", build("ours"), valid=lambda value: value == "fresh") == "ours"
+    assert built == ["ours"]
+
+
+def test_a_process_value_built_while_this_caller_waited_is_used_not_built_again() -> None:
+    lock = ArrivesWhileWaiting()
+    value: ProcessValue[str] = ProcessValue(lock)  # type: ignore[arg-type]
+    assert value.peek() is None  # nothing before its first use
+    lock.arrive = lambda: value.set("theirs")
+    assert value.get(lambda: "ours") == "theirs"
+    assert ProcessValue().get(lambda: "built") == "built"
+
+
+def test_a_refresher_that_never_loaded_is_infinitely_old() -> None:
+    refresher = Refresher(lambda: 1, what="a value", min_interval=30.0, clock=lambda: 100.0)
+    assert refresher.age() == math.inf
+    refresher.refresh()
+    assert refresher.age() == 0.0
