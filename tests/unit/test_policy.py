@@ -793,6 +793,9 @@ def test_settings_with_an_unknown_strategy_are_refused_not_read_as_session_tags(
     )
 
 
+LONG_TABLE_REFUSED = f"TENANTSCOPE_TABLES: {'t' * 256!r} is not a table or index name"
+
+
 @pytest.mark.parametrize(
     ("overrides", "detail"),
     [
@@ -803,6 +806,11 @@ def test_settings_with_an_unknown_strategy_are_refused_not_read_as_session_tags(
         ({"TENANTSCOPE_BUCKETS": "Files"}, "TENANTSCOPE_BUCKETS: 'Files' is not a bucket name"),
         ({"TENANTSCOPE_BUCKETS": "files-"}, "TENANTSCOPE_BUCKETS: 'files-' is not a bucket name"),
         ({"TENANTSCOPE_BUCKETS": "b" * 64}, f"TENANTSCOPE_BUCKETS: {'b' * 64!r} is not a bucket name"),
+        ({"TENANTSCOPE_BUCKETS": ".files"}, "TENANTSCOPE_BUCKETS: '.files' is not a bucket name"),
+        (
+            {"TENANTSCOPE_TABLES": "t" * 256},
+            f"TENANTSCOPE_TABLES: {'t' * 256!r} is not a table or index name",
+        ),
     ],
 )
 def test_a_table_or_bucket_name_that_could_widen_a_policy_is_refused(
@@ -817,6 +825,28 @@ def test_a_table_or_bucket_name_that_could_widen_a_policy_is_refused(
         replace(policy_settings(), buckets=("*",))
     with pytest.raises(ConfigurationError):
         replace(policy_settings(), tables=(TableSpec("*"),))
+
+
+def test_names_up_to_the_limits_s3_and_dynamodb_set_are_accepted() -> None:
+    every_table_character = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+    every_bucket_character = "a.bcdefghijklmnopqrstuvwxyz0123456789-z"
+    settings = Settings.load(
+        environ={
+            "TENANTSCOPE_TABLES": f"{'t' * 255},{every_table_character},app/{every_table_character}=pk",
+            "TENANTSCOPE_BUCKETS": f"{'b' * 63},a-b,{every_bucket_character}",
+        }
+    )
+    assert [spec.name for spec in settings.tables] == ["t" * 255, every_table_character, "app"]
+    assert settings.buckets == ("b" * 63, "a-b", every_bucket_character)
+
+
+def test_tables_given_other_than_as_table_specs_are_refused() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        replace(policy_settings(), tables=("app",))
+    assert (refused.value.reason, refused.value.detail) == (
+        Reason.INVALID_SETTING,
+        "tables must be TableSpec values",
+    )
 
 
 @pytest.mark.parametrize(
