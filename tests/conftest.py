@@ -31,6 +31,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/tenantscope-tenant"
 TABLE = "tenantscope-app"
 BUCKET = "tenantscope-files"
 REGION = "us-east-1"
+OTHER_REGION = "eu-central-1"  # not the environment's default region: shows a region is passed on
 
 
 def policy_settings(**overrides: Any) -> Settings:
@@ -59,7 +60,8 @@ def foreign_issuer() -> LocalIssuer:
 @pytest.fixture(autouse=True)
 def environment_put_back() -> Iterator[None]:
     """Fails a test that leaves the process environment changed behind it (set up before, and so
-    checked after, every other fixture): a leaked variable configures the tests that follow."""
+    checked after, the other fixtures of each test): a leaked variable configures the tests that
+    follow."""
     before = dict(os.environ)
     yield
     after = dict(os.environ)

@@ -31,11 +31,10 @@ from tenantscope._keyring import (
 )
 from tenantscope._replay import DynamoDbReplayGuard, InMemoryReplayGuard, ReplayGuard
 from tenantscope.testing import RING, signed_sqs_record, sqs_event
-from tests.conftest import REGION, LambdaContext
+from tests.conftest import OTHER_REGION, REGION, LambdaContext
 from tests.fakes import FakeClock
 
 SECRET = "tenantscope/signing-keys"
-OTHER_REGION = "eu-central-1"  # not the environment's default region
 REPLAY_TABLE = "tenantscope-replay"
 MAX_AGE = 300.0
 INTERVAL = 30.0
