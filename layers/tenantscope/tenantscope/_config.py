@@ -101,7 +101,7 @@ def _parse_tables(value: str) -> tuple[TableSpec, ...]:
     tables: dict[str, TableSpec] = {}
     for entry in _csv(value):
         target, _, key = entry.partition("=")
-        name, _, index = target.strip().partition("/")
+        name, _, index = (part.strip() for part in target.partition("/"))
         spec = tables.get(name, TableSpec(name))
         if index:
             if not key:
