@@ -149,6 +149,15 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_process_reset.py",
         "tests/integration/test_keys_and_replay_on_moto.py",
     ),
+    "_config": (
+        "tests/unit/test_config.py",
+        "tests/unit/test_policy.py",
+        "tests/unit/test_credentials.py",
+        "tests/unit/test_public_types.py",
+        "tests/unit/test_metrics.py",
+        "tests/unit/test_keyring.py",
+        "tests/unit/test_jwks_cache.py",
+    ),
     "_cache": (
         "tests/unit/test_process_cache.py",
         "tests/unit/test_credentials.py",
@@ -180,6 +189,7 @@ DEFAULT_MODULES = (
     "_pipeline",
     "_cache",
     "_jwt",
+    "_config",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})
