@@ -158,6 +158,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_keyring.py",
         "tests/unit/test_jwks_cache.py",
     ),
+    "_logging": (
+        "tests/unit/test_logging.py",
+        "tests/unit/test_logging_integrations.py",
+        "tests/unit/test_loggable_error.py",
+        "tests/unit/test_public_types.py",
+    ),
     "_cache": (
         "tests/unit/test_process_cache.py",
         "tests/unit/test_credentials.py",
@@ -190,6 +196,7 @@ DEFAULT_MODULES = (
     "_cache",
     "_jwt",
     "_config",
+    "_logging",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})

@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from tenantscope import (
 )
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
-from tenantscope._logging import install_log_filter
+from tenantscope._logging import AWS_PAYLOAD_LOGGERS, drop_aws_payload_lines, install_log_filter
 from tenantscope.testing import RING, LocalIssuer, sfn_task_event, signed_sqs_record, sqs_event
 from tests.conftest import LambdaContext, http_api_event
 
@@ -268,6 +269,20 @@ def test_tenant_json_formatter_shape(stdlib_json: ListHandler, vendor: Credentia
         assert "\n" not in line  # one JSON object per line
 
 
+def test_tenant_json_formatter_prints_the_time_the_record_was_made_in_utc() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    record.created, record.msecs = 86400 * 365 + 3723.25, 250.0  # 1971-01-01 01:02:03.250 UTC
+    assert json.loads(TenantJsonFormatter().format(record))["timestamp"] == "1971-01-01T01:02:03.250Z"
+
+
+def test_tenant_json_formatter_prints_a_value_json_cannot_hold_as_its_text() -> None:
+    # GIVEN a field logged as a value JSON has no type for (a number as boto3 reads it from DynamoDB)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    record.message_id = Decimal("3.50")
+    # THEN the line is still printed, with the value's text
+    assert json.loads(TenantJsonFormatter().format(record))["message_id"] == "3.50"
+
+
 def test_configure_logging_outside_lambda_prints_json_with_tenant_fields(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -461,3 +476,30 @@ def test_a_handler_puts_the_tenant_filter_on_the_root_handlers_at_its_first_unit
         assert [type(f).__name__ for f in handler.filters] == ["TenantLogFilter"]
     finally:
         root.removeHandler(handler)
+
+
+def test_the_aws_payload_loggers_drop_their_debug_records_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the loggers that print what boto3 and botocore send and receive at DEBUG, without the
+    # filter an earlier test's tenant session put on them
+    for name in AWS_PAYLOAD_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "filters", [])
+    monkeypatch.setattr(logging.getLogger(), "filters", [])
+    assert AWS_PAYLOAD_LOGGERS == (
+        "botocore.auth",
+        "botocore.endpoint",
+        "botocore.parsers",
+        "boto3.resources.action",
+        "boto3.resources.collection",
+        "boto3.dynamodb.table",
+    )
+    # WHEN their DEBUG lines are dropped, twice (each tenant session's first client does it)
+    drop_aws_payload_lines()
+    drop_aws_payload_lines()
+    for name in AWS_PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        # THEN each has one filter more, which drops a DEBUG record and keeps every other
+        (payload_filter,) = logger.filters
+        for level, kept in ((logging.DEBUG, False), (logging.DEBUG + 1, True), (logging.INFO, True)):
+            record = logging.LogRecord(name, level, __file__, 1, "m", None, None)
+            assert (bool(logger.filter(record)), payload_filter.filter(record)) == (kept, kept), (name, level)
+    assert logging.getLogger().filters == []  # the root logger's records are not filtered

@@ -95,6 +95,11 @@ def test_a_logger_without_handlers_is_refused() -> None:
         add_tenant_fields(logging.getLogger(f"bare-{uuid.uuid4().hex}"))
 
 
+def test_an_object_that_is_no_logger_is_refused_as_having_no_handler() -> None:
+    with pytest.raises(ValueError, match=r"^'notes' has no handler yet: create its parent logger first$"):
+        add_tenant_fields("notes")
+
+
 def test_powertools_lines_of_an_api_request_and_of_each_sqs_record(
     powertools: tuple[Logger, io.StringIO], issuer: LocalIssuer, jwks: JwksCache, vendor: CredentialVendor
 ) -> None:
