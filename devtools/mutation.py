@@ -164,6 +164,18 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_loggable_error.py",
         "tests/unit/test_public_types.py",
     ),
+    "_tracing": (
+        "tests/unit/test_tracing_unit.py",
+        "tests/unit/test_otel_tracing.py",
+        "tests/integration/test_tracing.py",
+        "tests/integration/test_tracing_on_each_backend.py",
+        "tests/integration/test_tracing_otel.py",
+    ),
+    "_metrics": (
+        "tests/unit/test_metrics.py",
+        "tests/unit/test_config.py",
+        "tests/unit/test_tracing_unit.py",
+    ),
     "_cache": (
         "tests/unit/test_process_cache.py",
         "tests/unit/test_credentials.py",
@@ -197,6 +209,8 @@ DEFAULT_MODULES = (
     "_jwt",
     "_config",
     "_logging",
+    "_tracing",
+    "_metrics",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})

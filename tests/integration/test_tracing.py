@@ -212,9 +212,12 @@ HEADERS = [
 ]
 
 
-def emitted_for(headers: list[str], *, upgraded: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def emitted_for(
+    headers: list[str], *, upgraded: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], list[int]]:
     """What each span through XRayTracer emits, header by header: (name, trace id, parent), the
-    parent named when it is one of the spans (its id is random) and given when it is not."""
+    parent named when it is one of the spans (its id is random) and given when it is not; and how
+    many times, header by header, the SDK's own Lambda context read and parsed the header."""
     from aws_xray_sdk import global_sdk_config
     from aws_xray_sdk.core import xray_recorder
     from aws_xray_sdk.core.lambda_launcher import LambdaContext as XRayLambdaContext
@@ -226,13 +229,23 @@ def emitted_for(headers: list[str], *, upgraded: bool, monkeypatch: pytest.Monke
     xray_recorder.configure(
         context=XRayLambdaContext(), emitter=emitter, streaming_threshold=0, sampling=False
     )
+    sdk_refresh = XRayLambdaContext._refresh_context
+    refreshes = [0]
+
+    def counted_refresh(context: Any) -> None:
+        refreshes[0] += 1
+        sdk_refresh(context)
+
+    monkeypatch.setattr(XRayLambdaContext, "_refresh_context", counted_refresh)
     if upgraded:
         _read_the_trace_header_once_per_trace(xray_recorder)
     assert (type(xray_recorder.context).__name__ == "InvocationContext") == upgraded
     tracer = XRayTracer(xray_recorder)
     seen: list[Any] = []
+    read: list[int] = []
     for n, header in enumerate(headers):
         monkeypatch.setenv("_X_AMZN_TRACE_ID", header)
+        refreshes[0] = 0
         with tracer.span(f"tenantscope.unit{n}") as outer:
             outer.annotate("tenant_id", "acme")
             with tracer.span("tenantscope.inner"):  # nested, as a botocore call would be
@@ -246,7 +259,9 @@ def emitted_for(headers: list[str], *, upgraded: bool, monkeypatch: pytest.Monke
                 for d in documents
             )
         )
-    return seen
+        read.append(refreshes[0])
+    monkeypatch.setattr(XRayLambdaContext, "_refresh_context", sdk_refresh)
+    return seen, read
 
 
 def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
@@ -257,8 +272,8 @@ def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
 
     saved = (xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold)
     try:
-        plain = emitted_for(HEADERS, upgraded=False, monkeypatch=monkeypatch)
-        upgraded = emitted_for(HEADERS, upgraded=True, monkeypatch=monkeypatch)
+        plain, plain_reads = emitted_for(HEADERS, upgraded=False, monkeypatch=monkeypatch)
+        upgraded, upgraded_reads = emitted_for(HEADERS, upgraded=True, monkeypatch=monkeypatch)
     finally:
         xray_recorder.context, xray_recorder.emitter, xray_recorder.streaming_threshold = saved
         global_sdk_config.set_sdk_enabled(False)
@@ -270,6 +285,12 @@ def test_the_upgraded_lambda_context_emits_what_the_sdks_own_emits(
         ("tenantscope.unit0", TRACE_ROOT, LAMBDA_PARENT),
     ]
     assert [len(unit) for unit in plain] == [2, 2, 2, 2, 0, 2, 0, 0, 2]
+    # The SDK's own context reads and parses the header at each entity lookup, several per span.
+    # The upgraded one reads it once per new header, then not again; a header without a parent,
+    # for which the SDK makes a new dummy segment at each lookup, stays the SDK's own code.
+    assert min(plain_reads) > 1
+    no_parent = plain_reads[6:8]
+    assert upgraded_reads == [1, 0, 1, 1, 1, 1, *no_parent, 1]
 
 
 def test_the_botocore_patch_works_on_wrapts_pure_python_wrappers(tmp_path: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -114,6 +115,40 @@ def test_emf_line_dimensions_with_and_without_the_tenant() -> None:
     assert dimensions(high) == [["Function", "Trigger"], ["Function", "Trigger", "TenantId"]]
     assert dimensions(refused) == [["Function", "Trigger"]] and "TenantId" not in refused
     emf_lines("\n".join(json.dumps(d) for d in (low, high, refused)))
+
+
+def test_an_emf_line_is_compact_json_stamped_when_written_with_a_duration_to_the_microsecond() -> None:
+    before = int(time.time() * 1000)
+    line = emf_line(
+        trigger="api",
+        tenant_id="acme",
+        client_error=False,
+        fault=False,
+        duration_ms=12.34567,
+        per_tenant=False,
+    )
+    after = int(time.time() * 1000)
+    document = json.loads(line)
+    assert before <= document["_aws"]["Timestamp"] <= after
+    assert document["Duration"] == 12.346
+    assert line == json.dumps(
+        document, separators=(",", ":")
+    )  # no blanks: log ingestion is billed by the byte
+
+
+def test_a_metrics_tracer_names_its_spans_trigger_and_has_no_tenant_dimension_by_default() -> None:
+    written: list[str] = []
+    tracer = MetricsTracer(NoopTracer(), write=written.append)
+    for name in ("tenantscope.api", "tenantscope.ddb.stream"):
+        with tracer.span(name) as span:
+            span.annotate("tenant_id", "acme")
+            span.record_error(RuntimeError("x"))  # not said to be the caller's: a fault
+    lines = [json.loads(line) for line in written]
+    assert [line["Trigger"] for line in lines] == ["api", "ddb.stream"]
+    assert [dimensions(line) for line in lines] == [[["Function", "Trigger"]]] * 2
+    assert [(line["TenantId"], line["ClientErrors"], line["Faults"]) for line in lines] == [
+        ("acme", 0, 1)
+    ] * 2
 
 
 def test_the_function_dimension_is_the_lambda_function_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,8 +179,9 @@ def test_an_sdk_without_the_xray_propagator_keeps_the_automatic_choice_on_xray(
         monkeypatch.setenv(name, value)
     # WHEN chosen automatically THEN tracing stays as it was, and the log says why
     assert type(_tracing.get_tracer()) is XRayTracer
-    assert "not tracing with OpenTelemetry" in caplog.text
-    assert "opentelemetry-propagator-aws-xray" in caplog.text
+    (message,) = caplog.messages
+    assert message.startswith("tenantscope: not tracing with OpenTelemetry: ")
+    assert "opentelemetry-propagator-aws-xray" in message
 
 
 def test_outside_lambda_the_tracer_is_the_noop(fresh_tracer: None) -> None:
@@ -283,6 +284,7 @@ class FakeSubsegment:
         self.name = name
         self.annotations: dict[str, Any] = {}
         self.exceptions: list[BaseException] = []
+        self.stacks: list[Any] = []
         self.fault = False
         self.error = False
         self.ended = False
@@ -292,6 +294,7 @@ class FakeSubsegment:
 
     def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
         self.exceptions.append(exception)
+        self.stacks.append(stack)
         self.fault = True  # what aws_xray_sdk's Entity.add_exception does
 
     def add_error_flag(self) -> None:
@@ -299,8 +302,9 @@ class FakeSubsegment:
 
 
 class FakeRecorder:
-    def __init__(self, *, segment: bool = True) -> None:
+    def __init__(self, *, segment: bool = True, sampled: bool = True) -> None:
         self.segment = segment
+        self.sampled = sampled
         self.subsegments: list[FakeSubsegment] = []
         self.open: list[FakeSubsegment] = []
 
@@ -321,7 +325,11 @@ class FakeRecorder:
         return type(
             "Entity",
             (),
-            {"trace_id": "1-5759e988-bd862e3fe1be46a994272793", "id": "53995c3f42cd8ad8", "sampled": True},
+            {
+                "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
+                "id": "53995c3f42cd8ad8",
+                "sampled": self.sampled,
+            },
         )()
 
 
@@ -355,6 +363,8 @@ def test_an_escaping_error_is_recorded_with_its_kind_and_still_raised(
         raise error
     (subsegment,) = recorder.subsegments
     (recorded,) = subsegment.exceptions
+    (stack,) = subsegment.stacks  # where it was raised, for the trace's exception view
+    assert stack[-1].line == "raise error"
     assert type(recorded).__name__ == type(error).__name__
     # Our errors and loggable ones carry a safe reason; anything else is recorded without its message.
     assert str(recorded) == (str(error) if isinstance(error, TenantError | LoggableError) else "")
@@ -373,7 +383,10 @@ def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
     recorder = FakeRecorder()
     with XRayTracer(recorder).span("tenantscope.api") as span:
         span.record_error(Unauthorized(Reason.MISSING_TOKEN), client_error=True)
-    (subsegment,) = recorder.subsegments
+    with XRayTracer(recorder).span("tenantscope.api") as span:
+        span.record_error(RuntimeError("x"))  # not said to be the caller's: a fault
+    subsegment, fault = recorder.subsegments
+    assert (fault.fault, fault.error) == (True, False)
     assert (subsegment.fault, subsegment.error) == (False, True)
     assert subsegment.annotations == {
         "failure": "error",
@@ -383,24 +396,51 @@ def test_record_error_marks_a_client_error_as_error_not_fault() -> None:
 
 
 def test_tenantscope_annotation_keys_are_valid_x_ray_keys_and_others_are_checked_by_the_sdk() -> None:
-    from aws_xray_sdk.core.models.entity import _valid_annotation_key_characters
+    from aws_xray_sdk.core.models.entity import _valid_annotation_key_characters, annotation_value_types
 
     from tenantscope._tracing import ANNOTATION_KEYS, _XRaySpan
 
     # Ours are stored without the SDK's per-character check: each must pass it.
     assert all(set(key) <= set(_valid_annotation_key_characters) for key in ANNOTATION_KEYS)
 
-    class Refusing(FakeSubsegment):  # the SDK's check: letters, digits and "_" only
+    class Checking(FakeSubsegment):  # the SDK's checks: a key of letters, digits and "_", a scalar value
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.checked: list[str] = []
+
         def put_annotation(self, key: str, value: Any) -> None:
-            if set(key) <= set(_valid_annotation_key_characters):
+            self.checked.append(key)
+            if set(key) <= set(_valid_annotation_key_characters) and isinstance(
+                value, annotation_value_types
+            ):
                 super().put_annotation(key, value)
 
-    subsegment = Refusing("tenantscope.api")
+    subsegment = Checking("tenantscope.api")
     span = _XRaySpan(FakeRecorder(), subsegment)
     span.annotate("tenant_id", "acme")
+    span.annotate("cold_start", False)
     span.annotate("other-key", "x")  # not ours: the SDK decides, and drops it
+    span.annotate("order_total", 42)  # not ours: the SDK decides, and keeps it
     span.annotate("tenant_source", ["not", "a", "scalar"])  # type: ignore[arg-type]  # the SDK decides
-    assert subsegment.annotations == {"tenant_id": "acme", "tenant_source": ["not", "a", "scalar"]}
+    assert subsegment.annotations == {"tenant_id": "acme", "cold_start": False, "order_total": 42}
+    # THEN only what is not ours, or not of a type X-Ray keeps, paid for the SDK's checks
+    assert subsegment.checked == ["other-key", "order_total", "tenant_source"]
+
+
+def test_an_error_the_adapter_recorded_itself_is_not_recorded_again_as_it_escapes() -> None:
+    recorder = FakeRecorder()
+    error = RuntimeError("a refusal the adapter knows to be the caller's")
+
+    def unit_of_work() -> None:
+        with XRayTracer(recorder).span("tenantscope.api") as span:
+            span.record_error(error, client_error=True)
+            raise error
+
+    with pytest.raises(RuntimeError, match="the caller's"):
+        unit_of_work()
+    (subsegment,) = recorder.subsegments
+    assert len(subsegment.exceptions) == 1
+    assert (subsegment.fault, subsegment.error) == (False, True)
 
 
 def test_without_a_segment_xray_spans_do_nothing() -> None:
@@ -416,6 +456,21 @@ def test_without_a_segment_xray_spans_do_nothing() -> None:
 def test_the_xray_trace_header_continues_the_current_entity() -> None:
     header = XRayTracer(FakeRecorder()).trace_header()
     assert header == "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    unsampled = XRayTracer(FakeRecorder(sampled=False)).trace_header()
+    assert unsampled == "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+
+
+@pytest.mark.parametrize("lambda_header", [None, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"])
+def test_an_invocation_lambda_did_not_sample_opens_no_xray_span_and_loads_no_sdk(
+    monkeypatch: pytest.MonkeyPatch, lambda_header: str | None
+) -> None:
+    if lambda_header is None:
+        monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
+    else:
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", lambda_header)
+    tracer = XRayTracer()
+    assert tracer.span("tenantscope.api") is _tracing.NOOP_SPAN
+    assert tracer._recorder is None  # the SDK is loaded by the first sampled invocation only
 
 
 # --- the spans each adapter opens --------------------------------------------------------

@@ -168,7 +168,7 @@ class MetricsTracer:
         with suppress(Exception):  # metrics never fail a unit of work
             self._write(
                 emf_line(
-                    trigger=name.rpartition(".")[2],
+                    trigger=name.removeprefix("tenantscope."),  # the pipeline's span name
                     tenant_id=span.tenant_id,
                     client_error=span.client_error,
                     fault=span.fault,

@@ -217,7 +217,7 @@ class XRayTracer:
         if self._recorder is None:
             return None  # not traced yet: producers pass Lambda's own header on
         entity = self.recorder.get_trace_entity()
-        if entity is None or not getattr(entity, "trace_id", None):
+        if entity is None:  # outside any segment (the SDK's context-missing answer)
             return None
         sampled = 1 if entity.sampled else 0
         return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
@@ -242,7 +242,7 @@ def _read_the_trace_header_once_per_trace(recorder: Any) -> None:
             if header is not None and header == getattr(local, "acted_on", None):
                 return
             super()._refresh_context()
-            segment = getattr(local, "segment", None)
+            segment = local.segment  # the SDK's refresh always leaves one
             root = TraceHeader.from_header_str(header).root if header else None
             acted_on = isinstance(segment, FacadeSegment) and root and segment.trace_id == root
             local.acted_on = header if acted_on else None
