@@ -176,6 +176,14 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_config.py",
         "tests/unit/test_tracing_unit.py",
     ),
+    "_errors": (
+        "tests/unit/test_loggable_error.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/unit/test_logging.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_sfn_task.py",
+    ),
     "_cache": (
         "tests/unit/test_process_cache.py",
         "tests/unit/test_credentials.py",
@@ -211,6 +219,7 @@ DEFAULT_MODULES = (
     "_logging",
     "_tracing",
     "_metrics",
+    "_errors",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})

@@ -75,6 +75,51 @@ def test_a_loggable_error_keeps_its_message_but_not_what_is_chained_to_it() -> N
     assert error.__cause__ is not None  # the application's own error is left as it was
 
 
+def loggable_with_cause_only() -> OrderNotFound:
+    """A cause set as ``raise ... from`` sets it, with nothing it was raised while handling."""
+    error = OrderNotFound("order 42 not found for this tenant")
+    error.__cause__ = ValueError(FOREIGN_SECRET)
+    return error
+
+
+def loggable_raised_while_handling() -> OrderNotFound:
+    """Raised inside an ``except`` without ``from``: the handled error is its implicit context."""
+    try:
+        try:
+            raise ValueError(FOREIGN_SECRET)
+        except ValueError:
+            raise OrderNotFound("order 42 not found for this tenant")  # noqa: B904
+    except OrderNotFound as error:
+        return error
+
+
+def loggable_with_a_note_only() -> OrderNotFound:
+    error = OrderNotFound("order 42 not found for this tenant")
+    error.add_note(f"while reading {FOREIGN_SECRET}")
+    return error
+
+
+@pytest.mark.parametrize(
+    "make_error",
+    [loggable_with_cause_only, loggable_raised_while_handling, loggable_with_a_note_only],
+    ids=["a cause only", "an implicit context only", "a note only"],
+)
+def test_each_thing_a_traceback_prints_besides_the_message_makes_a_stand_in(
+    make_error: Any,
+) -> None:
+    # GIVEN a loggable error carrying one thing its traceback would print beyond its message
+    error = make_error()
+    # WHEN it is made ready for a log
+    stand_in = without_message(error)
+    # THEN a stand-in of the same name and module carries the message and nothing else
+    assert stand_in is not error
+    assert type(stand_in).__name__ == "OrderNotFound"
+    assert type(stand_in).__module__ == OrderNotFound.__module__ == __name__
+    assert str(stand_in) == "order 42 not found for this tenant"
+    assert stand_in.__cause__ is None and stand_in.__context__ is None
+    assert not getattr(stand_in, "__notes__", None)
+
+
 def raise_loggable_from_none() -> None:
     try:
         raise ValueError(FOREIGN_SECRET)
