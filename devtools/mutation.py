@@ -171,6 +171,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_tracing_on_each_backend.py",
         "tests/integration/test_tracing_otel.py",
     ),
+    "_otel": (
+        "tests/unit/test_otel_tracing.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/integration/test_tracing_otel.py",
+        "tests/integration/test_tracing_on_each_backend.py",
+    ),
     "_metrics": (
         "tests/unit/test_metrics.py",
         "tests/unit/test_config.py",
@@ -220,6 +226,7 @@ DEFAULT_MODULES = (
     "_tracing",
     "_metrics",
     "_errors",
+    "_otel",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})

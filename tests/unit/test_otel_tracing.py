@@ -8,6 +8,7 @@ and tests/integration/test_tracing_otel.py.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,16 +20,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tenantscope import (
+    ConfigurationError,
     CredentialsUnavailable,
     InvalidEnvelope,
     LoggableError,
+    OTelTracer,
     Reason,
     TenantAuthError,
     TenantError,
     Unauthorized,
 )
-from tenantscope._otel import XRAY_ANNOTATIONS
-from tenantscope._tracing import ANNOTATION_KEYS
+from tenantscope._otel import XRAY_ANNOTATIONS, otel_configured
+from tenantscope._tracing import ANNOTATION_KEYS, Span
 from tests.otel_capture import Captured, trace_id
 from tests.trace_ids import LAMBDA_PARENT, PRODUCER_PARENT, TRACE_ROOT
 
@@ -63,6 +66,8 @@ def test_a_span_holds_the_annotations_as_attributes_and_lists_them_for_x_ray(ote
         span.annotate("tenant_source", "jwt")
         span.annotate("cold_start", True)
     finished = one(otel, "tenantscope.api")
+    assert finished.instrumentation_scope is not None
+    assert finished.instrumentation_scope.name == "tenantscope"  # whose spans these are, in a backend
     assert finished.kind is SpanKind.INTERNAL
     assert finished.status.status_code is StatusCode.UNSET
     assert dict(finished.attributes or {}) == {
@@ -145,6 +150,22 @@ def test_a_record_with_its_own_trace_continues_it_linked_to_the_invocation(
     assert link.context == in_invocation.get_span_context()
     # AND what it sends on continues the producer's trace under this span
     assert continued == f"Root={PRODUCER_ROOT};Parent={record.context.span_id:016x};Sampled=1"
+
+
+def test_without_an_invocation_span_a_record_of_another_trace_links_to_lambdas(
+    otel: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN Lambda's trace header, no invocation span, and a record sent from another trace
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root={TRACE_ROOT};Parent={LAMBDA_PARENT};Sampled=1")
+    producer = f"Root={PRODUCER_ROOT};Parent={PRODUCER_PARENT};Sampled=1"
+    with otel.tracer.span("tenantscope.sqs", producer):
+        pass
+    record = one(otel, "tenantscope.sqs")
+    # THEN the record continues the producer's trace and links to Lambda's
+    assert record.context.trace_id == trace_id(PRODUCER_ROOT)
+    (link,) = record.links
+    assert link.context.trace_id == trace_id(TRACE_ROOT)
+    assert link.context.span_id == int(LAMBDA_PARENT, 16)
 
 
 def test_a_record_of_the_invocations_own_trace_needs_no_link(
@@ -236,7 +257,13 @@ def test_the_recorded_stack_has_frames_but_no_message_of_a_chained_exception(ote
     recorded = str(dict(event.attributes or {}))
     assert "4111" not in recorded
     stack = str((event.attributes or {})["exception.stacktrace"])
-    assert ", in charge\n" in stack and "test_otel_tracing.py" in stack
+    *lines, last = stack.split("\n")
+    assert last == ""  # each frame a line of its own
+    frame = re.compile(r'  File "[^"]+test_otel_tracing\.py", line \d+, in (\w+)')
+    assert [match[1] if (match := frame.fullmatch(line)) else line for line in lines] == [
+        "test_the_recorded_stack_has_frames_but_no_message_of_a_chained_exception",
+        "charge",
+    ]
 
 
 def test_record_error_marks_a_client_error_without_an_error_status(otel: Captured) -> None:
@@ -251,6 +278,51 @@ def test_record_error_marks_a_client_error_without_an_error_status(otel: Capture
         "missing-token",
     )
     assert len(finished.events) == 1  # recorded once, though the span then closed normally
+
+
+def record_then_raise(span: Span, error: Exception) -> None:
+    span.record_error(error, client_error=True)
+    raise error
+
+
+def test_an_error_the_adapter_recorded_is_not_recorded_again_as_it_escapes(otel: Captured) -> None:
+    # GIVEN an adapter that recorded a refusal as the caller's, which then escapes the span
+    error = Unauthorized(Reason.MISSING_TOKEN)
+    with pytest.raises(Unauthorized), otel.tracer.span("tenantscope.api") as span:
+        record_then_raise(span, error)
+    # THEN it is recorded once, as the adapter classified it, not as a fault
+    finished = one(otel, "tenantscope.api")
+    assert len(finished.events) == 1
+    assert finished.status.status_code is StatusCode.UNSET
+    assert dict(finished.attributes or {})["failure"] == "error"
+
+
+def test_an_error_not_said_to_be_the_callers_is_recorded_as_a_fault(otel: Captured) -> None:
+    with otel.tracer.span("tenantscope.sfn") as span:
+        span.record_error(CredentialsUnavailable(Reason.STS_UNREACHABLE))
+    finished = one(otel, "tenantscope.sfn")
+    assert finished.status.status_code is StatusCode.ERROR
+    assert dict(finished.attributes or {})["failure"] == "fault"
+
+
+def test_without_the_opentelemetry_packages_the_backend_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.propagators.aws.aws_xray_propagator", None)
+    with pytest.raises(ConfigurationError, match="opentelemetry-api") as refused:
+        OTelTracer()
+    assert refused.value.reason is Reason.INVALID_SETTING
+    assert str(refused.value) == (
+        "invalid setting (tracing with OpenTelemetry needs opentelemetry-api and "
+        "opentelemetry-propagator-aws-xray (the ADOT Lambda layer has both))"
+    )
+
+
+def test_a_process_that_never_imported_opentelemetry_has_no_sdk_set_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "opentelemetry.trace")
+    assert otel_configured() is False
 
 
 # --- the automatic choice, as the ADOT layer sets things up ------------------------------
