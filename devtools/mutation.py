@@ -171,6 +171,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_tracing_on_each_backend.py",
         "tests/integration/test_tracing_otel.py",
     ),
+    "cli": ("tests/unit/test_cli.py", "tests/integration/test_cli_on_moto.py"),
     "_otel": (
         "tests/unit/test_otel_tracing.py",
         "tests/unit/test_tracing_unit.py",
@@ -227,6 +228,7 @@ DEFAULT_MODULES = (
     "_metrics",
     "_errors",
     "_otel",
+    "cli",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})

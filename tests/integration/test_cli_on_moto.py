@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import os
 import shutil
 import subprocess
@@ -128,27 +129,63 @@ def test_signing_keys_option_names_a_secret(
     assert verified_tenant(record) == "acme"
 
 
-@pytest.mark.parametrize("space", ["", " ", "\t"])
-def test_signing_keys_option_refuses_inline_keys(
-    capsys: pytest.CaptureFixture[str], queue_url: str, space: str
+def test_signing_keys_option_names_a_secret_for_an_execution_too(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sfn: Any,
+    machine_arn: str,
+    tmp_path: Path,
 ) -> None:
-    # GIVEN keys on the command line, where the process list and shell history would keep them
-    with pytest.raises(SystemExit) as exited:
-        run(
-            capsys,
-            "--signing-keys",
-            space + ring_spec(RING_DOCUMENT),
-            "send",
-            "--queue-url",
-            queue_url,
-            "--tenant",
-            "acme",
-            "--body",
-            "{}",
-        )
-    # THEN the CLI refuses before sending anything
-    assert exited.value.code == 2
-    assert "cannot carry keys" in capsys.readouterr().err
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="tenantscope-cli-ring", SecretString=json.dumps(RING_DOCUMENT)
+    )
+    monkeypatch.setenv("TENANTSCOPE_SIGNING_KEYS", "")  # only the option names the ring
+    input_file = tmp_path / "input.json"
+    input_file.write_text('{"order_id": "o-2"}')
+    argv = ["--signing-keys", f"secretsmanager:{secret['ARN']}", "start-execution"]
+    argv += ["--state-machine-arn", machine_arn, "--tenant", "acme", "--input-file", str(input_file)]
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert verified_execution(sfn, out.strip()) == ("acme", {"order_id": "o-2"})
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """A locale whose encoding is ASCII, as a shell's may be something other than UTF-8."""
+    if sys.flags.utf8_mode:
+        pytest.skip("Python's UTF-8 mode is on (PYTHONUTF8=1): files are read as UTF-8 in any locale")
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        if locale.getencoding().lower().replace("-", "") == "utf8":
+            pytest.skip("this system's C locale is UTF-8, so no locale here reads files otherwise")
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+
+
+def test_files_are_read_as_utf8_whatever_the_locale(
+    capsys: pytest.CaptureFixture[str],
+    ascii_locale: None,
+    sqs: Any,
+    queue_url: str,
+    sfn: Any,
+    machine_arn: str,
+    tmp_path: Path,
+) -> None:
+    # GIVEN a body file in UTF-8 with characters outside ASCII, in an ASCII locale
+    body = {"customer": "Zoë", "city": "東京"}
+    body_file = tmp_path / "body.json"
+    body_file.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+    # WHEN it is sent, and started as an execution's input
+    sent = run(capsys, "send", "--queue-url", queue_url, "--tenant", "acme", "--body-file", str(body_file))
+    argv = ["start-execution", "--state-machine-arn", machine_arn, "--tenant", "acme"]
+    started = run(capsys, *argv, "--input-file", str(body_file))
+    # THEN both carry it as written
+    assert sent[0::2] == (0, "") and started[0::2] == (0, "")
+    (record,) = receive_records(sqs, queue_url)
+    assert json.loads(record["body"]) == body
+    assert verified_execution(sfn, started[1].strip()) == ("acme", body)
 
 
 @pytest.mark.parametrize("name", [None, "acme-order-1"])
@@ -217,21 +254,22 @@ def failure_cases(tmp: Path, queue_url: str, machine_arn: str) -> dict[str, list
     }
 
 
-FAILURES = [
-    "bad JSON body",
-    "bad JSON body file",
-    "missing body file",
-    "invalid tenant",
-    "uppercase tenant",
-    "missing signing keys",
-    "malformed signing keys",
-    "nonexistent queue",
-    "not a queue URL",
-    "missing input file",
-    "bad JSON input file",
-    "invalid tenant for an execution",
-    "nonexistent state machine",
-]
+# Each failure, and the type of the error its one line names.
+FAILURES = {
+    "bad JSON body": "JSONDecodeError",
+    "bad JSON body file": "JSONDecodeError",
+    "missing body file": "FileNotFoundError",
+    "invalid tenant": "InvalidTenantId",
+    "uppercase tenant": "InvalidTenantId",
+    "missing signing keys": "ConfigurationError",
+    "malformed signing keys": "ConfigurationError",
+    "nonexistent queue": "QueueDoesNotExist",
+    "not a queue URL": "ValueError",
+    "missing input file": "FileNotFoundError",
+    "bad JSON input file": "JSONDecodeError",
+    "invalid tenant for an execution": "InvalidTenantId",
+    "nonexistent state machine": "StateMachineDoesNotExist",
+}
 
 
 @pytest.mark.parametrize("case", FAILURES)
@@ -253,20 +291,13 @@ def test_failures_exit_non_zero_with_one_line_on_stderr(
 
     code, out, err = run(capsys, *failure_cases(tmp_path, queue_url, machine_arn)[case])
 
-    assert code != 0
+    assert code == 1
     assert out == ""
     assert err.endswith("\n") and err.count("\n") == 1, err
-    assert err.startswith("tenantscope: error: ")
+    assert err.startswith(f"tenantscope: error: {FAILURES[case]}: ")
     assert KEY.hex()[:16] not in err and RING_DOCUMENT["keys"]["k1"] not in err
     assert receive_records(sqs, queue_url) == []
     assert sfn.list_executions(stateMachineArn=machine_arn)["executions"] == []
-
-
-def test_missing_arguments_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(["send", "--tenant", "acme", "--body", "{}"])
-    assert exited.value.code == 2
-    assert "--queue-url" in capsys.readouterr().err
 
 
 # --- the installed console script, against a moto server over loopback ---------------------

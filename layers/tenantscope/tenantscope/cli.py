@@ -2,7 +2,7 @@
 
 Works against real AWS or any endpoint given by ``AWS_ENDPOINT_URL``. The signing keys come
 from ``TENANTSCOPE_SIGNING_KEYS`` (or ``--signing-keys``). Prints the message id or the
-execution ARN; on failure prints one line to stderr and exits non-zero.
+execution ARN; on failure prints one line to stderr and exits with 1 (2 for a usage error).
 """
 
 from __future__ import annotations
@@ -20,24 +20,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tenantscope",
         description="Send tenant-sealed messages and start sealed executions from a shell.",
+        epilog="Prints the message id or the execution ARN. On failure, prints one line to stderr and "
+        "exits with 1 (2 for a usage error).",
     )
     parser.add_argument(
         "--signing-keys",
         help="where the key ring is: secretsmanager:<id> or kms:<key> (default: $TENANTSCOPE_SIGNING_KEYS)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Named in the usage error of a missing command as in the usage line, not by its dest.
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{send,start-execution}")
 
     send = commands.add_parser("send", help="seal and send one SQS message")
-    send.add_argument("--queue-url", required=True)
-    send.add_argument("--tenant", required=True)
+    send.add_argument("--queue-url", required=True, help="the queue's URL; the message is sealed for it")
+    send.add_argument("--tenant", required=True, help="the tenant id the message is sealed for")
     body = send.add_mutually_exclusive_group(required=True)
     body.add_argument("--body", help="the message body (JSON text)")
-    body.add_argument("--body-file", type=Path, help="a file holding the message body")
+    body.add_argument("--body-file", type=Path, help="a file holding the message body (UTF-8)")
 
     start = commands.add_parser("start-execution", help="seal an input and start one execution")
-    start.add_argument("--state-machine-arn", required=True)
-    start.add_argument("--tenant", required=True)
-    start.add_argument("--input-file", type=Path, required=True, help="a JSON file: the execution payload")
+    start.add_argument(
+        "--state-machine-arn", required=True, help="the state machine's ARN; the input is sealed for it"
+    )
+    start.add_argument("--tenant", required=True, help="the tenant id the input is sealed for")
+    start.add_argument(
+        "--input-file", type=Path, required=True, help="a JSON file (UTF-8): the execution payload"
+    )
     start.add_argument("--name", help="execution name (default: <tenant>-<uuid>)")
     return parser
 
@@ -66,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(response["executionArn"])
     except Exception as error:  # one line, no traceback: this is a command-line tool
-        message = str(error).splitlines()[0] if str(error) else ""
-        print(f"tenantscope: error: {type(error).__name__}: {message}", file=sys.stderr)
+        lines = str(error).splitlines()
+        detail = f": {lines[0]}" if lines else ""  # an error without a message is named by its type
+        print(f"tenantscope: error: {type(error).__name__}{detail}", file=sys.stderr)
         return 1
     return 0
 
