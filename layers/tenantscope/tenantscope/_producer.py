@@ -33,7 +33,15 @@ from ._keyring import KeyRing, default_key_ring
 from ._tenant_id import validate_tenant_id
 from ._tracing import get_tracer
 
-__all__ = ["queue_arn_from_url", "seal_input", "send_message", "sign_message", "start_execution"]
+__all__ = [
+    "execution_body",
+    "fifo_deduplication_id",
+    "queue_arn_from_url",
+    "seal_input",
+    "send_message",
+    "sign_message",
+    "start_execution",
+]
 
 # sqs.<region>.amazonaws.com (and .com.cn), or the legacy <region>.queue.amazonaws.com.
 _SQS_HOST = re.compile(r"(?:sqs\.([a-z0-9-]+)|([a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?")
@@ -265,13 +273,9 @@ def send_message(
     if system:
         kwargs["MessageSystemAttributes"] = system
     if queue_arn.endswith(".fifo"):  # the queue's name, as the URL gives it (a trailing "/" or not)
-        # A FIFO queue deduplicates across its message groups: an id is made the tenant's own, so
-        # that one tenant's message (the body, or a business key the caller gives) never
-        # suppresses another tenant's.
-        given = kwargs.get("MessageDeduplicationId")
-        kwargs["MessageDeduplicationId"] = hashlib.sha256(
-            f"{tenant}\n{body if given is None else given}".encode()
-        ).hexdigest()
+        kwargs["MessageDeduplicationId"] = fifo_deduplication_id(
+            tenant, body, kwargs.get("MessageDeduplicationId")
+        )
     response: dict[str, Any] = sqs.send_message(
         QueueUrl=queue_url,
         MessageBody=body,
@@ -280,6 +284,26 @@ def send_message(
         **kwargs,
     )
     return response
+
+
+def fifo_deduplication_id(tenant_id: str, body: str, given: str | None = None) -> str:
+    """The ``MessageDeduplicationId`` :func:`send_message` sends to a FIFO queue.
+
+    A FIFO queue deduplicates across its message groups: the id is made the tenant's own, so that
+    one tenant's message (the body, or a business key the caller gives) never suppresses another
+    tenant's.
+    """
+    return hashlib.sha256(f"{tenant_id}\n{body if given is None else given}".encode()).hexdigest()
+
+
+def execution_body(payload: Any) -> str:
+    """``payload`` as the body :func:`seal_input` seals: compact JSON with its keys sorted."""
+    try:
+        # allow_nan=False: NaN and Infinity are Python's, not JSON's, and a task in another
+        # language could not read them.
+        return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:  # an object, a NaN, keys of mixed types, a cycle
+        raise _NotSendable(f"a payload is JSON: {error}") from None
 
 
 def seal_input(
@@ -297,12 +321,7 @@ def seal_input(
     re-serializes JSON between states.
     """
     settings = _producer_settings(settings)
-    try:
-        # allow_nan=False: NaN and Infinity are Python's, not JSON's, and a task in another
-        # language could not read them.
-        body = json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as error:  # an object, a NaN, keys of mixed types, a cycle
-        raise _NotSendable(f"a payload is JSON: {error}") from None
+    body = execution_body(payload)
     envelope, signature = seal(
         body,
         tenant_id=_producer_tenant(tenant_id),

@@ -39,7 +39,7 @@ from .._envelope import (
     sqs_message_attributes,
 )
 from .._keyring import KeyRing, StaticKeyRing
-from .._producer import seal_input, sign_message
+from .._producer import execution_body, fifo_deduplication_id, seal_input, sign_message
 
 __all__ = [
     "ACCOUNT_ID",
@@ -107,12 +107,36 @@ RING = StaticKeyRing(RING_DOCUMENT)
 
 
 def authorizer_claims(token: str) -> dict[str, str]:
-    """The claims an HTTP API's JWT authorizer passes on for ``token``: every claim, as a string.
+    """The claims an HTTP API's JWT authorizer passes on for ``token``, each as a string as it
+    writes them: a string as it is, an array as ``[a b]``, anything else as its JSON text.
 
     Read without verification: the token is one the caller just minted.
     """
     claims = jwt.decode(token, options={"verify_signature": False})
-    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in claims.items()}
+    return {name: _claim_text(value) for name, value in claims.items()}
+
+
+def _claim_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + " ".join(map(_claim_text, value)) + "]"
+    return json.dumps(value)
+
+
+_API_ID = "a1b2c3d4e5"
+_SOURCE_IP = "198.51.100.7"  # a documentation address (RFC 5737)
+_USER_AGENT = "tenantscope-tests"
+
+
+def _request_time(epoch_ms: int) -> str:
+    """API Gateway's ``requestContext`` time, ``12/Mar/2020:19:03:58 +0000``, in any locale."""
+    moment = time.gmtime(epoch_ms / 1000)
+    month = _MONTHS[moment.tm_mon - 1]
+    return f"{moment.tm_mday:02d}/{month}/{moment.tm_year}:{time.strftime('%H:%M:%S', moment)} +0000"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def http_api_event(
@@ -129,20 +153,37 @@ def http_api_event(
     """An API Gateway HTTP API (payload v2) proxy event; ``route`` is the matched path pattern.
 
     ``claims`` are the JWT authorizer's (``requestContext.authorizer.jwt.claims``), for a request
-    a deployed API with an authorizer passes on.
+    a deployed API with an authorizer passes on. What API Gateway sends only when there is some
+    (cookies, a query string's parameters, stage variables, a client certificate) is left out.
     """
     all_headers = {"content-type": "application/json", **(headers or {})}
     if token is not None:
         all_headers["authorization"] = f"Bearer {token}"
+    route_key = f"{method} {route or path}"
+    epoch_ms = int(time.time() * 1000)
     request_context: dict[str, Any] = {
-        "http": {"method": method, "path": path},
+        "accountId": ACCOUNT_ID,
+        "apiId": _API_ID,
+        "domainName": f"{_API_ID}.execute-api.{REGION}.amazonaws.com",
+        "domainPrefix": _API_ID,
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": _SOURCE_IP,
+            "userAgent": _USER_AGENT,
+        },
         "requestId": str(uuid.uuid4()),
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": _request_time(epoch_ms),
+        "timeEpoch": epoch_ms,
     }
     if claims is not None:
         request_context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
     return {
         "version": "2.0",
-        "routeKey": f"{method} {route or path}",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": "",
         "headers": all_headers,
@@ -156,20 +197,57 @@ def http_api_event(
 def rest_api_event(
     token: str | None, *, header_name: str = "Authorization", multi_value: bool = False
 ) -> dict[str, Any]:
-    """An API Gateway REST API (payload v1) proxy event."""
+    """An API Gateway REST API (payload v1) proxy event: ``GET /items`` on the ``prod`` stage.
+
+    What API Gateway sends as null when there is none (query string parameters, path
+    parameters, stage variables, a body) is null.
+    """
     value = f"Bearer {token}" if token is not None else None
     headers = {header_name: value} if value is not None and not multi_value else {}
     multi = {header_name: [value]} if value is not None and multi_value else {}
+    epoch_ms = int(time.time() * 1000)
+    identity = dict.fromkeys(_REST_IDENTITY_NULLS) | {"sourceIp": _SOURCE_IP, "userAgent": _USER_AGENT}
     return {
         "resource": "/items",
         "path": "/items",
         "httpMethod": "GET",
         "headers": headers,
         "multiValueHeaders": multi,
-        "requestContext": {"requestId": "rest-req-1"},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": _API_ID,
+            "resourceId": "abc123",
+            "resourcePath": "/items",
+            "httpMethod": "GET",
+            "path": "/prod/items",
+            "stage": "prod",
+            "requestId": str(uuid.uuid4()),
+            "requestTime": _request_time(epoch_ms),
+            "requestTimeEpoch": epoch_ms,
+            "identity": identity,
+            "protocol": "HTTP/1.1",
+        },
         "body": None,
         "isBase64Encoded": False,
     }
+
+
+# Who called, as a REST API's request context names it: null for an unauthenticated caller.
+_REST_IDENTITY_NULLS = (
+    "cognitoIdentityPoolId",
+    "accountId",
+    "cognitoIdentityId",
+    "caller",
+    "accessKey",
+    "cognitoAuthenticationType",
+    "cognitoAuthenticationProvider",
+    "userArn",
+    "user",
+)
 
 
 # --- SQS ---------------------------------------------------------------------------------
@@ -236,17 +314,27 @@ def sqs_record(
     sent_at_ms: int | None = None,
     extra_attributes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One record of a Lambda SQS event. ``message_attributes`` are in SendMessage form."""
+    """One record of a Lambda SQS event. ``message_attributes`` are in SendMessage form.
+
+    On a FIFO queue (an ARN ending in ``.fifo``) it carries a sequence number and a deduplication
+    id; ``group_id`` is its message group (a FIFO queue needs one; a standard queue's is for fair
+    queueing). ``extra_attributes`` (``AWSTraceHeader``, a ``MessageDeduplicationId``) are added
+    to, or replace, the system attributes.
+    """
     sent = int(time.time() * 1000) if sent_at_ms is None else sent_at_ms
     attributes = {
         "ApproximateReceiveCount": str(receive_count),
         "SentTimestamp": str(sent),
         "SenderId": "AROAEXAMPLEPRODUCER:tenantscope-producer",
         "ApproximateFirstReceiveTimestamp": str(sent + 5),
-        **(extra_attributes or {}),
     }
-    if group_id is not None:
+    if group_id is not None:  # a FIFO queue's, or a standard queue's fair-queueing group
         attributes["MessageGroupId"] = group_id
+    if queue_arn.endswith(".fifo"):
+        # What a FIFO queue adds; the deduplication id as content-based deduplication makes it.
+        attributes["SequenceNumber"] = str(18_800_000_000_000_000_000 + sent)
+        attributes["MessageDeduplicationId"] = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    attributes.update(extra_attributes or {})
     return {
         "messageId": message_id or str(uuid.uuid4()),
         "receiptHandle": "AQEB" + uuid.uuid4().hex,
@@ -275,7 +363,8 @@ def signed_sqs_record(
     """A Lambda SQS record whose ``body`` is sealed for ``tenant_id``.
 
     It arrives on ``queue_arn``; it was sealed for ``sealed_for`` (default: the same queue).
-    On a FIFO queue the group defaults to the tenant id, as the producer sends it.
+    On a FIFO queue the group defaults to the tenant id and the deduplication id is the one
+    ``send_message`` sends, as the producer sends them.
     """
     attributes = sign_attributes(
         body,
@@ -285,9 +374,16 @@ def signed_sqs_record(
         settings=settings,
         issued_at=issued_at,
     )
-    if group_id is None and queue_arn.endswith(".fifo"):
-        group_id = tenant_id
-    return sqs_record(body, attributes, queue_arn=queue_arn, message_id=message_id, group_id=group_id)
+    if not queue_arn.endswith(".fifo"):
+        return sqs_record(body, attributes, queue_arn=queue_arn, message_id=message_id, group_id=group_id)
+    return sqs_record(
+        body,
+        attributes,
+        queue_arn=queue_arn,
+        message_id=message_id,
+        group_id=tenant_id if group_id is None else group_id,
+        extra_attributes={"MessageDeduplicationId": fifo_deduplication_id(tenant_id, body)},
+    )
 
 
 def sqs_event(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -341,7 +437,7 @@ def sealed_input(
             ring=ring,
             settings=settings,
         )
-    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    body = execution_body(payload)
     envelope, signature = seal(
         body,
         tenant_id=tenant_id,
