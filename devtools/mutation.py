@@ -172,6 +172,15 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_tracing_otel.py",
     ),
     "cli": ("tests/unit/test_cli.py", "tests/integration/test_cli_on_moto.py"),
+    "testing/_events": (
+        "tests/unit/test_testing_events.py",
+        "tests/integration/test_testing_events_on_moto.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_sfn_task.py",
+        "tests/integration/test_producer_on_moto.py",
+        "tests/integration/test_cli_on_moto.py",
+    ),
     "_otel": (
         "tests/unit/test_otel_tracing.py",
         "tests/unit/test_tracing_unit.py",
@@ -229,6 +238,7 @@ DEFAULT_MODULES = (
     "_errors",
     "_otel",
     "cli",
+    "testing/_events",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})
