@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,9 +14,11 @@ __all__ = ["LambdaContext", "RecordedSpan", "RecordingTracer"]
 
 
 class LambdaContext:
-    """The Lambda context object, as tenantscope and most handlers read it.
+    """The Lambda context object, with the attributes and types the Python runtime gives it.
 
-    ``tenant_id`` is what Lambda's tenant isolation mode sets; leave it None otherwise.
+    ``tenant_id`` is what Lambda's tenant isolation mode sets; leave it None otherwise. As in
+    the runtime, ``memory_limit_in_mb`` is a string (the runtime reads it from the environment),
+    ``identity`` holds no Cognito identity and ``client_context`` is None (no mobile client).
     """
 
     def __init__(
@@ -31,15 +34,28 @@ class LambdaContext:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
-        self.memory_limit_in_mb = 512
+        self.memory_limit_in_mb = "512"
         self.aws_request_id = request_id
         self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "test"
+        today = time.gmtime()  # Lambda names a stream by its UTC date
+        self.log_stream_name = (
+            f"{today.tm_year}/{today.tm_mon:02d}/{today.tm_mday:02d}/[$LATEST]{uuid.uuid4().hex}"
+        )
         self.tenant_id = tenant_id
+        self.identity = CognitoIdentity()
+        self.client_context = None
         self._deadline = time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class CognitoIdentity:
+    """``context.identity``: the Cognito identity of a mobile client, none for other callers."""
+
+    def __init__(self) -> None:
+        self.cognito_identity_id: str | None = None
+        self.cognito_identity_pool_id: str | None = None
 
 
 @dataclass

@@ -119,8 +119,10 @@ def local_tenants(
     reset_process_state()
     try:
         with mock_aws():
-            _create_tables(tables, sort_key)
-            _create_buckets(buckets)
+            # Where the function's settings look for them, should ``environment`` name another region.
+            region = variables["AWS_REGION"]
+            _create_tables(tables, sort_key, region)
+            _create_buckets(buckets, region)
             ring = RING if ring_document is None else StaticKeyRing(document)
             yield LocalTenants(issuer, ring, variables)
     finally:
@@ -129,18 +131,22 @@ def local_tenants(
         os.environ.update(saved)
 
 
-def _create_buckets(buckets: str) -> None:
+def _create_buckets(buckets: str, region: str) -> None:
     import boto3
 
-    s3 = boto3.client("s3", region_name=REGION)
+    s3 = boto3.client("s3", region_name=region)
+    # S3 names the region of a bucket outside us-east-1, and refuses us-east-1 named.
+    location: dict[str, Any] = (
+        {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     for name in _csv(buckets):
-        s3.create_bucket(Bucket=name)
+        s3.create_bucket(Bucket=name, **location)
 
 
-def _create_tables(tables: str, sort_key: str | None) -> None:
+def _create_tables(tables: str, sort_key: str | None, region: str) -> None:
     import boto3
 
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=region)
     for spec in _parse_tables(tables):
         if not spec.partition_key:
             raise ValueError(f"local_tenants needs each table's partition key: {spec.name}=<key>")
