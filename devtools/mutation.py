@@ -181,6 +181,29 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_producer_on_moto.py",
         "tests/integration/test_cli_on_moto.py",
     ),
+    "testing/_issuer": (
+        "tests/unit/test_testing_doubles.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_jwt_attacks.py",
+        "tests/unit/test_token_cache.py",
+        "tests/unit/test_jwks_cache.py",
+        "tests/integration/test_jwks_over_tls.py",
+        "tests/integration/test_process_reset.py",
+    ),
+    "testing/_doubles": (
+        "tests/unit/test_testing_doubles.py",
+        "tests/unit/test_tracing_unit.py",
+        "tests/unit/test_metrics.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_sqs_handler.py",
+        "tests/unit/test_sfn_task.py",
+    ),
+    "testing/_local": (
+        "tests/integration/test_local_tenants.py",
+        "tests/integration/test_local_tenants_files.py",
+        "tests/integration/test_process_reset.py",
+        "tests/integration/test_errors_name_the_fix.py",
+    ),
     "_otel": (
         "tests/unit/test_otel_tracing.py",
         "tests/unit/test_tracing_unit.py",
@@ -239,6 +262,9 @@ DEFAULT_MODULES = (
     "_otel",
     "cli",
     "testing/_events",
+    "testing/_issuer",
+    "testing/_doubles",
+    "testing/_local",
 )
 
 KILLED = frozenset({"killed", "timeout", "segfault", "caught by type check"})
