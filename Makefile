@@ -27,7 +27,7 @@ help:
 	@echo "make soak [SEED=n] [ORDERS=2000] [TENANTS=50] - the whole flow under load and injected faults"
 	@echo "make events - regenerate the signed, dated sample events"
 	@echo "make bench  - benchmarks; writes benchmarks/results.md"
-	@echo "make mutation [MODULES=\"_tenant_id _resolve\"] - mutation testing of the security core (docs/testing.md)"
+	@echo "make mutation [MODULES=\"_tenant_id _resolve\"] - mutation testing of the layer, module by module (docs/testing.md)"
 	@echo "make build [ARCH=x86_64] - sam build for arm64 (default) or x86_64"
 	@echo "make dist   - the tenantscope wheel and sdist (layers/tenantscope) in dist/"
 	@echo "make deploy ENV=dev - sam build && sam deploy --config-env ENV (default for dev)"
@@ -97,7 +97,7 @@ env-from-stack: $(STAMP)
 sam-local-test: $(STAMP)
 	$(BIN)/python -m devtools.sam_local_test
 
-# Security core modules to mutation-test (default: all of them, see devtools/mutation.py), at the
+# The layer's modules to mutation-test (default: all of them, see devtools/mutation.py), at the
 # lowest CPU priority: it runs for many minutes on every core it is given (JOBS).
 MODULES ?=
 JOBS ?= 2

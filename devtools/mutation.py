@@ -1,4 +1,4 @@
-"""`make mutation`: mutation testing of the security core, one module at a time, with mutmut.
+"""`make mutation`: mutation testing of the layer, one module at a time, with mutmut.
 
 For each module, mutmut changes the module's code one small edit at a time (a mutant: a flipped
 comparison, a dropped check, a changed constant) and runs the tests that reach the changed
