@@ -127,6 +127,7 @@ def _claim_text(value: Any) -> str:
 _API_ID = "a1b2c3d4e5"
 _SOURCE_IP = "198.51.100.7"  # a documentation address (RFC 5737)
 _USER_AGENT = "tenantscope-tests"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _request_time(epoch_ms: int) -> str:
@@ -134,9 +135,6 @@ def _request_time(epoch_ms: int) -> str:
     moment = time.gmtime(epoch_ms / 1000)
     month = _MONTHS[moment.tm_mon - 1]
     return f"{moment.tm_mday:02d}/{month}/{moment.tm_year}:{time.strftime('%H:%M:%S', moment)} +0000"
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def http_api_event(
@@ -194,6 +192,20 @@ def http_api_event(
     }
 
 
+# Who called, as a REST API's request context names it: null for an unauthenticated caller.
+_REST_IDENTITY_NULLS = (
+    "cognitoIdentityPoolId",
+    "accountId",
+    "cognitoIdentityId",
+    "caller",
+    "accessKey",
+    "cognitoAuthenticationType",
+    "cognitoAuthenticationProvider",
+    "userArn",
+    "user",
+)
+
+
 def rest_api_event(
     token: str | None, *, header_name: str = "Authorization", multi_value: bool = False
 ) -> dict[str, Any]:
@@ -234,20 +246,6 @@ def rest_api_event(
         "body": None,
         "isBase64Encoded": False,
     }
-
-
-# Who called, as a REST API's request context names it: null for an unauthenticated caller.
-_REST_IDENTITY_NULLS = (
-    "cognitoIdentityPoolId",
-    "accountId",
-    "cognitoIdentityId",
-    "caller",
-    "accessKey",
-    "cognitoAuthenticationType",
-    "cognitoAuthenticationProvider",
-    "userArn",
-    "user",
-)
 
 
 # --- SQS ---------------------------------------------------------------------------------
@@ -374,15 +372,14 @@ def signed_sqs_record(
         settings=settings,
         issued_at=issued_at,
     )
-    if not queue_arn.endswith(".fifo"):
-        return sqs_record(body, attributes, queue_arn=queue_arn, message_id=message_id, group_id=group_id)
+    fifo = queue_arn.endswith(".fifo")
     return sqs_record(
         body,
         attributes,
         queue_arn=queue_arn,
         message_id=message_id,
-        group_id=tenant_id if group_id is None else group_id,
-        extra_attributes={"MessageDeduplicationId": fifo_deduplication_id(tenant_id, body)},
+        group_id=tenant_id if group_id is None and fifo else group_id,
+        extra_attributes={"MessageDeduplicationId": fifo_deduplication_id(tenant_id, body)} if fifo else None,
     )
 
 
