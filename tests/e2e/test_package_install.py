@@ -10,14 +10,17 @@ reason that says so.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
 import textwrap
+import tomllib
 import venv
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from tests import own_service
 
@@ -51,11 +54,12 @@ def make_venv(directory: Path) -> Path:
     return directory / "bin" / "python"
 
 
-def pip_install(python: Path, *requirements: str, cwd: Path) -> None:
-    """``pip install`` into the venv of ``python`` (this venv's pip, ``--python``), constrained to the
-    versions this repository pins; skip when the registry is unreachable."""
+def pip_install(python: Path, *requirements: str, cwd: Path, constraints: Path = CONSTRAINTS) -> None:
+    """``pip install`` into the venv of ``python`` (this venv's pip, ``--python``), constrained to
+    ``constraints`` (by default the versions this repository pins); skip when the registry is
+    unreachable."""
     command = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-    command += ["--disable-pip-version-check", "-c", str(CONSTRAINTS), *requirements]
+    command += ["--disable-pip-version-check", "-c", str(constraints), *requirements]
     result = subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         output = result.stdout + result.stderr
@@ -143,12 +147,47 @@ def test_the_wheel_installs_alone_into_a_clean_venv(dist: Path, tmp_path: Path) 
     assert "send" in run_clean([str(tmp_path / "venv" / "bin" / "tenantscope"), "--help"], timeout=60)
 
 
-def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder(tmp_path: Path) -> None:
+def lowest_versions(pyproject: Path) -> list[str]:
+    """The oldest release each of the package's own dependencies accepts, as ``name==version``."""
+    dependencies = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    lowest = []
+    for dependency in dependencies:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9.]+)", dependency)
+        assert match, f"{dependency}: every dependency names the oldest release it works with"
+        lowest.append(f"{match[1]}=={match[2]}")
+    return lowest
+
+
+def test_lowest_versions_reads_each_dependencys_floor(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\ndependencies = ["PyJWT[crypto]>=2.11", "boto3>=1.34.2"]\n')
+    assert lowest_versions(pyproject) == ["PyJWT==2.11", "boto3==1.34.2"]
+    pyproject.write_text('[project]\ndependencies = ["boto3"]\n')
+    with pytest.raises(AssertionError, match="boto3: every dependency names the oldest release"):
+        lowest_versions(pyproject)
+
+
+@pytest.mark.parametrize("versions", ["pinned", "lowest"])
+def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder(
+    tmp_path: Path, versions: str
+) -> None:
     """README's "Use it in your own service": the folder copied into a service, installed with the
-    README's command into a clean venv, and the service's tests run there with pytest and moto."""
+    README's command into a clean venv, and the service's tests run there with pytest and moto:
+    with this repository's pinned versions, and with the oldest the package declares it works with
+    (a floor too low would let pip install a PyJWT or boto3 the layer's calls do not exist in)."""
     service = own_service.lay_out(tmp_path / "service")
     python = make_venv(tmp_path / "venv")
-    pip_install(python, "./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]", cwd=service)
+    constraints = CONSTRAINTS
+    if versions == "lowest":
+        constraints = tmp_path / "lowest.txt"
+        constraints.write_text("\n".join(lowest_versions(own_service.LIBRARY / "pyproject.toml")) + "\n")
+    requirements = ("./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]")
+    pip_install(python, *requirements, cwd=service, constraints=constraints)
+    if versions == "lowest":
+        for pin in lowest_versions(own_service.LIBRARY / "pyproject.toml"):
+            name, _, version = pin.partition("==")
+            code = f"import importlib.metadata; print(importlib.metadata.version({name!r}))"
+            assert Version(run_python(python, code, tmp_path).strip()) == Version(version), pin
     pytest_command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
     output = run_clean(pytest_command, service, timeout=300)
     assert " passed" in output and "failed" not in output, output

@@ -172,7 +172,17 @@ def test_list_arguments_become_tuples_and_other_arguments_are_kept() -> None:
     "name", ["jwt_audience", "jwt_algorithms", "tables", "buckets", "unguarded_services"]
 )
 def test_a_collection_given_as_another_type_is_refused(name: str) -> None:
-    assert refusal(environ={}, **{name: {"app"}}) == (Reason.INVALID_SETTING, f"{name} must be a tuple")
+    kind = "TableSpec" if name == "tables" else "str"
+    expected = (Reason.INVALID_SETTING, f"{name} must be a tuple of {kind}")
+    assert refusal(environ={}, **{name: {"app"}}) == expected
+    # AND made directly or by replace(), where load() parses nothing: a string is refused rather
+    # than searched with `in` (an audience "api.example.com/orders" would accept "api.example.com")
+    for made in (lambda: Settings(**{name: "app"}), lambda: replace(Settings(), **{name: "app"})):
+        with pytest.raises(ConfigurationError) as refused:
+            made()
+        assert (refused.value.reason, refused.value.detail) == expected
+    # AND a tuple of something else is refused too
+    assert refusal(environ={}, **{name: (1,)}) == expected
 
 
 def test_unknown_settings_are_refused_by_name() -> None:

@@ -845,7 +845,7 @@ def test_tables_given_other_than_as_table_specs_are_refused() -> None:
         replace(policy_settings(), tables=("app",))
     assert (refused.value.reason, refused.value.detail) == (
         Reason.INVALID_SETTING,
-        "tables must be TableSpec values",
+        "tables must be a tuple of TableSpec",
     )
 
 

@@ -121,10 +121,25 @@ _BUCKET_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 _TABLE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
+# The settings that are collections, and the kind of their items.
+_COLLECTIONS: dict[str, type] = {
+    "jwt_audience": str,
+    "jwt_algorithms": str,
+    "tables": TableSpec,
+    "buckets": str,
+    "unguarded_services": str,
+}
+
+
+def _check_collections(settings: Settings) -> None:
+    for name, kind in _COLLECTIONS.items():
+        value = getattr(settings, name)
+        if not (isinstance(value, tuple) and all(isinstance(item, kind) for item in value)):
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be a tuple of {kind.__name__}")
+
+
 def _check_names(tables: tuple[TableSpec, ...], buckets: tuple[str, ...]) -> None:
     for spec in tables:
-        if not isinstance(spec, TableSpec):
-            raise ConfigurationError(Reason.INVALID_SETTING, "tables must be TableSpec values")
         for name in (spec.name, *(index for index, _ in spec.index_partition_keys)):
             if not (isinstance(name, str) and 3 <= len(name) <= 255 and set(name) <= _TABLE_CHARACTERS):
                 raise ConfigurationError(
@@ -132,8 +147,7 @@ def _check_names(tables: tuple[TableSpec, ...], buckets: tuple[str, ...]) -> Non
                 )
     for name in buckets:
         if not (
-            isinstance(name, str)
-            and 3 <= len(name) <= 63
+            3 <= len(name) <= 63
             and set(name) <= _BUCKET_CHARACTERS
             and name[0] not in ".-"
             and name[-1] not in ".-"
@@ -252,9 +266,6 @@ class Settings:
             raise ConfigurationError(
                 Reason.INVALID_SETTING, f"unknown settings: {', '.join(sorted(explicit))}"
             )
-        for name in ("jwt_audience", "jwt_algorithms", "tables", "buckets", "unguarded_services"):
-            if not isinstance(values.get(name, ()), tuple):
-                raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be a tuple")
         settings = cls(**values)
         _isolation(settings.isolation)
         if settings.refresh_margin_seconds >= settings.session_seconds:
@@ -265,7 +276,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Here rather than in load(), so that settings made directly or by dataclasses.replace()
-        # cannot carry a wildcard into a policy, or a window the replay guard does not cover, either.
+        # cannot carry a string where a tuple belongs (`in` would match its substrings: an audience
+        # "api.example.com/orders" would accept "api.example.com"), a wildcard into a policy, or a
+        # window the replay guard does not cover, either.
+        _check_collections(self)
         _check_names(self.tables, self.buckets)
         _check_windows(self)
 
