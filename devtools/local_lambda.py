@@ -14,12 +14,28 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from devtools.cfn import ACCOUNT, REGION
 from tenantscope.testing import LambdaContext, http_api_event, record_from_received, sqs_event
 
 __all__ = ["LocalFunction", "LocalLambda"]
+
+
+# Lambda's quota for the payload of a synchronous invocation's response (6 MB).
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+
+
+class ResponseSizeTooLarge(Exception):
+    """Lambda's Function.ResponseSizeTooLarge: the invocation fails, and API Gateway answers 5xx."""
+
+
+def _decimal_as_float(value: object) -> float:
+    """What the Lambda runtime's JSON encoder makes of a Decimal; it refuses other types alike."""
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Unable to marshal response: {type(value).__name__} is not JSON serializable")
 
 
 @dataclass
@@ -77,9 +93,14 @@ class LocalLambda:
         return merged
 
     def invoke(self, logical_id: str, event: Any) -> Any:
-        """Call a function's handler as Lambda would (one invocation at a time)."""
+        """Call a function's handler as Lambda would (one invocation at a time), refusing a response
+        over Lambda's quota for a synchronous invocation as Lambda does."""
         function = self.functions[logical_id]
-        return function.load()(event, function.context())
+        response = function.load()(event, function.context())
+        size = len(json.dumps(response, default=_decimal_as_float).encode())
+        if size > MAX_RESPONSE_BYTES:
+            raise ResponseSizeTooLarge(f"{logical_id}'s response is {size} bytes, over {MAX_RESPONSE_BYTES}")
+        return response
 
     def route(self, method: str, path: str) -> tuple[LocalFunction, str, dict[str, str]]:
         """The function, route key and path parameters for an HTTP request."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import uuid
 from decimal import Decimal
@@ -12,6 +13,8 @@ from typing import Any
 
 from app import files, items
 from tenantscope import api_handler, current_tenant, send_message
+
+logger = logging.getLogger(__name__)
 
 
 def json_value(value: Any) -> Any:
@@ -34,6 +37,9 @@ def reject_constant(name: str) -> Any:
 
 
 MAX_BODY_CHARS = 64 * 1024  # a record's JSON: far under DynamoDB's 400 KB item
+# A page of items, written as the response's body: under Lambda's 6 MB response, with room for the
+# rest of the response. One item always fits (at most 400 KB stored, 7 bytes a byte at worst).
+MAX_PAGE_RESPONSE_BYTES = 5 * 1024 * 1024
 
 
 def parse_body(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -104,12 +110,17 @@ def place_order(event: dict[str, Any]) -> dict[str, Any]:
             return replay_order(order_id, items.get("ORDER", order_id, consistent=True), attributes)
     try:
         send_message(os.environ["ORDER_QUEUE_URL"], json.dumps({"order_id": order_id}))
-    except Exception:
-        # Not sent (the key ring or the queue is out): no worker would ever start it. An order
-        # placed with a key stays, PENDING, and placing it again with the key sends it; any other
-        # is taken back, since its client, answered 503 or 500, places it again as a new order.
-        if key is None:
-            items.delete("ORDER", order_id)
+    except Exception as error:
+        # Not sent (the key ring or the queue is out), or not known to be (a timeout after the
+        # queue took it). An order placed with a key stays, PENDING, and placing it again with the
+        # key sends it. Any other is taken back while it is PENDING, since its client, answered
+        # 503 or 500, places it again as a new order; one a worker has moved on was sent after
+        # all, and is accepted.
+        if key is None and not items.delete("ORDER", order_id, only_if={"status": "PENDING"}):
+            started = items.get("ORDER", order_id, consistent=True)
+            if started is not None:
+                logger.warning("order %s was sent after all (%s)", order_id, type(error).__name__)
+                return respond(202, started)
         raise
     return respond(202, order)
 
@@ -164,6 +175,15 @@ def list_items(event: dict[str, Any]) -> dict[str, Any]:
     if raw_after is not None and after is None:
         return respond(400, {"message": "after must be an item id"})
     page, next_after = items.list_page("ITEM", after=after)
+    # A page of DynamoDB's 1 MB can grow past Lambda's 6 MB response once written as JSON (a
+    # control character is 1 byte stored, 7 as "\\u0001" in the response's body string): it ends
+    # at the last item that fits, and the next page goes on from there.
+    size = 0
+    for count, item in enumerate(page):
+        size += len(json.dumps(json.dumps(item, default=json_value))) + 2
+        if size > MAX_PAGE_RESPONSE_BYTES and count:
+            page, next_after = page[:count], page[count - 1]["id"]
+            break
     return respond(200, {"items": page, **({"next": next_after} if next_after else {})})
 
 
@@ -177,7 +197,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if route_key == "GET /items":
         return list_items(event)
     if route_key == "PUT /items/{id}" and record_id:
-        body = parse_body(event)
+        # No body is not an empty item: a PUT replaces the whole item.
+        body = parse_body(event) if event.get("body") else None
         if body is None:
             return respond(
                 400, {"message": f"body must be a JSON object of at most {MAX_BODY_CHARS} characters"}

@@ -122,8 +122,34 @@ def list_page(
     return [public(item) for item in records], next_after
 
 
-def delete(kind: str, record_id: str) -> bool:
-    response = table().delete_item(Key={"pk": tenant_key(kind), "sk": record_id}, ReturnValues="ALL_OLD")
+def condition(
+    only_if: dict[str, Any] | None, names: dict[str, str], values: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``ConditionExpression`` that each attribute of ``only_if`` has its value ({} for none),
+    its placeholders added to ``names`` and ``values``."""
+    if not only_if:
+        return {}
+    names.update({f"#c{n}": name for n, name in enumerate(only_if)})
+    values.update({f":c{n}": value for n, value in enumerate(only_if.values())})
+    return {"ConditionExpression": " AND ".join(f"#c{n} = :c{n}" for n in range(len(only_if)))}
+
+
+def delete(kind: str, record_id: str, *, only_if: dict[str, Any] | None = None) -> bool:
+    """Delete the record; whether there was one. With ``only_if`` ({attribute: value}), only while
+    each of those attributes has that value: False when the record is gone or has another."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    only = condition(only_if, names, values)
+    if only:
+        only.update(ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    try:
+        response = table().delete_item(
+            Key={"pk": tenant_key(kind), "sk": record_id}, ReturnValues="ALL_OLD", **only
+        )
+    except ClientError as error:
+        if not only or error_code(error) != "ConditionalCheckFailedException":
+            raise
+        return False
     return "Attributes" in response
 
 
@@ -133,17 +159,13 @@ def update(kind: str, record_id: str, *, only_if: dict[str, Any] | None = None, 
     names = {f"#a{n}": name for n, name in enumerate(attributes)}
     values = {f":v{n}": value for n, value in enumerate(attributes.values())}
     assignments = ", ".join(f"#a{n} = :v{n}" for n in range(len(attributes)))
-    condition: dict[str, str] = {}
-    if only_if:
-        names.update({f"#c{n}": name for n, name in enumerate(only_if)})
-        values.update({f":c{n}": value for n, value in enumerate(only_if.values())})
-        condition["ConditionExpression"] = " AND ".join(f"#c{n} = :c{n}" for n in range(len(only_if)))
+    only = condition(only_if, names, values)
     table().update_item(
         Key={"pk": tenant_key(kind), "sk": record_id},
         UpdateExpression=f"SET {assignments}",
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
-        **condition,
+        **only,
     )
 
 

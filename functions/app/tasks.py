@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app import files, items
 from tenantscope import LoggableError, sfn_task, tenant_key
@@ -24,6 +25,12 @@ class InventoryBusy(LoggableError):
     reserved, and the state machine retries the reservation."""
 
 
+class StorageBusy(LoggableError):
+    """DynamoDB or S3 throttled, failed or could not be reached after botocore's own retries: the
+    order is not completed yet, and the state machine retries the task rather than fail a paid
+    order."""
+
+
 # Why DynamoDB cancels a transaction, or refuses it whole, when a later attempt may commit it
 # (botocore has retried the refusals already).
 PASSING_REASONS = ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
@@ -32,6 +39,14 @@ PASSING_ERRORS = (
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "TransactionInProgressException",
+)
+# S3's and DynamoDB's answers that a later attempt may not meet.
+PASSING_STORAGE_ERRORS = (
+    *PASSING_ERRORS,
+    "InternalServerError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
 )
 # The order's hold on the item's stock ends: what ReleaseInventory writes, once.
 END_HOLD = "SET released = :q REMOVE reserved"
@@ -132,8 +147,17 @@ def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
         "charge_reference": payload["results"]["charge_payment"]["reference"],
         "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    key = files.put_receipt(order["order_id"], receipt)
-    items.update("ORDER", order["order_id"], status="COMPLETED")
+    try:
+        key = files.put_receipt(order["order_id"], receipt)
+        items.update("ORDER", order["order_id"], status="COMPLETED")
+    except (ClientError, BotoCoreError) as error:
+        passing = isinstance(error, HTTPClientError | BotoConnectionError) or (
+            isinstance(error, ClientError) and items.error_code(error) in PASSING_STORAGE_ERRORS
+        )
+        if not passing:
+            raise
+        why = items.error_code(error) if isinstance(error, ClientError) else type(error).__name__
+        raise StorageBusy(f"order {order['order_id']} not completed yet ({why})") from None
     return {"status": "COMPLETED", "receipt": key}
 
 

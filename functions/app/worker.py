@@ -21,8 +21,10 @@ class InvalidOrderMessage(LoggableError, ValueError):
 
 
 class OrderNotFound(LoggableError, LookupError):
-    """The message names an order this tenant does not have (it is written before its message
-    is sent, so this is another tenant's order id or a message sent by hand)."""
+    """The message names an order this tenant does not have: it is written before its message is
+    sent, so this is another tenant's order id, a message sent by hand, or the message of an order
+    the API took back when it could not tell whether the message was sent (read again, and
+    dead-lettered once SQS has delivered it maxReceiveCount times)."""
 
 
 @sqs_handler
@@ -46,6 +48,11 @@ def handler(record: SqsRecord, context: Any) -> None:
         except ClientError as error:
             if items.error_code(error) != "ConditionalCheckFailedException":
                 raise
+            if items.get("ORDER", order_id, consistent=True) is None:
+                # Taken back by the API, which could not tell whether this message was sent and
+                # answered its client so: the client places the order again.
+                logger.info("order %s was taken back before it started; nothing to start", order_id)
+                return
             logger.info("order %s left PENDING in another delivery; going on", order_id)
     payload = {"order_id": order_id, "item_id": stored["item_id"], "quantity": int(stored["quantity"])}
     if stored.get("simulate_payment_failure"):

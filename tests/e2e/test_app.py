@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +373,81 @@ def test_an_order_with_a_key_whose_message_cannot_be_sent_is_sent_when_placed_ag
     assert order_status(aws, order["sk"]) == "COMPLETED"
 
 
+def time_out_after_sending(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> None:
+    """POST /orders's send reaches the queue, ``meanwhile`` runs, then the send times out: the API
+    cannot tell whether its message was sent."""
+    from botocore.exceptions import ReadTimeoutError
+
+    import app.api
+
+    real_send = app.api.send_message
+
+    def send_then_time_out(queue_url: str, message: str, **options: Any) -> Any:
+        real_send(queue_url, message, **options)
+        meanwhile()
+        raise ReadTimeoutError(endpoint_url=queue_url)
+
+    monkeypatch.setattr(app.api, "send_message", send_then_time_out)
+
+
+def test_an_order_whose_send_timed_out_after_a_worker_started_it_is_accepted(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a send the queue took, whose answer timed out once a worker had started the order
+    def worker_starts_it() -> None:
+        assert deliver(aws, order_messages(aws)[1]) == []
+
+    time_out_after_sending(monkeypatch, worker_starts_it)
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
+    # WHEN the order is placed
+    placed = aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 2})
+    # THEN it is accepted, not taken back from under its execution, and completes once
+    assert placed["statusCode"] == 202, placed
+    order_id = body(placed)["id"]
+    assert list(aws.wait_for_executions()) == [order_id]
+    assert order_status(aws, order_id) == "COMPLETED"
+    assert body(aws.http("GET", "/items/widget", token))["stock"] == 3
+
+
+def test_an_order_taken_back_after_its_send_timed_out_is_not_started_by_its_message(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a send the queue took, whose answer timed out before any worker read it
+    time_out_after_sending(monkeypatch, lambda: None)
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
+    # WHEN the order is placed, THEN it is taken back, for its client to place again
+    assert aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 2})["statusCode"] == 500
+    assert stored_orders(aws, "acme") == []
+    # AND its message, delivered, starts nothing: it fails, to be dead-lettered in the end
+    _, event = order_messages(aws)
+    assert deliver(aws, event) == [event["Records"][0]["messageId"]]
+    assert aws.wait_for_executions() == {}
+    assert body(aws.http("GET", "/items/widget", token))["stock"] == 5
+
+
+def test_an_order_taken_back_while_a_worker_read_it_is_not_started(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.items
+
+    # GIVEN an order's message, and the API taking the order back between the worker's read of it
+    # and the worker's move of it from PENDING
+    _, event = place_order(aws)
+    real_update = app.items.update
+
+    def taken_back_first(kind: str, record_id: str, **change: Any) -> None:
+        assert app.items.delete(kind, record_id, only_if={"status": "PENDING"})
+        real_update(kind, record_id, **change)
+
+    monkeypatch.setattr(app.items, "update", taken_back_first)
+    # WHEN the worker takes the message, THEN it starts nothing, and acknowledges the message
+    assert deliver(aws, event) == []
+    assert aws.wait_for_executions() == {}
+    assert stored_orders(aws, "acme") == []
+
+
 def test_a_failure_after_the_charge_releases_the_stock_and_refunds(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -530,6 +605,49 @@ def test_a_reservation_that_met_a_passing_refusal_is_retried(
     assert body(aws.http("GET", "/items/widget", ISSUER.token("acme")))["stock"] == 3
 
 
+@pytest.mark.parametrize("failure", ["S3 slows down", "DynamoDB cannot be reached"])
+def test_a_passing_storage_failure_while_completing_an_order_is_retried(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    import app.tasks  # importable once the local AWS put functions/ on sys.path
+
+    # GIVEN CompleteOrder's first write of a paid order meeting a failure a later attempt would not
+    # (after botocore's own retries)
+    attempts: list[str] = []
+    if failure == "S3 slows down":
+        real_put_receipt = app.tasks.files.put_receipt
+
+        def put_receipt(order_id: str, receipt: dict[str, Any]) -> str:
+            attempts.append(order_id)
+            if len(attempts) == 1:
+                raise ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your rate"}}, "PutObject")
+            return real_put_receipt(order_id, receipt)
+
+        monkeypatch.setattr(app.tasks.files, "put_receipt", put_receipt)
+    else:
+        real_update = app.tasks.items.update
+
+        def update(kind: str, record_id: str, **change: Any) -> None:
+            if change.get("status") == "COMPLETED":
+                attempts.append(record_id)
+                if len(attempts) == 1:
+                    raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+            real_update(kind, record_id, **change)
+
+        monkeypatch.setattr(app.tasks.items, "update", update)
+    # WHEN the order goes through the state machine
+    order_id, event = place_order(aws)
+    assert deliver(aws, event) == []
+    execution = aws.wait_for_executions()[order_id]
+    # THEN CompleteOrder is retried (StorageBusy) rather than the order failed and refunded
+    assert execution["status"] == "SUCCEEDED", execution
+    assert attempts == [order_id] * 2
+    assert order_status(aws, order_id) == "COMPLETED"
+    assert body(aws.http("GET", "/items/widget", ISSUER.token("acme")))["stock"] == 3
+
+
 def reserve_event(aws: LocalAws, order_id: str) -> dict[str, Any]:
     """The event ReserveInventory gets for acme's order of 2 widgets, in the execution named by it."""
     machine = aws.physical["OrderStateMachine"]["Arn"]
@@ -561,29 +679,72 @@ def test_a_reservation_retried_after_it_committed_takes_the_stock_once(aws: Loca
     assert "reserved" not in body(aws.http("GET", f"/orders/{other}", acme))
 
 
+def items_page(aws: LocalAws, after: str | None = None) -> dict[str, Any]:
+    """GET /items?after=... as acme."""
+    event = http_api_event(ISSUER.token("acme"), path="/items", route="/items")
+    if after is not None:
+        event["queryStringParameters"] = {"after": after}
+    response: dict[str, Any] = aws.invoke("ApiFunction", event)
+    return response
+
+
 def test_items_are_listed_a_page_at_a_time(aws: LocalAws) -> None:
     # GIVEN 101 items, one more than a page
     with tenant_scope("acme"), tenant_table(aws.physical["AppTable"]["Ref"]).batch_writer() as batch:
         for n in range(101):
             batch.put_item(Item={"pk": tenant_key("ITEM"), "sk": f"item-{n:03}"})
-    token = ISSUER.token("acme")
-
-    def page(after: str | None = None) -> dict[str, Any]:
-        event = http_api_event(token, path="/items", route="/items")
-        if after is not None:
-            event["queryStringParameters"] = {"after": after}
-        response: dict[str, Any] = aws.invoke("ApiFunction", event)
-        return response
-
     # WHEN the tenant lists them, THEN the first page ends with where the next begins
-    first = body(page())
+    first = body(items_page(aws))
     assert [i["id"] for i in first["items"]] == [f"item-{n:03}" for n in range(100)]
     assert first["next"] == "item-099"
-    last = body(page(first["next"]))
+    last = body(items_page(aws, first["next"]))
     assert last == {"items": [{"id": "item-100"}]}  # no next: the last page
-    assert page("not an id!")["statusCode"] == 400
+    assert items_page(aws, "not an id!")["statusCode"] == 400
     # another tenant's list is its own, empty
     assert body(aws.http("GET", "/items", ISSUER.token("globex"))) == {"items": []}
+
+
+def test_a_page_of_items_ends_before_lambdas_response_quota(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.api
+    from devtools.local_lambda import ResponseSizeTooLarge
+
+    # GIVEN 90 items under DynamoDB's 1 MB page, each of 11,000 control characters: 7 bytes each in
+    # the response, 6.9 MB for the page
+    with tenant_scope("acme"), tenant_table(aws.physical["AppTable"]["Ref"]).batch_writer() as batch:
+        for n in range(90):
+            batch.put_item(Item={"pk": tenant_key("ITEM"), "sk": f"item-{n:03}", "text": "\x01" * 11_000})
+    # WHEN the tenant lists them, THEN each page is a response Lambda returns (the local Lambda
+    # refuses one over 6 MB, as Lambda does), and the pages hold every item once
+    listed: list[list[str]] = []
+    after = None
+    while after is not None or not listed:
+        page = body(items_page(aws, after))
+        listed.append([item["id"] for item in page["items"]])
+        after = page.get("next")
+    assert len(listed) == 2
+    assert [item for page in listed for item in page] == [f"item-{n:03}" for n in range(90)]
+    # AND without the bound, the one page would be over the quota: the request would fail
+    monkeypatch.setattr(app.api, "MAX_PAGE_RESPONSE_BYTES", 8 * 1024 * 1024)
+    with pytest.raises(ResponseSizeTooLarge, match="over 6291456"):
+        items_page(aws)
+
+
+def test_a_put_without_a_body_is_refused_and_the_item_kept(aws: LocalAws) -> None:
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
+    # A PUT replaces the whole item: no body (none, or an empty one) is a mistake, not an empty item
+    for raw_body in (None, ""):
+        event = http_api_event(
+            token, method="PUT", path="/items/widget", route="/items/{id}", path_parameters={"id": "widget"}
+        )
+        event["body"] = raw_body
+        refused = aws.invoke("ApiFunction", event)
+        assert refused["statusCode"] == 400, refused
+    assert body(aws.http("GET", "/items/widget", token)) == {"id": "widget", "stock": 5}
+    # an explicit empty object is an empty item
+    assert aws.http("PUT", "/items/widget", token, {})["statusCode"] == 200
 
 
 def sam_generated_http_api_event() -> dict[str, Any]:
