@@ -4,7 +4,6 @@ it names a section, to a heading of that file (by GitHub's anchors, which reader
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,18 @@ HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def markdown_files() -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    return [ROOT / name for name in listed]
+    """The project's Markdown files, wherever the tree sits: not those of tools' folders
+    (``.venv``, ``.mutation``, ``.aws-sam``, build output)."""
+    return sorted(
+        path
+        for path in ROOT.rglob("*.md")
+        if not any(part.startswith(".") or part in ("build", "dist") for part in path.relative_to(ROOT).parts)
+    )
+
+
+def test_the_markdown_files_are_found() -> None:
+    found = {str(path.relative_to(ROOT)) for path in markdown_files()}
+    assert {"README.md", "docs/architecture.md", "layers/tenantscope/README.md"} <= found
 
 
 def prose(text: str) -> str:
