@@ -11,6 +11,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from app import files, items
 from tenantscope import api_handler, current_tenant, send_message
 
@@ -24,10 +26,10 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def respond(status: int, body: Any) -> dict[str, Any]:
+def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps(body, default=json_value),
     }
 
@@ -189,6 +191,18 @@ def list_items(event: dict[str, Any]) -> dict[str, Any]:
 
 @api_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return serve(event)
+    except (ClientError, BotoCoreError) as error:
+        if not items.is_passing(error):
+            raise
+        # Throttled or unreachable storage passes: the client retries, as after the layer's own 503.
+        logger.warning("request not served: %s", items.failure_name(error))
+        return respond(503, {"message": "Service Unavailable"}, {"Retry-After": "1"})
+
+
+def serve(event: dict[str, Any]) -> dict[str, Any]:
+    """The answer of the route ``event`` asks for, in its tenant's scope."""
     route_key, raw_id = route(event)
     record_id = items.valid_id(raw_id)
     if raw_id is not None and record_id is None:

@@ -10,7 +10,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from tenantscope import tenant_key, tenant_table
 
@@ -18,9 +19,35 @@ RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NESTING = 32  # DynamoDB's limit for lists and maps inside an item
 
 
+# DynamoDB's and S3's answers that a later attempt may not meet (throttling, a 5xx).
+PASSING_ERRORS = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionInProgressException",
+    "InternalServerError",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+)
+
+
 def error_code(error: ClientError) -> str:
     """The AWS error code of a botocore ClientError."""
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def failure_name(error: Exception) -> str:
+    """What failed, for a log line: the AWS error code of a ClientError, else the error's type."""
+    return error_code(error) if isinstance(error, ClientError) else type(error).__name__
+
+
+def is_passing(error: Exception) -> bool:
+    """Whether a later attempt may succeed where ``error`` failed (after botocore's own retries):
+    throttling, a 5xx, or no connection at all."""
+    if isinstance(error, ClientError):
+        return error_code(error) in PASSING_ERRORS
+    return isinstance(error, HTTPClientError | BotoConnectionError)
 
 
 def table() -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from app import files, items
 from tenantscope import LoggableError, sfn_task, tenant_key
@@ -31,23 +30,9 @@ class StorageBusy(LoggableError):
     order."""
 
 
-# Why DynamoDB cancels a transaction, or refuses it whole, when a later attempt may commit it
-# (botocore has retried the refusals already).
+# Why DynamoDB cancels a transaction's items when a later attempt may commit it (items.is_passing
+# tells the refusals of the whole transaction).
 PASSING_REASONS = ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
-PASSING_ERRORS = (
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "TransactionInProgressException",
-)
-# S3's and DynamoDB's answers that a later attempt may not meet.
-PASSING_STORAGE_ERRORS = (
-    *PASSING_ERRORS,
-    "InternalServerError",
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-)
 # The order's hold on the item's stock ends: what ReleaseInventory writes, once.
 END_HOLD = "SET released = :q REMOVE reserved"
 HOLDING = "attribute_exists(reserved)"
@@ -107,11 +92,10 @@ def reserve_inventory(payload: dict[str, Any], context: Any) -> dict[str, Any]:
             hold="SET reserved = :q",
             hold_if="attribute_exists(sk) AND attribute_not_exists(reserved)",
         )
-    except ClientError as error:
-        code = items.error_code(error)
-        if code in PASSING_ERRORS:
-            raise InventoryBusy(f"item {order['item_id']} busy ({code})") from None
-        if code != "TransactionCanceledException":
+    except (ClientError, BotoCoreError) as error:
+        if items.is_passing(error):
+            raise InventoryBusy(f"item {order['item_id']} busy ({items.failure_name(error)})") from None
+        if not isinstance(error, ClientError) or items.error_code(error) != "TransactionCanceledException":
             raise
         stock, held = cancellation_reasons(error)
         if held == "ConditionalCheckFailed" and "reserved" in (
@@ -151,13 +135,11 @@ def complete_order(payload: dict[str, Any], context: Any) -> dict[str, Any]:
         key = files.put_receipt(order["order_id"], receipt)
         items.update("ORDER", order["order_id"], status="COMPLETED")
     except (ClientError, BotoCoreError) as error:
-        passing = isinstance(error, HTTPClientError | BotoConnectionError) or (
-            isinstance(error, ClientError) and items.error_code(error) in PASSING_STORAGE_ERRORS
-        )
-        if not passing:
+        if not items.is_passing(error):
             raise
-        why = items.error_code(error) if isinstance(error, ClientError) else type(error).__name__
-        raise StorageBusy(f"order {order['order_id']} not completed yet ({why})") from None
+        raise StorageBusy(
+            f"order {order['order_id']} not completed yet ({items.failure_name(error)})"
+        ) from None
     return {"status": "COMPLETED", "receipt": key}
 
 

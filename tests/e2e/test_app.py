@@ -417,8 +417,9 @@ def test_an_order_taken_back_after_its_send_timed_out_is_not_started_by_its_mess
     time_out_after_sending(monkeypatch, lambda: None)
     token = ISSUER.token("acme")
     assert aws.http("PUT", "/items/widget", token, {"stock": 5})["statusCode"] == 200
-    # WHEN the order is placed, THEN it is taken back, for its client to place again
-    assert aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 2})["statusCode"] == 500
+    # WHEN the order is placed, THEN it is taken back, for its client to place again (503: a timeout
+    # passes)
+    assert aws.http("POST", "/orders", token, {"item_id": "widget", "quantity": 2})["statusCode"] == 503
     assert stored_orders(aws, "acme") == []
     # AND its message, delivered, starts nothing: it fails, to be dead-lettered in the end
     _, event = order_messages(aws)
@@ -745,6 +746,29 @@ def test_a_put_without_a_body_is_refused_and_the_item_kept(aws: LocalAws) -> Non
     assert body(aws.http("GET", "/items/widget", token)) == {"id": "widget", "stock": 5}
     # an explicit empty object is an empty item
     assert aws.http("PUT", "/items/widget", token, {})["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("ProvisionedThroughputExceededException", 503), ("AccessDeniedException", 500)]
+)
+def test_throttled_storage_is_answered_503_to_retry_and_other_failures_500(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+) -> None:
+    from botocore.exceptions import ClientError
+
+    import app.items
+
+    # GIVEN DynamoDB answering the tenant's read with an error (after botocore's own retries)
+    def refused(kind: str, record_id: str, **options: Any) -> Any:
+        raise ClientError({"Error": {"Code": code, "Message": "the table's own words"}}, "GetItem")
+
+    monkeypatch.setattr(app.items, "get", refused)
+    # WHEN the tenant reads an item
+    answer = aws.http("GET", "/items/widget", ISSUER.token("acme"))
+    # THEN a passing failure asks the client to retry, any other is the service's own; neither says more
+    assert answer["statusCode"] == status, answer
+    assert ("Retry-After" in answer.get("headers", {})) is (status == 503)
+    assert "table" not in answer["body"] and code not in answer["body"]
 
 
 def sam_generated_http_api_event() -> dict[str, Any]:
