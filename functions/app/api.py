@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def json_value(value: Any) -> Any:
-    """DynamoDB numbers (Decimal) back as JSON numbers; anything else as its string."""
+    """DynamoDB numbers (Decimal) back as JSON numbers: integers exactly, others as the nearest
+    double (what a JSON client reads them as anyway); anything else as its string."""
     if isinstance(value, Decimal) and value.is_finite():
         return int(value) if value == value.to_integral_value() else float(value)
     return str(value)
