@@ -280,6 +280,16 @@ def test_a_refresh_margin_as_long_as_the_session_is_refused(duration: int, margi
     )
 
 
+def test_a_negative_refresh_margin_is_refused() -> None:
+    # It would serve cached credentials for that long after they expired.
+    expected = (Reason.INVALID_SETTING, "TENANTSCOPE_REFRESH_MARGIN_SECONDS must be at least 0")
+    assert refusal(environ={ENV.REFRESH_MARGIN: "-600"}) == expected
+    with pytest.raises(ConfigurationError) as refused:
+        replace(Settings(), refresh_margin_seconds=-1)
+    assert (refused.value.reason, refused.value.detail) == expected
+    assert Settings.load(environ={ENV.REFRESH_MARGIN: "0"}).refresh_margin_seconds == 0
+
+
 def test_a_refresh_margin_shorter_than_the_session_is_accepted() -> None:
     settings = Settings.load(environ={ENV.SESSION_DURATION: "900", ENV.REFRESH_MARGIN: "899"})
     assert (settings.session_seconds, settings.refresh_margin_seconds) == (MIN_SESSION_SECONDS, 899)

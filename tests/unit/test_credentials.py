@@ -527,6 +527,36 @@ def test_a_failure_is_remembered_only_briefly(make_vendor: Any, sts: FakeSts, cl
     assert vendor._failed_until == {}  # forgotten, not only expired: the memory does not grow
 
 
+def test_the_failure_memory_holds_no_unit_of_works_frames_and_forgets_expired_entries(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    vendor = make_vendor(failure_ttl=1.0)
+    settings = tag_settings()
+    sts.refuse = True
+
+    def unit_of_work(tenant: str) -> None:
+        event = {"headers": {"authorization": "Bearer secret-token"}}  # what a handler's frame holds
+        try:
+            vendor.credentials_for(tenant, settings)
+        finally:
+            del event
+
+    # GIVEN a failure met inside a unit of work
+    with pytest.raises(StsRefused) as met:
+        unit_of_work("acme")
+    # THEN what the vendor keeps is of the same kind and reason, but raised nowhere: no traceback,
+    # so no frame of the unit of work (its event, a token, a body) outlives it
+    ((_, kept),) = vendor._failed_until.values()
+    assert type(kept) is StsRefused and kept.reason is met.value.reason
+    assert kept.__traceback__ is None and kept.__context__ is None and kept.__cause__ is None
+    # AND once past its backoff, another tenant's failure drops it: the memory does not grow with
+    # every tenant that ever failed
+    clock.advance(1.0)
+    with pytest.raises(StsRefused):
+        unit_of_work("globex")
+    assert [tenant for tenant, _ in vendor._failed_until] == ["globex"]
+
+
 def test_exhausted_throttling_is_remembered_too(make_vendor: Any, sts: FakeSts, clock: FakeClock) -> None:
     vendor = make_vendor(max_attempts=2, failure_ttl=5.0)
     sts.throttle_next = 2

@@ -166,6 +166,13 @@ def _check_windows(settings: Settings) -> None:
     ):
         if lifetime < 1:
             raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be at least 1")
+    # A negative margin would serve cached credentials after they expire.
+    if settings.refresh_margin_seconds < 0:
+        raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.REFRESH_MARGIN} must be at least 0")
+    if settings.refresh_margin_seconds >= settings.session_seconds:
+        raise ConfigurationError(
+            Reason.INVALID_SETTING, f"{ENV.REFRESH_MARGIN} must be shorter than the session duration"
+        )
 
 
 def _isolation(value: str) -> str:
@@ -268,10 +275,6 @@ class Settings:
             )
         settings = cls(**values)
         _isolation(settings.isolation)
-        if settings.refresh_margin_seconds >= settings.session_seconds:
-            raise ConfigurationError(
-                Reason.INVALID_SETTING, f"{ENV.REFRESH_MARGIN} must be shorter than the session duration"
-            )
         return settings
 
     def __post_init__(self) -> None:

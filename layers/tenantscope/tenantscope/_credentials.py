@@ -258,7 +258,13 @@ class CredentialVendor:
         except CredentialsUnavailable as error:
             flight.failure = error
             with self._lock:
-                self._failed_until[key] = (self._clock() + self._failure_ttl, error)
+                now = self._clock()
+                # A stand-in of its kind and reason is kept, never the error: its traceback holds
+                # the frames of the unit of work that met it (its event, a token, a body). Entries
+                # past their backoff go, so that tenants that once failed do not pile up.
+                for failed in [k for k, (until, _) in self._failed_until.items() if until <= now]:
+                    del self._failed_until[failed]
+                self._failed_until[key] = (now + self._failure_ttl, _again(error, error.detail))
             raise
         finally:
             with self._lock:
