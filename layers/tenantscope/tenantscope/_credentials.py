@@ -296,7 +296,7 @@ class CredentialVendor:
             self._failed_until.clear()
 
 
-def _again(error: CredentialsUnavailable, detail: str) -> CredentialsUnavailable:
+def _again(error: CredentialsUnavailable, detail: str | None) -> CredentialsUnavailable:
     """A new error of the same kind and reason as ``error``, with ``detail``."""
     return type(error)(error.reason, detail)
 
