@@ -264,7 +264,7 @@ class CredentialVendor:
                 # past their backoff go, so that tenants that once failed do not pile up.
                 for failed in [k for k, (until, _) in self._failed_until.items() if until <= now]:
                     del self._failed_until[failed]
-                self._failed_until[key] = (now + self._failure_ttl, _again(error, error.detail))
+                self._failed_until[key] = (now + self._failure_ttl, _again(error, None))
             raise
         finally:
             with self._lock:
