@@ -178,6 +178,10 @@ def list_items(event: dict[str, Any]) -> dict[str, Any]:
     if raw_after is not None and after is None:
         return respond(400, {"message": "after must be an item id"})
     page, next_after = items.list_page("ITEM", after=after)
+    answer = respond(200, page_body(page, next_after))
+    # The body as Lambda writes it into its response: escaped once more.
+    if len(json.dumps(answer["body"])) <= MAX_PAGE_RESPONSE_BYTES:
+        return answer
     # A page of DynamoDB's 1 MB can grow past Lambda's 6 MB response once written as JSON (a
     # control character is 1 byte stored, 7 as "\\u0001" in the response's body string): it ends
     # at the last item that fits, and the next page goes on from there.
@@ -185,9 +189,13 @@ def list_items(event: dict[str, Any]) -> dict[str, Any]:
     for count, item in enumerate(page):
         size += len(json.dumps(json.dumps(item, default=json_value))) + 2
         if size > MAX_PAGE_RESPONSE_BYTES and count:
-            page, next_after = page[:count], page[count - 1]["id"]
-            break
-    return respond(200, {"items": page, **({"next": next_after} if next_after else {})})
+            return respond(200, page_body(page[:count], page[count - 1]["id"]))
+    return answer
+
+
+def page_body(page: list[dict[str, Any]], next_after: str | None) -> dict[str, Any]:
+    """A page of items, and the ``after`` of the next when there are more."""
+    return {"items": page, **({"next": next_after} if next_after else {})}
 
 
 @api_handler

@@ -177,17 +177,17 @@ def test_the_own_service_example_passes_its_tests_with_pip_install_of_the_folder
     (a floor too low would let pip install a PyJWT or boto3 the layer's calls do not exist in)."""
     service = own_service.lay_out(tmp_path / "service")
     python = make_venv(tmp_path / "venv")
+    pins = lowest_versions(own_service.LIBRARY / "pyproject.toml") if versions == "lowest" else []
     constraints = CONSTRAINTS
-    if versions == "lowest":
+    if pins:
         constraints = tmp_path / "lowest.txt"
-        constraints.write_text("\n".join(lowest_versions(own_service.LIBRARY / "pyproject.toml")) + "\n")
+        constraints.write_text("\n".join(pins) + "\n")
     requirements = ("./layers/tenantscope", "pytest", "moto[dynamodb,sqs,sts,iam]")
     pip_install(python, *requirements, cwd=service, constraints=constraints)
-    if versions == "lowest":
-        for pin in lowest_versions(own_service.LIBRARY / "pyproject.toml"):
-            name, _, version = pin.partition("==")
-            code = f"import importlib.metadata; print(importlib.metadata.version({name!r}))"
-            assert Version(run_python(python, code, tmp_path).strip()) == Version(version), pin
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        code = f"import importlib.metadata; print(importlib.metadata.version({name!r}))"
+        assert Version(run_python(python, code, tmp_path).strip()) == Version(version), pin
     pytest_command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
     output = run_clean(pytest_command, service, timeout=300)
     assert " passed" in output and "failed" not in output, output
