@@ -1,5 +1,5 @@
-"""The AWS clients tenantscope makes: a tenant's carry its credentials whole, and every client gives
-up quickly.
+"""The AWS clients tenantscope makes: a tenant's sign with its current credentials whole, and every
+client gives up quickly.
 
 moto accepts any credentials and checks no signature, so a client that dropped the tenant's session
 token, or signed with another secret, would pass every other test here and fail on AWS. These tests
@@ -9,9 +9,13 @@ session's credentials, and each client's timeouts and attempts.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
+import pytest
+
+from tenantscope import Reason, StsUnreachable
 from tenantscope._aws import aws_client, base_session, tenant_boto3_session, tenant_client, tenant_resource
 from tenantscope._credentials import ScopedCredentials
 from tests.conftest import BUCKET, OTHER_REGION, REGION, TABLE
@@ -23,6 +27,10 @@ CREDENTIALS = ScopedCredentials(
     session_token="tenant-session-token",
     expiration=time.time() + 3600,
 )
+
+
+def acme_session(region: str = REGION) -> Any:
+    return tenant_boto3_session(region, lambda: CREDENTIALS)
 
 
 def sent_headers(client: Any, call: Any) -> dict[str, str]:
@@ -37,8 +45,9 @@ def sent_headers(client: Any, call: Any) -> dict[str, str]:
 
 
 def test_a_tenants_clients_sign_with_its_key_and_send_its_session_token(aws: None) -> None:
-    s3 = tenant_client("s3", REGION, CREDENTIALS)
-    table = tenant_resource("dynamodb", REGION, CREDENTIALS).Table(TABLE)
+    session = acme_session()
+    s3 = tenant_client(session, "s3")
+    table = tenant_resource(session, "dynamodb").Table(TABLE)
     for client, call in (
         (s3, lambda: s3.list_objects_v2(Bucket=BUCKET)),
         (table.meta.client, lambda: table.get_item(Key={"pk": "TENANT#acme#ITEM", "sk": "1"})),
@@ -49,33 +58,80 @@ def test_a_tenants_clients_sign_with_its_key_and_send_its_session_token(aws: Non
         assert headers["X-Amz-Security-Token"] == CREDENTIALS.session_token
 
 
+def test_a_kept_client_signs_each_request_with_the_credentials_of_that_moment(aws: None) -> None:
+    # GIVEN a table kept from a tenant session whose credentials are then replaced (as the vendor
+    # replaces them a margin before they expire)
+    current = [CREDENTIALS]
+    table = tenant_resource(tenant_boto3_session(REGION, lambda: current[0]), "dynamodb").Table(TABLE)
+    first = sent_headers(table.meta.client, lambda: table.get_item(Key={"pk": "TENANT#acme", "sk": "1"}))
+    current[0] = dataclasses.replace(
+        CREDENTIALS, access_key_id="ASIATENANTACME000002", session_token="tenant-session-token-2"
+    )
+    # WHEN it makes its next request THEN that one is signed with the new credentials, whole
+    second = sent_headers(table.meta.client, lambda: table.get_item(Key={"pk": "TENANT#acme", "sk": "1"}))
+    assert "Credential=ASIATENANTACME000001/" in first["Authorization"]
+    assert "Credential=ASIATENANTACME000002/" in second["Authorization"]
+    assert second["X-Amz-Security-Token"] == "tenant-session-token-2"
+
+
+def test_a_client_whose_credentials_cannot_be_vended_sends_nothing(aws: None) -> None:
+    # GIVEN a tenant client whose credentials can no longer be had (STS unreachable at a refresh)
+    def unavailable() -> ScopedCredentials:
+        raise StsUnreachable(Reason.STS_UNREACHABLE)
+
+    s3 = tenant_client(tenant_boto3_session(REGION, unavailable), "s3")
+    sent: list[Any] = []
+    s3.meta.events.register("before-send", lambda request, **_: sent.append(request))
+    # WHEN it is used THEN the request fails with the vendor's error and is never sent
+    with pytest.raises(StsUnreachable):
+        s3.list_objects_v2(Bucket=BUCKET)
+    assert sent == []
+
+
 def test_a_tenant_session_holds_the_tenants_credentials_whole_and_shares_the_service_models(
     aws: None,
 ) -> None:
-    session = tenant_boto3_session(OTHER_REGION, CREDENTIALS)
+    session = acme_session(OTHER_REGION)
     frozen = session.get_credentials().get_frozen_credentials()
     assert (frozen.access_key, frozen.secret_key, frozen.token) == (
         CREDENTIALS.access_key_id,
         CREDENTIALS.secret_access_key,
         CREDENTIALS.session_token,
     )
+    assert "secret" not in repr(session.get_credentials())
     assert session.region_name == OTHER_REGION
-    # A new tenant costs a client, not a second parse of the service models.
+    # A new tenant costs a session and its clients, not a second parse of the service models.
     loader = base_session()._session.get_component("data_loader")
     assert session._session.get_component("data_loader") is loader
 
 
-def test_a_tenants_client_and_resource_are_of_the_region_they_are_given(aws: None) -> None:
-    assert tenant_client("s3", OTHER_REGION, CREDENTIALS).meta.region_name == OTHER_REGION
-    assert tenant_resource("dynamodb", OTHER_REGION, CREDENTIALS).meta.client.meta.region_name == OTHER_REGION
+def test_what_one_tenant_session_registers_never_reaches_another(aws: None) -> None:
+    # GIVEN two tenant sessions, made from the same copy of botocore's handlers, and a handler
+    # (as a guard is) registered on the first
+    first, second = acme_session(), acme_session()
+    seen: list[str] = []
+    first.events.register("before-parameter-build.s3", lambda **_: seen.append("first"))
+    # WHEN each makes a request THEN only the first's clients run it
+    tenant_client(second, "s3").list_objects_v2(Bucket=BUCKET)
+    assert seen == []
+    tenant_client(first, "s3").list_objects_v2(Bucket=BUCKET)
+    assert seen == ["first"]
+
+
+def test_a_tenants_client_and_resource_are_of_their_sessions_region(aws: None) -> None:
+    session = acme_session(OTHER_REGION)
+    assert tenant_client(session, "s3").meta.region_name == OTHER_REGION
+    assert tenant_resource(session, "dynamodb").meta.client.meta.region_name == OTHER_REGION
 
 
 def test_every_client_gives_up_quickly(aws: None) -> None:
-    # GIVEN the clients of the function's role and of a tenant
+    # GIVEN the clients of the function's role and of a tenant, the ones its code makes too
+    session = acme_session()
     clients = {
         "the function's": aws_client("kms", REGION),
-        "a tenant's S3": tenant_client("s3", REGION, CREDENTIALS),
-        "a tenant's DynamoDB": tenant_resource("dynamodb", REGION, CREDENTIALS).meta.client,
+        "a tenant's S3": tenant_client(session, "s3"),
+        "a tenant's DynamoDB": tenant_resource(session, "dynamodb").meta.client,
+        "a client the tenant's code makes": session.client("sqs"),
     }
     # THEN each connects within a second, reads within three, and makes at most two attempts
     for name, client in clients.items():
@@ -92,9 +148,10 @@ def test_every_client_gives_up_quickly(aws: None) -> None:
 def test_a_tenants_s3_client_signs_with_sigv4_and_its_other_clients_as_their_service_does(
     aws: None,
 ) -> None:
-    s3 = tenant_client("s3", REGION, CREDENTIALS)
+    session = acme_session()
+    s3 = tenant_client(session, "s3")
     url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "tenants/acme/a.txt"})
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url  # not the legacy S3 signature
     assert s3.meta.config.signature_version == "s3v4"
-    dynamodb = tenant_resource("dynamodb", REGION, CREDENTIALS).meta.client
+    dynamodb = tenant_resource(session, "dynamodb").meta.client
     assert dynamodb.meta.config.signature_version == "v4"  # DynamoDB's own

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from types import SimpleNamespace
+import time
 from typing import Any
 
 import boto3
@@ -30,7 +30,7 @@ from tenantscope import (
     tenant_table,
 )
 from tenantscope._config import get_settings
-from tenantscope._credentials import CredentialVendor
+from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache
 from tenantscope._keyring import SecretsManagerKeyRing
 from tenantscope.testing import KEY_ID, RING_DOCUMENT, LocalIssuer, reset_process_state
@@ -151,13 +151,13 @@ def test_an_unguarded_client_kept_past_its_scope_acts_for_no_other_tenant(
 
 def test_tenant_clients_can_never_fall_back_to_the_function_role(sts_vendor: CredentialVendor) -> None:
     # GIVEN the function's own credentials in the environment (as in Lambda), and a tenant
-    # client given no credentials at all (what an empty vended key used to become)
-    missing = SimpleNamespace(access_key_id=None, secret_access_key=None, session_token=None)
-    table = _aws.tenant_resource("dynamodb", REGION, missing).Table(TABLE)
+    # session given no credentials at all
+    session = _aws.tenant_boto3_session(REGION)
+    table = _aws.tenant_resource(session, "dynamodb").Table(TABLE)
     # WHEN it is used THEN it has no credentials to sign with, rather than the function's
     with pytest.raises(NoCredentialsError):
         table.get_item(Key={"pk": "TENANT#acme", "sk": "A"})
-    assert _aws.tenant_boto3_session(REGION).get_credentials() is None
+    assert session.get_credentials() is None
     assert _aws.base_session().get_credentials() is not None  # the function role is right there
 
 
@@ -170,7 +170,9 @@ def test_a_kept_table_is_useless_after_its_scope(sts_vendor: CredentialVendor) -
         kept.get_item(Key={"pk": "TENANT#acme#ITEM#1", "sk": "A"})
 
 
-def test_sessions_and_tables_are_cached_with_their_credentials(sts_vendor: CredentialVendor) -> None:
+def test_sessions_and_tables_are_kept_per_tenant_and_sign_with_its_current_credentials(
+    sts_vendor: CredentialVendor,
+) -> None:
     # GIVEN acme's session and table, then globex's, in a container that serves both in turn
     with tenant_scope("acme"):
         first = (tenant_session(), tenant_table(TABLE))
@@ -181,9 +183,31 @@ def test_sessions_and_tables_are_cached_with_their_credentials(sts_vendor: Crede
         second = (tenant_session(), tenant_table(TABLE))
     assert first[0] is second[0] and first[1] is second[1]
     assert other[0] is not first[0] and other[1] is not first[1]
-    sts_vendor.clear()  # new credentials, as after a refresh
+    # AND once its credentials are replaced, as after a refresh, the same table signs with the new ones
     with tenant_scope("acme"):
-        assert tenant_session() is not first[0]
+        before = signing_key(first[1])
+        sts_vendor.clear()
+        after = signing_key(first[1])
+        assert tenant_table(TABLE) is first[1]
+    assert before != after and len(assumed_roles()) == 3
+
+
+def signing_key(table: Any) -> str:
+    """The access key id ``table``'s next request is signed with."""
+    sent: list[Any] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(request)
+
+    events = table.meta.client.meta.events
+    events.register("before-send", record)
+    try:
+        table.get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+    finally:
+        events.unregister("before-send", record)
+    authorization = sent[-1].headers["Authorization"]
+    text = authorization.decode() if isinstance(authorization, bytes) else authorization
+    return str(text.split("Credential=")[1].split("/")[0])
 
 
 def test_partition_key_comes_from_describe_table_when_not_configured(
@@ -304,3 +328,27 @@ def test_thousand_invocations_over_ten_tenants_make_ten_assume_role_calls(
     served = assumed_roles()[before:]
     assert len(served) == 10
     assert sorted(r.session_name for r in served) == sorted(tenants)
+
+
+def test_a_unit_of_work_that_outlives_its_credentials_goes_on_with_fresh_ones(
+    issuer: LocalIssuer, jwks: JwksCache, aws: None
+) -> None:
+    # GIVEN a handler whose vendor's credentials last an hour and are replaced 5 minutes before
+    # they expire, and whose unit of work keeps its table while the clock runs past that
+    now = [time.time()]
+    sts = FakeSts(clock=lambda: now[0])
+    vendor = CredentialVendor(sts, clock=lambda: now[0])
+    keys: list[str] = []
+
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        table = tenant_table(TABLE)
+        keys.append(signing_key(table))
+        now[0] += 3600 - 200  # a long unit: its first credentials are now within the margin
+        keys.append(signing_key(table))
+        return {"statusCode": 200}
+
+    # WHEN it runs THEN its last request is signed with new credentials of the same tenant
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert keys == ["ASIAFAKE000000000001", "ASIAFAKE000000000002"]
+    assert [request.tenant_id for request in sts.requests] == ["acme", "acme"]

@@ -218,18 +218,6 @@ def test_every_function_is_traced_arm64_on_the_runtime_with_the_layer_and_json_l
         assert props.get("LoggingConfig", {}).get("LogFormat") == "JSON", name
 
 
-def test_no_function_outlives_the_credentials_its_units_start_with(deployment: Deployment) -> None:
-    # A unit of work keeps the credentials it started with, which the vendor hands out with at
-    # least the refresh margin left: a function that may run longer would see them expire.
-    from tenantscope._config import ENV, Settings
-
-    functions = deployment.of_type("AWS::Lambda::Function")
-    for name, props in functions.items():
-        variables = deployment.render(props.get("Environment", {}).get("Variables", {}))
-        margin = int(variables.get(ENV.REFRESH_MARGIN, Settings().refresh_margin_seconds))
-        assert 0 < props.get("Timeout", 3) <= margin, (name, props.get("Timeout"), margin)
-
-
 def test_the_layer_is_built_for_the_runtime_and_architecture(deployment: Deployment) -> None:
     ((_, layer),) = deployment.of_type("AWS::Lambda::LayerVersion").items()
     assert layer["CompatibleRuntimes"] == [RUNTIME]

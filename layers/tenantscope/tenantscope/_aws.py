@@ -1,14 +1,18 @@
-"""AWS clients: the function's own role from one shared boto3 session; tenants' from a session
-that cannot find any credentials of its own.
+"""AWS clients: the function's own role from one shared boto3 session; tenants' from sessions
+that cannot find any credentials of their own.
 
 Every client tenantscope makes on the function's role (STS, Secrets Manager, KMS, SQS, Step
 Functions, DescribeTable, the replay table) comes from :func:`aws_client`, created once per
 process and service.
 
-Tenant clients come from botocore sessions with no credential providers: they have the tenant's
-scoped credentials or none at all, never the environment's or the container's (the function's
-role), whatever they are given. They share the function session's data loader, so service
-models are parsed once per process: a new tenant costs a client, not a new set of models.
+A tenant's clients come from its own botocore session, which has one credential provider: the
+tenant's vended credentials, asked for at every request signed (:class:`TenantCredentials`). It
+has them or none at all, never the environment's or the container's (the function's role), and
+a client kept for hours, or a unit of work that outlives the credentials it started with, signs
+with the ones the vendor holds now. Tenant sessions share the function session's data loader, so
+service models are parsed once per process, and copy botocore's built-in event handlers
+registered once per process, as botocore's clients do: a new tenant costs a session of about a
+millisecond and its clients, not a new set of models and handlers.
 
 Timeouts are short so that a slow dependency becomes a quick, retried failure (a 503, a batch
 item failure, a retried task) rather than an invocation that hangs until Lambda kills it.
@@ -17,11 +21,16 @@ item failure, a retried task) rather than an invocation that hangs until Lambda 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._cache import ProcessCache, ProcessValue
 
+if TYPE_CHECKING:
+    from ._credentials import ScopedCredentials
+
 __all__ = [
+    "TenantCredentials",
     "aws_client",
     "aws_error_code",
     "base_session",
@@ -30,10 +39,11 @@ __all__ = [
     "tenant_resource",
 ]
 
-# boto3 sessions are not safe to create clients from concurrently: every creation holds this lock.
+# boto3 sessions are not safe to create clients from concurrently, and tenant sessions share the
+# function session's data loader: every creation holds this lock.
 _lock = threading.RLock()
 _session: ProcessValue[Any] = ProcessValue(_lock)
-_tenant_base: ProcessValue[Any] = ProcessValue(_lock)
+_builtin_handlers: ProcessValue[Any] = ProcessValue(_lock)
 _clients: ProcessCache[tuple[str, str | None, int], Any] = ProcessCache(lock=_lock)
 
 
@@ -78,25 +88,78 @@ def aws_client(service: str, region: str | None, *, attempts: int = 2) -> Any:
     )
 
 
-def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
-    """A new boto3 session whose botocore session has no credential providers.
+class TenantCredentials:
+    """botocore credentials that are, at every request signed, a tenant's current scoped
+    credentials: ``current`` returns them (the vendor's cache, which replaces them a margin before
+    they expire) or raises :class:`CredentialsUnavailable`, which fails the request rather than
+    sign it with anything else. It is also its session's one credential provider (``load``).
 
-    With ``credentials`` (a tenant's :class:`ScopedCredentials`) they are its credentials;
-    without, clients made from it get only what is passed to them explicitly.
+    ``repr`` shows no secret; nothing here holds one beyond the call that signs.
     """
+
+    METHOD = method = "tenantscope"  # where botocore's logs say the credentials came from
+    account_id = None
+
+    def __init__(self, current: Callable[[], ScopedCredentials]) -> None:
+        self.current = current
+
+    def load(self) -> TenantCredentials:
+        return self
+
+    def get_frozen_credentials(self) -> Any:
+        from botocore.credentials import ReadOnlyCredentials
+
+        scoped = self.current()
+        return ReadOnlyCredentials(scoped.access_key_id, scoped.secret_access_key, scoped.session_token)
+
+    @property
+    def access_key(self) -> str:
+        return str(self.get_frozen_credentials().access_key)
+
+    @property
+    def secret_key(self) -> str:
+        return str(self.get_frozen_credentials().secret_key)
+
+    @property
+    def token(self) -> str:
+        return str(self.get_frozen_credentials().token)
+
+    def get_deferred_property(self, name: str) -> Callable[[], Any]:
+        return lambda: getattr(self, name, None)
+
+
+def _new_builtin_handlers() -> Any:
+    from botocore.hooks import HierarchicalEmitter
+    from botocore.session import Session as BotocoreSession
+
+    handlers = HierarchicalEmitter()
+    BotocoreSession(event_hooks=handlers)  # registers botocore's built-in handlers on it
+    return handlers
+
+
+def tenant_boto3_session(
+    region: str | None, credentials: Callable[[], ScopedCredentials] | None = None
+) -> Any:
+    """A new boto3 session whose one credential provider is ``credentials`` (a tenant's current
+    scoped credentials, asked for at every request signed); without, it has none, and its clients
+    have nothing to sign with. Its clients give up quickly, as the function's do.
+    """
+    import copy
+
     import boto3
     from botocore.credentials import CredentialResolver
     from botocore.session import Session as BotocoreSession
 
     shared_loader = base_session()._session.get_component("data_loader")
-    botocore_session = BotocoreSession()
-    # No provider at all: not the environment, not a profile, not the container endpoint.
-    botocore_session.register_component("credential_provider", CredentialResolver(providers=[]))
+    # Registering botocore's ~130 built-in handlers costs ~7 ms a session; a copy of them, as
+    # botocore makes for each of its clients, costs a twentieth of that.
+    handlers = copy.copy(_builtin_handlers.get(_new_builtin_handlers))
+    botocore_session = BotocoreSession(event_hooks=handlers, include_builtin_handlers=False)
+    # No provider but the tenant's: not the environment, not a profile, not the container endpoint.
+    providers: list[Any] = [] if credentials is None else [TenantCredentials(credentials)]
+    botocore_session.register_component("credential_provider", CredentialResolver(providers=providers))
     botocore_session.register_component("data_loader", shared_loader)
-    if credentials is not None:
-        botocore_session.set_credentials(
-            credentials.access_key_id, credentials.secret_access_key, credentials.session_token
-        )
+    botocore_session.set_default_client_config(_config(2))
     with _lock:
         # boto3 appends its data path to the (shared) loader on every new Session: keep one copy.
         search_paths = list(shared_loader.search_paths)
@@ -105,29 +168,15 @@ def tenant_boto3_session(region: str | None, credentials: Any = None) -> Any:
     return session
 
 
-def tenant_resource(service: str, region: str | None, credentials: Any) -> Any:
-    """A boto3 resource for ``service`` on a tenant's scoped credentials (never the function's)."""
-    return _on_tenant_credentials("resource", service, region, credentials)
+def tenant_resource(session: Any, service: str) -> Any:
+    """A boto3 resource of a tenant session."""
+    with _lock:
+        return session.resource(service)
 
 
-def tenant_client(service: str, region: str | None, credentials: Any) -> Any:
-    """A boto3 client for ``service`` on a tenant's scoped credentials (never the function's)."""
-    return _on_tenant_credentials("client", service, region, credentials)
-
-
-def _on_tenant_credentials(kind: str, service: str, region: str | None, credentials: Any) -> Any:
+def tenant_client(session: Any, service: str) -> Any:
+    """A client of a tenant session; S3's presigned URLs are signed with SigV4, whatever the region."""
     from botocore.config import Config
 
-    config = _config(2)
-    if service == "s3":  # presigned URLs are signed with SigV4, whatever the region
-        config = config.merge(Config(signature_version="s3v4"))
-    session = _tenant_base.get(lambda: tenant_boto3_session(None))
     with _lock:
-        return getattr(session, kind)(
-            service,
-            region_name=region,
-            aws_access_key_id=credentials.access_key_id,
-            aws_secret_access_key=credentials.secret_access_key,
-            aws_session_token=credentials.session_token,
-            config=config,
-        )
+        return session.client(service, config=Config(signature_version="s3v4") if service == "s3" else None)

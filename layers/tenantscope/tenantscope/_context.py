@@ -20,7 +20,7 @@ from ._tenant_id import validate_tenant_id
 
 if TYPE_CHECKING:
     from ._config import Settings
-    from ._credentials import ScopedCredentials
+    from ._credentials import CredentialVendor, ScopedCredentials
 
 __all__ = [
     "TenantContext",
@@ -101,7 +101,16 @@ def _context_of_valid_id(
 class _Scope:
     """One unit of work's scope. A plain class: one is made for every unit of work."""
 
-    __slots__ = ("closed", "context", "credentials", "parent", "request_id", "settings", "trace_header")
+    __slots__ = (
+        "closed",
+        "context",
+        "credentials",
+        "parent",
+        "request_id",
+        "settings",
+        "trace_header",
+        "vendor",
+    )
 
     def __init__(
         self,
@@ -111,12 +120,16 @@ class _Scope:
         request_id: str | None = None,
         trace_header: str | None = None,
         parent: _Scope | None = None,
+        vendor: CredentialVendor | None = None,
     ) -> None:
         self.context = context
         # Set by the adapters, which vend credentials before the handler runs so that a
         # failure is answered before any tenant code executes. None in a custom scope:
-        # credentials are then vended on first data access.
+        # credentials are then vended on first data access, by the process's vendor.
         self.credentials = credentials
+        # The vendor that vended them: data access asks it for the tenant's current credentials,
+        # which it replaces a margin before they expire, however long the unit runs.
+        self.vendor = vendor
         # The adapter's settings when they differ from the environment's (explicit arguments).
         self.settings = settings
         self.request_id = request_id
@@ -209,6 +222,7 @@ def _open_scope(
     settings: Settings | None = None,
     request_id: str | None = None,
     trace_header: str | None = None,
+    vendor: CredentialVendor | None = None,
 ) -> _Scope:
     """Make ``context`` current; :func:`_exit_scope` ends it (what :func:`_enter_scope` does, without
     a generator, for the pipeline's hot path)."""
@@ -218,7 +232,7 @@ def _open_scope(
     # Opened where a scope has ended (in a block left without one), a scope starts afresh: an
     # ended parent would end it at once.
     parent = None if current is None or _ended(current) else current
-    scope = _Scope(context, credentials, settings, request_id, trace_header, parent=parent)
+    scope = _Scope(context, credentials, settings, request_id, trace_header, parent, vendor)
     _scope_var.set(scope)
     return scope
 

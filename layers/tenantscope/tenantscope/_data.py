@@ -11,11 +11,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ._aws import tenant_boto3_session, tenant_resource
+from ._aws import TenantCredentials, tenant_boto3_session, tenant_resource
 from ._cache import ProcessCache
 from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise, _scope_of
-from ._credentials import ScopedCredentials, default_vendor
+from ._credentials import CredentialVendor, default_vendor
 from ._errors import CrossTenantAccess, Reason
 from ._guard import LeadingKeyGuard
 from ._object_guard import ObjectGuard
@@ -44,19 +44,21 @@ def tenant_key(*parts: str | int) -> str:
 
 
 class _TenantData:
-    """What a tenant's code uses, built on one set of its credentials, with the guard attached.
+    """What a tenant's code uses, built once per tenant, settings and vendor, with the guard
+    attached: one session, whose clients sign each request with the credentials the vendor holds
+    for the tenant at that moment (``_aws.TenantCredentials``).
 
     A plain class, not a dataclass: a dataclass compiles its methods at import, in every cold start.
     """
 
     __slots__ = ("credentials", "guard", "lock", "objects", "resource", "s3", "session", "tables")
 
-    def __init__(self, credentials: ScopedCredentials, guard: LeadingKeyGuard, objects: ObjectGuard) -> None:
-        self.credentials = credentials
-        self.guard = guard
-        self.objects = objects
+    def __init__(self, tenant_id: str, settings: Settings, vendor: CredentialVendor) -> None:
+        self.credentials = TenantCredentials(lambda: vendor.credentials_for(tenant_id, settings))
+        self.guard = LeadingKeyGuard(tenant_id, settings)
+        self.objects = ObjectGuard(tenant_id, settings)
+        self.session = _guarded_session(tenant_id, settings, self.credentials, self.guard, self.objects)
         # Built on first use, under the lock.
-        self.session: Any = None
         self.resource: Any = None
         self.tables: dict[str, Any] = {}
         self.s3: Any = None
@@ -65,31 +67,21 @@ class _TenantData:
 
 # Bounded: a pooled container may serve many tenants; the least recently used are dropped.
 MAX_CACHED_TENANTS = 256
-_tenants: ProcessCache[tuple[str, Settings], _TenantData] = ProcessCache(maxsize=MAX_CACHED_TENANTS)
+_tenants: ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData] = ProcessCache(
+    maxsize=MAX_CACHED_TENANTS
+)
 
 
 def _tenant_data() -> _TenantData:
     scope = _current_scope_or_raise()
     settings = scope.settings or get_settings()
-    credentials = scope.credentials or default_vendor().credentials_for(scope.context.tenant_id, settings)
-    return _tenants.get(
-        (credentials.tenant_id, settings),
-        lambda: _TenantData(
-            credentials,
-            LeadingKeyGuard(credentials.tenant_id, settings),
-            ObjectGuard(credentials.tenant_id, settings),
-        ),
-        valid=lambda data: data.credentials is credentials,  # rebuilt with refreshed credentials
-    )
-
-
-def _guarded(events: Any, guard: LeadingKeyGuard) -> None:
-    events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
-
-
-def _objects_guarded(events: Any, guard: ObjectGuard) -> None:
-    events.register_last("before-parameter-build.s3", guard, unique_id="tenantscope-object-guard")
-    events.register_last("before-sign.s3", guard.check_signed_method, unique_id="tenantscope-signed-method")
+    tenant_id = scope.context.tenant_id
+    # The vendor that vended the unit's credentials (or, in a custom scope, the process's), asked
+    # now: a tenant whose credentials cannot be vended is refused here, before any client is made,
+    # and a unit that began with them gets them from the vendor's cache.
+    vendor = scope.vendor or default_vendor()
+    vendor.credentials_for(tenant_id, settings)
+    return _tenants.get((tenant_id, settings, vendor), lambda: _TenantData(tenant_id, settings, vendor))
 
 
 # The services whose every request a guard checks. A tenant session makes clients for these and
@@ -116,6 +108,27 @@ def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
     return choose_service_name
 
 
+def _guarded_session(
+    tenant_id: str,
+    settings: Settings,
+    credentials: TenantCredentials,
+    guard: LeadingKeyGuard,
+    objects: ObjectGuard,
+) -> Session:
+    session = tenant_boto3_session(settings.region, credentials.current)
+    allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
+    session.events.register("choose-service-name", _only_allowed_services(allowed))
+    session.events.register(
+        "before-parameter-build", _in_its_tenants_scope(tenant_id), unique_id="tenantscope-tenant-scope"
+    )
+    # Registered on the session, so copied into every client made from it.
+    events = session.events
+    events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
+    events.register_last("before-parameter-build.s3", objects, unique_id="tenantscope-object-guard")
+    events.register_last("before-sign.s3", objects.check_signed_method, unique_id="tenantscope-signed-method")
+    return cast("Session", session)
+
+
 def tenant_session() -> Session:
     """A boto3 Session on the current tenant's scoped credentials, with the guards.
 
@@ -123,29 +136,15 @@ def tenant_session() -> Session:
     ``TENANTSCOPE_UNGUARDED_SERVICES``; any other client (``dynamodbstreams`` included, whose
     stream of the pooled table carries every tenant's writes) raises :class:`CrossTenantAccess`.
     Its clients, the unguarded ones included, work only inside the scope of the tenant it was made
-    for. Its botocore session has no credential providers: it can never act as the function's role.
+    for. Its botocore session has no credential provider but the tenant's: it can never act as the
+    function's role. Its clients sign each request with the tenant's credentials of that moment,
+    so one kept for longer than the credentials live goes on working.
 
-    A Session is built once per tenant per credential lifetime; prefer :func:`tenant_table`,
-    which costs only a client. Raises :class:`NoTenantContext` outside a scope and
-    :class:`CredentialsUnavailable` when credentials cannot be vended.
+    One Session is kept per tenant; prefer :func:`tenant_table`, whose resource is kept too.
+    Raises :class:`NoTenantContext` outside a scope and :class:`CredentialsUnavailable` when
+    credentials cannot be vended.
     """
-    data = _tenant_data()
-    if data.session is None:
-        with data.lock:
-            if data.session is None:
-                settings = data.guard.settings
-                session = tenant_boto3_session(settings.region, data.credentials)
-                allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
-                session.events.register("choose-service-name", _only_allowed_services(allowed))
-                session.events.register(
-                    "before-parameter-build",
-                    _in_its_tenants_scope(data.credentials.tenant_id),
-                    unique_id="tenantscope-tenant-scope",
-                )
-                _guarded(session.events, data.guard)
-                _objects_guarded(session.events, data.objects)
-                data.session = session
-    return cast("Session", data.session)
+    return _tenant_data().session
 
 
 def tenant_table(name: str) -> Table:
@@ -162,9 +161,7 @@ def tenant_table(name: str) -> Table:
     if table is None:
         with data.lock:
             if data.resource is None:
-                resource = tenant_resource("dynamodb", data.guard.settings.region, data.credentials)
-                _guarded(resource.meta.client.meta.events, data.guard)
-                data.resource = resource
+                data.resource = tenant_resource(data.session, "dynamodb")
             table = data.tables.get(name) or data.resource.Table(name)
             data.tables[name] = table
     return cast("Table", table)

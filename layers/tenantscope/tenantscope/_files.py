@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ._aws import tenant_client
 from ._context import _current_scope_or_raise
-from ._data import _objects_guarded, _tenant_data
+from ._data import _tenant_data
 from ._errors import CrossTenantAccess, Reason
 from ._object_guard import check_relative_key, presigned_post_for
 from ._policy import tenant_object_prefix
@@ -46,9 +46,7 @@ def tenant_s3() -> S3Client:
     if data.s3 is None:
         with data.lock:
             if data.s3 is None:
-                client = tenant_client("s3", data.guard.settings.region, data.credentials)
-                _objects_guarded(client.meta.events, data.objects)
-                data.s3 = client
+                data.s3 = tenant_client(data.session, "s3")
     return cast("S3Client", data.s3)
 
 
@@ -61,7 +59,8 @@ def _expiry(expires_in: int) -> int:
         or not 1 <= expires_in <= MAX_PRESIGN_SECONDS
     ):
         raise CrossTenantAccess(Reason.PRESIGN_BOUNDS, f"expiry must be 1 to {MAX_PRESIGN_SECONDS} seconds")
-    remaining = int(_tenant_data().credentials.expiration - time.time())
+    # The credentials that sign the URL: the ones the vendor holds now.
+    remaining = int(_tenant_data().credentials.current().expiration - time.time())
     return max(1, min(expires_in, remaining))
 
 

@@ -283,6 +283,7 @@ class Pipeline:
                 self._explicit_settings,
                 getattr(lambda_context, "aws_request_id", None),
                 trace_header,
+                bound.vendor,
             )
             try:
                 return Success(work())
