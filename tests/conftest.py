@@ -13,7 +13,8 @@ import pytest
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
 from tenantscope import NoTenantContext, _credentials, current_tenant
 from tenantscope._config import Settings, TableSpec
-from tenantscope._credentials import CredentialVendor, FakeSts
+from tenantscope._credentials import CredentialVendor, FakeSts, ScopedCredentials
+from tenantscope._data import _tenant_data
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope.testing import (
     LambdaContext,
@@ -145,6 +146,11 @@ def no_secret_reaches_a_log(
 @pytest.fixture
 def jwks_source(issuer: LocalIssuer) -> StaticJwksSource:
     return StaticJwksSource(issuer.jwks())
+
+
+def signing_credentials() -> ScopedCredentials:
+    """The credentials the current unit of work's requests are signed with now."""
+    return _tenant_data().credentials()
 
 
 @pytest.fixture

@@ -25,12 +25,11 @@ from tenantscope import (
     tenant_session,
     tenant_table,
 )
-from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope._resolve import _compact_jws, bearer_token, tenant_from_claims
 from tenantscope.testing import LocalIssuer
-from tests.conftest import LambdaContext, http_api_event, rest_api_event
+from tests.conftest import LambdaContext, http_api_event, rest_api_event, signing_credentials
 
 
 def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) -> Any:
@@ -39,8 +38,7 @@ def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) ->
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         tenant = current_tenant()
-        scope = active_scope()
-        seen.append((tenant, scope.credentials if scope else None))
+        seen.append((tenant, signing_credentials()))
         if isinstance(body, BaseException):
             raise body
         return {"statusCode": 200, "body": tenant.tenant_id}

@@ -8,7 +8,6 @@ import contextvars
 import gc
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,7 +30,7 @@ from tenantscope import (
 )
 from tenantscope._config import Settings
 from tenantscope._context import _enter_scope, active_scope
-from tenantscope._credentials import ScopedCredentials
+from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope.testing import QUEUE_ARN, RING
 
 
@@ -292,22 +291,15 @@ def test_what_was_made_for_a_tenant_acts_only_in_that_tenants_scope() -> None:
     assert outside.value.reason is Reason.NO_SCOPE
 
 
-def test_a_tenant_block_inside_a_unit_of_work_uses_the_settings_its_adapter_was_given() -> None:
+def test_a_tenant_block_inside_a_unit_of_work_uses_the_settings_and_vendor_its_adapter_was_given() -> None:
     settings = Settings.load(environ={}, role_arn="arn:aws:iam::123456789012:role/tenant")
-    with _enter_scope(TenantContext("acme"), settings=settings), tenant_scope("globex"):
+    vendor = CredentialVendor(FakeSts())
+    with _enter_scope(TenantContext("acme"), settings, vendor), tenant_scope("globex"):
         assert active_scope().settings is settings  # type: ignore[union-attr]
-    with tenant_scope("globex"):  # outside any unit: the environment's, read when needed
+        assert active_scope().vendor is vendor  # type: ignore[union-attr]
+    with tenant_scope("globex"):  # outside any unit: the environment's and the process's, when needed
         assert active_scope().settings is None  # type: ignore[union-attr]
-
-
-def test_a_scope_never_holds_another_tenants_credentials() -> None:
-    credentials = ScopedCredentials("globex", "AKIA", "secret", "token", time.time() + 900)
-    with (
-        pytest.raises(ValueError, match=r"^credentials belong to another tenant$"),
-        _enter_scope(TenantContext("acme"), credentials),
-    ):
-        pytest.fail("scope opened")
-    assert active_scope() is None
+        assert active_scope().vendor is None  # type: ignore[union-attr]
 
 
 def test_in_tenant_scope_passes_positional_and_keyword_arguments() -> None:

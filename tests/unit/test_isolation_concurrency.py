@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from tenantscope import NoTenantContext, api_handler, current_tenant, tenant_scope
-from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tenantscope.testing import LocalIssuer
-from tests.conftest import LambdaContext, http_api_event
+from tests.conftest import LambdaContext, http_api_event, signing_credentials
 
 TENANTS = [f"tenant-{n:02d}" for n in range(25)]
 
@@ -33,9 +32,7 @@ def build_handler(jwks: JwksCache, vendor: CredentialVendor) -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         expected = event["headers"]["x-expected-tenant"]
         for _ in range(3):
-            scope = active_scope()
-            assert scope is not None and scope.credentials is not None
-            if current_tenant().tenant_id != expected or scope.credentials.tenant_id != expected:
+            if current_tenant().tenant_id != expected or signing_credentials().tenant_id != expected:
                 return {"statusCode": 599, "body": "LEAK"}
             switch.wait(0.0001)  # yield the GIL mid-invocation so threads interleave
         if event["headers"].get("x-fail") == "1":

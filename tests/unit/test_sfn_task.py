@@ -26,7 +26,6 @@ from tenantscope import (
     sfn_task,
 )
 from tenantscope._config import Settings
-from tenantscope._context import active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
 from tenantscope._keyring import HmacKeyRing
@@ -41,7 +40,7 @@ from tenantscope.testing import (
     sfn_task_event,
     task_event,
 )
-from tests.conftest import LambdaContext
+from tests.conftest import LambdaContext, signing_credentials
 
 EXECUTION = "acme-3f1c"
 OTHER_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-refunds"
@@ -62,13 +61,11 @@ def recording_task(vendor: CredentialVendor, *, name: str | None = None, result:
 
     @sfn_task(name=name, ring=RING, vendor=vendor)
     def reserve_inventory(payload: dict[str, Any], context: Any) -> Any:
-        scope = active_scope()
-        assert scope is not None and scope.credentials is not None
         calls.append(
             {
                 "payload": copy.deepcopy(payload),
                 "tenant": current_tenant(),
-                "credentials_tenant": scope.credentials.tenant_id,
+                "credentials_tenant": signing_credentials().tenant_id,
             }
         )
         if isinstance(result, BaseException):

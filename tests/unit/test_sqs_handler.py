@@ -58,7 +58,7 @@ from tenantscope.testing import (
     sqs_event,
     sqs_record,
 )
-from tests.conftest import LambdaContext
+from tests.conftest import LambdaContext, signing_credentials
 from tests.fakes import RecordingSqs
 
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"
@@ -81,9 +81,7 @@ def make_handler(
 
     @sqs_handler(ring=ring, vendor=vendor, replay_guard=replay_guard)
     def handler(record: SqsRecord, context: Any) -> None:
-        scope = active_scope()
-        assert scope is not None and scope.credentials is not None
-        seen.append((record.message_id, current_tenant().tenant_id, scope.credentials.tenant_id))
+        seen.append((record.message_id, current_tenant().tenant_id, signing_credentials().tenant_id))
         records.append(record)
         body = record.json
         if isinstance(body, dict) and "fail" in body:
@@ -490,14 +488,13 @@ def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
 
     @sqs_handler(ring=RING, vendor=vendor)
     def handler(record: SqsRecord, context: Any) -> None:
-        scope = active_scope()
-        assert scope is not None and scope.credentials is not None
+        credentials = signing_credentials()
         observed.append(
             (
                 record.json["tenant"],
                 current_tenant().tenant_id,
-                scope.credentials.tenant_id,
-                scope.credentials.access_key_id,
+                credentials.tenant_id,
+                credentials.access_key_id,
             )
         )
 

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from ._credentials import ScopedCredentials
 
 __all__ = [
-    "TenantCredentials",
     "aws_client",
     "aws_error_code",
     "base_session",

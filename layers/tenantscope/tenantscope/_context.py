@@ -20,7 +20,7 @@ from ._tenant_id import validate_tenant_id
 
 if TYPE_CHECKING:
     from ._config import Settings
-    from ._credentials import CredentialVendor, ScopedCredentials
+    from ._credentials import CredentialVendor
 
 __all__ = [
     "TenantContext",
@@ -101,21 +101,11 @@ def _context_of_valid_id(
 class _Scope:
     """One unit of work's scope. A plain class: one is made for every unit of work."""
 
-    __slots__ = (
-        "closed",
-        "context",
-        "credentials",
-        "parent",
-        "request_id",
-        "settings",
-        "trace_header",
-        "vendor",
-    )
+    __slots__ = ("closed", "context", "parent", "request_id", "settings", "trace_header", "vendor")
 
     def __init__(
         self,
         context: TenantContext,
-        credentials: ScopedCredentials | None = None,
         settings: Settings | None = None,
         request_id: str | None = None,
         trace_header: str | None = None,
@@ -123,13 +113,6 @@ class _Scope:
         vendor: CredentialVendor | None = None,
     ) -> None:
         self.context = context
-        # Set by the adapters, which vend credentials before the handler runs so that a
-        # failure is answered before any tenant code executes. None in a custom scope:
-        # credentials are then vended on first data access, by the process's vendor.
-        self.credentials = credentials
-        # The vendor that vended them: data access asks it for the tenant's current credentials,
-        # which it replaces a margin before they expire, however long the unit runs.
-        self.vendor = vendor
         # The adapter's settings when they differ from the environment's (explicit arguments).
         self.settings = settings
         self.request_id = request_id
@@ -137,6 +120,11 @@ class _Scope:
         self.trace_header = trace_header
         # The scope that was current when this one was entered: what its exit restores.
         self.parent = parent
+        # The vendor that vended the tenant's credentials before the handler ran (an adapter's, so
+        # that a failure is answered before any tenant code executes; None in a custom scope,
+        # whose credentials the process's vendor vends on first data access). Data access asks it
+        # for the tenant's credentials of the moment, replaced a margin before they expire.
+        self.vendor = vendor
         # Set when the scope ends. A context copied while it was open (a worker thread, an asyncio
         # task, an abandoned generator) may still hold it: a closed scope is no scope.
         self.closed = False
@@ -203,13 +191,9 @@ def _scope_of(tenant_id: str) -> None:
 
 @contextmanager
 def _enter_scope(
-    context: TenantContext,
-    credentials: ScopedCredentials | None = None,
-    settings: Settings | None = None,
-    request_id: str | None = None,
-    trace_header: str | None = None,
+    context: TenantContext, settings: Settings | None = None, vendor: CredentialVendor | None = None
 ) -> Iterator[None]:
-    scope = _open_scope(context, credentials, settings, request_id, trace_header)
+    scope = _open_scope(context, settings, vendor=vendor)
     try:
         yield
     finally:
@@ -218,7 +202,6 @@ def _enter_scope(
 
 def _open_scope(
     context: TenantContext,
-    credentials: ScopedCredentials | None = None,
     settings: Settings | None = None,
     request_id: str | None = None,
     trace_header: str | None = None,
@@ -226,13 +209,11 @@ def _open_scope(
 ) -> _Scope:
     """Make ``context`` current; :func:`_exit_scope` ends it (what :func:`_enter_scope` does, without
     a generator, for the pipeline's hot path)."""
-    if credentials is not None and credentials.tenant_id != context.tenant_id:
-        raise ValueError("credentials belong to another tenant")
     current = _scope_var.get()
     # Opened where a scope has ended (in a block left without one), a scope starts afresh: an
     # ended parent would end it at once.
     parent = None if current is None or _ended(current) else current
-    scope = _Scope(context, credentials, settings, request_id, trace_header, parent, vendor)
+    scope = _Scope(context, settings, request_id, trace_header, parent, vendor)
     _scope_var.set(scope)
     return scope
 
@@ -265,7 +246,8 @@ def tenant_scope(
 
     Use it for trusted internal work (a migration, a scheduled job) where the tenant
     does not come from a token or an envelope. The tenant id is validated first. Inside a unit of
-    work whose adapter was given ``Settings``, the block uses those, as the unit does.
+    work, the block uses the settings and the credential vendor its adapter was given, as the
+    unit does.
 
     >>> with tenant_scope("acme") as ctx:
     ...     ctx.source
@@ -273,7 +255,8 @@ def tenant_scope(
     """
     context = TenantContext(validate_tenant_id(tenant_id), source=source, subject=subject)
     around = active_scope()
-    with _enter_scope(context, settings=around.settings if around is not None else None):
+    settings, vendor = (None, None) if around is None else (around.settings, around.vendor)
+    with _enter_scope(context, settings, vendor):
         yield context
 
 

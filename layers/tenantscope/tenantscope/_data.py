@@ -11,11 +11,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ._aws import TenantCredentials, tenant_boto3_session, tenant_resource
+from ._aws import tenant_boto3_session, tenant_resource
 from ._cache import ProcessCache
 from ._config import Settings, get_settings
 from ._context import _current_scope_or_raise, _scope_of
-from ._credentials import CredentialVendor, default_vendor
+from ._credentials import CredentialVendor, ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess, Reason
 from ._guard import LeadingKeyGuard
 from ._object_guard import ObjectGuard
@@ -46,7 +46,7 @@ def tenant_key(*parts: str | int) -> str:
 class _TenantData:
     """What a tenant's code uses, built once per tenant, settings and vendor, with the guard
     attached: one session, whose clients sign each request with the credentials the vendor holds
-    for the tenant at that moment (``_aws.TenantCredentials``).
+    for the tenant at that moment.
 
     A plain class, not a dataclass: a dataclass compiles its methods at import, in every cold start.
     """
@@ -54,7 +54,10 @@ class _TenantData:
     __slots__ = ("credentials", "guard", "lock", "objects", "resource", "s3", "session", "tables")
 
     def __init__(self, tenant_id: str, settings: Settings, vendor: CredentialVendor) -> None:
-        self.credentials = TenantCredentials(lambda: vendor.credentials_for(tenant_id, settings))
+        # The tenant's credentials of the moment: what every request of its clients is signed with.
+        self.credentials: Callable[[], ScopedCredentials] = lambda: vendor.credentials_for(
+            tenant_id, settings
+        )
         self.guard = LeadingKeyGuard(tenant_id, settings)
         self.objects = ObjectGuard(tenant_id, settings)
         self.session = _guarded_session(tenant_id, settings, self.credentials, self.guard, self.objects)
@@ -111,11 +114,11 @@ def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
 def _guarded_session(
     tenant_id: str,
     settings: Settings,
-    credentials: TenantCredentials,
+    credentials: Callable[[], ScopedCredentials],
     guard: LeadingKeyGuard,
     objects: ObjectGuard,
 ) -> Session:
-    session = tenant_boto3_session(settings.region, credentials.current)
+    session = tenant_boto3_session(settings.region, credentials)
     allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
     session.events.register("choose-service-name", _only_allowed_services(allowed))
     session.events.register(
@@ -140,9 +143,10 @@ def tenant_session() -> Session:
     function's role. Its clients sign each request with the tenant's credentials of that moment,
     so one kept for longer than the credentials live goes on working.
 
-    One Session is kept per tenant; prefer :func:`tenant_table`, whose resource is kept too.
-    Raises :class:`NoTenantContext` outside a scope and :class:`CredentialsUnavailable` when
-    credentials cannot be vended.
+    One Session is kept per tenant; the clients made from it are the caller's to keep (a client
+    costs milliseconds to make), where :func:`tenant_table` keeps its resource itself. Raises
+    :class:`NoTenantContext` outside a scope and :class:`CredentialsUnavailable` when credentials
+    cannot be vended.
     """
     return _tenant_data().session
 

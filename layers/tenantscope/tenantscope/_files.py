@@ -60,7 +60,7 @@ def _expiry(expires_in: int) -> int:
     ):
         raise CrossTenantAccess(Reason.PRESIGN_BOUNDS, f"expiry must be 1 to {MAX_PRESIGN_SECONDS} seconds")
     # The credentials that sign the URL: the ones the vendor holds now.
-    remaining = int(_tenant_data().credentials.current().expiration - time.time())
+    remaining = int(_tenant_data().credentials().expiration - time.time())
     return max(1, min(expires_in, remaining))
 
 

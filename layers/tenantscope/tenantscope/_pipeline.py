@@ -274,12 +274,13 @@ class Pipeline:
                     execution = tenant.claims.get("execution_name")
                     if isinstance(execution, str):
                         span.annotate("execution_name", execution)
-                credentials = bound.vendor.credentials_for(tenant.tenant_id, bound.settings)
+                # Vended before the work runs, so that a failure is answered before any tenant
+                # code executes; the work's clients then ask the vendor for them at each request.
+                bound.vendor.credentials_for(tenant.tenant_id, bound.settings)
             except Exception as error:
                 return self._report(unit, span, error)
             scope = _open_scope(
                 tenant,
-                credentials,
                 self._explicit_settings,
                 getattr(lambda_context, "aws_request_id", None),
                 trace_header,
