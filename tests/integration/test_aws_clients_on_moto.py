@@ -155,3 +155,17 @@ def test_a_tenants_s3_client_signs_with_sigv4_and_its_other_clients_as_their_ser
     assert s3.meta.config.signature_version == "s3v4"
     dynamodb = tenant_resource(session, "dynamodb").meta.client
     assert dynamodb.meta.config.signature_version == "v4"  # DynamoDB's own
+
+
+def test_botocores_own_handlers_run_once_per_request_of_a_tenant_client(aws: None) -> None:
+    # GIVEN a tenant's S3 client, whose session copies botocore's built-in handlers
+    s3 = tenant_client(acme_session(), "s3")
+    boto3_s3 = base_session().client("s3", region_name=REGION)
+    boto3_s3.put_object(Bucket=BUCKET, Key="tenants/acme/a b", Body=b"x")
+    # WHEN it copies an object whose key needs quoting, which one of those handlers does
+    headers = sent_headers(
+        s3,
+        lambda: s3.copy_object(Bucket=BUCKET, Key="tenants/acme/c", CopySource=f"{BUCKET}/tenants/acme/a b"),
+    )
+    # THEN the key is quoted once, as a plain boto3 client quotes it (twice would name another object)
+    assert headers["x-amz-copy-source"] == f"{BUCKET}/tenants/acme/a%20b"

@@ -119,16 +119,14 @@ def _guarded_session(
     objects: ObjectGuard,
 ) -> Session:
     session = tenant_boto3_session(settings.region, credentials)
-    allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
-    session.events.register("choose-service-name", _only_allowed_services(allowed))
-    session.events.register(
-        "before-parameter-build", _in_its_tenants_scope(tenant_id), unique_id="tenantscope-tenant-scope"
-    )
-    # Registered on the session, so copied into every client made from it.
+    # Registered on the session, once, and so copied into every client made from it.
     events = session.events
-    events.register_last("before-parameter-build.dynamodb", guard, unique_id="tenantscope-leading-key-guard")
-    events.register_last("before-parameter-build.s3", objects, unique_id="tenantscope-object-guard")
-    events.register_last("before-sign.s3", objects.check_signed_method, unique_id="tenantscope-signed-method")
+    allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
+    events.register("choose-service-name", _only_allowed_services(allowed))
+    events.register("before-parameter-build", _in_its_tenants_scope(tenant_id))
+    events.register_last("before-parameter-build.dynamodb", guard)
+    events.register_last("before-parameter-build.s3", objects)
+    events.register_last("before-sign.s3", objects.check_signed_method)
     return cast("Session", session)
 
 
