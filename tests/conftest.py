@@ -11,10 +11,9 @@ import jwt
 import pytest
 
 from devtools.issuer import DEV_AUDIENCE, DEV_ISSUER
-from tenantscope import NoTenantContext, _credentials, current_tenant
+from tenantscope import NoTenantContext, _credentials, current_tenant, tenant_session
 from tenantscope._config import Settings, TableSpec
-from tenantscope._credentials import CredentialVendor, FakeSts, ScopedCredentials
-from tenantscope._data import _tenant_data
+from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope.testing import (
     LambdaContext,
@@ -148,9 +147,11 @@ def jwks_source(issuer: LocalIssuer) -> StaticJwksSource:
     return StaticJwksSource(issuer.jwks())
 
 
-def signing_credentials() -> ScopedCredentials:
-    """The credentials the current unit of work's requests are signed with now."""
-    return _tenant_data().credentials()
+def signed_as() -> tuple[str, str]:
+    """The tenant and the access key id the current unit of work's requests are signed with now,
+    read where botocore's signer reads them (FakeSts names the tenant in its session tokens)."""
+    frozen = tenant_session().get_credentials().get_frozen_credentials()
+    return frozen.token.removeprefix("fake-token-").rsplit("-", 1)[0], frozen.access_key
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import NoCredentialsError
 
 from tenantscope import (
     CrossTenantAccess,
     NoTenantContext,
     Reason,
+    StsUnreachable,
     _aws,
     api_handler,
     current_tenant,
@@ -151,14 +151,19 @@ def test_an_unguarded_client_kept_past_its_scope_acts_for_no_other_tenant(
 
 def test_tenant_clients_can_never_fall_back_to_the_function_role(sts_vendor: CredentialVendor) -> None:
     # GIVEN the function's own credentials in the environment (as in Lambda), and a tenant
-    # session given no credentials at all
-    session = _aws.tenant_boto3_session(REGION)
+    # session whose credentials cannot be had
+    def unavailable() -> Any:
+        raise StsUnreachable(Reason.STS_UNREACHABLE)
+
+    session = _aws.tenant_boto3_session(REGION, unavailable)
     table = _aws.tenant_resource(session, "dynamodb").Table(TABLE)
-    # WHEN it is used THEN it has no credentials to sign with, rather than the function's
-    with pytest.raises(NoCredentialsError):
+    # WHEN it is used THEN it fails with the vendor's error, rather than sign with the function's
+    with pytest.raises(StsUnreachable):
         table.get_item(Key={"pk": "TENANT#acme", "sk": "A"})
-    assert session.get_credentials() is None
     assert _aws.base_session().get_credentials() is not None  # the function role is right there
+    # AND the tenant's is its session's only credential provider
+    resolver = session._session.get_component("credential_provider")
+    assert [type(provider) for provider in resolver.providers] == [_aws.TenantCredentials]
 
 
 def test_a_kept_table_is_useless_after_its_scope(sts_vendor: CredentialVendor) -> None:
@@ -352,3 +357,49 @@ def test_a_unit_of_work_that_outlives_its_credentials_goes_on_with_fresh_ones(
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
     assert keys == ["ASIAFAKE000000000001", "ASIAFAKE000000000002"]
     assert [request.tenant_id for request in sts.requests] == ["acme", "acme"]
+
+
+def test_a_unit_that_crosses_the_margin_while_sts_is_down_goes_on_while_its_credentials_last(
+    issuer: LocalIssuer, jwks: JwksCache, aws: None
+) -> None:
+    # GIVEN a handler whose unit of work starts 20 s before its credentials enter the refresh
+    # margin, and STS going down in the middle of it
+    now = [time.time()]
+    sts = FakeSts(clock=lambda: now[0])
+    vendor = CredentialVendor(sts, clock=lambda: now[0], sleep=lambda _: None)
+    written: list[str] = []
+
+    @api_handler(jwks=jwks, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        table = tenant_table(TABLE)
+        for step in ("first", "second"):
+            table.put_item(Item={"pk": tenant_key("STEP"), "sk": step})
+            written.append(step)
+            sts.unreachable_next = 1_000
+            now[0] += 20
+        return {"statusCode": 200}
+
+    vendor.credentials_for("acme", get_settings())
+    now[0] += 3600 - 300 - 20
+    # WHEN it runs THEN it finishes: its requests are signed with the credentials it began with
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert written == ["first", "second"]
+    # AND a unit of work starting now, which may need longer than they have left, is refused
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 503
+
+
+def test_a_kept_credentials_object_vends_nothing_outside_its_tenants_scope(
+    sts_vendor: CredentialVendor,
+) -> None:
+    # GIVEN acme's credentials object, as botocore hands it to whoever asks, kept past acme's scope
+    with tenant_scope("acme"):
+        kept = tenant_session().get_credentials()
+        assert kept.get_frozen_credentials().access_key
+    served = len(assumed_roles())
+    # WHEN it is asked for credentials in globex's scope, or in none
+    # THEN it refuses, and STS is not asked for acme's
+    with tenant_scope("globex"), pytest.raises(CrossTenantAccess):
+        kept.get_frozen_credentials()
+    with pytest.raises(NoTenantContext):
+        kept.get_frozen_credentials()
+    assert len(assumed_roles()) == served

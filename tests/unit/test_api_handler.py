@@ -29,7 +29,7 @@ from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope._resolve import _compact_jws, bearer_token, tenant_from_claims
 from tenantscope.testing import LocalIssuer
-from tests.conftest import LambdaContext, http_api_event, rest_api_event, signing_credentials
+from tests.conftest import LambdaContext, http_api_event, rest_api_event, signed_as
 
 
 def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) -> Any:
@@ -38,7 +38,7 @@ def make_handler(jwks: JwksCache, vendor: CredentialVendor, body: Any = None) ->
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         tenant = current_tenant()
-        seen.append((tenant, signing_credentials()))
+        seen.append((tenant, signed_as()[0]))
         if isinstance(body, BaseException):
             raise body
         return {"statusCode": 200, "body": tenant.tenant_id}
@@ -53,9 +53,9 @@ def test_http_api_v2_runs_handler_as_token_tenant(
     handler = make_handler(jwks, vendor)
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
     assert response == {"statusCode": 200, "body": "acme"}
-    ((tenant, credentials),) = handler.seen
+    ((tenant, signed_tenant),) = handler.seen
     assert tenant.source == "jwt" and tenant.subject == "user-1"
-    assert credentials.tenant_id == "acme"
+    assert signed_tenant == "acme"
     assert [r.tenant_id for r in fake_sts.requests] == ["acme"]
     with pytest.raises(NoTenantContext):
         current_tenant()

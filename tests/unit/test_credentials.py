@@ -149,6 +149,43 @@ def test_expired_credentials_are_never_returned(make_vendor: Any, sts: FakeSts, 
     assert len(sts.requests) == 2
 
 
+def test_a_request_is_signed_with_fresh_credentials_when_sts_answers(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    vendor = make_vendor()
+    settings = tag_settings(refresh_margin_seconds=300)
+    first = vendor.signing_credentials("acme", settings)
+    assert vendor.signing_credentials("acme", settings) is first
+    clock.advance(3600 - 300)  # inside the margin
+    second = vendor.signing_credentials("acme", settings)
+    assert second is not first and second is vendor.credentials_for("acme", settings)
+    assert len(sts.requests) == 2
+
+
+def test_a_request_inside_the_margin_goes_on_with_the_cached_credentials_while_sts_is_down(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    # GIVEN cached credentials inside the refresh margin, and STS down
+    vendor = make_vendor()
+    settings = tag_settings(refresh_margin_seconds=300)
+    first = vendor.credentials_for("acme", settings)
+    clock.advance(3600 - 200)
+    sts.unreachable_next = 1_000
+    # WHEN a request is signed THEN it gets them, while a unit of work starting now is refused
+    assert vendor.signing_credentials("acme", settings) is first
+    with pytest.raises(StsUnreachable):
+        vendor.credentials_for("acme", settings)
+    # AND once they have less than MIN_SIGNING_SECONDS left, the request is refused too
+    clock.advance(200 - _credentials.MIN_SIGNING_SECONDS - 1)
+    assert vendor.signing_credentials("acme", settings) is first
+    clock.advance(1)
+    with pytest.raises(StsUnreachable):
+        vendor.signing_credentials("acme", settings)
+    # AND credentials never cached are never made up
+    with pytest.raises(StsUnreachable):
+        vendor.signing_credentials("globex", settings)
+
+
 def test_roles_and_strategies_are_cached_separately(make_vendor: Any, sts: FakeSts) -> None:
     vendor = make_vendor()
     by_tags = vendor.credentials_for("acme", tag_settings())

@@ -16,7 +16,7 @@ from tenantscope import NoTenantContext, api_handler, current_tenant, tenant_sco
 from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache
 from tenantscope.testing import LocalIssuer
-from tests.conftest import LambdaContext, http_api_event, signing_credentials
+from tests.conftest import LambdaContext, http_api_event, signed_as
 
 TENANTS = [f"tenant-{n:02d}" for n in range(25)]
 
@@ -32,7 +32,7 @@ def build_handler(jwks: JwksCache, vendor: CredentialVendor) -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         expected = event["headers"]["x-expected-tenant"]
         for _ in range(3):
-            if current_tenant().tenant_id != expected or signing_credentials().tenant_id != expected:
+            if current_tenant().tenant_id != expected or signed_as()[0] != expected:
                 return {"statusCode": 599, "body": "LEAK"}
             switch.wait(0.0001)  # yield the GIL mid-invocation so threads interleave
         if event["headers"].get("x-fail") == "1":

@@ -40,7 +40,7 @@ from tenantscope.testing import (
     sfn_task_event,
     task_event,
 )
-from tests.conftest import LambdaContext, signing_credentials
+from tests.conftest import LambdaContext, signed_as
 
 EXECUTION = "acme-3f1c"
 OTHER_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-refunds"
@@ -65,7 +65,7 @@ def recording_task(vendor: CredentialVendor, *, name: str | None = None, result:
             {
                 "payload": copy.deepcopy(payload),
                 "tenant": current_tenant(),
-                "credentials_tenant": signing_credentials().tenant_id,
+                "credentials_tenant": signed_as()[0],
             }
         )
         if isinstance(result, BaseException):

@@ -58,7 +58,7 @@ from tenantscope.testing import (
     sqs_event,
     sqs_record,
 )
-from tests.conftest import LambdaContext, signing_credentials
+from tests.conftest import LambdaContext, signed_as
 from tests.fakes import RecordingSqs
 
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-other"
@@ -81,7 +81,7 @@ def make_handler(
 
     @sqs_handler(ring=ring, vendor=vendor, replay_guard=replay_guard)
     def handler(record: SqsRecord, context: Any) -> None:
-        seen.append((record.message_id, current_tenant().tenant_id, signing_credentials().tenant_id))
+        seen.append((record.message_id, current_tenant().tenant_id, signed_as()[0]))
         records.append(record)
         body = record.json
         if isinstance(body, dict) and "fail" in body:
@@ -488,15 +488,8 @@ def test_mixed_tenant_batch_each_record_sees_only_its_tenant(
 
     @sqs_handler(ring=RING, vendor=vendor)
     def handler(record: SqsRecord, context: Any) -> None:
-        credentials = signing_credentials()
-        observed.append(
-            (
-                record.json["tenant"],
-                current_tenant().tenant_id,
-                credentials.tenant_id,
-                credentials.access_key_id,
-            )
-        )
+        signed_tenant, access_key = signed_as()
+        observed.append((record.json["tenant"], current_tenant().tenant_id, signed_tenant, access_key))
 
     records = [
         signed_sqs_record(json.dumps({"tenant": t, "n": n}), tenant_id=t, message_id=f"m-{n}")

@@ -6,16 +6,18 @@ Functions, DescribeTable, the replay table) comes from :func:`aws_client`, creat
 process and service.
 
 A tenant's clients come from its own botocore session, which has one credential provider: the
-tenant's vended credentials, asked for at every request signed (:class:`TenantCredentials`). It
-has them or none at all, never the environment's or the container's (the function's role), and
-a client kept for hours, or a unit of work that outlives the credentials it started with, signs
-with the ones the vendor holds now. Tenant sessions share the function session's data loader, so
-service models are parsed once per process, and copy botocore's built-in event handlers
-registered once per process, as botocore's clients do: a new tenant costs a session of about a
-millisecond and its clients, not a new set of models and handlers.
+tenant's vended credentials, asked for at every request signed (:class:`TenantCredentials`). A
+request is signed with them or fails unsent, never with the environment's or the container's
+(the function's role), and a client kept for hours, or a unit of work that outlives the
+credentials it started with, signs with the ones the vendor holds now. Tenant sessions share the
+function session's data loader, so service models are parsed once per process, and copy
+botocore's built-in event handlers registered once per process, as botocore's clients do: a new
+tenant costs a session of about a millisecond and its clients, not a new set of models and
+handlers.
 
-Timeouts are short so that a slow dependency becomes a quick, retried failure (a 503, a batch
-item failure, a retried task) rather than an invocation that hangs until Lambda kills it.
+The clients tenantscope makes give up quickly, so that a slow dependency becomes a quick,
+retried failure (a 503, a batch item failure, a retried task) rather than an invocation that
+hangs until Lambda kills it.
 """
 
 from __future__ import annotations
@@ -136,13 +138,9 @@ def _new_builtin_handlers() -> Any:
     return handlers
 
 
-def tenant_boto3_session(
-    region: str | None, credentials: Callable[[], ScopedCredentials] | None = None
-) -> Any:
-    """A new boto3 session whose one credential provider is ``credentials`` (a tenant's current
-    scoped credentials, asked for at every request signed); without, it has none, and its clients
-    have nothing to sign with. Its clients give up quickly, as the function's do.
-    """
+def tenant_boto3_session(region: str | None, credentials: Callable[[], ScopedCredentials]) -> Any:
+    """A new boto3 session whose one credential provider is ``credentials``: a tenant's current
+    scoped credentials, asked for at every request signed."""
     import copy
 
     import boto3
@@ -155,10 +153,9 @@ def tenant_boto3_session(
     handlers = copy.copy(_builtin_handlers.get(_new_builtin_handlers))
     botocore_session = BotocoreSession(event_hooks=handlers, include_builtin_handlers=False)
     # No provider but the tenant's: not the environment, not a profile, not the container endpoint.
-    providers: list[Any] = [] if credentials is None else [TenantCredentials(credentials)]
+    providers: list[Any] = [TenantCredentials(credentials)]
     botocore_session.register_component("credential_provider", CredentialResolver(providers=providers))
     botocore_session.register_component("data_loader", shared_loader)
-    botocore_session.set_default_client_config(_config(2))
     with _lock:
         # boto3 appends its data path to the (shared) loader on every new Session: keep one copy.
         search_paths = list(shared_loader.search_paths)
@@ -168,14 +165,18 @@ def tenant_boto3_session(
 
 
 def tenant_resource(session: Any, service: str) -> Any:
-    """A boto3 resource of a tenant session."""
+    """A boto3 resource of a tenant session, whose client gives up quickly, as the function's do."""
     with _lock:
-        return session.resource(service)
+        return session.resource(service, config=_config(2))
 
 
 def tenant_client(session: Any, service: str) -> Any:
-    """A client of a tenant session; S3's presigned URLs are signed with SigV4, whatever the region."""
+    """A client of a tenant session that gives up quickly, as the function's do; S3's presigned
+    URLs are signed with SigV4, whatever the region."""
     from botocore.config import Config
 
+    config = _config(2)
+    if service == "s3":
+        config = config.merge(Config(signature_version="s3v4"))
     with _lock:
-        return session.client(service, config=Config(signature_version="s3v4") if service == "s3" else None)
+        return session.client(service, config=config)

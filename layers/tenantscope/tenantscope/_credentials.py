@@ -173,8 +173,10 @@ class _Flight:
 
 
 # Credentials kept per vendor: at least the tenants whose data clients are kept (256, _data.py),
-# which are rebuilt when their credentials are; a few hundred bytes each.
+# which ask for them at every request; a few hundred bytes each.
 MAX_CACHED_CREDENTIALS = 1024
+# What a request needs of the credentials it is signed with: time to reach AWS, with a retry.
+MIN_SIGNING_SECONDS = 60
 
 
 class CredentialVendor:
@@ -270,6 +272,20 @@ class CredentialVendor:
             with self._lock:
                 self._flights.pop(key, None)
             flight.done.set()
+
+    def signing_credentials(self, tenant_id: str, settings: Settings) -> ScopedCredentials:
+        """What a request of ``tenant_id``'s is signed with now: :meth:`credentials_for`'s, or,
+        when STS cannot replace cached credentials that are within the refresh margin, those, as
+        long as they have :data:`MIN_SIGNING_SECONDS` left. A unit of work that crosses the margin
+        during an STS outage goes on while its credentials last, rather than fail midway; a unit
+        that starts then is still refused, since it may need longer."""
+        try:
+            return self.credentials_for(tenant_id, settings)
+        except CredentialsUnavailable:
+            cached = self._cache.get((tenant_id, settings))
+            if cached is None or cached.expiration - MIN_SIGNING_SECONDS <= self._clock():
+                raise
+            return cached
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
         last: CredentialsUnavailable = StsUnreachable(Reason.STS_UNREACHABLE)

@@ -54,10 +54,7 @@ class _TenantData:
     __slots__ = ("credentials", "guard", "lock", "objects", "resource", "s3", "session", "tables")
 
     def __init__(self, tenant_id: str, settings: Settings, vendor: CredentialVendor) -> None:
-        # The tenant's credentials of the moment: what every request of its clients is signed with.
-        self.credentials: Callable[[], ScopedCredentials] = lambda: vendor.credentials_for(
-            tenant_id, settings
-        )
+        self.credentials = _signing_credentials(tenant_id, settings, vendor)
         self.guard = LeadingKeyGuard(tenant_id, settings)
         self.objects = ObjectGuard(tenant_id, settings)
         self.session = _guarded_session(tenant_id, settings, self.credentials, self.guard, self.objects)
@@ -66,6 +63,21 @@ class _TenantData:
         self.tables: dict[str, Any] = {}
         self.s3: Any = None
         self.lock = threading.Lock()
+
+
+def _signing_credentials(
+    tenant_id: str, settings: Settings, vendor: CredentialVendor
+) -> Callable[[], ScopedCredentials]:
+    """The tenant's credentials of the moment, asked for by every request its clients sign, and
+    only inside its scope: botocore hands the credentials object to anyone who asks
+    (``tenant_session().get_credentials()``), and one kept past the scope must not go on
+    vending the tenant's credentials for other tenants' units, or for none."""
+
+    def signing() -> ScopedCredentials:
+        _scope_of(tenant_id)
+        return vendor.signing_credentials(tenant_id, settings)
+
+    return signing
 
 
 # Bounded: a pooled container may serve many tenants; the least recently used are dropped.
@@ -142,7 +154,8 @@ def tenant_session() -> Session:
     so one kept for longer than the credentials live goes on working.
 
     One Session is kept per tenant; the clients made from it are the caller's to keep (a client
-    costs milliseconds to make), where :func:`tenant_table` keeps its resource itself. Raises
+    costs milliseconds to make), with botocore's default timeouts unless given a ``Config``,
+    where :func:`tenant_table` keeps its resource itself, and it gives up quickly. Raises
     :class:`NoTenantContext` outside a scope and :class:`CredentialsUnavailable` when credentials
     cannot be vended.
     """

@@ -274,8 +274,9 @@ class Pipeline:
                     execution = tenant.claims.get("execution_name")
                     if isinstance(execution, str):
                         span.annotate("execution_name", execution)
-                # Vended before the work runs, so that a failure is answered before any tenant
-                # code executes; the work's clients then ask the vendor for them at each request.
+                # Vended before the work runs, so that a tenant whose credentials cannot be had is
+                # answered before any of its code executes; the work's clients then ask the vendor
+                # at each request (_data.py), and go on with these while STS cannot replace them.
                 bound.vendor.credentials_for(tenant.tenant_id, bound.settings)
             except Exception as error:
                 return self._report(unit, span, error)
