@@ -371,9 +371,10 @@ def test_a_unit_that_crosses_the_margin_while_sts_is_down_goes_on_while_its_cred
 
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        table = tenant_table(TABLE)
+        kept = tenant_table(TABLE)
         for step in ("first", "second"):
-            table.put_item(Item={"pk": tenant_key("STEP"), "sk": step})
+            kept.put_item(Item={"pk": tenant_key("STEP"), "sk": step})
+            tenant_table(TABLE).put_item(Item={"pk": tenant_key("STEP"), "sk": f"{step}-again"})
             written.append(step)
             sts.unreachable_next = 1_000
             now[0] += 20
@@ -403,3 +404,13 @@ def test_a_kept_credentials_object_vends_nothing_outside_its_tenants_scope(
     with pytest.raises(NoTenantContext):
         kept.get_frozen_credentials()
     assert len(assumed_roles()) == served
+
+
+def test_the_clients_tenant_code_makes_keep_botocores_timeouts(sts_vendor: CredentialVendor) -> None:
+    # GIVEN a tenant's table, which tenantscope makes, and an S3 client its code makes
+    with tenant_scope("acme"):
+        made_here = tenant_table(TABLE).meta.client.meta.config
+        made_by_the_tenant = tenant_session().client("s3").meta.config
+    # THEN the first gives up quickly, and the second is as the tenant's code asked: botocore's
+    assert (made_here.connect_timeout, made_here.read_timeout) == (1, 3)
+    assert (made_by_the_tenant.connect_timeout, made_by_the_tenant.read_timeout) == (60, 60)

@@ -181,9 +181,48 @@ def test_a_request_inside_the_margin_goes_on_with_the_cached_credentials_while_s
     clock.advance(1)
     with pytest.raises(StsUnreachable):
         vendor.signing_credentials("acme", settings)
-    # AND credentials never cached are never made up
+    # AND credentials never cached, for another tenant or other settings, are never made up
     with pytest.raises(StsUnreachable):
         vendor.signing_credentials("globex", settings)
+    with pytest.raises(StsUnreachable):
+        vendor.signing_credentials(
+            "acme", tag_settings(refresh_margin_seconds=300, session_duration_seconds=900)
+        )
+
+
+def test_while_requests_go_on_with_cached_credentials_sts_is_asked_again_only_every_15_seconds(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    # GIVEN cached credentials inside the margin, and STS down
+    vendor = make_vendor(max_attempts=1)
+    settings = tag_settings(refresh_margin_seconds=300)
+    first = vendor.credentials_for("acme", settings)
+    clock.advance(3600 - 250)
+    sts.unreachable_next = 1_000
+    # WHEN requests are signed every 100 ms for 15 s THEN STS is asked once, and each request goes on
+    for _ in range(150):
+        assert vendor.signing_credentials("acme", settings) is first
+        clock.advance(0.1)
+    assert len(sts.requests) == 2
+    # AND once STS answers again, the next attempt replaces them
+    sts.unreachable_next = 0
+    clock.advance(0.1)
+    assert vendor.signing_credentials("acme", settings) is not first
+    assert len(sts.requests) == 3
+
+
+def test_a_refusal_inside_the_margin_stops_requests_at_once(
+    make_vendor: Any, sts: FakeSts, clock: FakeClock
+) -> None:
+    # GIVEN cached credentials inside the margin, and STS refusing the role (its trust withdrawn)
+    vendor = make_vendor()
+    settings = tag_settings(refresh_margin_seconds=300)
+    vendor.credentials_for("acme", settings)
+    clock.advance(3600 - 200)
+    sts.refuse = True
+    # WHEN a request is signed THEN it is refused: a refusal is no passing outage
+    with pytest.raises(StsRefused):
+        vendor.signing_credentials("acme", settings)
 
 
 def test_roles_and_strategies_are_cached_separately(make_vendor: Any, sts: FakeSts) -> None:

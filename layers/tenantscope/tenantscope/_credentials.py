@@ -177,6 +177,8 @@ class _Flight:
 MAX_CACHED_CREDENTIALS = 1024
 # What a request needs of the credentials it is signed with: time to reach AWS, with a retry.
 MIN_SIGNING_SECONDS = 60
+# While requests go on with cached credentials STS could not replace, how often it is asked again.
+SIGNING_RETRY_SECONDS = 15
 
 
 class CredentialVendor:
@@ -215,6 +217,8 @@ class CredentialVendor:
         self._cache: OrderedDict[tuple[str, Settings], ScopedCredentials] = OrderedDict()
         self._failed_until: dict[tuple[str, Settings], tuple[float, CredentialsUnavailable]] = {}
         self._flights: dict[tuple[str, Settings], _Flight] = {}
+        # When requests going on with cached credentials STS could not replace next ask it again.
+        self._signing_retry_at: dict[tuple[str, Settings], float] = {}
         self._lock = threading.Lock()
 
     def credentials_for(self, tenant_id: str, settings: Settings) -> ScopedCredentials:
@@ -275,17 +279,35 @@ class CredentialVendor:
 
     def signing_credentials(self, tenant_id: str, settings: Settings) -> ScopedCredentials:
         """What a request of ``tenant_id``'s is signed with now: :meth:`credentials_for`'s, or,
-        when STS cannot replace cached credentials that are within the refresh margin, those, as
-        long as they have :data:`MIN_SIGNING_SECONDS` left. A unit of work that crosses the margin
-        during an STS outage goes on while its credentials last, rather than fail midway; a unit
-        that starts then is still refused, since it may need longer."""
+        while STS is unreachable or throttling and cannot replace cached credentials that are
+        within the refresh margin, those, as long as they have :data:`MIN_SIGNING_SECONDS` left.
+        A unit of work that crosses the margin during an outage goes on while its credentials
+        last, rather than fail midway; a unit that starts then is still refused, since it may need
+        longer. A refusal (StsRefused: the role or its trust withdrawn) is never covered.
+
+        A refresh that fails so is not tried again for :data:`SIGNING_RETRY_SECONDS`: requests
+        meanwhile use the cached credentials at once, rather than each wait for STS."""
+        key = (tenant_id, settings)
+        retry_at = self._signing_retry_at.get(key)
+        if retry_at is not None and retry_at > self._clock():
+            cached = self._cache.get(key)
+            if cached is not None and cached.expiration - MIN_SIGNING_SECONDS > self._clock():
+                return cached
         try:
-            return self.credentials_for(tenant_id, settings)
-        except CredentialsUnavailable:
-            cached = self._cache.get((tenant_id, settings))
-            if cached is None or cached.expiration - MIN_SIGNING_SECONDS <= self._clock():
-                raise
+            credentials = self.credentials_for(tenant_id, settings)
+        except _RETRIED:
+            with self._lock:
+                cached = self._cache.get(key)
+                now = self._clock()
+                for done in [k for k, at in self._signing_retry_at.items() if at <= now]:
+                    del self._signing_retry_at[done]
+                if cached is None or cached.expiration - MIN_SIGNING_SECONDS <= now:
+                    raise
+                self._signing_retry_at[key] = now + SIGNING_RETRY_SECONDS
             return cached
+        if retry_at is not None:
+            self._signing_retry_at.pop(key, None)
+        return credentials
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
         last: CredentialsUnavailable = StsUnreachable(Reason.STS_UNREACHABLE)
@@ -310,6 +332,7 @@ class CredentialVendor:
         with self._lock:
             self._cache.clear()
             self._failed_until.clear()
+            self._signing_retry_at.clear()
 
 
 def _again(error: CredentialsUnavailable, detail: str | None) -> CredentialsUnavailable:

@@ -68,10 +68,11 @@ class _TenantData:
 def _signing_credentials(
     tenant_id: str, settings: Settings, vendor: CredentialVendor
 ) -> Callable[[], ScopedCredentials]:
-    """The tenant's credentials of the moment, asked for by every request its clients sign, and
-    only inside its scope: botocore hands the credentials object to anyone who asks
-    (``tenant_session().get_credentials()``), and one kept past the scope must not go on
-    vending the tenant's credentials for other tenants' units, or for none."""
+    """The tenant's credentials of the moment, asked for by every request its clients sign, the
+    unguarded services' too, and only inside its scope: a client kept past it (in a global, a
+    thread), or the credentials object botocore hands to whoever asks
+    (``tenant_session().get_credentials()``), refuses rather than act for that tenant in
+    another's unit of work, or in none."""
 
     def signing() -> ScopedCredentials:
         _scope_of(tenant_id)
@@ -92,27 +93,16 @@ def _tenant_data() -> _TenantData:
     settings = scope.settings or get_settings()
     tenant_id = scope.context.tenant_id
     # The vendor that vended the unit's credentials (or, in a custom scope, the process's), asked
-    # now: a tenant whose credentials cannot be vended is refused here, before any client is made,
-    # and a unit that began with them gets them from the vendor's cache.
+    # now, as a request would be: a tenant whose credentials cannot be had is refused here, before
+    # any client is made, and a unit that began with them goes on with them.
     vendor = scope.vendor or default_vendor()
-    vendor.credentials_for(tenant_id, settings)
+    vendor.signing_credentials(tenant_id, settings)
     return _tenants.get((tenant_id, settings, vendor), lambda: _TenantData(tenant_id, settings, vendor))
 
 
 # The services whose every request a guard checks. A tenant session makes clients for these and
 # for the services TENANTSCOPE_UNGUARDED_SERVICES names explicitly (IAM is then the only lock).
 GUARDED_SERVICES = frozenset({"dynamodb", "s3"})
-
-
-def _in_its_tenants_scope(tenant_id: str) -> Callable[..., None]:
-    """Every request of a tenant session's clients, the unguarded ones too, is made in its
-    tenant's scope: kept past it (in a global, a thread), a client refuses rather than acting for
-    that tenant in another's unit of work, or in none."""
-
-    def check_scope(**_: Any) -> None:
-        _scope_of(tenant_id)
-
-    return check_scope
 
 
 def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
@@ -135,7 +125,6 @@ def _guarded_session(
     events = session.events
     allowed = GUARDED_SERVICES | frozenset(settings.unguarded_services)
     events.register("choose-service-name", _only_allowed_services(allowed))
-    events.register("before-parameter-build", _in_its_tenants_scope(tenant_id))
     events.register_last("before-parameter-build.dynamodb", guard)
     events.register_last("before-parameter-build.s3", objects)
     events.register_last("before-sign.s3", objects.check_signed_method)
@@ -153,9 +142,9 @@ def tenant_session() -> Session:
     function's role. Its clients sign each request with the tenant's credentials of that moment,
     so one kept for longer than the credentials live goes on working.
 
-    One Session is kept per tenant; the clients made from it are the caller's to keep (a client
-    costs milliseconds to make), with botocore's default timeouts unless given a ``Config``,
-    where :func:`tenant_table` keeps its resource itself, and it gives up quickly. Raises
+    One Session is kept per tenant. The clients made from it are the caller's to keep (a client
+    costs milliseconds to make) and have botocore's default timeouts unless given a ``Config``;
+    :func:`tenant_table` keeps its resource itself, with the short timeouts tenantscope uses. Raises
     :class:`NoTenantContext` outside a scope and :class:`CredentialsUnavailable` when credentials
     cannot be vended.
     """
