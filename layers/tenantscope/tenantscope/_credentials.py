@@ -305,8 +305,7 @@ class CredentialVendor:
                     raise
                 self._signing_retry_at[key] = now + SIGNING_RETRY_SECONDS
             return cached
-        if retry_at is not None:
-            self._signing_retry_at.pop(key, None)
+        self._signing_retry_at.pop(key, None)
         return credentials
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:

@@ -57,7 +57,7 @@ class _TenantData:
         self.credentials = _signing_credentials(tenant_id, settings, vendor)
         self.guard = LeadingKeyGuard(tenant_id, settings)
         self.objects = ObjectGuard(tenant_id, settings)
-        self.session = _guarded_session(tenant_id, settings, self.credentials, self.guard, self.objects)
+        self.session = _guarded_session(settings, self.credentials, self.guard, self.objects)
         # Built on first use, under the lock.
         self.resource: Any = None
         self.tables: dict[str, Any] = {}
@@ -114,7 +114,6 @@ def _only_allowed_services(allowed: frozenset[str]) -> Callable[..., None]:
 
 
 def _guarded_session(
-    tenant_id: str,
     settings: Settings,
     credentials: Callable[[], ScopedCredentials],
     guard: LeadingKeyGuard,
