@@ -162,14 +162,23 @@ def test_a_request_is_signed_with_fresh_credentials_when_sts_answers(
     assert len(sts.requests) == 2
 
 
+def cached_inside_the_margin(
+    vendor: CredentialVendor, clock: FakeClock, left: float
+) -> tuple[Settings, ScopedCredentials]:
+    """acme's credentials cached for an hour with a 300 s refresh margin, then the clock moved on
+    until they have ``left`` seconds to live; the settings and the credentials."""
+    settings = tag_settings(refresh_margin_seconds=300)
+    cached = vendor.credentials_for("acme", settings)
+    clock.advance(3600 - left)
+    return settings, cached
+
+
 def test_a_request_inside_the_margin_goes_on_with_the_cached_credentials_while_sts_is_down(
     make_vendor: Any, sts: FakeSts, clock: FakeClock
 ) -> None:
     # GIVEN cached credentials inside the refresh margin, and STS down
     vendor = make_vendor()
-    settings = tag_settings(refresh_margin_seconds=300)
-    first = vendor.credentials_for("acme", settings)
-    clock.advance(3600 - 200)
+    settings, first = cached_inside_the_margin(vendor, clock, left=200)
     sts.unreachable_next = 1_000
     # WHEN a request is signed THEN it gets them, while a unit of work starting now is refused
     assert vendor.signing_credentials("acme", settings) is first
@@ -195,9 +204,7 @@ def test_while_requests_go_on_with_cached_credentials_sts_is_asked_again_only_ev
 ) -> None:
     # GIVEN cached credentials inside the margin, and STS down
     vendor = make_vendor(max_attempts=1)
-    settings = tag_settings(refresh_margin_seconds=300)
-    first = vendor.credentials_for("acme", settings)
-    clock.advance(3600 - 250)
+    settings, first = cached_inside_the_margin(vendor, clock, left=250)
     sts.unreachable_next = 1_000
     # WHEN requests are signed every second for 15 s THEN STS is asked once, and each request goes on
     for _ in range(15):
@@ -217,9 +224,7 @@ def test_a_refusal_inside_the_margin_stops_requests_at_once(
 ) -> None:
     # GIVEN cached credentials inside the margin, and STS refusing the role (its trust withdrawn)
     vendor = make_vendor()
-    settings = tag_settings(refresh_margin_seconds=300)
-    vendor.credentials_for("acme", settings)
-    clock.advance(3600 - 200)
+    settings, _ = cached_inside_the_margin(vendor, clock, left=200)
     sts.refuse = True
     # WHEN a request is signed THEN it is refused: a refusal is no passing outage
     with pytest.raises(StsRefused):
