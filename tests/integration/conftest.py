@@ -23,6 +23,24 @@ if TYPE_CHECKING:
     from tests.integration.tracing_support import OTelBackend, Secrets, TracingBackend, XRayBackend
 
 
+def sent_headers(client: Any, call: Any) -> dict[str, str]:
+    """The headers of the one request ``call`` sends through ``client`` (its answer ignored)."""
+    sent: list[Any] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append(request)
+
+    client.meta.events.register("before-send", record)
+    try:
+        call()
+    finally:
+        client.meta.events.unregister("before-send", record)
+    (request,) = sent
+    return {
+        name: value.decode() if isinstance(value, bytes) else value for name, value in request.headers.items()
+    }
+
+
 def verified_tenant(record: dict[str, Any]) -> str:
     """The tenant an SQS record, as Lambda delivers it, verifies as (default settings, the test ring)."""
     tenant, _ = resolve_sqs_record(record, RING, Settings.load(environ={}), now=time.time())

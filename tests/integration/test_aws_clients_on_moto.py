@@ -19,6 +19,7 @@ from tenantscope import Reason, StsUnreachable
 from tenantscope._aws import aws_client, base_session, tenant_boto3_session, tenant_client, tenant_resource
 from tenantscope._credentials import ScopedCredentials
 from tests.conftest import BUCKET, OTHER_REGION, REGION, TABLE
+from tests.integration.conftest import sent_headers
 
 CREDENTIALS = ScopedCredentials(
     tenant_id="acme",
@@ -31,17 +32,6 @@ CREDENTIALS = ScopedCredentials(
 
 def acme_session(region: str = REGION) -> Any:
     return tenant_boto3_session(region, lambda: CREDENTIALS)
-
-
-def sent_headers(client: Any, call: Any) -> dict[str, str]:
-    """The headers of the one request ``call`` sends through ``client`` (its answer ignored)."""
-    sent: list[Any] = []
-    client.meta.events.register("before-send", lambda request, **_: sent.append(request))
-    call()
-    (request,) = sent
-    return {
-        name: value.decode() if isinstance(value, bytes) else value for name, value in request.headers.items()
-    }
 
 
 def test_a_tenants_clients_sign_with_its_key_and_send_its_session_token(aws: None) -> None:

@@ -35,7 +35,7 @@ from tenantscope._jwt import JwksCache
 from tenantscope._keyring import SecretsManagerKeyRing
 from tenantscope.testing import KEY_ID, RING_DOCUMENT, LocalIssuer, reset_process_state
 from tests.conftest import REGION, ROLE_ARN, TABLE, LambdaContext, http_api_event
-from tests.integration.conftest import assumed_roles
+from tests.integration.conftest import assumed_roles, sent_headers
 from tests.leaks import assert_no_secret_in
 
 
@@ -199,20 +199,10 @@ def test_sessions_and_tables_are_kept_per_tenant_and_sign_with_its_current_crede
 
 def signing_key(table: Any) -> str:
     """The access key id ``table``'s next request is signed with."""
-    sent: list[Any] = []
-
-    def record(request: Any, **_: Any) -> None:
-        sent.append(request)
-
-    events = table.meta.client.meta.events
-    events.register("before-send", record)
-    try:
-        table.get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
-    finally:
-        events.unregister("before-send", record)
-    authorization = sent[-1].headers["Authorization"]
-    text = authorization.decode() if isinstance(authorization, bytes) else authorization
-    return str(text.split("Credential=")[1].split("/")[0])
+    headers = sent_headers(
+        table.meta.client, lambda: table.get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+    )
+    return headers["Authorization"].split("Credential=")[1].split("/")[0]
 
 
 def test_partition_key_comes_from_describe_table_when_not_configured(

@@ -288,25 +288,31 @@ class CredentialVendor:
         A refresh that fails so is not tried again for :data:`SIGNING_RETRY_SECONDS`: requests
         meanwhile use the cached credentials at once, rather than each wait for STS."""
         key = (tenant_id, settings)
-        retry_at = self._signing_retry_at.get(key)
-        if retry_at is not None and retry_at > self._clock():
-            cached = self._cache.get(key)
-            if cached is not None and cached.expiration - MIN_SIGNING_SECONDS > self._clock():
+        if self._signing_retry_at.get(key, 0.0) > self._clock():
+            cached = self._signable(key)
+            if cached is not None:
                 return cached
         try:
             credentials = self.credentials_for(tenant_id, settings)
         except _RETRIED:
             with self._lock:
-                cached = self._cache.get(key)
                 now = self._clock()
                 for done in [k for k, at in self._signing_retry_at.items() if at <= now]:
                     del self._signing_retry_at[done]
-                if cached is None or cached.expiration - MIN_SIGNING_SECONDS <= now:
+                cached = self._signable(key)
+                if cached is None:
                     raise
                 self._signing_retry_at[key] = now + SIGNING_RETRY_SECONDS
             return cached
         self._signing_retry_at.pop(key, None)
         return credentials
+
+    def _signable(self, key: tuple[str, Settings]) -> ScopedCredentials | None:
+        """The cached credentials of ``key`` while a request can still be signed with them."""
+        cached = self._cache.get(key)
+        if cached is None or cached.expiration - MIN_SIGNING_SECONDS <= self._clock():
+            return None
+        return cached
 
     def _assume(self, request: AssumeRoleRequest) -> ScopedCredentials:
         last: CredentialsUnavailable = StsUnreachable(Reason.STS_UNREACHABLE)
