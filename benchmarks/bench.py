@@ -420,9 +420,12 @@ def churn(
         vendor, credential_bound = ts.CredentialVendor(CountingSts(REGION)), None
     if bound is None:
         credential_bound = getattr(credentials, "MAX_CACHED_CREDENTIALS", None)
-    shipped_data_bound = data._tenants._maxsize
-    data._tenants.reset()
-    data._tenants._maxsize = bound or shipped_data_bound
+    # This layer bounds its kept tenants when first needed (from the function's memory, unset here);
+    # the previous one made its cache at import.
+    kept = data._kept_tenants() if hasattr(data, "_kept_tenants") else data._tenants
+    shipped_data_bound = kept._maxsize
+    kept.reset()
+    kept._maxsize = bound or shipped_data_bound
     data.tenant_resource = counting_resource
     handler = ts.api_handler(
         jwks=jwks_module.JwksCache(jwks_module.StaticJwksSource(fixtures["jwks"])), vendor=vendor
@@ -435,9 +438,9 @@ def churn(
             assert handler(events[tenant], context)["statusCode"] == 200
             samples.append((clock() - start) / 1000)
     finally:
-        data._tenants._maxsize = shipped_data_bound
+        kept._maxsize = shipped_data_bound
         data.tenant_resource = real_resource
-        data._tenants.reset()
+        kept.reset()
     return {
         **summary(samples),
         "sts_calls": calls[0],

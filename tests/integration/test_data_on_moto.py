@@ -197,6 +197,46 @@ def test_sessions_and_tables_are_kept_per_tenant_and_sign_with_its_current_crede
     assert before != after and len(assumed_roles()) == 3
 
 
+def test_a_small_function_keeps_fewer_tenants_and_drops_the_least_recently_used(
+    sts_vendor: CredentialVendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a function of Lambda's smallest memory, 128 MB: room for 32 tenants' sessions
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    tenants = [f"tenant-{n}" for n in range(33)]
+    kept = {}
+    for tenant in tenants[:32]:
+        with tenant_scope(tenant):
+            kept[tenant] = tenant_session()
+    # WHEN the first is used again, then a 33rd tenant comes
+    with tenant_scope(tenants[0]):
+        assert tenant_session() is kept[tenants[0]]
+    with tenant_scope(tenants[32]):
+        tenant_session()
+    # THEN the least recently used (the second) was dropped and is built again; the others are kept
+    with tenant_scope(tenants[1]):
+        assert tenant_session() is not kept[tenants[1]]
+    for tenant in (tenants[0], *tenants[3:32]):
+        with tenant_scope(tenant):
+            assert tenant_session() is kept[tenant], tenant
+    # AND dropping a tenant's session kept its credentials: STS was asked once per tenant
+    assert len(assumed_roles()) == 33
+
+
+def test_a_bound_that_keeps_no_tenant_fails_the_unit_as_misconfigured(
+    issuer: LocalIssuer, jwks: JwksCache, sts_vendor: CredentialVendor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTSCOPE_MAX_KEPT_TENANTS", "0")
+
+    @api_handler(jwks=jwks)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        tenant_table(TABLE).get_item(Key={"pk": tenant_key("ITEM", "1"), "sk": "A"})
+        return {"statusCode": 200}
+
+    response = handler(http_api_event(issuer.token("acme")), LambdaContext())
+    assert response["statusCode"] == 500
+    assert "TENANTSCOPE" not in response["body"]
+
+
 def signing_key(table: Any) -> str:
     """The access key id ``table``'s next request is signed with."""
     headers = sent_headers(

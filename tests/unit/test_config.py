@@ -20,6 +20,7 @@ from tenantscope._config import (
     Settings,
     TableSpec,
     get_settings,
+    kept_tenants_bound,
     refuse_local_only_in_deployment,
 )
 from tenantscope._errors import ConfigurationError, Reason
@@ -344,3 +345,48 @@ def test_a_local_only_form_is_accepted_under_sam_local_and_outside_lambda(
     refuse_local_only_in_deployment(ENV.SIGNING_KEYS, "inline:")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "")
     refuse_local_only_in_deployment(ENV.SIGNING_KEYS, "inline:")
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "kept"), [("128", 32), ("512", 128), ("1023", 255), ("1024", 256), ("10240", 256)]
+)
+def test_a_function_keeps_one_tenant_per_4_mb_of_its_memory_and_256_at_most(
+    memory_mb: str, kept: int
+) -> None:
+    assert kept_tenants_bound({ENV.LAMBDA_MEMORY: memory_mb}) == kept
+
+
+@pytest.mark.parametrize("memory_mb", ["", "abc", "-512", "\u0662\u0665\u0666"])
+def test_outside_lambda_256_tenants_are_kept(memory_mb: str) -> None:
+    assert kept_tenants_bound({}) == 256
+    # AND a memory size Lambda would not set is no size at all (Arabic-Indic digits included)
+    assert kept_tenants_bound({ENV.LAMBDA_MEMORY: memory_mb}) == 256
+
+
+def test_an_explicit_bound_wins_over_the_memory_and_is_not_capped() -> None:
+    assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " 8 ", ENV.LAMBDA_MEMORY: "10240"}) == 8
+    assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1000", ENV.LAMBDA_MEMORY: "128"}) == 1000
+    # AND an empty value is unset, as for every setting
+    assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " ", ENV.LAMBDA_MEMORY: "128"}) == 32
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("0", "TENANTSCOPE_MAX_KEPT_TENANTS must be at least 1"),
+        ("-3", "TENANTSCOPE_MAX_KEPT_TENANTS must be at least 1"),
+        ("many", "TENANTSCOPE_MAX_KEPT_TENANTS is not a valid value"),
+    ],
+)
+def test_a_bound_that_keeps_no_tenant_or_is_no_number_is_refused(value: str, detail: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        kept_tenants_bound({ENV.MAX_KEPT_TENANTS: value})
+    assert (refused.value.reason, refused.value.detail) == (Reason.INVALID_SETTING, detail)
+
+
+def test_the_bound_is_read_from_the_process_environment_when_none_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV.MAX_KEPT_TENANTS, raising=False)
+    monkeypatch.setenv(ENV.LAMBDA_MEMORY, "256")
+    assert kept_tenants_bound() == 64

@@ -103,10 +103,10 @@ def test_the_most_recently_used_tenants_are_kept_up_to_the_bound(make_vendor: An
 
 
 def test_the_default_bound_keeps_more_tenants_than_the_data_clients_cache(make_vendor: Any) -> None:
+    from tenantscope._config import MAX_KEPT_TENANTS
     from tenantscope._credentials import MAX_CACHED_CREDENTIALS
-    from tenantscope._data import MAX_CACHED_TENANTS
 
-    assert MAX_CACHED_CREDENTIALS == 1024 >= MAX_CACHED_TENANTS
+    assert MAX_CACHED_CREDENTIALS == 1024 >= MAX_KEPT_TENANTS
 
 
 def test_an_evicted_tenant_gets_new_credentials_never_another_tenants(make_vendor: Any, sts: FakeSts) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "Settings",
     "TableSpec",
     "get_settings",
+    "kept_tenants_bound",
     "refuse_local_only_in_deployment",
 ]
 
@@ -54,9 +55,12 @@ class ENV:
     REPLAY_TABLE = "TENANTSCOPE_REPLAY_TABLE"
     METRICS = "TENANTSCOPE_METRICS"
     TRACING = "TENANTSCOPE_TRACING"  # read by _tracing when the tracer is chosen
+    MAX_KEPT_TENANTS = "TENANTSCOPE_MAX_KEPT_TENANTS"  # read when the kept tenants are first bounded
     REGION = "AWS_REGION"
     # Set by Lambda for each invocation: its X-Ray trace header (Root, Parent, Sampled).
     LAMBDA_TRACE_HEADER = "_X_AMZN_TRACE_ID"
+    # Set by Lambda (and sam local): the function's memory, in MB.
+    LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 
 ISOLATION_SESSION_TAGS = "session-tags"
@@ -318,6 +322,34 @@ def refuse_local_only_in_deployment(setting: str, form: str) -> None:
         raise ConfigurationError(
             Reason.LOCAL_ONLY_SETTING, f"{setting}={form}... is not for a deployed function"
         )
+
+
+# A kept tenant (_data.py) holds a botocore session and the clients its code used, up to about
+# 0.8 MiB: one is kept per 4 MB of the function's memory (a fifth of it at most), and 256 at most,
+# so that a small function serving many tenants drops the least recently used rather than run out.
+MAX_KEPT_TENANTS = 256
+MB_PER_KEPT_TENANT = 4
+
+
+def kept_tenants_bound(environ: Mapping[str, str] | None = None) -> int:
+    """How many tenants' sessions and clients the process keeps: ``TENANTSCOPE_MAX_KEPT_TENANTS``,
+    else one per 4 MB of the function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``) up to 256,
+    else (outside Lambda) 256.
+
+    >>> kept_tenants_bound({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}), kept_tenants_bound({})
+    (32, 256)
+    """
+    environ = os.environ if environ is None else environ
+    explicit = environ.get(ENV.MAX_KEPT_TENANTS, "").strip()
+    if explicit:
+        bound: int = _parsed(ENV.MAX_KEPT_TENANTS, int, explicit)
+        if bound < 1:
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.MAX_KEPT_TENANTS} must be at least 1")
+        return bound
+    memory = environ.get(ENV.LAMBDA_MEMORY, "")
+    if memory.isascii() and memory.isdigit():
+        return max(1, min(MAX_KEPT_TENANTS, int(memory) // MB_PER_KEPT_TENANT))
+    return MAX_KEPT_TENANTS
 
 
 _settings: ProcessValue[Settings] = ProcessValue()

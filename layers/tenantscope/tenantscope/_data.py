@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ._aws import tenant_boto3_session, tenant_resource
-from ._cache import ProcessCache
-from ._config import Settings, get_settings
+from ._cache import ProcessCache, ProcessValue
+from ._config import Settings, get_settings, kept_tenants_bound
 from ._context import _current_scope_or_raise, _scope_of
 from ._credentials import CredentialVendor, ScopedCredentials, default_vendor
 from ._errors import CrossTenantAccess, Reason
@@ -81,11 +81,13 @@ def _signing_credentials(
     return signing
 
 
-# Bounded: a pooled container may serve many tenants; the least recently used are dropped.
-MAX_CACHED_TENANTS = 256
-_tenants: ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData] = ProcessCache(
-    maxsize=MAX_CACHED_TENANTS
-)
+# Bounded: a pooled container may serve many tenants; the least recently used are dropped. The
+# bound follows the function's memory, read when a tenant is first kept (kept_tenants_bound).
+_tenants: ProcessValue[ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData]] = ProcessValue()
+
+
+def _kept_tenants() -> ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData]:
+    return _tenants.get(lambda: ProcessCache(maxsize=kept_tenants_bound()))
 
 
 def _tenant_data() -> _TenantData:
@@ -97,7 +99,9 @@ def _tenant_data() -> _TenantData:
     # any client is made, and a unit that began with them goes on with them.
     vendor = scope.vendor or default_vendor()
     vendor.signing_credentials(tenant_id, settings)
-    return _tenants.get((tenant_id, settings, vendor), lambda: _TenantData(tenant_id, settings, vendor))
+    return _kept_tenants().get(
+        (tenant_id, settings, vendor), lambda: _TenantData(tenant_id, settings, vendor)
+    )
 
 
 # The services whose every request a guard checks. A tenant session makes clients for these and
