@@ -59,8 +59,16 @@ class ENV:
     REGION = "AWS_REGION"
     # Set by Lambda for each invocation: its X-Ray trace header (Root, Parent, Sampled).
     LAMBDA_TRACE_HEADER = "_X_AMZN_TRACE_ID"
-    # Set by Lambda (and sam local): the function's memory, in MB.
+    # Set by Lambda (and sam local): the function's name, and its memory in MB.
+    LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
     LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+    # Set by Lambda where X-Ray is available; read by _tracing to tell whether it is.
+    LAMBDA_TASK_ROOT = "LAMBDA_TASK_ROOT"
+    XRAY_DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"
+    # The X-Ray SDK's own switch, honoured as the SDK honours it.
+    XRAY_SDK_ENABLED = "AWS_XRAY_SDK_ENABLED"
+    # Set by sam local invoke / start-api, where local-only settings are allowed.
+    SAM_LOCAL = "AWS_SAM_LOCAL"
 
 
 ISOLATION_SESSION_TAGS = "session-tags"
@@ -318,7 +326,7 @@ def refuse_local_only_in_deployment(setting: str, form: str) -> None:
     it; a JWKS file never came over TLS from the issuer. Both are for tests, local runs and
     ``sam local invoke`` (which sets AWS_SAM_LOCAL).
     """
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_SAM_LOCAL") != "true":
+    if os.environ.get(ENV.LAMBDA_FUNCTION_NAME) and os.environ.get(ENV.SAM_LOCAL) != "true":
         raise ConfigurationError(
             Reason.LOCAL_ONLY_SETTING, f"{setting}={form}... is not for a deployed function"
         )

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from ._config import Settings
+from ._config import ENV, Settings
 from ._errors import StsRefused, StsThrottled, StsUnreachable, TenantAuthError, TenantError
 from ._tracing import AnnotationValue, Span, Tracer
 
@@ -80,7 +80,7 @@ def emf_line(
                 }
             ],
         },
-        "Function": function or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or "local",
+        "Function": function or os.environ.get(ENV.LAMBDA_FUNCTION_NAME) or "local",
         "Trigger": trigger,
         "Units": 1,
         "ClientErrors": int(client_error and not fault),

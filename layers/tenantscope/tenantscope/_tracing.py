@@ -43,6 +43,8 @@ AnnotationValue = str | int | float | bool
 
 
 class Span(Protocol):
+    """One unit of work's span, as a tracing backend records it."""
+
     def annotate(self, key: str, value: AnnotationValue) -> None:
         """Add an indexed annotation. Never pass a token, key or credential."""
         ...
@@ -53,6 +55,8 @@ class Span(Protocol):
 
 
 class Tracer(Protocol):
+    """A tracing backend, installed with :func:`set_tracer` (X-Ray, OpenTelemetry and off ship)."""
+
     def span(self, name: str, trace_header: str | None = None) -> AbstractContextManager[Span]:
         """Open a span for one unit of work; an exception escaping it is recorded.
 
@@ -272,12 +276,12 @@ def _tracing_choice() -> str:
 
 
 def _xray_available() -> bool:
-    if os.environ.get("AWS_XRAY_SDK_ENABLED", "").strip().lower() in _SDK_DISABLED:
+    if os.environ.get(ENV.XRAY_SDK_ENABLED, "").strip().lower() in _SDK_DISABLED:
         return False
     # Lambda sets LAMBDA_TASK_ROOT always, and the daemon address where X-Ray can trace (possibly
     # without active tracing: PassThrough still traces sampled upstream requests). Unsampled
     # invocations record nothing; TENANTSCOPE_TRACING=off also saves the SDK import.
-    return bool(os.environ.get("LAMBDA_TASK_ROOT") and os.environ.get("AWS_XRAY_DAEMON_ADDRESS"))
+    return bool(os.environ.get(ENV.LAMBDA_TASK_ROOT) and os.environ.get(ENV.XRAY_DAEMON_ADDRESS))
 
 
 def _detected_tracer() -> Tracer:

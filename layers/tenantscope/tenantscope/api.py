@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from ._config import Settings
+from ._config import ENV, Settings
 from ._credentials import CredentialVendor
 from ._errors import Reason, Unauthorized
 from ._jwt import JwksCache
@@ -97,7 +97,7 @@ def api_handler(
         pipeline = Pipeline("api", settings, jwks=jwks, vendor=vendor)
 
         # At cold start in Lambda, fetch the JWKS during init rather than on the first request.
-        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        if os.environ.get(ENV.LAMBDA_FUNCTION_NAME):
             try:
                 pipeline.verifier.preload()
             except Exception:  # configuration errors surface on the first request instead
