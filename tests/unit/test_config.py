@@ -348,7 +348,9 @@ def test_a_local_only_form_is_accepted_under_sam_local_and_outside_lambda(
 
 
 @pytest.mark.parametrize(
-    ("memory_mb", "kept"), [("128", 32), ("512", 128), ("1023", 255), ("1024", 256), ("10240", 256)]
+    ("memory_mb", "kept"),
+    # Below 8 MB (no Lambda function has so little): still one tenant, never none
+    [("128", 32), ("512", 128), ("1023", 255), ("1024", 256), ("10240", 256), ("7", 1), ("0", 1)],
 )
 def test_a_function_keeps_one_tenant_per_4_mb_of_its_memory_and_256_at_most(
     memory_mb: str, kept: int
@@ -366,6 +368,7 @@ def test_outside_lambda_256_tenants_are_kept(memory_mb: str) -> None:
 def test_an_explicit_bound_wins_over_the_memory_and_is_not_capped() -> None:
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " 8 ", ENV.LAMBDA_MEMORY: "10240"}) == 8
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1000", ENV.LAMBDA_MEMORY: "128"}) == 1000
+    assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1"}) == 1
     # AND an empty value is unset, as for every setting
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " ", ENV.LAMBDA_MEMORY: "128"}) == 32
 

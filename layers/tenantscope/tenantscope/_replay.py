@@ -36,6 +36,8 @@ RETAIN_AFTER_EXPIRY_SECONDS = 3600
 
 
 class ReplayGuard(Protocol):
+    """Remembers the envelopes processed, so that a replayed one is refused (``replay_guard=``)."""
+
     def admit(self, envelope: Envelope, message_id: str) -> bool:
         """True when ``message_id`` may process ``envelope`` now."""
         ...
