@@ -229,6 +229,11 @@ def test_a_refusal_inside_the_margin_stops_requests_at_once(
     # WHEN a request is signed THEN it is refused: a refusal is no passing outage
     with pytest.raises(StsRefused):
         vendor.signing_credentials("acme", settings)
+    # AND once the refusal is no longer remembered, an outage does not bring the credentials back
+    clock.advance(2)
+    sts.refuse, sts.throttle_next = False, 1_000
+    with pytest.raises(StsThrottled):
+        vendor.signing_credentials("acme", settings)
 
 
 def test_roles_and_strategies_are_cached_separately(make_vendor: Any, sts: FakeSts) -> None:

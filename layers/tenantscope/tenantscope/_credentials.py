@@ -271,6 +271,11 @@ class CredentialVendor:
                 for failed in [k for k, (until, _) in self._failed_until.items() if until <= now]:
                     del self._failed_until[failed]
                 self._failed_until[key] = (now + self._failure_ttl, _again(error, None))
+                if isinstance(error, StsRefused):
+                    # The role or its trust withdrawn: the cached credentials go too, so that no
+                    # outage later serves them to the requests of a unit already under way.
+                    self._cache.pop(key, None)
+                    self._signing_retry_at.pop(key, None)
             raise
         finally:
             with self._lock:
