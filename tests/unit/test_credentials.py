@@ -501,7 +501,7 @@ def jitter_ranges(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
         ranges.append((low, high))
         return high
 
-    monkeypatch.setattr(_credentials, "random", SimpleNamespace(uniform=top))
+    monkeypatch.setattr(_credentials, "_JITTER", SimpleNamespace(uniform=top))
     return ranges
 
 

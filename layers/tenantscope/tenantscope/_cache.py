@@ -9,7 +9,7 @@
   kept when a reload fails (the issuer's JWKS, a signing key ring).
 
 A warm Lambda container keeps all of it between invocations; :func:`reset_process_state`
-forgets all of it at once (tests).
+forgets all of it at once (tests, and a SnapStart snapshot resuming: see _pipeline.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ _registry: weakref.WeakSet[_Resettable] = weakref.WeakSet()
 
 
 def reset_process_state() -> None:
-    """Forget every process-wide value and cache, as a new container would start (tests)."""
+    """Forget every process-wide value and cache, as a new container would start (tests, and a
+    SnapStart snapshot resuming)."""
     for state in list(_registry):
         state.reset()
 
@@ -176,6 +177,14 @@ class Refresher(Generic[V]):
         self.loaded_at = float("-inf")
         self._attempted_at = float("-inf")
         self._lock = threading.Lock()
+        _registry.add(self)
+
+    def reset(self) -> None:
+        """Forget the value: the next use loads it, as in a new container. Its age is measured on
+        a monotonic clock, which does not count the time a SnapStart snapshot was kept."""
+        with self._lock:
+            self.value = None
+            self.loaded_at = self._attempted_at = float("-inf")
 
     def refresh(self, *, force: bool = False) -> None:
         """Load again, unless the last attempt is more recent than the interval (``force``: load now)."""

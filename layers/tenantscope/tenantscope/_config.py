@@ -62,6 +62,8 @@ class ENV:
     # Set by Lambda (and sam local): the function's name, and its memory in MB.
     LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
     LAMBDA_MEMORY = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+    # Set by Lambda at init: "snap-start" where the init is taken as a SnapStart snapshot.
+    LAMBDA_INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
     # Set by Lambda where X-Ray is available; read by _tracing to tell whether it is.
     LAMBDA_TASK_ROOT = "LAMBDA_TASK_ROOT"
     XRAY_DAEMON_ADDRESS = "AWS_XRAY_DAEMON_ADDRESS"

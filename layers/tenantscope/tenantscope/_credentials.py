@@ -47,6 +47,9 @@ _THROTTLING_CODES = frozenset(
 # STS failing on its side: as good as unreachable for this call.
 _UNAVAILABLE_CODES = frozenset({"ServiceUnavailable", "InternalFailure", "IDPCommunicationError"})
 _RETRIED = (StsThrottled, StsUnreachable)
+# The retries' jitter, drawn from the operating system: the random module's state is copied into
+# every environment a SnapStart snapshot resumes, which would then all retry STS in step.
+_JITTER = random.SystemRandom()
 
 
 @dataclass(frozen=True)
@@ -328,7 +331,7 @@ class CredentialVendor:
                 logger.warning("tenantscope: %s, attempt %d", error, attempt + 1)
                 last = error
                 if attempt + 1 < self._max_attempts:
-                    self._sleep(random.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
+                    self._sleep(_JITTER.uniform(0, min(self._backoff_cap, self._backoff_base * 2**attempt)))
                 continue
             except ValueError:  # a backend built ScopedCredentials from an unusable answer
                 raise StsRefused(Reason.STS_UNUSABLE_CREDENTIALS) from None

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._cache import ProcessValue
-from ._config import Settings, get_settings
+from ._cache import ProcessValue, reset_process_state
+from ._config import ENV, Settings, get_settings
 from ._context import TenantContext, _exit_scope, _open_scope
 from ._credentials import CredentialVendor, default_vendor
 from ._errors import (
@@ -131,6 +132,38 @@ def require_synchronous(fn: Callable[..., Any], decorator: str) -> None:
         )
 
 
+# The runtime hook libraries the process state is registered with (one per process in Lambda).
+_restore_hooked: list[object] = []
+_restore_lock = threading.Lock()
+
+
+def forget_state_on_restore() -> None:
+    """Under Lambda SnapStart, forget the process's state (:func:`reset_process_state`) each time
+    a snapshot resumes, as a new container would start without it.
+
+    What init loaded into the snapshot (the issuer's keys, a signing key ring, table schemas, the
+    AWS clients and their connections) would otherwise be taken as loaded moments ago in an
+    environment resumed days later: their ages are measured on a monotonic clock, which does not
+    count the time a snapshot was kept, so a key the issuer withdrew since would still verify.
+    Lambda's Python runtime ships the hook library, ``snapshot_restore_py``; registered once.
+    """
+    if os.environ.get(ENV.LAMBDA_INITIALIZATION_TYPE) != "snap-start":
+        return
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:
+        logger.error(
+            "tenantscope: SnapStart without snapshot_restore_py: keys loaded at init would be kept "
+            "after a snapshot resumes; include the runtime's hook library"
+        )
+        return
+    with _restore_lock:
+        if register_after_restore in _restore_hooked:
+            return
+        _restore_hooked.append(register_after_restore)
+    register_after_restore(reset_process_state)
+
+
 class Pipeline:
     """What one decorated handler needs, built on first use; any part can be injected (fakes).
 
@@ -159,6 +192,8 @@ class Pipeline:
         self._traced: ProcessValue[tuple[Tracer, Tracer]] = ProcessValue()  # (source, with metrics)
         self._lock = threading.Lock()
         self._ready = False
+        # At import, in init: before the snapshot that SnapStart takes of it.
+        forget_state_on_restore()
 
     def _prepare(self) -> None:
         with self._lock:
