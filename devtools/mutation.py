@@ -65,7 +65,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_files_on_moto.py",
     ),
     "_policy": ("tests/unit/test_policy.py", "tests/unit/test_credentials.py"),
-    "_credentials": ("tests/unit/test_credentials.py", "tests/unit/test_api_handler.py"),
+    "_credentials": (
+        "tests/unit/test_credentials.py",
+        "tests/unit/test_api_handler.py",
+        "tests/unit/test_snapstart.py",
+    ),
     "_envelope": (
         "tests/unit/test_envelope.py",
         "tests/unit/test_sqs_handler.py",
@@ -141,6 +145,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_errors_name_the_fix.py",
         "tests/integration/test_process_reset.py",
         "tests/integration/test_keys_and_replay_on_moto.py",
+        "tests/unit/test_snapstart.py",
     ),
     "_cache": (
         "tests/unit/test_process_cache.py",
@@ -148,6 +153,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/unit/test_jwks_cache.py",
         "tests/unit/test_keyring.py",
         "tests/unit/test_token_cache.py",
+        "tests/unit/test_snapstart.py",
     ),
     "_jwt": (
         "tests/unit/test_jwt_attacks.py",

@@ -102,7 +102,10 @@ def test_snapstart_without_the_hook_library_says_so_and_serves(
     with caplog.at_level(logging.ERROR, logger="tenantscope"):
         handler = tenant_api(jwks, vendor)
     # THEN the log says what is at stake, and requests are served
-    assert ["SnapStart without snapshot_restore_py" in r.getMessage() for r in caplog.records] == [True]
+    assert [r.getMessage() for r in caplog.records] == [
+        "tenantscope: SnapStart without snapshot_restore_py: keys loaded at init would be kept "
+        "after a snapshot resumes; include the runtime's hook library"
+    ]
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
 
 

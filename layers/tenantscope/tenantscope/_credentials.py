@@ -278,7 +278,6 @@ class CredentialVendor:
                     # The role or its trust withdrawn: the cached credentials go too, so that no
                     # outage later serves them to the requests of a unit already under way.
                     self._cache.pop(key, None)
-                    self._signing_retry_at.pop(key, None)
             raise
         finally:
             with self._lock:
