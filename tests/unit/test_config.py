@@ -365,23 +365,31 @@ def test_outside_lambda_256_tenants_are_kept(memory_mb: str) -> None:
     assert kept_tenants_bound({ENV.LAMBDA_MEMORY: memory_mb}) == 256
 
 
-def test_an_explicit_bound_wins_over_the_memory_and_is_not_capped() -> None:
+def test_an_explicit_bound_wins_over_the_memory_up_to_the_credentials_kept() -> None:
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " 8 ", ENV.LAMBDA_MEMORY: "10240"}) == 8
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1000", ENV.LAMBDA_MEMORY: "128"}) == 1000
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1"}) == 1
+    assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: "1024"}) == 1024
     # AND an empty value is unset, as for every setting
     assert kept_tenants_bound({ENV.MAX_KEPT_TENANTS: " ", ENV.LAMBDA_MEMORY: "128"}) == 32
+
+
+OUT_OF_BOUNDS = (
+    "TENANTSCOPE_MAX_KEPT_TENANTS must be between 1 and 1024, the tenants whose credentials are kept"
+)
 
 
 @pytest.mark.parametrize(
     ("value", "detail"),
     [
-        ("0", "TENANTSCOPE_MAX_KEPT_TENANTS must be at least 1"),
-        ("-3", "TENANTSCOPE_MAX_KEPT_TENANTS must be at least 1"),
+        ("0", OUT_OF_BOUNDS),
+        ("-3", OUT_OF_BOUNDS),
+        # More sessions than credentials kept: a returning tenant would cost an STS call
+        ("1025", OUT_OF_BOUNDS),
         ("many", "TENANTSCOPE_MAX_KEPT_TENANTS is not a valid value"),
     ],
 )
-def test_a_bound_that_keeps_no_tenant_or_is_no_number_is_refused(value: str, detail: str) -> None:
+def test_a_bound_outside_one_to_the_credentials_kept_or_no_number_is_refused(value: str, detail: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
         kept_tenants_bound({ENV.MAX_KEPT_TENANTS: value})
     assert (refused.value.reason, refused.value.detail) == (Reason.INVALID_SETTING, detail)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from collections.abc import Callable
 
 from tenantscope._cache import ProcessCache, ProcessValue, Refresher, reset_process_state
@@ -109,3 +111,33 @@ def test_a_refresher_that_never_loaded_is_infinitely_old() -> None:
     assert refresher.age() == math.inf
     refresher.refresh()
     assert refresher.age() == 0.0
+
+
+def test_a_reset_while_another_thread_makes_process_state_forgets_all_of_it_without_failing() -> None:
+    # GIVEN a process with much state, and a thread that keeps making more, as first uses do,
+    # switching threads as often as the interpreter can
+    kept = [ProcessValue[object]() for _ in range(2000)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    stop = threading.Event()
+
+    def make_state() -> None:
+        while not stop.is_set():
+            ProcessCache[str, str]()
+
+    maker = threading.Thread(target=make_state)
+    maker.start()
+    # WHEN the state is reset again and again meanwhile THEN no reset fails partway
+    failures = []
+    try:
+        for _ in range(500):
+            try:
+                reset_process_state()
+            except RuntimeError as error:  # a set changed size during iteration
+                failures.append(error)
+    finally:
+        stop.set()
+        maker.join()
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(kept) == 2000

@@ -8,9 +8,8 @@ runtime does when a copy resumes.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import random
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +17,13 @@ from typing import Any
 import pytest
 import snapshot_restore_py
 
-from tenantscope import _pipeline, api_handler, current_tenant
-from tenantscope._cache import reset_process_state
-from tenantscope._credentials import CredentialVendor
+from tenantscope import NoopTracer, Settings, _pipeline, api_handler, current_tenant, set_tracer
+from tenantscope._cache import ProcessValue, reset_process_state
+from tenantscope._credentials import CredentialVendor, FakeSts, default_vendor, set_default_vendor
 from tenantscope._jwt import JwksCache, StaticJwksSource
+from tenantscope._tracing import get_tracer
 from tenantscope.testing import LocalIssuer
-from tests.conftest import LambdaContext, http_api_event
+from tests.conftest import ROLE_ARN, LambdaContext, http_api_event
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_the_state_is_registered_once_however_many_handlers_init_decorates(
 ) -> None:
     tenant_api(jwks, vendor)
     tenant_api(jwks, vendor)
-    assert snapshot_restore_py.get_after_restore() == [(reset_process_state, (), {})]
+    assert snapshot_restore_py.get_after_restore() == [(reset_process_state, (), {"keep_installed": True})]
 
 
 def test_without_snapstart_nothing_is_registered(
@@ -89,39 +89,63 @@ def test_without_snapstart_nothing_is_registered(
     assert snapshot_restore_py.get_after_restore() == []
 
 
-def test_snapstart_without_the_hook_library_says_so_and_serves(
+def test_snapstart_without_the_hook_library_loads_no_keys_at_init_and_serves(
     after_restore_hooks: Callable[[], None],
     issuer: LocalIssuer,
-    jwks: JwksCache,
     vendor: CredentialVendor,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # GIVEN a SnapStart init where the library cannot be imported
+    # GIVEN a SnapStart init in Lambda where the library cannot be imported
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+    source = StaticJwksSource(issuer.jwks())
     with caplog.at_level(logging.ERROR, logger="tenantscope"):
-        handler = tenant_api(jwks, vendor)
-    # THEN the log says what is at stake, and requests are served
+        handler = tenant_api(JwksCache(source), vendor)
+    # THEN the log says so, and init leaves the keys out of the snapshot, which nothing would forget
     assert [r.getMessage() for r in caplog.records] == [
-        "tenantscope: SnapStart without snapshot_restore_py: keys loaded at init would be kept "
-        "after a snapshot resumes; include the runtime's hook library"
+        "tenantscope: SnapStart without snapshot_restore_py: the issuer's keys are not loaded "
+        "at init, so that no snapshot keeps them; include the runtime's hook library"
     ]
+    assert source.fetches == 0
+    # AND requests are served, each resumed copy fetching the keys on its first
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 200
+    assert source.fetches == 1
 
 
-def test_copies_of_one_process_draw_their_own_sts_retry_jitter() -> None:
-    # GIVEN a process copied as SnapStart copies a snapshot (a fork shares the parent's memory)
-    from tenantscope import _credentials
+def test_what_init_installed_itself_is_kept_when_the_snapshot_resumes(
+    after_restore_hooks: Callable[[], None],
+) -> None:
+    # GIVEN an init that installs its own tracer and vendor (no later init would install them again)
+    _pipeline.forget_state_on_restore()  # as decorating a handler does
+    tracer, vendor = NoopTracer(), CredentialVendor(FakeSts())
+    set_tracer(tracer)
+    set_default_vendor(vendor)
+    detected = ProcessValue[object]()
+    detected.get(object)
+    # WHEN the snapshot resumes THEN they are still the process's, and what was built is forgotten
+    after_restore_hooks()
+    assert get_tracer() is tracer and default_vendor() is vendor
+    assert detected.peek() is None
+    # AND a reset as a test makes one forgets them too
+    reset_process_state()
+    assert get_tracer() is not tracer and default_vendor() is not vendor
 
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover (runs in the copy)
-        os.write(write, json.dumps([_credentials._JITTER.uniform(0, 1) for _ in range(4)]).encode())
-        os._exit(0)
-    os.close(write)
-    mine = [_credentials._JITTER.uniform(0, 1) for _ in range(4)]
-    with os.fdopen(read) as pipe:
-        theirs = json.loads(pipe.read())
-    os.waitpid(child, 0)
-    # THEN each draws its own delays, so copies throttled together do not retry STS in step
-    assert mine != theirs
+
+def test_copies_of_one_snapshot_wait_their_own_delays_before_retrying_sts() -> None:
+    def retry_delays() -> list[float]:
+        sts, delays = FakeSts(), []
+        sts.throttle_next = 3
+        CredentialVendor(sts, sleep=delays.append, max_attempts=4).credentials_for(
+            "acme", Settings.load(role_arn=ROLE_ARN)
+        )
+        return delays
+
+    # GIVEN two copies of one snapshot: the random module's state is the same in each
+    snapshot = random.getstate()
+    first = retry_delays()
+    random.setstate(snapshot)
+    second = retry_delays()
+    # THEN each waits its own delays, so copies throttled together do not retry STS in step
+    assert len(first) == len(second) == 3
+    assert first != second

@@ -33,17 +33,30 @@ V = TypeVar("V")
 
 
 class _Resettable(Protocol):
-    def reset(self) -> None: ...
+    def reset(self, *, keep_installed: bool = False) -> None: ...
 
 
 _registry: weakref.WeakSet[_Resettable] = weakref.WeakSet()
+# Taken to add to the registry and to copy it: a set iterated while another thread adds to it raises.
+_registry_lock = threading.Lock()
 
 
-def reset_process_state() -> None:
-    """Forget every process-wide value and cache, as a new container would start (tests, and a
-    SnapStart snapshot resuming)."""
-    for state in list(_registry):
-        state.reset()
+def _register(state: _Resettable) -> None:
+    with _registry_lock:
+        _registry.add(state)
+
+
+def reset_process_state(*, keep_installed: bool = False) -> None:
+    """Forget every process-wide value and cache, as a new container would start (tests).
+
+    ``keep_installed`` keeps what the code installed itself (:func:`set_tracer`,
+    :func:`set_default_vendor`) and forgets only what was loaded, built or cached: a SnapStart
+    snapshot resuming keeps its init's own choices, which no later init would make again.
+    """
+    with _registry_lock:
+        states = list(_registry)
+    for state in states:
+        state.reset(keep_installed=keep_installed)
 
 
 class ProcessValue(Generic[V]):
@@ -56,8 +69,9 @@ class ProcessValue(Generic[V]):
 
     def __init__(self, lock: threading.RLock | None = None) -> None:
         self._value: V | None = None
+        self._installed = False
         self._lock = lock or threading.RLock()
-        _registry.add(self)
+        _register(self)
 
     def get(self, build: Callable[[], V]) -> V:
         value = self._value
@@ -72,13 +86,17 @@ class ProcessValue(Generic[V]):
         """The value if it has been built, else None."""
         return self._value
 
-    def set(self, value: V | None) -> None:
-        """Replace the value (None: build it again on next use)."""
+    def set(self, value: V | None, *, installed: bool = False) -> None:
+        """Replace the value (None: build it again on next use); ``installed``: the code's own
+        choice, kept by ``reset(keep_installed=True)``."""
         with self._lock:
             self._value = value
+            self._installed = installed and value is not None
 
-    def reset(self) -> None:
-        self.set(None)
+    def reset(self, *, keep_installed: bool = False) -> None:
+        with self._lock:
+            if not (keep_installed and self._installed):
+                self.set(None)
 
 
 def touch(values: OrderedDict[K, V], key: K) -> None:
@@ -102,7 +120,7 @@ class ProcessCache(Generic[K, V]):
         self._values: OrderedDict[K, V] = OrderedDict()
         self._maxsize = maxsize
         self._lock = lock or threading.RLock()
-        _registry.add(self)
+        _register(self)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -144,7 +162,7 @@ class ProcessCache(Generic[K, V]):
         with self._lock:
             self._values.pop(key, None)
 
-    def reset(self) -> None:
+    def reset(self, *, keep_installed: bool = False) -> None:
         with self._lock:
             self._values.clear()
 
@@ -177,9 +195,9 @@ class Refresher(Generic[V]):
         self.loaded_at = float("-inf")
         self._attempted_at = float("-inf")
         self._lock = threading.Lock()
-        _registry.add(self)
+        _register(self)
 
-    def reset(self) -> None:
+    def reset(self, *, keep_installed: bool = False) -> None:
         """Forget the value: the next use loads it, as in a new container. Its age is measured on
         a monotonic clock, which does not count the time a SnapStart snapshot was kept."""
         with self._lock:

@@ -339,6 +339,9 @@ def refuse_local_only_in_deployment(setting: str, form: str) -> None:
 # so that a small function serving many tenants drops the least recently used rather than run out.
 MAX_KEPT_TENANTS = 256
 MB_PER_KEPT_TENANT = 4
+# Credentials kept per vendor (_credentials.py), a few hundred bytes each: at least as many tenants
+# as keep sessions, whose every request asks for them, so a kept session never costs an STS call.
+MAX_CACHED_CREDENTIALS = 1024
 
 
 def kept_tenants_bound(environ: Mapping[str, str] | None = None) -> int:
@@ -353,8 +356,12 @@ def kept_tenants_bound(environ: Mapping[str, str] | None = None) -> int:
     explicit = environ.get(ENV.MAX_KEPT_TENANTS, "").strip()
     if explicit:
         bound: int = _parsed(ENV.MAX_KEPT_TENANTS, int, explicit)
-        if bound < 1:
-            raise ConfigurationError(Reason.INVALID_SETTING, f"{ENV.MAX_KEPT_TENANTS} must be at least 1")
+        if not 1 <= bound <= MAX_CACHED_CREDENTIALS:
+            raise ConfigurationError(
+                Reason.INVALID_SETTING,
+                f"{ENV.MAX_KEPT_TENANTS} must be between 1 and {MAX_CACHED_CREDENTIALS}, "
+                "the tenants whose credentials are kept",
+            )
         return bound
     memory = environ.get(ENV.LAMBDA_MEMORY, "")
     if memory.isascii() and memory.isdigit():

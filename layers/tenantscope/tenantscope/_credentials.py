@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from ._aws import aws_client, aws_error_code
 from ._cache import ProcessValue, touch
-from ._config import Settings
+from ._config import MAX_CACHED_CREDENTIALS, Settings
 from ._errors import CredentialsUnavailable, Reason, StsRefused, StsThrottled, StsUnreachable
 from ._policy import AssumeRoleRequest, assume_role_request
 
@@ -175,9 +175,6 @@ class _Flight:
         self.failure: CredentialsUnavailable | None = None
 
 
-# Credentials kept per vendor: at least the tenants whose data clients are kept (256, _data.py),
-# which ask for them at every request; a few hundred bytes each.
-MAX_CACHED_CREDENTIALS = 1024
 # What a request needs of the credentials it is signed with: time to reach AWS, with a retry.
 MIN_SIGNING_SECONDS = 60
 # While requests go on with cached credentials STS could not replace, how often it is asked again.
@@ -364,4 +361,4 @@ def default_vendor() -> CredentialVendor:
 
 def set_default_vendor(vendor: CredentialVendor | None) -> None:
     """Replace the process-wide vendor (e.g. with one on :class:`FakeSts`); None restores the real one."""
-    _default_vendor.set(vendor)
+    _default_vendor.set(vendor, installed=True)

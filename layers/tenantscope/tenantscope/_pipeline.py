@@ -137,9 +137,11 @@ _restore_hooked: list[object] = []
 _restore_lock = threading.Lock()
 
 
-def forget_state_on_restore() -> None:
+def forget_state_on_restore() -> bool:
     """Under Lambda SnapStart, forget the process's state (:func:`reset_process_state`) each time
-    a snapshot resumes, as a new container would start without it.
+    a snapshot resumes, as a new container would start without it, but for the tracer and vendor
+    the code installed at init (which no later init would install again). Returns whether init
+    may load keys: always, but under SnapStart without the hook library.
 
     What init loaded into the snapshot (the issuer's keys, a signing key ring, table schemas, the
     AWS clients and their connections) would otherwise be taken as loaded moments ago in an
@@ -148,20 +150,21 @@ def forget_state_on_restore() -> None:
     Lambda's Python runtime ships the hook library, ``snapshot_restore_py``; registered once.
     """
     if os.environ.get(ENV.LAMBDA_INITIALIZATION_TYPE) != "snap-start":
-        return
+        return True
     try:
         from snapshot_restore_py import register_after_restore
     except ImportError:
         logger.error(
-            "tenantscope: SnapStart without snapshot_restore_py: keys loaded at init would be kept "
-            "after a snapshot resumes; include the runtime's hook library"
+            "tenantscope: SnapStart without snapshot_restore_py: the issuer's keys are not loaded "
+            "at init, so that no snapshot keeps them; include the runtime's hook library"
         )
-        return
+        return False
     with _restore_lock:
         if register_after_restore in _restore_hooked:
-            return
+            return True
         _restore_hooked.append(register_after_restore)
-    register_after_restore(reset_process_state)
+    register_after_restore(reset_process_state, keep_installed=True)
+    return True
 
 
 class Pipeline:
@@ -193,7 +196,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._ready = False
         # At import, in init: before the snapshot that SnapStart takes of it.
-        forget_state_on_restore()
+        self.loads_at_init = forget_state_on_restore()
 
     def _prepare(self) -> None:
         with self._lock:

@@ -308,7 +308,7 @@ def get_tracer() -> Tracer:
 
 def set_tracer(tracer: Tracer | None) -> None:
     """Install a tracer (another backend, or a capturing one in tests); None re-detects."""
-    _tracer.set(tracer)
+    _tracer.set(tracer, installed=True)
 
 
 def take_cold_start() -> bool:

@@ -97,7 +97,7 @@ def api_handler(
         pipeline = Pipeline("api", settings, jwks=jwks, vendor=vendor)
 
         # At cold start in Lambda, fetch the JWKS during init rather than on the first request.
-        if os.environ.get(ENV.LAMBDA_FUNCTION_NAME):
+        if os.environ.get(ENV.LAMBDA_FUNCTION_NAME) and pipeline.loads_at_init:
             try:
                 pipeline.verifier.preload()
             except Exception:  # configuration errors surface on the first request instead
