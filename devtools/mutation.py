@@ -105,6 +105,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_tracing.py",
     ),
     "api": (
+        "tests/unit/test_snapstart.py",
         "tests/unit/test_api_handler.py",
         "tests/unit/test_jwt_attacks.py",
         "tests/unit/test_async_handlers.py",
@@ -183,6 +184,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/integration/test_tracing.py",
         "tests/integration/test_tracing_on_each_backend.py",
         "tests/integration/test_tracing_otel.py",
+        "tests/unit/test_snapstart.py",
     ),
     "_metrics": (
         "tests/unit/test_metrics.py",

@@ -571,3 +571,21 @@ def test_by_default_keys_live_ten_minutes_and_unknown_kids_refetch_every_30_seco
     clock.advance(31)
     assert cache.get(issuer.kid) is not None  # over 600 s after the last fetch: refreshed
     assert jwks_source.fetches == 3
+
+
+def test_keys_forgotten_right_after_a_fetch_still_answer_the_read_that_fetched_them(
+    issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN keys that another thread forgets (a SnapStart resume, a test's reset) just as a fetch
+    # has stored them
+    jwks = JwksCache(StaticJwksSource(issuer.jwks()))
+    fetch = jwks._keys.refresh
+
+    def fetch_then_forgotten(*, force: bool = False) -> Any:
+        fetched = fetch(force=force)
+        jwks._keys.reset()
+        return fetched
+
+    monkeypatch.setattr(jwks._keys, "refresh", fetch_then_forgotten)
+    # WHEN the read that fetched them goes on THEN it answers with what it fetched, not an outage
+    assert jwks.get(issuer.kid) is not None

@@ -752,3 +752,21 @@ def test_the_process_ring_is_built_once_per_spec_and_max_age() -> None:
     assert isinstance(shorter, SecretsManagerKeyRing)
     assert shorter is not ring
     assert shorter._max_age == 60.0
+
+
+def test_a_ring_forgotten_right_after_a_load_still_serves_the_signature_that_loaded_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a ring that another thread forgets (a SnapStart resume, a test's reset) just as a load
+    # has stored it
+    ring = StaticKeyRing(ring_document())
+    load = ring._ring.refresh
+
+    def load_then_forgotten(*, force: bool = False) -> Any:
+        loaded = load(force=force)
+        ring._ring.reset()
+        return loaded
+
+    monkeypatch.setattr(ring._ring, "refresh", load_then_forgotten)
+    # WHEN the signature that loaded it goes on THEN it signs with what it loaded, not an outage
+    assert len(ring.sign("k1", b"m")) == 32

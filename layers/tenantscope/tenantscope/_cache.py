@@ -173,8 +173,8 @@ class Refresher(Generic[V]):
 
     >>> loads = iter([1, 2])
     >>> value = Refresher(lambda: next(loads), what="a value", min_interval=30.0, clock=lambda: 0.0)
-    >>> value.refresh(); value.refresh(); value.value
-    1
+    >>> value.refresh(), value.refresh(), value.value
+    (1, 1, 1)
     """
 
     def __init__(
@@ -204,13 +204,17 @@ class Refresher(Generic[V]):
             self.value = None
             self.loaded_at = self._attempted_at = float("-inf")
 
-    def refresh(self, *, force: bool = False) -> None:
-        """Load again, unless the last attempt is more recent than the interval (``force``: load now)."""
+    def refresh(self, *, force: bool = False) -> V | None:
+        """Load again, unless the last attempt is more recent than the interval (``force``: load now).
+
+        Returns the value as the refresh left it, read under the lock: read afterwards, it could
+        already be forgotten by a reset in another thread (None, an outage).
+        """
         with self._lock:
             now = self._clock()
             interval = self._min_interval if self.value is not None else self._retry_interval
             if not force and now - self._attempted_at < interval:
-                return
+                return self.value
             self._attempted_at = now
             try:
                 value = self._load()
@@ -218,8 +222,9 @@ class Refresher(Generic[V]):
                 logger.warning(
                     "tenantscope: %s failed (%s); keeping the last good one", self._what, log_reason(error)
                 )
-                return
+                return self.value
             self.value, self.loaded_at = value, now
+            return value
 
     def age(self) -> float:
         """Seconds since the last successful load (infinite before the first)."""

@@ -190,8 +190,7 @@ class JwksCache:
         keys = self._keys.value
         key = keys.get(kid) if keys is not None else None
         if key is None or self._keys.age() > self._ttl:
-            self._keys.refresh()
-            keys = self._keys.value
+            keys = self._keys.refresh()  # as the refresh left it: a reset since cannot void it
             key = keys.get(kid) if keys is not None else None
         if keys is None or (key is None and self._keys.age() > self._ttl):
             # No key set yet, or one due a refetch that failed: a kid it lacks may be a key the

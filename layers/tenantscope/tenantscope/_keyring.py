@@ -139,11 +139,14 @@ class HmacKeyRing:
         self._keyed: tuple[object, dict[str, _HmacPads]] = (None, {})
 
     def _loaded(self) -> tuple[str, dict[str, bytes]]:
-        if self._ring.value is None or self._ring.age() > self._max_age:
-            self._ring.refresh()
-        if self._ring.value is None:
+        # Read once, or as the refresh left it: a reset between two reads (reset_process_state in
+        # another thread) would otherwise turn a loaded ring into an outage.
+        ring = self._ring.value
+        if ring is None or self._ring.age() > self._max_age:
+            ring = self._ring.refresh()
+        if ring is None:
             raise KeysUnavailable(Reason.SIGNING_KEYS_UNAVAILABLE)
-        return self._ring.value
+        return ring
 
     def _key(self, key_id: str) -> bytes:
         key = self._loaded()[1].get(key_id)
