@@ -141,3 +141,18 @@ def test_a_reset_while_another_thread_makes_process_state_forgets_all_of_it_with
         sys.setswitchinterval(interval)
     assert failures == []
     assert len(kept) == 2000
+
+
+def test_a_value_the_code_installed_is_kept_only_by_a_reset_that_keeps_what_was_installed() -> None:
+    # GIVEN a value built on first use, one set as a cache, and one the code installed
+    built, cached, installed = ProcessValue[str](), ProcessValue[str](), ProcessValue[str]()
+    built.get(lambda: "detected")
+    cached.set("remembered")
+    installed.set("chosen", installed=True)
+    # WHEN a SnapStart resume resets the state THEN only the installed one stays
+    for value in (built, cached, installed):
+        value.reset(keep_installed=True)
+    assert (built.peek(), cached.peek(), installed.peek()) == (None, None, "chosen")
+    # AND a plain reset, as a test's, forgets it too
+    installed.reset()
+    assert installed.peek() is None
