@@ -70,11 +70,19 @@ def test_a_key_the_issuer_withdrew_while_the_snapshot_was_kept_no_longer_verifie
 
 
 def test_the_state_is_registered_once_however_many_handlers_init_decorates(
-    after_restore_hooks: Callable[[], None], jwks: JwksCache, vendor: CredentialVendor
+    after_restore_hooks: Callable[[], None],
+    issuer: LocalIssuer,
+    vendor: CredentialVendor,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tenant_api(jwks, vendor)
-    tenant_api(jwks, vendor)
+    # GIVEN an init in Lambda that decorates two handlers, each with its issuer's keys
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+    sources = [StaticJwksSource(issuer.jwks()), StaticJwksSource(issuer.jwks())]
+    for source in sources:
+        tenant_api(JwksCache(source), vendor)
+    # THEN the state is registered once, and each handler loaded its keys at init
     assert snapshot_restore_py.get_after_restore() == [(reset_process_state, (), {"keep_installed": True})]
+    assert [source.fetches for source in sources] == [1, 1]
 
 
 def test_without_snapstart_nothing_is_registered(
