@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from tenantscope._cache import Refresher
+
 
 class FakeClock:
     """A clock that moves only when told to; counts how often it is read."""
@@ -30,3 +34,16 @@ class RecordingSqs:
     def send_message(self, **request: Any) -> dict[str, Any]:
         self.sent.append(request)
         return {"MessageId": f"sent-{len(self.sent)}"}
+
+
+def forgotten_after_each_load(refresher: Refresher[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a reset, as from another thread (a SnapStart resume, a test's reset), forget what
+    ``refresher`` holds right after each of its loads, before the caller reads it."""
+    load = refresher.refresh
+
+    def load_then_forgotten(*, force: bool = False) -> Any:
+        loaded = load(force=force)
+        refresher.reset()
+        return loaded
+
+    monkeypatch.setattr(refresher, "refresh", load_then_forgotten)

@@ -19,7 +19,7 @@ from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt
 from tenantscope._config import Settings
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, _parse_keys, jwks_cache_for
 from tenantscope.testing import LocalIssuer
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, forgotten_after_each_load
 
 TTL = 600.0
 INTERVAL = 30.0
@@ -579,13 +579,6 @@ def test_keys_forgotten_right_after_a_fetch_still_answer_the_read_that_fetched_t
     # GIVEN keys that another thread forgets (a SnapStart resume, a test's reset) just as a fetch
     # has stored them
     jwks = JwksCache(StaticJwksSource(issuer.jwks()))
-    fetch = jwks._keys.refresh
-
-    def fetch_then_forgotten(*, force: bool = False) -> Any:
-        fetched = fetch(force=force)
-        jwks._keys.reset()
-        return fetched
-
-    monkeypatch.setattr(jwks._keys, "refresh", fetch_then_forgotten)
+    forgotten_after_each_load(jwks._keys, monkeypatch)
     # WHEN the read that fetched them goes on THEN it answers with what it fetched, not an outage
     assert jwks.get(issuer.kid) is not None

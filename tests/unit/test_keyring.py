@@ -36,7 +36,7 @@ from tenantscope._keyring import (
     default_key_ring,
     key_ring_from_spec,
 )
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, forgotten_after_each_load
 
 MAX_AGE = 300.0
 INTERVAL = 30.0
@@ -760,13 +760,6 @@ def test_a_ring_forgotten_right_after_a_load_still_serves_the_signature_that_loa
     # GIVEN a ring that another thread forgets (a SnapStart resume, a test's reset) just as a load
     # has stored it
     ring = StaticKeyRing(ring_document())
-    load = ring._ring.refresh
-
-    def load_then_forgotten(*, force: bool = False) -> Any:
-        loaded = load(force=force)
-        ring._ring.reset()
-        return loaded
-
-    monkeypatch.setattr(ring._ring, "refresh", load_then_forgotten)
+    forgotten_after_each_load(ring._ring, monkeypatch)
     # WHEN the signature that loaded it goes on THEN it signs with what it loaded, not an outage
     assert len(ring.sign("k1", b"m")) == 32

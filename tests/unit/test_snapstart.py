@@ -40,6 +40,12 @@ def after_restore_hooks(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     return resume
 
 
+@pytest.fixture
+def in_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An init in Lambda, where @api_handler loads the issuer's keys before the first request."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
+
+
 def tenant_api(jwks: JwksCache, vendor: CredentialVendor) -> Callable[[dict[str, Any], Any], Any]:
     @api_handler(jwks=jwks, vendor=vendor)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -49,13 +55,9 @@ def tenant_api(jwks: JwksCache, vendor: CredentialVendor) -> Callable[[dict[str,
 
 
 def test_a_key_the_issuer_withdrew_while_the_snapshot_was_kept_no_longer_verifies(
-    after_restore_hooks: Callable[[], None],
-    issuer: LocalIssuer,
-    vendor: CredentialVendor,
-    monkeypatch: pytest.MonkeyPatch,
+    after_restore_hooks: Callable[[], None], in_lambda: None, issuer: LocalIssuer, vendor: CredentialVendor
 ) -> None:
     # GIVEN a function whose init, in Lambda, loads the issuer's keys into the snapshot
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     source = StaticJwksSource(issuer.jwks())
     handler = tenant_api(JwksCache(source), vendor)
     assert source.fetches == 1
@@ -70,13 +72,9 @@ def test_a_key_the_issuer_withdrew_while_the_snapshot_was_kept_no_longer_verifie
 
 
 def test_the_state_is_registered_once_however_many_handlers_init_decorates(
-    after_restore_hooks: Callable[[], None],
-    issuer: LocalIssuer,
-    vendor: CredentialVendor,
-    monkeypatch: pytest.MonkeyPatch,
+    after_restore_hooks: Callable[[], None], in_lambda: None, issuer: LocalIssuer, vendor: CredentialVendor
 ) -> None:
     # GIVEN an init in Lambda that decorates two handlers, each with its issuer's keys
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     sources = [StaticJwksSource(issuer.jwks()), StaticJwksSource(issuer.jwks())]
     for source in sources:
         tenant_api(JwksCache(source), vendor)
@@ -99,6 +97,7 @@ def test_without_snapstart_nothing_is_registered(
 
 def test_snapstart_without_the_hook_library_loads_no_keys_at_init_and_serves(
     after_restore_hooks: Callable[[], None],
+    in_lambda: None,
     issuer: LocalIssuer,
     vendor: CredentialVendor,
     monkeypatch: pytest.MonkeyPatch,
@@ -106,7 +105,6 @@ def test_snapstart_without_the_hook_library_loads_no_keys_at_init_and_serves(
 ) -> None:
     # GIVEN a SnapStart init in Lambda where the library cannot be imported
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "orders-api")
     source = StaticJwksSource(issuer.jwks())
     with caplog.at_level(logging.ERROR, logger="tenantscope"):
         handler = tenant_api(JwksCache(source), vendor)
