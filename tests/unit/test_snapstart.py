@@ -24,6 +24,7 @@ from tenantscope._jwt import JwksCache, StaticJwksSource
 from tenantscope._tracing import get_tracer
 from tenantscope.testing import LocalIssuer
 from tests.conftest import ROLE_ARN, LambdaContext, http_api_event
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
@@ -65,10 +66,35 @@ def test_a_key_the_issuer_withdrew_while_the_snapshot_was_kept_no_longer_verifie
     successor = LocalIssuer.generate(kid="dev-key-2")
     source.document = successor.jwks()
     after_restore_hooks()
-    # THEN a token the withdrawn key signed is refused, and the new key's tokens are accepted
+    # THEN the keys are fetched again as it resumes, before its first request
+    assert source.fetches == 2
+    # AND a token the withdrawn key signed is refused, and the new key's tokens are accepted
     assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 401
     assert handler(http_api_event(successor.token("acme")), LambdaContext())["body"] == "acme"
     assert source.fetches == 2
+
+
+def test_an_issuer_unreachable_as_the_snapshot_resumes_is_asked_again_by_a_later_request(
+    after_restore_hooks: Callable[[], None],
+    in_lambda: None,
+    issuer: LocalIssuer,
+    vendor: CredentialVendor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a snapshot whose copy resumes while the issuer cannot be reached
+    source, clock = StaticJwksSource(issuer.jwks()), FakeClock()
+    handler = tenant_api(JwksCache(source, clock=clock), vendor)
+    source.fail = True
+    with caplog.at_level(logging.WARNING, logger="tenantscope"):
+        after_restore_hooks()
+    # THEN the resume completes, saying so, and holds no keys: a request at once is an outage (503)
+    assert "tenantscope: JWKS fetch failed" in caplog.text
+    source.fail = False
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["statusCode"] == 503
+    # AND a request a second later, as for any fetch that failed, fetches them and is served
+    clock.advance(1)
+    assert handler(http_api_event(issuer.token("acme")), LambdaContext())["body"] == "acme"
+    assert source.fetches == 3
 
 
 def test_the_state_is_registered_once_however_many_handlers_init_decorates(
@@ -78,9 +104,14 @@ def test_the_state_is_registered_once_however_many_handlers_init_decorates(
     sources = [StaticJwksSource(issuer.jwks()), StaticJwksSource(issuer.jwks())]
     for source in sources:
         tenant_api(JwksCache(source), vendor)
-    # THEN the state is registered once, and each handler loaded its keys at init
-    assert snapshot_restore_py.get_after_restore() == [(reset_process_state, (), {"keep_installed": True})]
+    # THEN each handler loaded its keys at init
     assert [source.fetches for source in sources] == [1, 1]
+    # AND the state is registered once, before each handler's load of its keys, which a resume runs
+    hooks = snapshot_restore_py.get_after_restore()
+    assert hooks[0] == (reset_process_state, (), {"keep_installed": True})
+    assert [reset_process_state in (hook, *args) for hook, args, _ in hooks] == [True, False, False]
+    after_restore_hooks()
+    assert [source.fetches for source in sources] == [2, 2]
 
 
 def test_without_snapstart_nothing_is_registered(

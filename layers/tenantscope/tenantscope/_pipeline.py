@@ -137,6 +137,18 @@ _restore_hooked: list[object] = []
 _restore_lock = threading.Lock()
 
 
+def _snapstart_hooks() -> tuple[bool, Callable[..., Any] | None]:
+    """Whether this init is taken as a SnapStart snapshot, and then the runtime's
+    ``register_after_restore`` (None where its library cannot be imported)."""
+    if os.environ.get(ENV.LAMBDA_INITIALIZATION_TYPE) != "snap-start":
+        return False, None
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:
+        return True, None
+    return True, register_after_restore
+
+
 def forget_state_on_restore() -> bool:
     """Under Lambda SnapStart, forget the process's state (:func:`reset_process_state`) each time
     a snapshot resumes, as a new container would start without it, but for the tracer and vendor
@@ -149,11 +161,10 @@ def forget_state_on_restore() -> bool:
     count the time a snapshot was kept, so a key the issuer withdrew since would still verify.
     Lambda's Python runtime ships the hook library, ``snapshot_restore_py``; registered once.
     """
-    if os.environ.get(ENV.LAMBDA_INITIALIZATION_TYPE) != "snap-start":
+    snapstart, register_after_restore = _snapstart_hooks()
+    if not snapstart:
         return True
-    try:
-        from snapshot_restore_py import register_after_restore
-    except ImportError:
+    if register_after_restore is None:
         logger.error(
             "tenantscope: SnapStart without snapshot_restore_py: the issuer's keys are not loaded "
             "at init, so that no snapshot keeps them; include the runtime's hook library"
@@ -165,6 +176,15 @@ def forget_state_on_restore() -> bool:
         _restore_hooked.append(register_after_restore)
     register_after_restore(reset_process_state, keep_installed=True)
     return True
+
+
+def load_after_each_resume(load: Callable[[], None]) -> None:
+    """Under SnapStart, run ``load`` each time a snapshot resumes, after the state is forgotten
+    (the runtime runs its hooks in the order they were registered, the state's first): what init
+    loaded for the first request is loaded again for the first request after each resume."""
+    register_after_restore = _snapstart_hooks()[1]
+    if register_after_restore is not None:
+        register_after_restore(load)
 
 
 class Pipeline:

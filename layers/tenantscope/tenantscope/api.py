@@ -13,7 +13,15 @@ from ._config import ENV, Settings
 from ._credentials import CredentialVendor
 from ._errors import Reason, Unauthorized
 from ._jwt import JwksCache
-from ._pipeline import Outcome, Pipeline, Refused, Success, Unavailable, require_synchronous
+from ._pipeline import (
+    Outcome,
+    Pipeline,
+    Refused,
+    Success,
+    Unavailable,
+    load_after_each_resume,
+    require_synchronous,
+)
 from ._resolve import resolve_api_event
 from ._tracing import take_cold_start
 
@@ -52,6 +60,13 @@ def _answer(outcome: Outcome[Any]) -> Any:
         case Unavailable():
             return _response(503, "Service Unavailable", {"Retry-After": "1"})
     return _response(500, "Internal Server Error")  # misconfigured, or the handler failed
+
+
+def _preload(pipeline: Pipeline) -> None:
+    try:
+        pipeline.verifier.preload()
+    except Exception:  # configuration errors surface on the first request instead
+        logger.warning("tenantscope: could not preload at cold start", exc_info=True)
 
 
 @overload
@@ -96,12 +111,11 @@ def api_handler(
         require_synchronous(handler, "@api_handler")
         pipeline = Pipeline("api", settings, jwks=jwks, vendor=vendor)
 
-        # At cold start in Lambda, fetch the JWKS during init rather than on the first request.
+        # At cold start in Lambda, fetch the JWKS during init rather than on the first request,
+        # and under SnapStart again as each snapshot resumes, once the one in it is forgotten.
         if os.environ.get(ENV.LAMBDA_FUNCTION_NAME) and pipeline.loads_at_init:
-            try:
-                pipeline.verifier.preload()
-            except Exception:  # configuration errors surface on the first request instead
-                logger.warning("tenantscope: could not preload at cold start", exc_info=True)
+            _preload(pipeline)
+            load_after_each_resume(functools.partial(_preload, pipeline))
 
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: Any) -> Any:
