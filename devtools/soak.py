@@ -305,7 +305,9 @@ class World:
             return random.Random(f"{config.seed}:{stream}")
 
         self.plan_rng, self.fault_rng, self.client_rng = rng("plan"), rng("faults"), rng("clients")
-        random.seed(config.seed)  # the layer's own jitter (STS retries) draws from the random module
+        # The layer's own jitter (STS retries) draws from the operating system; a replay draws it
+        # from the seed instead (install() puts it in place, uninstall() takes it out).
+        self.jitter_rng = rng("jitter")
 
         physical = aws.physical
         self.table_name = physical["AppTable"]["Ref"]
@@ -409,9 +411,13 @@ class World:
     # ------------------------------------------------------------------ botocore instruments
 
     def install(self) -> None:
-        """Register the instruments on every botocore session made from now on (the layer's too)."""
+        """Register the instruments on every botocore session made from now on (the layer's too),
+        and draw the layer's jitter from the seed."""
         from botocore import handlers
 
+        from tenantscope import _credentials
+
+        self._layer_jitter, _credentials._JITTER = _credentials._JITTER, self.jitter_rng
         self._handlers = [
             ("before-parameter-build.sts.AssumeRole", self._stash),
             ("before-call.sts.AssumeRole", self._sts_before),
@@ -432,9 +438,12 @@ class World:
     def uninstall(self) -> None:
         from botocore import handlers
 
+        from tenantscope import _credentials
+
         for spec in self._handlers:
             with contextlib.suppress(ValueError):
                 handlers.BUILTIN_HANDLERS.remove(spec)
+        _credentials._JITTER = self._layer_jitter
 
     def window(self, kind: str | None = None) -> Window | None:
         """The window (of ``kind``) open now, if any."""
