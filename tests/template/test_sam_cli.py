@@ -100,6 +100,26 @@ def test_the_standalone_layer_template_passes_sam_validate_lint() -> None:
     sam_validate_lint(LAYER_TEMPLATE)
 
 
+# docs/architecture.md's way to turn SnapStart on for a function, as its lines read there.
+SNAPSTART_PROPERTIES = ("AutoPublishAlias: live", "SnapStart: {ApplyOn: PublishedVersions}")
+
+
+def test_the_documented_snapstart_settings_pass_sam_validate_lint(tmp_path: Path) -> None:
+    # GIVEN the sample template with the settings the docs give, on the API function
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert all(f"`{line}`" in architecture for line in SNAPSTART_PROPERTIES)
+    function = "  ApiFunction:\n    Type: AWS::Serverless::Function\n"
+    properties = "    Properties:\n"
+    text = TEMPLATE.read_text(encoding="utf-8")
+    at = text.index(properties, text.index(function)) + len(properties)
+    settings = "".join(f"      {line}\n" for line in SNAPSTART_PROPERTIES)
+    (tmp_path / "template.yaml").write_text(text[:at] + settings + text[at:], encoding="utf-8")
+    # THEN SAM takes it, and the runtime is one SnapStart supports (Python from 3.12)
+    sam_validate_lint(tmp_path / "template.yaml")
+    version = tuple(int(part) for part in RUNTIME.removeprefix("python").split("."))
+    assert version >= (3, 12), RUNTIME
+
+
 @dataclass(frozen=True)
 class Build:
     result: subprocess.CompletedProcess[str]
