@@ -87,7 +87,11 @@ _tenants: ProcessValue[ProcessCache[tuple[str, Settings, CredentialVendor], _Ten
 
 
 def _kept_tenants() -> ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData]:
-    return _tenants.get(lambda: ProcessCache(maxsize=kept_tenants_bound()))
+    return _tenants.get(_bounded_tenants)
+
+
+def _bounded_tenants() -> ProcessCache[tuple[str, Settings, CredentialVendor], _TenantData]:
+    return ProcessCache(maxsize=kept_tenants_bound())
 
 
 def _tenant_data() -> _TenantData:
