@@ -9,6 +9,7 @@ as data in tests/unit/test_policy.py and on real AWS in tests/aws/.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,12 +23,14 @@ from tenantscope import (
     CrossTenantAccess,
     NoTenantContext,
     Reason,
+    current_tenant,
     tenant_bucket,
     tenant_s3,
     tenant_scope,
     tenant_session,
 )
 from tenantscope._credentials import CredentialVendor
+from tenantscope._files import _ScopedThreadPool
 from tests.conftest import BUCKET, REGION
 from tests.integration.conftest import assumed_roles
 
@@ -373,10 +376,10 @@ def test_presigned_urls_carry_the_tenants_credentials_and_work(files: Any) -> No
 # --- boto3's managed transfers ---------------------------------------------------------------------
 
 
-def test_managed_transfers_work_on_the_calling_thread_and_are_refused_from_worker_threads(files: Any) -> None:
+def test_boto3s_managed_transfers_on_a_tenant_client_need_the_calling_thread(files: Any) -> None:
     # boto3's upload_fileobj and download_fileobj send their requests from worker threads by
     # default; a thread does not inherit the unit of work's scope (a context variable), and the
-    # guard refuses a tenant client used outside its scope, so they need use_threads=False.
+    # guard refuses a tenant client used outside its scope, so they need use_threads=False there.
     on_this_thread = TransferConfig(use_threads=False)
     with tenant_scope("acme"):
         s3 = tenant_s3()
@@ -389,3 +392,108 @@ def test_managed_transfers_work_on_the_calling_thread_and_are_refused_from_worke
     assert "tenants/acme/threaded.bin" not in [
         item["Key"] for item in files.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     ]
+
+
+class SentFromThreads:
+    """The operations a client sends, each with the thread that sent it and the tenant in scope there."""
+
+    def __init__(self, client: Any) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+        client.meta.events.register("before-call.s3", self._record)
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.sent.append((model.name, threading.current_thread().name, current_tenant().tenant_id))
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _, _ in self.sent]
+
+
+BIG = 9 * 1024 * 1024  # over s3transfer's 8 MB threshold: two parts up, two ranges down
+
+
+def test_a_tenant_buckets_transfers_run_in_parts_on_worker_threads_in_the_tenants_scope(
+    files: Any, tmp_path: Any
+) -> None:
+    # GIVEN a file larger than one part
+    data = bytes(range(256)) * (BIG // 256)
+    source = tmp_path / "video.bin"
+    source.write_bytes(data)
+    threads_before = threading.active_count()
+    with tenant_scope("acme"):
+        bucket = tenant_bucket(BUCKET)
+        sent = SentFromThreads(tenant_s3())
+        # WHEN acme uploads it and downloads it again, as a file and as file objects
+        bucket.upload_file("media/video.bin", str(source), extra_args={"ContentType": "video/mp4"})
+        bucket.download_file("media/video.bin", str(tmp_path / "back.bin"))
+        bucket.upload_fileobj("media/small.txt", io.BytesIO(b"small"))
+        small = io.BytesIO()
+        bucket.download_fileobj("media/small.txt", small)
+    # THEN the large file went up in parts and came down in ranges, from worker threads that each
+    # ran in acme's scope, under acme's prefix
+    assert sorted(set(sent.operations())) == [
+        "CompleteMultipartUpload",
+        "CreateMultipartUpload",
+        "GetObject",
+        "HeadObject",
+        "PutObject",
+        "UploadPart",
+    ]
+    assert sent.operations().count("UploadPart") == 2
+    assert sent.operations().count("GetObject") >= 2
+    workers = {thread for _, thread, _ in sent.sent} - {threading.current_thread().name}
+    assert workers
+    assert {tenant for _, _, tenant in sent.sent} == {"acme"}
+    assert (tmp_path / "back.bin").read_bytes() == data
+    assert small.getvalue() == b"small"
+    stored = files.get_object(Bucket=BUCKET, Key="tenants/acme/media/video.bin")
+    assert stored["ContentType"] == "video/mp4"
+    assert stored["Body"].read() == data
+    # AND no worker thread outlives its transfer
+    assert threading.active_count() == threads_before
+
+
+def test_a_tenant_buckets_transfers_are_refused_before_sending_outside_its_keys(
+    files: Any, tmp_path: Any
+) -> None:
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"x")
+    bucket = tenant_bucket(BUCKET)
+    attempts: list[Callable[[], Any]] = [
+        lambda: bucket.upload_file("../acme-corp/f.bin", str(source)),
+        lambda: bucket.upload_fileobj("../acme-corp/f.bin", io.BytesIO(b"x")),
+        lambda: bucket.download_file("../acme-corp/report.csv", str(tmp_path / "out.bin")),
+        lambda: bucket.download_fileobj("../acme-corp/report.csv", io.BytesIO()),
+        # refused by the object guard on the worker thread that would send it, and raised here
+        lambda: bucket.upload_file("f.bin", str(source), extra_args={"ACL": "public-read"}),
+    ]
+    for attempt in attempts:
+        refused_before_sending(files, attempt)
+    assert not (tmp_path / "out.bin").exists()
+
+
+def test_a_tenant_buckets_transfer_outside_any_scope_is_refused(files: Any, tmp_path: Any) -> None:
+    with pytest.raises(NoTenantContext):
+        tenant_bucket(BUCKET).upload_fileobj("f.bin", io.BytesIO(b"x"))
+
+
+def test_a_transfer_task_runs_in_its_submitters_scope_and_not_after_it(files: Any) -> None:
+    # GIVEN the pool a transfer runs on, given tasks while acme's scope is open
+    pool = _ScopedThreadPool(max_workers=1)
+    with tenant_scope("acme"):
+        assert pool.submit(current_tenant).result().tenant_id == "acme"  # in the scope, on the worker
+        started, gate = threading.Event(), threading.Event()
+
+        def block() -> None:
+            started.set()
+            gate.wait()
+
+        blocker = pool.submit(block)
+        late = pool.submit(current_tenant)
+        started.wait()
+    # WHEN a task runs only after the scope has ended
+    gate.set()
+    blocker.result()
+    # THEN it is refused: a worker does not act for a tenant beyond its unit of work
+    with pytest.raises(NoTenantContext):
+        late.result()
+    pool.shutdown()

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ._aws import tenant_client
-from ._context import _current_scope_or_raise
+from ._context import _current_scope_or_raise, in_tenant_scope
 from ._data import _tenant_data
 from ._errors import CrossTenantAccess, Reason
 from ._object_guard import check_relative_key, presigned_post_for
@@ -27,6 +29,8 @@ from ._policy import tenant_object_prefix
 if TYPE_CHECKING:  # type stubs only (mypy-boto3-s3): nothing at run time
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
+    from s3transfer.futures import TransferFuture
+    from s3transfer.manager import TransferManager
 
 __all__ = ["MAX_PRESIGN_SECONDS", "MAX_UPLOAD_BYTES", "TenantBucket", "tenant_bucket", "tenant_s3"]
 
@@ -64,6 +68,24 @@ def _expiry(expires_in: int) -> int:
     return max(1, min(expires_in, remaining))
 
 
+class _ScopedThreadPool(ThreadPoolExecutor):
+    """The thread pool of a managed transfer: each task runs in the scope of the thread that
+    submitted it (threads do not inherit context variables), and is refused once that scope has
+    ended (:func:`in_tenant_scope`)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(in_tenant_scope(fn), *args, **kwargs)
+
+
+def _transfer(start: Callable[[TransferManager], TransferFuture]) -> None:
+    """Run one managed transfer (s3transfer, as boto3's ``upload_file`` and ``download_file`` do:
+    multipart and ranged, on worker threads) on the tenant's client, and wait for it."""
+    from s3transfer.manager import TransferManager
+
+    with TransferManager(tenant_s3(), executor_cls=_ScopedThreadPool) as manager:
+        start(manager).result()
+
+
 class TenantBucket:
     """One pooled bucket, seen from the current tenant: every key is relative to its prefix.
 
@@ -89,6 +111,32 @@ class TenantBucket:
         """The object's bytes."""
         body: bytes = tenant_s3().get_object(Bucket=self.name, Key=self.key(relative_key))["Body"].read()
         return body
+
+    def upload_file(
+        self, relative_key: str, filename: str, *, extra_args: dict[str, Any] | None = None
+    ) -> None:
+        """Upload a local file, in parts on worker threads when it is large (over 8 MB), as
+        boto3's ``upload_file`` does; ``extra_args`` (``ContentType``, ``Metadata``, ...) as
+        boto3's ``ExtraArgs``."""
+        key = self.key(relative_key)
+        _transfer(lambda manager: manager.upload(filename, self.name, key, extra_args=extra_args))
+
+    def upload_fileobj(
+        self, relative_key: str, fileobj: IO[bytes], *, extra_args: dict[str, Any] | None = None
+    ) -> None:
+        """Upload a readable binary file object, as :meth:`upload_file` does a file."""
+        key = self.key(relative_key)
+        _transfer(lambda manager: manager.upload(fileobj, self.name, key, extra_args=extra_args))
+
+    def download_file(self, relative_key: str, filename: str) -> None:
+        """Download the object to a local file, in ranged parts on worker threads when it is large."""
+        key = self.key(relative_key)
+        _transfer(lambda manager: manager.download(self.name, key, filename))
+
+    def download_fileobj(self, relative_key: str, fileobj: IO[bytes]) -> None:
+        """Download the object into a writable binary file object."""
+        key = self.key(relative_key)
+        _transfer(lambda manager: manager.download(self.name, key, fileobj))
 
     def delete(self, relative_key: str) -> None:
         tenant_s3().delete_object(Bucket=self.name, Key=self.key(relative_key))
