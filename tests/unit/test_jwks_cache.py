@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt
+from tenantscope import ConfigurationError, KeysUnavailable, Reason, _jwt, api_handler, current_tenant
 from tenantscope._config import Settings
+from tenantscope._credentials import CredentialVendor
 from tenantscope._jwt import JwksCache, StaticJwksSource, UrlJwksSource, _parse_keys, jwks_cache_for
 from tenantscope.testing import LocalIssuer
+from tests.conftest import LambdaContext, http_api_event
 from tests.fakes import FakeClock, forgotten_after_each_load
 
 TTL = 600.0
@@ -284,6 +286,9 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(
             jwk,
             {**rotated.jwk(), "kid": "use-null", "use": None},
             {**jwk, "kid": "enc-key", "use": "enc"},
+            {**jwk, "kid": "encrypt-ops", "key_ops": ["encrypt", "wrapKey"]},
+            {**jwk, "kid": "ops-not-a-list", "key_ops": "verify"},
+            {**jwk, "kid": "no-ops", "key_ops": []},
             {k: v for k, v in jwk.items() if k != "kid"},
             {**jwk, "kid": 123},
             {**jwk, "kid": ""},
@@ -309,6 +314,9 @@ def test_only_usable_signing_keys_with_a_kid_are_kept(
     assert key.algorithm_name == "RS256"
     for kid in (
         "enc-key",
+        "encrypt-ops",
+        "ops-not-a-list",
+        "no-ops",
         "use-null",
         "unknown-kty",
         "rsa-without-e",
@@ -352,6 +360,33 @@ def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     jwk = {k: v for k, v in issuer.jwk().items() if k != "use"}
     cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
     assert cache.get(issuer.kid) is not None
+
+
+def test_a_key_whose_operations_include_verify_is_a_signing_key(issuer: LocalIssuer) -> None:
+    jwk = {k: v for k, v in issuer.jwk().items() if k != "use"} | {"key_ops": ["verify"]}
+    cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
+    assert cache.get(issuer.kid) is not None
+
+
+def test_a_request_signed_by_a_key_published_for_encryption_is_refused(
+    issuer: LocalIssuer, vendor: CredentialVendor
+) -> None:
+    # GIVEN an issuer whose JWKS publishes its RSA key for encryption only (key_ops, no use), as
+    # a provider does the key clients encrypt request objects to
+    jwk = {k: v for k, v in issuer.jwk().items() if k not in ("use", "alg")} | {"key_ops": ["encrypt"]}
+    keys = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
+    ran: list[str] = []
+
+    @api_handler(jwks=keys, vendor=vendor)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ran.append(current_tenant().tenant_id)
+        return {"statusCode": 200}
+
+    # WHEN a token that key's private half signed arrives
+    response = handler(http_api_event(issuer.token("acme")), LambdaContext())
+    # THEN it is refused, and no handler runs
+    assert response["statusCode"] == 401
+    assert ran == []
 
 
 # --- UrlJwksSource ---------------------------------------------------------------------------------

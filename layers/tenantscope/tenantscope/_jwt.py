@@ -130,6 +130,20 @@ class StaticJwksSource:
         return self.document
 
 
+def _for_verifying(entry: dict[str, Any]) -> bool:
+    """Whether a JWKS entry is published for checking signatures: a key for encryption (``use``
+    ``enc``, or ``key_ops`` without ``verify``, RFC 7517 4.2-4.3) is never used for both, since
+    what its private key decrypts could be made to sign. A JWKS is public: a symmetric (``oct``)
+    key in it is a secret anyone can read."""
+    operations = entry.get("key_ops", ["verify"])
+    return (
+        entry.get("use", "sig") == "sig"
+        and isinstance(operations, list)
+        and "verify" in operations
+        and entry.get("kty") != "oct"
+    )
+
+
 def _parse_keys(document: Mapping[str, Any]) -> dict[str, PyJWK]:
     import jwt  # lazily: PyJWT loads cryptography (~50 ms), which SQS-only functions never need
 
@@ -138,8 +152,7 @@ def _parse_keys(document: Mapping[str, Any]) -> dict[str, PyJWK]:
     if not isinstance(entries, list):
         raise ValueError("JWKS has no keys list")
     for entry in entries:
-        # A JWKS is public: a symmetric ("oct") key in it is a secret anyone can read.
-        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+        if not isinstance(entry, dict) or not _for_verifying(entry):
             continue
         kid = entry.get("kid")
         if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
