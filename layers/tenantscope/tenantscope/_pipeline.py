@@ -26,6 +26,7 @@ from ._context import TenantContext, _exit_scope, _open_scope
 from ._credentials import CredentialVendor, default_vendor
 from ._errors import (
     ConfigurationError,
+    LoggableError,
     TemporarilyUnavailable,
     TenantAuthError,
     TenantError,
@@ -130,6 +131,26 @@ def require_synchronous(fn: Callable[..., Any], decorator: str) -> None:
             f"{decorator} takes a plain function: {getattr(fn, '__qualname__', fn)!r} is async, and Lambda's "
             "Python runtime calls handlers synchronously; run async code with asyncio.run() inside it"
         )
+
+
+class _NeverRan(LoggableError, TypeError):
+    """A handler returned an async function's coroutine or async generator: its body never ran.
+    Loggable (its message names a type, no data), so the log line carries the fix."""
+
+
+def _never_ran(value: object) -> _NeverRan | None:
+    """The failure of a unit whose handler's value is a coroutine or an async generator: an async
+    function that :func:`require_synchronous` could not see (behind a plain wrapper, or an object
+    whose ``__call__`` is async). Succeeding would delete an SQS record whose body never ran."""
+    if not (hasattr(value, "__await__") or hasattr(value, "__anext__")):
+        return None
+    close = getattr(value, "close", None)
+    if callable(close):  # a coroutine: closed, so nothing warns later that it was never awaited
+        close()
+    return _NeverRan(
+        f"the handler returned a {type(value).__name__} without running it: it is async, and "
+        "Lambda's Python runtime calls handlers synchronously; run async code with asyncio.run() inside it"
+    )
 
 
 # The runtime hook libraries the process state is registered with (one per process in Lambda).
@@ -346,7 +367,11 @@ class Pipeline:
                 bound.vendor,
             )
             try:
-                return Success(work())
+                value = work()
+                unrun = None if value is None else _never_ran(value)
+                if unrun is not None:
+                    raise unrun
+                return Success(value)
             except Exception as error:
                 # Reported inside the scope, so the log line carries the unit's tenant.
                 return self._report(unit, span, error)
