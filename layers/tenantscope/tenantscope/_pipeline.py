@@ -367,11 +367,11 @@ class Pipeline:
                 bound.vendor,
             )
             try:
-                value = work()
-                unrun = None if value is None else _never_ran(value)
+                result = work()
+                unrun = None if result is None else _never_ran(result)
                 if unrun is not None:
                     raise unrun
-                return Success(value)
+                return Success(result)
             except Exception as error:
                 # Reported inside the scope, so the log line carries the unit's tenant.
                 return self._report(unit, span, error)
