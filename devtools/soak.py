@@ -412,12 +412,15 @@ class World:
 
     def install(self) -> None:
         """Register the instruments on every botocore session made from now on (the layer's too),
-        and draw the layer's jitter from the seed."""
+        draw the layer's jitter from the seed, and run the replay guard's leases on the simulated
+        clock, as the queue's visibility timeouts are (a redelivery comes minutes later on it)."""
         from botocore import handlers
 
-        from tenantscope import _credentials
+        from tenantscope import _credentials, _replay
 
         self._layer_jitter, _credentials._JITTER = _credentials._JITTER, self.jitter_rng
+        defaults = _replay.DynamoDbReplayGuard.__init__.__kwdefaults__
+        self._guard_clock, defaults["clock"] = defaults["clock"], self.sim.clock
         self._handlers = [
             ("before-parameter-build.sts.AssumeRole", self._stash),
             ("before-call.sts.AssumeRole", self._sts_before),
@@ -438,12 +441,13 @@ class World:
     def uninstall(self) -> None:
         from botocore import handlers
 
-        from tenantscope import _credentials
+        from tenantscope import _credentials, _replay
 
         for spec in self._handlers:
             with contextlib.suppress(ValueError):
                 handlers.BUILTIN_HANDLERS.remove(spec)
         _credentials._JITTER = self._layer_jitter
+        _replay.DynamoDbReplayGuard.__init__.__kwdefaults__["clock"] = self._guard_clock
 
     def window(self, kind: str | None = None) -> Window | None:
         """The window (of ``kind``) open now, if any."""

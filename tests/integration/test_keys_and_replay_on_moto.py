@@ -334,15 +334,22 @@ def guard(request: pytest.FixtureRequest, clock: FakeClock) -> ReplayGuard:
     return InMemoryReplayGuard(lease_seconds=900, clock=clock)
 
 
-def test_the_first_carrier_is_admitted_a_redelivery_too_a_replay_not(guard: ReplayGuard) -> None:
+def test_the_first_carrier_holds_its_envelope_for_its_lease_against_any_other_delivery(
+    guard: ReplayGuard, clock: FakeClock
+) -> None:
     envelope = envelope_for("0123456789abcdef0123456789abcdef")
-    assert guard.admit(envelope, "message-1")  # first carrier
-    assert guard.admit(envelope, "message-1")  # SQS redelivering the same message
+    assert guard.admit(envelope, "message-1", lease_seconds=30)  # first carrier, 30 s left to run
+    assert not guard.admit(envelope, "message-1")  # SQS delivering the same message again meanwhile
     assert not guard.admit(envelope, "message-2")  # the envelope re-sent as a new message
     assert not guard.completed(envelope, "message-2")  # a replay, not work done
-    assert guard.admit(envelope, "message-1")  # the refusal did not take the record over
-    assert not guard.admit(envelope, "message-3")
     assert guard.completed(envelope, "message-1") is False  # admitted, not completed
+    clock.now += 30  # up to the end of the carrier's invocation, inclusive
+    assert not guard.admit(envelope, "message-1")
+    # WHEN the carrier's invocation is over without completing (it failed, or died)
+    clock.now += 1
+    # THEN SQS retrying the message is admitted, and holds the envelope in turn
+    assert guard.admit(envelope, "message-1", lease_seconds=30)
+    assert not guard.admit(envelope, "message-3")
 
 
 def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
@@ -350,8 +357,8 @@ def test_each_envelope_has_its_own_record(guard: ReplayGuard) -> None:
     second = envelope_for("fedcba9876543210fedcba9876543210")
     assert guard.admit(first, "message-1")
     assert guard.admit(second, "message-2")
-    assert guard.admit(second, "message-2")
     assert not guard.admit(second, "message-1")
+    assert not guard.admit(first, "message-2")
     never_seen = envelope_for("00000000000000000000000000000000")
     assert guard.completed(never_seen, "message-1") is False
 
@@ -409,7 +416,7 @@ def test_the_replay_record_outlives_the_envelope(dynamodb: Any) -> None:
     guard = DynamoDbReplayGuard(
         REPLAY_TABLE, client=boto3.client("dynamodb", region_name=REGION), clock=lambda: float(NOW)
     )
-    assert guard.admit(envelope, "message-1")
+    assert guard.admit(envelope, "message-1", lease_seconds=29.2)
     assert not guard.admit(envelope, "message-2")
     item = dynamodb.get_item(TableName=REPLAY_TABLE, Key={"envelope_id": {"S": envelope.envelope_id}})["Item"]
     assert item == {
@@ -419,10 +426,73 @@ def test_the_replay_record_outlives_the_envelope(dynamodb: Any) -> None:
         # an hour past expiry, beyond any clock-skew allowance of verification
         "expires_at": {"N": str(NOW + 1234 + 3600)},
         "admitted_at": {"N": str(NOW)},
+        "lease_until": {"N": str(NOW + 30)},  # whole seconds, rounded up
         "completed": {"BOOL": False},
     }
     ttl = dynamodb.describe_time_to_live(TableName=REPLAY_TABLE)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
+
+
+def test_a_record_an_earlier_version_wrote_keeps_its_rule(dynamodb: Any, clock: FakeClock) -> None:
+    # GIVEN an admission recorded before carriers had their own lease (no lease_until)
+    envelope = envelope_for("0123456789abcdef0123456789abcdef")
+    dynamodb.put_item(
+        TableName=REPLAY_TABLE,
+        Item={
+            "envelope_id": {"S": envelope.envelope_id},
+            "message_id": {"S": "message-1"},
+            "tenant_id": {"S": "acme-corp"},
+            "expires_at": {"N": str(NOW + LIFETIME + 3600)},
+            "admitted_at": {"N": str(NOW)},
+            "completed": {"BOOL": False},
+        },
+    )
+    guard = DynamoDbReplayGuard(REPLAY_TABLE, region=REGION, lease_seconds=900, clock=clock)
+    # THEN another message id is refused for the fixed lease, and then admitted
+    clock.now += 900
+    assert not guard.admit(envelope, "message-2")
+    clock.now += 1
+    assert guard.admit(envelope, "message-2", lease_seconds=30)
+    # AND its own message id was admitted again at any time, as that version did
+    dynamodb.put_item(
+        TableName=REPLAY_TABLE,
+        Item={
+            "envelope_id": {"S": "fedcba9876543210fedcba9876543210"},
+            "message_id": {"S": "message-1"},
+            "tenant_id": {"S": "acme-corp"},
+            "expires_at": {"N": str(NOW + LIFETIME + 3600)},
+            "admitted_at": {"N": str(int(clock.now))},
+            "completed": {"BOOL": False},
+        },
+    )
+    assert guard.admit(envelope_for("fedcba9876543210fedcba9876543210"), "message-1", lease_seconds=30)
+
+
+def test_two_deliveries_of_one_message_at_once_run_it_once(
+    guard: ReplayGuard, clock: FakeClock, vendor: CredentialVendor
+) -> None:
+    # GIVEN a slow record function, and the message it is running delivered again meanwhile (SQS
+    # delivers at least once)
+    record = signed_sqs_record('{"pay": 100}', tenant_id="acme", message_id="m-1")
+    runs: list[str] = []
+    responses: list[dict[str, Any]] = []
+
+    @sqs_handler(ring=RING, vendor=vendor, replay_guard=guard)
+    def pay(rec: Any, context: Any) -> None:
+        runs.append(rec.message_id)
+        if len(runs) == 1:
+            responses.append(pay(sqs_event([record]), LambdaContext(timeout=30)))  # the duplicate
+
+    first = pay(sqs_event([record]), LambdaContext(timeout=30))
+    # THEN the message ran once: the duplicate failed, to be delivered again later
+    assert runs == ["m-1"]
+    assert first == {"batchItemFailures": []}
+    assert responses == [{"batchItemFailures": [{"itemIdentifier": "m-1"}]}]
+    # WHEN SQS delivers it again after its visibility timeout
+    clock.now += 180
+    # THEN it is acknowledged without running again
+    assert pay(sqs_event([record]), LambdaContext(timeout=30)) == {"batchItemFailures": []}
+    assert runs == ["m-1"]
 
 
 class EventuallyConsistentReads:
@@ -466,7 +536,8 @@ def test_a_replay_guard_uses_the_region_or_the_client_it_is_given(moto: None) ->
     # THEN both reach it: one admits, the other sees that admission
     assert by_region.admit(envelope, "message-1")
     assert not by_client.admit(envelope, "message-2")
-    assert by_client.admit(envelope, "message-1")
+    by_client.complete(envelope, "message-1")
+    assert by_region.completed(envelope, "message-1")
 
 
 def test_a_sealed_envelope_goes_through_verification_and_the_guard(dynamodb: Any) -> None:
@@ -477,7 +548,8 @@ def test_a_sealed_envelope_goes_through_verification_and_the_guard(dynamodb: Any
     assert guard.admit(envelope, "message-1")
     replayed = verify(**sealed, ring=ring)  # the same sealed message, re-sent: it still verifies
     assert not guard.admit(replayed, "message-2")  # but the guard refuses it
-    assert guard.admit(replayed, "message-1")
+    guard.complete(envelope, "message-1")
+    assert guard.completed(replayed, "message-1")
 
 
 def test_a_missing_replay_table_fails_closed_as_an_outage_naming_the_call(moto: None) -> None:

@@ -41,6 +41,7 @@ from tenantscope._envelope import ATTR_ENVELOPE, ATTR_SIGNATURE, ATTR_TENANT
 from tenantscope._policy import AssumeRoleRequest
 from tenantscope._replay import ReplayGuard
 from tenantscope._resolve import resolve_sqs_record
+from tenantscope.sqs import _remaining_seconds
 from tenantscope.testing import (
     ACCOUNT_ID,
     FIFO_QUEUE_ARN,
@@ -419,16 +420,18 @@ def test_a_batch_redelivered_after_it_failed_as_a_whole_runs_only_what_did_not_c
     done = signed_sqs_record('{"pay":100}', tenant_id="acme", message_id="m-1")
     interrupted = signed_sqs_record('{"interrupt":true}', tenant_id="initech", message_id="m-2")
     calls: list[str] = []
+    now = [1_800_000_000.0]
 
-    @sqs_handler(ring=RING, vendor=vendor, replay_guard=InMemoryReplayGuard())
+    @sqs_handler(ring=RING, vendor=vendor, replay_guard=InMemoryReplayGuard(clock=lambda: now[0]))
     def interrupting(record: SqsRecord, context: Any) -> None:
         calls.append(record.message_id)
         if "interrupt" in record.json and calls.count(record.message_id) == 1:
             raise KeyboardInterrupt  # escapes the record, and so the batch
 
     with pytest.raises(KeyboardInterrupt):
-        interrupting(sqs_event([done, interrupted]), LambdaContext())
-    # WHEN SQS redelivers the whole batch
+        interrupting(sqs_event([done, interrupted]), LambdaContext(timeout=30))
+    # WHEN SQS redelivers the whole batch, after its visibility timeout (longer than the function's)
+    now[0] += 180
     with caplog.at_level(logging.INFO, logger="tenantscope"):
         response = interrupting(sqs_event([done, interrupted]), LambdaContext())
     # THEN the record that completed is acknowledged without running again; the other runs
@@ -838,3 +841,13 @@ def test_settings_that_cannot_be_read_fail_the_batch_as_a_whole_naming_the_setti
         "(TENANTSCOPE_CLOCK_SKEW_SECONDS is not a valid value)"
         for message_id, _ in GOOD
     ]
+
+
+def test_a_records_lease_is_its_invocations_remaining_time() -> None:
+    assert _remaining_seconds(LambdaContext(timeout=30)) == pytest.approx(30, abs=1)
+    assert _remaining_seconds(SimpleNamespace(get_remaining_time_in_millis=lambda: 1500)) == 1.5
+    assert _remaining_seconds(SimpleNamespace(get_remaining_time_in_millis=lambda: 0)) == 0
+    # Without a Lambda context, or with one that does not tell: the replay guard's own lease
+    for unknown in (None, SimpleNamespace(), SimpleNamespace(get_remaining_time_in_millis=lambda: -1)):
+        assert _remaining_seconds(unknown) is None
+    assert _remaining_seconds(SimpleNamespace(get_remaining_time_in_millis=lambda: "1500")) is None

@@ -1,16 +1,19 @@
 """The optional replay guard: an envelope is processed successfully at most once.
 
-A valid message re-sent under a new SQS message id within its lifetime is a replay. A
-DynamoDB table keyed by envelope id records the message id that carries the envelope, when it
-was admitted, and whether its processing completed:
+A valid message re-sent under a new SQS message id within its lifetime is a replay, and SQS
+itself delivers a message at least once: the same message may arrive twice, even at once. A
+DynamoDB table keyed by envelope id records the message id that carries the envelope, until when
+its carrier may still be running (its lease: the end of the invocation that admitted it), and
+whether its processing completed:
 
-- the same message id again is SQS redelivering it: admitted while its processing has not
-  completed, and acknowledged without running again once it has (SQS redelivers a message whose
-  batch failed as a whole, after the record itself succeeded);
-- a different message id is refused while the first carrier is in flight (its lease) or once
-  it has completed;
-- a different message id is admitted when the first carrier failed and its lease has passed:
-  that is a redrive from the dead-letter queue, which gives a message a new id.
+- while the carrier's lease lasts, nothing else is admitted: another message id is a replay, and
+  the same one is a second delivery of the message (refused; SQS delivers it again later);
+- once it has completed, nothing is admitted again: the same message id is acknowledged without
+  running again (SQS redelivers a message whose batch failed as a whole, after the record itself
+  succeeded), and another is a replay;
+- once the lease has passed without a completion (the carrier failed, or its invocation died),
+  the next delivery is admitted and becomes the carrier: SQS retrying the same message, or a
+  redrive from the dead-letter queue, which gives the message a new id.
 
 The record lives until an hour after the envelope expires (TTL), so it outlasts the clock-skew
 allowance of verification (at most ``MAX_CLOCK_SKEW_SECONDS``, a quarter of that hour).
@@ -19,6 +22,7 @@ allowance of verification (at most ``MAX_CLOCK_SKEW_SECONDS``, a quarter of that
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +34,8 @@ from ._errors import Reason, TemporarilyUnavailable
 
 __all__ = ["DynamoDbReplayGuard", "InMemoryReplayGuard", "ReplayGuard"]
 
-# Longer than any Lambda invocation (15 minutes): a carrier younger than this may still be running.
+# A carrier's lease when the invocation's remaining time is not known: longer than any Lambda
+# invocation (15 minutes), so a carrier younger than this may still be running.
 DEFAULT_LEASE_SECONDS = 900
 RETAIN_AFTER_EXPIRY_SECONDS = 3600
 
@@ -38,8 +43,9 @@ RETAIN_AFTER_EXPIRY_SECONDS = 3600
 class ReplayGuard(Protocol):
     """Remembers the envelopes processed, so that a replayed one is refused (``replay_guard=``)."""
 
-    def admit(self, envelope: Envelope, message_id: str) -> bool:
-        """True when ``message_id`` may process ``envelope`` now."""
+    def admit(self, envelope: Envelope, message_id: str, *, lease_seconds: float | None = None) -> bool:
+        """True when ``message_id`` may process ``envelope`` now, holding it for ``lease_seconds``
+        (the unit of work's remaining time; None: the guard's own lease), or until it completes."""
         ...
 
     def completed(self, envelope: Envelope, message_id: str) -> bool:
@@ -79,9 +85,10 @@ class DynamoDbReplayGuard:
     def _dynamodb(self) -> Any:
         return self._client or aws_client("dynamodb", self._region)
 
-    def admit(self, envelope: Envelope, message_id: str) -> bool:
+    def admit(self, envelope: Envelope, message_id: str, *, lease_seconds: float | None = None) -> bool:
         dynamodb = self._dynamodb()
         now = int(self._clock())
+        lease = self._lease if lease_seconds is None else math.ceil(lease_seconds)
         with (
             _table_call("UpdateItem"),
             contextlib.suppress(dynamodb.exceptions.ConditionalCheckFailedException),
@@ -91,17 +98,21 @@ class DynamoDbReplayGuard:
                 Key={"envelope_id": {"S": envelope.envelope_id}},
                 UpdateExpression=(
                     "SET message_id = :m, tenant_id = :t, expires_at = :e, admitted_at = :now, "
-                    "completed = :false"
+                    "lease_until = :until, completed = :false"
                 ),
+                # A record without lease_until was written by an earlier version, whose rule it
+                # keeps: its own message id again, or another once its fixed lease has passed.
                 ConditionExpression=(
                     "attribute_not_exists(envelope_id) "
-                    "OR (completed = :false AND (message_id = :m OR admitted_at < :stale))"
+                    "OR (completed = :false AND (lease_until < :now OR (attribute_not_exists(lease_until) "
+                    "AND (message_id = :m OR admitted_at < :stale))))"
                 ),
                 ExpressionAttributeValues={
                     ":m": {"S": message_id},
                     ":t": {"S": envelope.tenant_id},
                     ":e": {"N": str(envelope.expires_at + RETAIN_AFTER_EXPIRY_SECONDS)},
                     ":now": {"N": str(now)},
+                    ":until": {"N": str(now + lease)},
                     ":stale": {"N": str(now - self._lease)},
                     ":false": {"BOOL": False},
                 },
@@ -158,11 +169,11 @@ def _table_call(operation: str) -> Iterator[None]:
 class _Record:
     """One envelope's admission (a plain class: a dataclass compiles its methods at every cold start)."""
 
-    __slots__ = ("admitted_at", "completed", "message_id")
+    __slots__ = ("completed", "lease_until", "message_id")
 
-    def __init__(self, message_id: str, admitted_at: float) -> None:
+    def __init__(self, message_id: str, lease_until: float) -> None:
         self.message_id = message_id
-        self.admitted_at = admitted_at
+        self.lease_until = lease_until
         self.completed = False
 
 
@@ -177,15 +188,13 @@ class InMemoryReplayGuard:
         self._clock = clock
         self._lock = threading.Lock()
 
-    def admit(self, envelope: Envelope, message_id: str) -> bool:
+    def admit(self, envelope: Envelope, message_id: str, *, lease_seconds: float | None = None) -> bool:
         now = self._clock()
+        lease = self._lease if lease_seconds is None else lease_seconds
         with self._lock:
             record = self.records.get(envelope.envelope_id)
-            if record is None or (
-                not record.completed
-                and (record.message_id == message_id or record.admitted_at < now - self._lease)
-            ):
-                self.records[envelope.envelope_id] = _Record(message_id, now)
+            if record is None or (not record.completed and record.lease_until < now):
+                self.records[envelope.envelope_id] = _Record(message_id, now + lease)
                 return True
             return False
 

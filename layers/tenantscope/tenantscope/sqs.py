@@ -133,7 +133,7 @@ class SqsRecordHandler:
             )
             guard = bound.replay_guard
             if guard is not None:
-                if guard.admit(envelope, str(message_id)):
+                if guard.admit(envelope, str(message_id), lease_seconds=_remaining_seconds(lambda_context)):
                     admitted.append(envelope)
                 elif guard.completed(envelope, str(message_id)):
                     processed_before.append(envelope)
@@ -176,6 +176,16 @@ class SqsRecordHandler:
                     "tenantscope: could not record completion of %s: %s", message_id, log_reason(error)
                 )
         return outcome
+
+
+def _remaining_seconds(lambda_context: Any) -> float | None:
+    """How long the invocation may still run, its record's lease on its envelope: no carrier runs
+    past its invocation's end. None without a Lambda context (the replay guard's own lease)."""
+    remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    milliseconds = remaining()
+    return milliseconds / 1000 if type(milliseconds) is int and milliseconds >= 0 else None
 
 
 @overload
