@@ -927,10 +927,54 @@ def test_boto3_sts_reads_a_client_error_without_a_code_as_a_refusal(response: di
     assert (refused.value.reason, refused.value.detail) == (Reason.STS_REFUSED, "no error code")
 
 
+def sts_answer(credentials: dict[str, Any], session: str = "acme", **more: Any) -> dict[str, Any]:
+    """AssumeRole's answer, as STS gives it for a session named ``session`` with its source identity."""
+    return {
+        "Credentials": credentials,
+        "AssumedRoleUser": {
+            "AssumedRoleId": f"AROAEXAMPLE:{session}",
+            "Arn": f"arn:aws:sts::123456789012:assumed-role/tenant-role/{session}",
+        },
+        "SourceIdentity": session,
+        **more,
+    }
+
+
 def test_boto3_sts_reads_an_expiry_given_in_epoch_seconds() -> None:
     creds = {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": 4e9}
-    credentials = Boto3Sts(client=FakeStsClient(response={"Credentials": creds})).assume_role(a_request())
+    credentials = Boto3Sts(client=FakeStsClient(response=sts_answer(creds))).assume_role(a_request())
     assert credentials.expiration == 4e9
+
+
+CREDS = {"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": 4e9}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        sts_answer(CREDS, session="acme-corp"),
+        sts_answer(CREDS, SourceIdentity="acme-corp"),
+        {k: v for k, v in sts_answer(CREDS).items() if k != "AssumedRoleUser"},
+    ],
+    ids=["a session for another tenant", "another source identity", "no session named"],
+)
+def test_a_session_sts_did_not_make_for_the_tenant_is_refused(answer: dict[str, Any]) -> None:
+    # GIVEN STS answering acme's request with a session it names for another tenant, or none
+    vendor = CredentialVendor(
+        Boto3Sts(client=FakeStsClient(response=answer)), clock=FakeClock(), sleep=SleepRecorder()
+    )
+    # THEN the credentials are refused as unusable, not cached, not retried
+    with pytest.raises(StsRefused) as refused:
+        vendor.credentials_for("acme", tag_settings())
+    assert refused.value.reason is Reason.STS_UNUSABLE_CREDENTIALS
+
+
+def test_a_session_without_a_source_identity_in_the_answer_is_named_by_its_arn() -> None:
+    answer = {k: v for k, v in sts_answer(CREDS).items() if k != "SourceIdentity"}
+    vendor = CredentialVendor(
+        Boto3Sts(client=FakeStsClient(response=answer)), clock=FakeClock(), sleep=SleepRecorder()
+    )
+    assert vendor.credentials_for("acme", tag_settings()).tenant_id == "acme"
 
 
 class EmptyKeySts:
@@ -950,14 +994,14 @@ def test_credentials_a_backend_cannot_build_are_unusable_not_a_crash() -> None:
 def test_boto3_sts_sends_the_request_and_reads_the_credentials() -> None:
     expiration = datetime(2027, 1, 1, tzinfo=UTC)
     client = FakeStsClient(
-        response={
-            "Credentials": {
+        response=sts_answer(
+            {
                 "AccessKeyId": "ASIAREAL",
                 "SecretAccessKey": "secret",
                 "SessionToken": "token",
                 "Expiration": expiration,
             }
-        }
+        )
     )
     request = a_request()
     credentials = Boto3Sts(client=client).assume_role(request)

@@ -6,8 +6,9 @@
   then the work fails closed; STS refusing the role is not retried. Each is its own
   :class:`CredentialsUnavailable` subclass, log reason and metric. A failure is remembered
   only briefly.
-- Every vended credential is checked (non-empty key, secret and token, the right tenant, a
-  future expiry), and there is no path that returns the function's own credentials.
+- Every vended credential is checked (non-empty key, secret and token, the right tenant as
+  STS's answer names the session, a future expiry), and there is no path that returns the
+  function's own credentials.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class Boto3Sts:
             creds = response["Credentials"]
             expiration = creds["Expiration"]
             return ScopedCredentials(
-                tenant_id=request.tenant_id,
+                tenant_id=_session_tenant(response),
                 access_key_id=creds["AccessKeyId"],
                 secret_access_key=creds["SecretAccessKey"],
                 session_token=creds["SessionToken"],
@@ -120,6 +121,17 @@ class Boto3Sts:
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise StsRefused(Reason.STS_UNUSABLE_CREDENTIALS) from None
+
+
+def _session_tenant(response: dict[str, Any]) -> str:
+    """The tenant STS says it made the session for: the session's name, the end of its ARN
+    (``arn:aws:sts::<account>:assumed-role/<role>/<session>``), which must also be its source
+    identity when STS answers one. The vendor then checks it is the tenant it asked for."""
+    session = response["AssumedRoleUser"]["Arn"].rpartition("/")[2]
+    source_identity = response.get("SourceIdentity", session)
+    if source_identity != session:
+        raise ValueError("the session's name and source identity differ")
+    return str(session)
 
 
 class FakeSts:
