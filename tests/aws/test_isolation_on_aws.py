@@ -128,10 +128,9 @@ def _assumer(stack: Stack) -> Any:
     ).client("sts")
 
 
-@pytest.fixture(scope="session")
-def tenant_sessions(stack: Stack) -> dict[str, Any]:
-    """A boto3 session per tenant, scoped by IAM to that tenant (the request tenantscope builds)."""
-    settings = Settings.load(
+def _settings(stack: Stack) -> Settings:
+    """tenantscope's settings for the deployed stack."""
+    return Settings.load(
         environ={},
         role_arn=stack.tenant_role_arn,
         isolation=stack.isolation,
@@ -139,10 +138,15 @@ def tenant_sessions(stack: Stack) -> dict[str, Any]:
         buckets=(stack.bucket,),
         region=stack.target.region,
     )
+
+
+@pytest.fixture(scope="session")
+def tenant_sessions(stack: Stack) -> dict[str, Any]:
+    """A boto3 session per tenant, scoped by IAM to that tenant (the request tenantscope builds)."""
     sts = _assumer(stack)
     sessions = {}
     for label, tenant in TENANTS.items():
-        request = assume_role_request(tenant, settings)
+        request = assume_role_request(tenant, _settings(stack))
         try:
             credentials = sts.assume_role(**request.to_boto3())["Credentials"]
         except ClientError as error:
@@ -158,6 +162,18 @@ def tenant_sessions(stack: Stack) -> dict[str, Any]:
             region_name=stack.target.region,
         )
     return sessions
+
+
+@pytest.mark.usefixtures("tenant_sessions")  # the caller may assume the role with tenantscope's request
+def test_a_session_for_no_tenant_is_refused_by_the_trust_policy(stack: Stack) -> None:
+    # GIVEN tenantscope's own request for a tenant, which the trust policy admits
+    request = assume_role_request(TENANTS["B"], _settings(stack)).to_boto3()
+    sts = _assumer(stack)
+    # THEN the same request without the tenant tag, or without the source identity, is refused
+    for missing in ("Tags", "SourceIdentity"):
+        with pytest.raises(ClientError) as refused:
+            sts.assume_role(**{k: v for k, v in request.items() if k != missing})
+        assert _error_code(refused.value) == "AccessDenied", missing
 
 
 def _key(label: str) -> dict[str, Any]:

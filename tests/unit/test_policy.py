@@ -30,6 +30,7 @@ from tenantscope._errors import (
     TemporarilyUnavailable,
 )
 from tenantscope._policy import (
+    ASSUME_ACTIONS,
     ITEM_ACTIONS,
     MAX_SESSION_POLICY_CHARS,
     OBJECT_ACTIONS,
@@ -1174,10 +1175,44 @@ def test_the_trust_policy_admits_the_callers_with_the_tenant_tag_alone(
                 "Effect": "Allow",
                 "Principal": {"AWS": list(CALLERS)},
                 "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-                "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": [expected_tag_key]}},
+                "Condition": {
+                    "ForAllValues:StringEquals": {"aws:TagKeys": [expected_tag_key]},
+                    "Null": {f"aws:RequestTag/{expected_tag_key}": "false", "sts:SourceIdentity": "false"},
+                },
             }
         ],
     }
+
+
+def assume_role_context(request: dict[str, Any]) -> dict[str, Any]:
+    """The condition keys IAM sees in an AssumeRole request (its tags and its source identity)."""
+    context: dict[str, Any] = {"aws:TagKeys": [tag["Key"] for tag in request.get("Tags", [])]}
+    for tag in request.get("Tags", []):
+        context[f"aws:RequestTag/{tag['Key']}"] = tag["Value"]
+    if "SourceIdentity" in request:
+        context["sts:SourceIdentity"] = request["SourceIdentity"]
+    return context
+
+
+@pytest.mark.parametrize("isolation", ["session-tags", "session-policy"])
+def test_the_trust_policy_admits_what_tenantscope_sends_and_no_session_for_no_tenant(isolation: str) -> None:
+    # GIVEN the trust policy, without its principals (the evaluator models only "*")
+    (statement,) = trust_policy(CALLERS)["Statement"]
+    trust = {"Version": "2012-10-17", "Statement": [{**statement, "Principal": "*", "Resource": "*"}]}
+    settings = policy_settings(isolation=isolation)
+    sent = assume_role_request("acme", settings).to_boto3()
+    # THEN each action of tenantscope's own request is admitted
+    for action in ASSUME_ACTIONS:
+        assert is_allowed(trust, action, TENANT_ROLE_ARN, assume_role_context(sent))
+    # AND a request without the tag, without the source identity, or with another tag is not
+    refused = [
+        {k: v for k, v in sent.items() if k != "Tags"},
+        {k: v for k, v in sent.items() if k != "SourceIdentity"},
+        {k: v for k, v in sent.items() if k not in ("Tags", "SourceIdentity")},
+        {**sent, "Tags": [*sent["Tags"], {"Key": "Admin", "Value": "true"}]},
+    ]
+    for request in refused:
+        assert not is_allowed(trust, "sts:AssumeRole", TENANT_ROLE_ARN, assume_role_context(request)), request
 
 
 def test_a_callers_statement_allows_assuming_the_tenant_role_and_nothing_else() -> None:

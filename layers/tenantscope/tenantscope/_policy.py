@@ -189,8 +189,8 @@ def tenant_statements(
 
 def trust_policy(caller_role_arns: Sequence[Any], tag_key: str = "TenantId") -> dict[str, Any]:
     """The tenant role's trust policy: only ``caller_role_arns`` (the roles of the functions that
-    use tenantscope) may assume it, with the tenant tag and SourceIdentity every request carries,
-    and with no session tag other than ``tag_key`` (``TENANTSCOPE_TENANT_TAG_KEY``).
+    use tenantscope) may assume it, only with the tenant tag and SourceIdentity every request
+    carries, and with no session tag other than ``tag_key`` (``TENANTSCOPE_TENANT_TAG_KEY``).
 
     >>> trust_policy(["arn:aws:iam::123456789012:role/api"])["Statement"][0]["Action"]
     ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity']
@@ -203,7 +203,12 @@ def trust_policy(caller_role_arns: Sequence[Any], tag_key: str = "TenantId") -> 
                 "Effect": "Allow",
                 "Principal": {"AWS": list(caller_role_arns)},
                 "Action": list(ASSUME_ACTIONS),
-                "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]}},
+                "Condition": {
+                    "ForAllValues:StringEquals": {"aws:TagKeys": [tag_key]},
+                    # ForAllValues holds over no tags at all: the tag and the source identity
+                    # must each be present, so no session is made for no tenant.
+                    "Null": {f"aws:RequestTag/{tag_key}": "false", "sts:SourceIdentity": "false"},
+                },
             }
         ],
     }
