@@ -40,7 +40,7 @@ from tenantscope._envelope import (
     sqs_record_fields,
     verify,
 )
-from tenantscope._errors import InvalidTenantId, LoggableError, TenantAuthError
+from tenantscope._errors import InvalidTenantId, LoggableError, TenantAuthError, log_reason
 from tenantscope._keyring import StaticKeyRing
 from tenantscope._producer import queue_arn_from_url, seal_input, send_message, sign_message
 from tenantscope._resolve import resolve_sfn_event, resolve_sqs_record
@@ -1105,6 +1105,44 @@ def test_send_message_leaves_seven_message_attributes_to_the_caller() -> None:
             queue_url, BODY, tenant_id=TENANT, ring=RING, client=sqs, MessageAttributes=own_attributes(8)
         )
     assert isinstance(refused.value, LoggableError) and len(sqs.sent) == 1
+
+
+class CountingRing:
+    """The test ring, counting its seals (with a kms: ring each is a call to KMS)."""
+
+    def __init__(self) -> None:
+        self.seals = 0
+
+    def active_key_id(self) -> str:
+        return RING.active_key_id()
+
+    def sign(self, key_id: str, message: bytes) -> bytes:
+        self.seals += 1
+        return RING.sign(key_id, message)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "rule"),
+    [
+        ({"MessageAttributes": own_attributes(8)}, "SQS carries at most 10 message attributes"),
+        (
+            {"MessageAttributes": {"tenantscope-tenant": {"DataType": "String", "StringValue": "globex"}}},
+            "tenantscope message attributes cannot be overridden",
+        ),
+        ({"MessageGroupId": "globex"}, "MessageGroupId is the tenant id"),
+    ],
+    ids=["an eighth attribute", "an envelope attribute", "another group"],
+)
+def test_a_message_sqs_could_not_carry_is_refused_before_sealing_and_says_why(
+    arguments: dict[str, Any], rule: str
+) -> None:
+    ring, sqs = CountingRing(), RecordingSqs()
+    queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+    with pytest.raises(ValueError, match=f"^{rule}") as refused:
+        send_message(queue_url, BODY, tenant_id=TENANT, ring=ring, client=sqs, **arguments)  # type: ignore[arg-type]
+    # THEN nothing was sealed or sent, and the rule is what a log line shows
+    assert (ring.seals, sqs.sent) == (0, [])
+    assert log_reason(refused.value) == str(refused.value)
 
 
 def test_seal_input_seals_with_the_settings_it_is_given() -> None:

@@ -21,6 +21,9 @@ from ._aws import aws_client
 from ._config import ENV, Settings, get_settings
 from ._context import active_scope, scope_ended_here
 from ._envelope import (
+    ATTR_ENVELOPE,
+    ATTR_SIGNATURE,
+    ATTR_TENANT,
     SFN_KEY,
     seal,
     sfn_destination,
@@ -60,6 +63,10 @@ class _NotUnicode(LoggableError, ValueError):
 class _NotADestination(LoggableError, ValueError):
     """A destination that is not a queue's or a state machine's ARN: a message or an execution
     sealed for it could never be verified, so it is refused before anything is sent."""
+
+
+# The message attributes an envelope takes (sqs_message_attributes).
+_ENVELOPE_ATTRIBUTES = frozenset((ATTR_TENANT, ATTR_ENVELOPE, ATTR_SIGNATURE))
 
 
 class _NotSendable(LoggableError, ValueError):
@@ -252,20 +259,22 @@ def send_message(
     tenant = _producer_tenant(tenant_id)
     group = kwargs.pop("MessageGroupId", tenant)
     if group != tenant:
-        raise ValueError("MessageGroupId is the tenant id")
+        raise _NotSendable("MessageGroupId is the tenant id")
+    # Refused before sealing: with a kms: ring, sealing is a call to KMS.
+    extra = kwargs.pop("MessageAttributes", {}) or {}
+    if not _ENVELOPE_ATTRIBUTES.isdisjoint(extra):
+        raise _NotSendable("tenantscope message attributes cannot be overridden")
+    if len(extra) + len(_ENVELOPE_ATTRIBUTES) > _MAX_MESSAGE_ATTRIBUTES:
+        raise _NotSendable(
+            f"SQS carries at most {_MAX_MESSAGE_ATTRIBUTES} message attributes and the envelope takes "
+            f"{len(_ENVELOPE_ATTRIBUTES)}: at most {_MAX_MESSAGE_ATTRIBUTES - len(_ENVELOPE_ATTRIBUTES)} "
+            "of your own"
+        )
     sqs = client or aws_client("sqs", settings.region)
     # A URL without its region is the sending client's region's queue.
     client_region = getattr(getattr(sqs, "meta", None), "region_name", None)
     queue_arn = queue_arn_from_url(queue_url, client_region or settings.region)
     attributes = sign_message(body, destination=queue_arn, tenant_id=tenant, ring=ring, settings=settings)
-    extra = kwargs.pop("MessageAttributes", {}) or {}
-    if set(extra) & set(attributes):
-        raise ValueError("tenantscope message attributes cannot be overridden")
-    if len(extra) + len(attributes) > _MAX_MESSAGE_ATTRIBUTES:
-        raise _NotSendable(
-            f"SQS carries at most {_MAX_MESSAGE_ATTRIBUTES} message attributes and the envelope takes "
-            f"{len(attributes)}: at most {_MAX_MESSAGE_ATTRIBUTES - len(attributes)} of your own"
-        )
     system = dict(kwargs.pop("MessageSystemAttributes", {}) or {})
     trace = _trace_header()
     if trace and "AWSTraceHeader" not in system:
