@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,18 +21,20 @@ from tenantscope import (
     InvalidTenantId,
     NoTenantContext,
     Reason,
+    SqsRecord,
     TenantContext,
     TenantLogFilter,
     _context,
     current_tenant,
     in_tenant_scope,
     sign_message,
+    sqs_handler,
     tenant_scope,
 )
 from tenantscope._config import Settings
-from tenantscope._context import _enter_scope, active_scope
+from tenantscope._context import _enter_scope, acting_for_a_tenant, active_scope
 from tenantscope._credentials import CredentialVendor, FakeSts
-from tenantscope.testing import QUEUE_ARN, RING
+from tenantscope.testing import QUEUE_ARN, RING, LambdaContext, signed_sqs_record, sqs_event
 
 
 def test_no_scope_raises() -> None:
@@ -404,3 +407,42 @@ def test_a_scope_carried_elsewhere_ends_with_its_block() -> None:
         carried()
     with pytest.raises(NoTenantContext):
         copied.run(current_tenant)
+
+
+def test_a_thread_without_a_scope_cannot_seal_for_a_tenant_it_names_while_a_unit_runs(
+    vendor: CredentialVendor,
+) -> None:
+    # GIVEN acme's SQS record, whose function hands work to a plain thread pool (no in_tenant_scope),
+    # and that work names the tenant the record's body asks for
+    record = signed_sqs_record('{"notify": "globex"}', tenant_id="acme", message_id="m-1")
+    outcomes: list[object] = []
+
+    @sqs_handler(ring=RING, vendor=vendor)
+    def fan_out(rec: SqsRecord, context: Any) -> None:
+        named = rec.json["notify"]
+        with ThreadPoolExecutor(1) as pool:
+            for work in (
+                lambda: sign_message("{}", destination=QUEUE_ARN, ring=RING, tenant_id=named),
+                in_tenant_scope(lambda: sign_message("{}", destination=QUEUE_ARN, ring=RING)),
+            ):
+                try:
+                    outcomes.append(pool.submit(work).result()["tenantscope-tenant"]["StringValue"])
+                except NoTenantContext as refused:
+                    outcomes.append(refused.reason)
+
+    assert fan_out(sqs_event([record]), LambdaContext()) == {"batchItemFailures": []}
+    # THEN the plain thread's seal is refused, and the one run in the unit's scope seals for acme
+    assert outcomes == [Reason.UNSCOPED_THREAD, "acme"]
+    # AND once no scope is open, a back-office job names its tenant again
+    signed = sign_message("{}", destination=QUEUE_ARN, ring=RING, tenant_id="globex")
+    assert signed["tenantscope-tenant"]["StringValue"] == "globex"
+
+
+def test_no_scope_is_counted_open_once_it_has_ended() -> None:
+    with tenant_scope("acme"), tenant_scope("globex"):
+        assert acting_for_a_tenant()
+    assert not acting_for_a_tenant()
+    with pytest.raises(RuntimeError), tenant_scope("acme"):  # noqa: PT012
+        assert acting_for_a_tenant()
+        raise RuntimeError("the block failed")
+    assert not acting_for_a_tenant()

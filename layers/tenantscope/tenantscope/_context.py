@@ -133,6 +133,9 @@ class _Scope:
 # Private to this module: every reader goes through active_scope(), which hides ended scopes.
 _scope_var: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("tenantscope_scope", default=None)
 
+# The scopes open in the process, in any thread, by id (adding and discarding are atomic).
+_open_scopes: set[int] = set()
+
 
 def active_scope() -> _Scope | None:
     """The scope of the current unit of work, or None outside one and once it has ended.
@@ -153,6 +156,13 @@ def _ended(scope: _Scope | None) -> bool:
             return True
         scope = scope.parent
     return False
+
+
+def acting_for_a_tenant() -> bool:
+    """Whether some thread of the process is in a tenant's scope now. A thread that holds none
+    meanwhile is most likely that work's helper (a thread pool a handler started without
+    :func:`in_tenant_scope`), not a back-office job: producers do not take a tenant's name from it."""
+    return bool(_open_scopes)
 
 
 def scope_ended_here() -> bool:
@@ -215,6 +225,7 @@ def _open_scope(
     parent = None if current is None or _ended(current) else current
     scope = _Scope(context, settings, request_id, trace_header, parent, vendor)
     _scope_var.set(scope)
+    _open_scopes.add(id(scope))
     return scope
 
 
@@ -228,6 +239,7 @@ def _exit_scope(scope: _Scope) -> None:
     and the rest of its block finds no scope, rather than the tenant of a scope it never opened.
     """
     scope.closed = True
+    _open_scopes.discard(id(scope))
     if _scope_var.get() is scope:
         parent = scope.parent
         while parent is not None and parent.closed:

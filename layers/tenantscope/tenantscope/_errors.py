@@ -137,6 +137,10 @@ class Reason(StrEnum):
     NO_SCOPE = ("no-scope", "no tenant scope is active")
     SCOPE_ENDED = ("scope-ended", "the tenant scope this work was started in has ended")
     NO_PRODUCER_TENANT = ("no-producer-tenant", "tenant_id is required outside a tenant scope")
+    UNSCOPED_THREAD = (
+        "unscoped-thread",
+        "no tenant scope in this thread while the process acts for a tenant: start it with in_tenant_scope",
+    )
     # passing outages (503, a retried record or task)
     STS_UNREACHABLE = ("sts-unreachable", "STS unreachable")
     STS_THROTTLED = ("sts-throttled", "STS throttled")

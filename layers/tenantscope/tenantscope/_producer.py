@@ -2,8 +2,10 @@
 
 Inside a tenant scope the current tenant is used, and a different explicit tenant is
 refused: code acting for acme cannot send work as globex. Outside a scope (a trusted
-back-office job, the CLI) the tenant must be given explicitly. Work that outlived its scope (a
-copied context, an asyncio task, a thread) is refused whatever tenant it names.
+back-office job, the CLI) the tenant must be given explicitly, and only while no thread of the
+process is in a tenant's scope: a thread a handler started without ``in_tenant_scope`` has no
+scope, and must not seal for whatever tenant it names. Work that outlived its scope (a copied
+context, an asyncio task, an ``in_tenant_scope`` thread) is refused whatever tenant it names.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from ._aws import aws_client
 from ._config import ENV, Settings, get_settings
-from ._context import active_scope, scope_ended_here
+from ._context import acting_for_a_tenant, active_scope, scope_ended_here
 from ._envelope import (
     ATTR_ENVELOPE,
     ATTR_SIGNATURE,
@@ -143,6 +145,8 @@ def _producer_tenant(tenant_id: str | None) -> str:
         raise NoTenantContext(Reason.SCOPE_ENDED)
     if tenant_id is None:
         raise NoTenantContext(Reason.NO_PRODUCER_TENANT)
+    if acting_for_a_tenant():
+        raise NoTenantContext(Reason.UNSCOPED_THREAD)
     return validate_tenant_id(tenant_id)
 
 
