@@ -157,7 +157,8 @@ def upload_attachment(item_id: str, body: dict[str, Any] | None) -> dict[str, An
     content_type = (body or {}).get("content_type")
     if content_type not in files.ATTACHMENT_TYPES:
         return respond(400, {"message": f"content_type must be one of {', '.join(files.ATTACHMENT_TYPES)}"})
-    if items.get("ITEM", item_id) is None:
+    # Strongly consistent, as an order's: an item put a moment ago has an attachment form.
+    if items.get("ITEM", item_id, consistent=True) is None:
         return respond(404, {"message": "not found"})
     key = files.attachment_key(item_id)
     form = files.upload_form(key, content_type)

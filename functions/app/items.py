@@ -17,6 +17,7 @@ from tenantscope import tenant_key, tenant_table
 
 RECORD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NESTING = 32  # DynamoDB's limit for lists and maps inside an item
+MAX_NAME_BYTES = 65535  # DynamoDB's limit for an attribute name (under 64 KB)
 
 
 # DynamoDB's and S3's answers that a later attempt may not meet (throttling, a 5xx).
@@ -82,11 +83,19 @@ def unstorable(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, list | dict):
         if depth == MAX_NESTING:
             return f"lists and objects nest at most {MAX_NESTING} deep"
-        if isinstance(value, dict) and not all(name and is_text(name) for name in value):
-            return "attribute names must be non-empty Unicode text"
+        if isinstance(value, dict) and not all(storable_name(name) for name in value):
+            return f"attribute names must be non-empty Unicode text of at most {MAX_NAME_BYTES} UTF-8 bytes"
         values = value.values() if isinstance(value, dict) else value
         return next((why for v in values if (why := unstorable(v, depth + 1))), None)
     return f"unsupported value type {type(value).__name__}"
+
+
+def storable_name(name: str) -> bool:
+    """Whether DynamoDB takes ``name`` as an attribute name: 1 to MAX_NAME_BYTES bytes of UTF-8."""
+    try:
+        return 0 < len(name.encode("utf-8")) <= MAX_NAME_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 def is_text(value: str) -> bool:

@@ -119,6 +119,26 @@ def nested(depth: int) -> str:
     return '{"a": ' + "[" * depth + "]" * depth + "}"
 
 
+def test_an_item_put_a_moment_ago_can_be_ordered_and_given_an_attachment(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import items
+
+    token = ISSUER.token("acme")
+    assert aws.http("PUT", "/items/fresh", token, {"stock": 5})["statusCode"] == 200
+    # GIVEN reads answered by a replica that has not applied that PUT yet, unless strongly consistent
+    read = items.get
+
+    def from_a_stale_replica(kind: str, record_id: str, *, consistent: bool = False) -> Any:
+        return read(kind, record_id, consistent=consistent) if consistent else None
+
+    monkeypatch.setattr(items, "get", from_a_stale_replica)
+    # THEN the routes that must find it read it strongly consistently, and find it
+    assert aws.http("POST", "/orders", token, {"item_id": "fresh", "quantity": 1})["statusCode"] == 202
+    form = aws.http("POST", "/items/fresh/attachment", token, {"content_type": "text/plain"})
+    assert form["statusCode"] == 200, form
+
+
 @pytest.mark.parametrize(
     ("raw_body", "why"),
     [
@@ -135,6 +155,9 @@ def nested(depth: int) -> str:
         ('{"": 1}', "attribute names must be non-empty Unicode text"),
         ('{"a": {"": 1}}', "attribute names must be non-empty Unicode text"),
         ('{"\\ud800": 1}', "attribute names must be non-empty Unicode text"),
+        # 22,000 characters of body, 66,000 bytes of name: over DynamoDB's 64 KB
+        ('{"' + "\u20ac" * 22_000 + '": 1}', "of at most 65535 UTF-8 bytes"),
+        ('{"a": {"' + "\u20ac" * 22_000 + '": 1}}', "of at most 65535 UTF-8 bytes"),
     ],
     ids=[
         "nested 32000 deep",
@@ -150,6 +173,8 @@ def nested(depth: int) -> str:
         "an empty name",
         "an empty name inside",
         "a lone surrogate in a name",
+        "a name over 64 KB",
+        "a name over 64 KB inside",
     ],
 )
 def test_an_item_dynamodb_could_not_store_is_refused_with_the_reason(
