@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import inspect
 import re
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -71,12 +72,16 @@ def test_an_async_callable_without_a_name_is_refused_by_its_repr() -> None:
 ran: list[str] = []
 
 
+returned: list[Any] = []  # what the wrapped functions returned: their coroutines, unrun
+
+
 def plain_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
     """An ordinary synchronous decorator: it hides that the function it wraps is async."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+        returned.append(fn(*args, **kwargs))
+        return returned[-1]
 
     return wrapper
 
@@ -98,6 +103,7 @@ async def wrapped_generator(event: Any, context: Any) -> AsyncIterator[Any]:
 
 
 HIDDEN = [wrapped, AsyncCallable(), wrapped_generator]
+RETURNS = {"wrapped": "coroutine", "AsyncCallable": "coroutine", "wrapped_generator": "async_generator"}
 HIDDEN_IDS = ["async def behind a plain wrapper", "async __call__", "async generator behind a plain wrapper"]
 FIX = "Lambda's Python runtime calls handlers synchronously; run async code with asyncio.run() inside it"
 
@@ -105,6 +111,7 @@ FIX = "Lambda's Python runtime calls handlers synchronously; run async code with
 @pytest.fixture
 def no_unawaited_warnings() -> Iterator[None]:
     ran.clear()
+    returned.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
         yield
@@ -121,8 +128,13 @@ def test_a_hidden_async_api_handler_answers_500_and_logs_the_fix(
     response = handler(http_api_event(issuer.token("acme")), LambdaContext())
     assert response["statusCode"] == 500
     [line] = [message for message in caplog.messages if "failed in its handler" in message]
-    assert line.startswith("tenantscope: API request failed in its handler: the handler returned a ")
-    assert line.endswith(f"without running it: it is async, and {FIX}")
+    kind = RETURNS[getattr(fn, "__name__", type(fn).__name__)]
+    failed = "tenantscope: API request failed in its handler"
+    assert line == f"{failed}: the handler returned a {kind} without running it: it is async, and {FIX}"
+    # AND a coroutine it returned was closed, never to run
+    for value in returned:
+        if inspect.iscoroutine(value):
+            assert inspect.getcoroutinestate(value) == inspect.CORO_CLOSED
 
 
 @pytest.mark.usefixtures("no_unawaited_warnings")
