@@ -362,6 +362,13 @@ def test_key_without_use_is_a_signing_key(issuer: LocalIssuer) -> None:
     assert cache.get(issuer.kid) is not None
 
 
+def test_a_key_without_key_ops_as_identity_providers_publish_it_is_a_signing_key(issuer: LocalIssuer) -> None:
+    # Cognito's and most providers' JWKS carry no key_ops (PyJWT's to_jwk adds ["verify"])
+    jwk = {k: v for k, v in issuer.jwk().items() if k != "key_ops"}
+    cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
+    assert cache.get(issuer.kid) is not None
+
+
 def test_a_key_whose_operations_include_verify_is_a_signing_key(issuer: LocalIssuer) -> None:
     jwk = {k: v for k, v in issuer.jwk().items() if k != "use"} | {"key_ops": ["verify"]}
     cache = JwksCache(StaticJwksSource({"keys": [jwk]}), clock=FakeClock())
