@@ -425,7 +425,9 @@ def test_a_tenant_buckets_transfers_run_in_parts_on_worker_threads_in_the_tenant
         # WHEN acme uploads it and downloads it again, as a file and as file objects
         bucket.upload_file("media/video.bin", str(source), extra_args={"ContentType": "video/mp4"})
         bucket.download_file("media/video.bin", str(tmp_path / "back.bin"))
-        bucket.upload_fileobj("media/small.txt", io.BytesIO(b"small"))
+        bucket.upload_fileobj(
+            "media/small.txt", io.BytesIO(b"small"), extra_args={"ContentType": "text/plain"}
+        )
         small = io.BytesIO()
         bucket.download_fileobj("media/small.txt", small)
     # THEN the large file went up in parts and came down in ranges, from worker threads that each
@@ -448,6 +450,7 @@ def test_a_tenant_buckets_transfers_run_in_parts_on_worker_threads_in_the_tenant
     stored = files.get_object(Bucket=BUCKET, Key="tenants/acme/media/video.bin")
     assert stored["ContentType"] == "video/mp4"
     assert stored["Body"].read() == data
+    assert files.head_object(Bucket=BUCKET, Key="tenants/acme/media/small.txt")["ContentType"] == "text/plain"
     # AND no worker thread outlives its transfer
     assert threading.active_count() == threads_before
 
@@ -481,6 +484,13 @@ def test_a_transfer_task_runs_in_its_submitters_scope_and_not_after_it(files: An
     pool = _ScopedThreadPool(max_workers=1)
     with tenant_scope("acme"):
         assert pool.submit(current_tenant).result().tenant_id == "acme"  # in the scope, on the worker
+        assert pool.submit(
+            lambda n, *, unit: (current_tenant().tenant_id, n, unit), 3, unit="kg"
+        ).result() == (
+            "acme",
+            3,
+            "kg",
+        )
         started, gate = threading.Event(), threading.Event()
 
         def block() -> None:
