@@ -23,7 +23,14 @@ from devtools import events as samples
 from devtools.issuer import dev_issuer
 from devtools.local_aws import LOCAL_PARAMETERS, LocalAws, local_aws
 from tenantscope import seal_input, tenant_bucket, tenant_key, tenant_scope, tenant_table
-from tenantscope.testing import http_api_event, record_from_received, sqs_event, task_event
+from tenantscope._replay import DynamoDbReplayGuard
+from tenantscope.testing import (
+    http_api_event,
+    record_from_received,
+    reset_process_state,
+    sqs_event,
+    task_event,
+)
 
 ISSUER = dev_issuer()
 WORKER = "OrderWorkerFunction"
@@ -221,7 +228,20 @@ def test_an_order_completes_and_a_redelivered_message_changes_nothing(aws: Local
     assert order_status(aws, order_id) == "PROCESSING"  # the worker wrote nothing
 
 
-def test_an_order_whose_execution_could_not_start_is_retried_from_processing(aws: LocalAws) -> None:
+def the_visibility_timeout_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQS delivers a failed record again once the queue's visibility timeout (186 s, longer than
+    the worker's 30 s) has passed, and with it the replay guard's lease on the record's envelope:
+    that time passes on the guard's clock (its guard is built again, on it)."""
+    shifted = time.time() + 186 - time.monotonic()
+    monkeypatch.setitem(
+        DynamoDbReplayGuard.__init__.__kwdefaults__, "clock", lambda: shifted + time.monotonic()
+    )
+    reset_process_state(keep_installed=True)
+
+
+def test_an_order_whose_execution_could_not_start_is_retried_from_processing(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
     order_id, event = place_order(aws)
     missing = aws.physical["OrderStateMachine"]["Arn"] + "-missing"
     with pytest.MonkeyPatch.context() as patch:
@@ -230,6 +250,9 @@ def test_an_order_whose_execution_could_not_start_is_retried_from_processing(aws
         assert deliver(aws, event) == [event["Records"][0]["messageId"]]
     assert order_status(aws, order_id) == "PROCESSING"
     assert aws.wait_for_executions() == {}
+    # Delivered again at once, while the failed delivery's invocation could still be running: held
+    assert deliver(aws, event) == [event["Records"][0]["messageId"]]
+    the_visibility_timeout_passes(monkeypatch)
     assert deliver(aws, event) == []
     assert list(aws.wait_for_executions()) == [order_id]
     assert order_status(aws, order_id) == "COMPLETED"
