@@ -138,16 +138,16 @@ class _NeverRan(LoggableError, TypeError):
     Loggable (its message names a type, no data), so the log line carries the fix."""
 
 
-def _never_ran(value: object) -> _NeverRan | None:
-    """The failure of a unit whose handler's value is a coroutine or an async generator: an async
-    function that :func:`require_synchronous` could not see (behind a plain wrapper, or an object
-    whose ``__call__`` is async). Succeeding would delete an SQS record whose body never ran."""
+def _refuse_unrun(value: object) -> None:
+    """Fail a unit whose handler's value is a coroutine or an async generator: an async function
+    that :func:`require_synchronous` could not see (behind a plain wrapper, or an object whose
+    ``__call__`` is async). Succeeding would delete an SQS record whose body never ran."""
     if not (hasattr(value, "__await__") or hasattr(value, "__anext__")):
-        return None
+        return
     close = getattr(value, "close", None)
     if callable(close):  # a coroutine: closed, so nothing warns later that it was never awaited
         close()
-    return _NeverRan(
+    raise _NeverRan(
         f"the handler returned a {type(value).__name__} without running it: it is async, and "
         "Lambda's Python runtime calls handlers synchronously; run async code with asyncio.run() inside it"
     )
@@ -368,9 +368,8 @@ class Pipeline:
             )
             try:
                 result = work()
-                unrun = None if result is None else _never_ran(result)
-                if unrun is not None:
-                    raise unrun
+                if result is not None:
+                    _refuse_unrun(result)
                 return Success(result)
             except Exception as error:
                 # Reported inside the scope, so the log line carries the unit's tenant.
