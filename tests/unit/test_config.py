@@ -204,6 +204,66 @@ def test_a_bad_number_is_refused_naming_the_variable_not_the_value(variable: str
     )
 
 
+# (variable, lowest, highest): each number's range; a value outside it is refused by name.
+NUMBER_RANGES = [
+    (ENV.CLOCK_SKEW, "0", "900"),
+    (ENV.JWT_LEEWAY, "0", "900"),
+    (ENV.MAX_TOKEN_BYTES, "1", "65536"),
+    (ENV.JWKS_TTL, "1", "86400"),
+    (ENV.JWKS_MIN_REFETCH, "1", "3600"),
+    (ENV.JWKS_TIMEOUT, "0.1", "60"),
+    (ENV.SIGNING_KEYS_MAX_AGE, "1", "86400"),
+]
+
+
+@pytest.mark.parametrize(("variable", "lowest", "highest"), NUMBER_RANGES)
+def test_a_number_at_either_end_of_its_range_is_accepted(variable: str, lowest: str, highest: str) -> None:
+    field_name = next(f.name for f in fields(Settings) if f.metadata["env"] == variable)
+    for value in (lowest, highest):
+        assert getattr(Settings.load(environ={variable: value}), field_name) == float(value)
+
+
+@pytest.mark.parametrize(("variable", "lowest", "highest"), NUMBER_RANGES)
+def test_a_number_outside_its_range_is_refused_by_name(variable: str, lowest: str, highest: str) -> None:
+    # GIVEN values that float() or int() reads but that would switch a protection off: a NaN or
+    # infinite age never ends, so a withdrawn key would verify for the container's life; a
+    # refetch interval of 0 lets every unknown kid fetch the JWKS; a leeway of a day accepts
+    # a token expired yesterday
+    below = str(float(lowest) - 1) if "." in lowest else str(int(lowest) - 1)
+    above = str(float(highest) + 1) if "." in highest else str(int(highest) + 1)
+    candidates = [below, above] + (["nan", "inf", "-inf"] if variable not in INTEGER_VARIABLES else [])
+    for value in candidates:
+        # THEN each is refused, naming the variable and its range
+        assert refusal(environ={variable: value}) == (
+            Reason.INVALID_SETTING,
+            f"{variable} must be between {float(lowest):g} and {float(highest):g}",
+        ), value
+
+
+INTEGER_VARIABLES = (ENV.CLOCK_SKEW, ENV.JWT_LEEWAY, ENV.MAX_TOKEN_BYTES)
+
+
+def test_a_range_is_checked_however_the_settings_are_made() -> None:
+    with pytest.raises(ConfigurationError, match="TENANTSCOPE_JWKS_TTL_SECONDS must be between"):
+        replace(Settings(), jwks_ttl_seconds=float("inf"))
+    with pytest.raises(ConfigurationError, match="TENANTSCOPE_JWKS_MIN_REFETCH_SECONDS must be between"):
+        Settings.load(environ={}, jwks_min_refetch_seconds=0)
+    with pytest.raises(ConfigurationError, match="TENANTSCOPE_JWT_LEEWAY_SECONDS must be between"):
+        Settings(jwt_leeway_seconds=True)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="TENANTSCOPE_SIGNING_KEYS_MAX_AGE_SECONDS must be between"):
+        Settings(signing_keys_max_age_seconds="300")  # type: ignore[arg-type]
+
+
+def test_the_repr_of_settings_holds_no_signing_key() -> None:
+    # An inline: ring (tests, local runs) is key material; pytest and debug logs print reprs.
+    settings = Settings.load(
+        environ={ENV.SIGNING_KEYS: 'inline:{"active":"k1","keys":{"k1":"S2V5TWF0ZXJpYWw="}}'}
+    )
+    assert "S2V5TWF0ZXJpYWw=" not in repr(settings)
+    assert "S2V5TWF0ZXJpYWw=" not in str(settings)
+    assert settings.signing_keys is not None
+
+
 def test_an_unknown_isolation_strategy_is_refused() -> None:
     expected = (Reason.INVALID_SETTING, "TENANTSCOPE_ISOLATION must be one of session-tags, session-policy")
     assert refusal(environ={ENV.ISOLATION: "none"}) == expected

@@ -81,6 +81,9 @@ MAX_CHAINED_SESSION_SECONDS = 3600  # role chaining (AssumeRole from a Lambda ro
 # The replay guard keeps an envelope's record an hour past its expiry: an allowance for clocks
 # beyond that would accept an envelope whose record is already gone, that is, a replay.
 MAX_CLOCK_SKEW_SECONDS = 900
+A_DAY_SECONDS = 86400
+# API Gateway refuses a request whose headers pass 10 KB; a limit far above that bounds nothing.
+MAX_TOKEN_BYTES_LIMIT = 65536
 
 
 @dataclass(frozen=True)
@@ -170,10 +173,22 @@ def _check_names(tables: tuple[TableSpec, ...], buckets: tuple[str, ...]) -> Non
 
 
 def _check_windows(settings: Settings) -> None:
-    if not 0 <= settings.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
-        raise ConfigurationError(
-            Reason.INVALID_SETTING, f"{ENV.CLOCK_SKEW} must be between 0 and {MAX_CLOCK_SKEW_SECONDS}"
-        )
+    # Each number's range, checked so that a value cannot quietly switch a protection off:
+    # float() reads "nan" and "inf", and a key ring or JWKS whose age limit is NaN or infinite is
+    # never read again (a withdrawn key verifies for the container's life), a refetch interval of
+    # 0 or NaN lets every unknown kid fetch the JWKS, and a token's leeway beyond the envelopes'
+    # would accept a token long expired.
+    for name, value, lowest, highest in (
+        (ENV.CLOCK_SKEW, settings.clock_skew_seconds, 0, MAX_CLOCK_SKEW_SECONDS),
+        (ENV.JWT_LEEWAY, settings.jwt_leeway_seconds, 0, MAX_CLOCK_SKEW_SECONDS),
+        (ENV.MAX_TOKEN_BYTES, settings.max_token_bytes, 1, MAX_TOKEN_BYTES_LIMIT),
+        (ENV.JWKS_TTL, settings.jwks_ttl_seconds, 1, A_DAY_SECONDS),
+        (ENV.JWKS_MIN_REFETCH, settings.jwks_min_refetch_seconds, 1, 3600),
+        (ENV.JWKS_TIMEOUT, settings.jwks_timeout_seconds, 0.1, 60),
+        (ENV.SIGNING_KEYS_MAX_AGE, settings.signing_keys_max_age_seconds, 1, A_DAY_SECONDS),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lowest <= value <= highest:
+            raise ConfigurationError(Reason.INVALID_SETTING, f"{name} must be between {lowest} and {highest}")
     for name, lifetime in (
         (ENV.SQS_ENVELOPE_TTL, settings.sqs_envelope_ttl_seconds),
         (ENV.SFN_ENVELOPE_TTL, settings.sfn_envelope_ttl_seconds),
@@ -252,7 +267,10 @@ class Settings:
     )
     session_duration_seconds: int = field(default=3600, metadata={"env": ENV.SESSION_DURATION, "parse": int})
     refresh_margin_seconds: int = field(default=300, metadata={"env": ENV.REFRESH_MARGIN, "parse": int})
-    signing_keys: str | None = field(default=None, metadata={"env": ENV.SIGNING_KEYS, "parse": _optional})
+    # Out of the repr: an inline: ring is key material.
+    signing_keys: str | None = field(
+        default=None, repr=False, metadata={"env": ENV.SIGNING_KEYS, "parse": _optional}
+    )
     signing_keys_max_age_seconds: float = field(
         default=300.0, metadata={"env": ENV.SIGNING_KEYS_MAX_AGE, "parse": float}
     )
