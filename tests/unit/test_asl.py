@@ -48,8 +48,10 @@ class Tasks:
         return TaskOutcome(output={"tenantscope": payload["tenantscope"], "results": results})
 
 
-def run(tasks: Tasks, definition: dict[str, Any] | None = None, seed: int = 1) -> tuple[Execution, Scheduler]:
-    clock = Scheduler(1000.0)
+def run(
+    tasks: Tasks, definition: dict[str, Any] | None = None, seed: int = 1, clock: Scheduler | None = None
+) -> tuple[Execution, Scheduler]:
+    clock = clock or Scheduler(1000.0)
     runner = StateMachineRunner(
         definition or DEFINITION,
         MACHINE,
@@ -127,13 +129,64 @@ def test_retries_without_jitter_back_off_and_are_capped_by_max_delay() -> None:
 
 
 def test_exhausted_retries_go_to_catch_which_puts_the_error_in_the_input_of_the_compensation() -> None:
-    limit = retry_limits(DEFINITION)["ChargePayment"]
+    (retrier,) = [
+        r
+        for r in DEFINITION["States"]["ChargePayment"]["Retry"]
+        if "TemporarilyUnavailable" in r["ErrorEquals"]
+    ]
+    limit = 1 + retrier["MaxAttempts"]
     tasks = Tasks(ChargePayment=["TemporarilyUnavailable"] * limit)
     execution, _ = run(tasks)
     assert execution.visited() == ["ReserveInventory", "ChargePayment", "ReleaseInventory", "OrderFailed"]
     assert len(execution.attempts("ChargePayment")) == limit
     release = tasks.calls[-1]
     assert release.payload["results"] == {"ReserveInventory": {"done": True}}
+    assert (execution.status, execution.error) == ("FAILED", "OrderFailed")
+
+
+class Outage(Tasks):
+    """Every task fails with TemporarilyUnavailable (the key ring in KMS or STS out: every task
+    verifies its envelope and takes its tenant's credentials) for ``seconds`` from the first call
+    of ``state``."""
+
+    def __init__(self, clock: Scheduler, state: str, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.state, self.seconds = clock, state, seconds
+        self.started: float | None = None
+
+    def __call__(self, call: TaskCall) -> TaskOutcome:
+        if self.started is None and function_name(call) == self.state:
+            self.started = self.clock.clock()
+        if self.started is not None and self.clock.clock() < self.started + self.seconds:
+            self.calls.append(call)
+            return TaskOutcome(error="TemporarilyUnavailable", cause="{}")
+        return super().__call__(call)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("state", ["ReserveInventory", "ChargePayment", "CompleteOrder"])
+def test_an_outage_of_a_minute_delays_an_order_and_does_not_strand_it(state: str, seed: int) -> None:
+    # GIVEN KMS or STS out for a minute from the first call of a task
+    clock = Scheduler(1000.0)
+    tasks = Outage(clock, state, 60.0)
+    # WHEN an order runs through it
+    execution, _ = run(tasks, seed=seed, clock=clock)
+    # THEN it completes: the outage is retried, not caught as the order's failure, nor left to
+    # fail the execution with its order PROCESSING and its stock held
+    assert execution.status == "SUCCEEDED", execution.visited()
+    assert execution.visited() == ["ReserveInventory", "ChargePayment", "CompleteOrder", "OrderCompleted"]
+    assert len(execution.attempts(state)) > 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_compensation_outlasts_an_outage_of_a_quarter_of_an_hour(seed: int) -> None:
+    # GIVEN ChargePayment failed, and the compensation meets KMS or STS out for 15 minutes
+    clock = Scheduler(1000.0)
+    tasks = Outage(clock, "ReleaseInventory", 900.0)
+    tasks.errors["ChargePayment"] = ["PaymentDeclined"]
+    execution, _ = run(tasks, seed=seed, clock=clock)
+    # THEN the stock is still given back and the order written FAILED
+    assert execution.visited() == ["ReserveInventory", "ChargePayment", "ReleaseInventory", "OrderFailed"]
     assert (execution.status, execution.error) == ("FAILED", "OrderFailed")
 
 
