@@ -7,6 +7,7 @@ passing outages (STS, the key ring) exactly ``TemporarilyUnavailable`` (a state 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import time
@@ -29,6 +30,7 @@ from tenantscope._config import Settings
 from tenantscope._credentials import CredentialVendor, FakeSts
 from tenantscope._envelope import SFN_KEY, seal, sfn_destination, sfn_envelope
 from tenantscope._keyring import HmacKeyRing
+from tenantscope.sfn import MAX_OUTPUT_BYTES, TaskOutputTooLarge
 from tenantscope.testing import (
     ACCOUNT_ID,
     REGION,
@@ -364,6 +366,53 @@ def test_other_exceptions_propagate_unchanged(vendor: CredentialVendor, raised: 
     with pytest.raises(type(raised)) as caught:
         task(first_event(), LambdaContext())
     assert caught.value is raised
+
+
+def test_an_output_over_the_step_functions_quota_is_an_error_the_state_can_catch(
+    vendor: CredentialVendor,
+) -> None:
+    # GIVEN a task whose output passes Step Functions' 256 KiB (the state would then fail the
+    # execution with States.DataLimitExceeded, which Catch ["States.ALL"] does not take, so no
+    # compensation would run after a task that wrote)
+    task = recording_task(vendor, result={"documents": ["x" * 1000] * 260})
+    # WHEN it runs
+    with pytest.raises(TaskOutputTooLarge, match=r"output is \d+ bytes, over the 253952") as caught:
+        task(first_event(), LambdaContext())
+    # THEN it fails with an error of its own name, which does not echo the output
+    assert type(caught.value).__name__ == "TaskOutputTooLarge"
+    assert "xxx" not in str(caught.value)
+    assert len(task.calls) == 1
+
+
+def test_an_output_just_within_the_quota_is_returned(vendor: CredentialVendor) -> None:
+    # The envelope and the earlier results count too: measured as UTF-8 JSON, as Step Functions does.
+    event = first_event()
+    empty = {SFN_KEY: event[SFN_KEY], "results": {"reserve_inventory": ""}}
+    room = MAX_OUTPUT_BYTES - len(json.dumps(empty, separators=(",", ":"), ensure_ascii=False).encode())
+    fits = recording_task(vendor, result="é" * (room // 2))
+    assert len(fits(event, LambdaContext())["results"]["reserve_inventory"]) == room // 2
+    over = recording_task(vendor, result="é" * (room // 2 + 1))
+    with pytest.raises(TaskOutputTooLarge, match="over the"):
+        over(event, LambdaContext())
+
+
+class _CallableTask:
+    def __call__(self, payload: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"tenant": current_tenant().tenant_id}
+
+
+def _named(payload: dict[str, Any], context: Any, *, extra: int) -> dict[str, Any]:
+    return {"tenant": current_tenant().tenant_id, "extra": extra}
+
+
+@pytest.mark.parametrize(
+    "task", [functools.partial(_named, extra=1), _CallableTask()], ids=["partial", "callable object"]
+)
+def test_a_callable_without_a_name_needs_one_and_runs_with_it(vendor: CredentialVendor, task: Any) -> None:
+    with pytest.raises(TypeError, match=r"use @sfn_task\(name=\.\.\.\)"):
+        sfn_task(ring=RING, vendor=vendor)(task)
+    wrapped = sfn_task(name="step", ring=RING, vendor=vendor)(task)
+    assert wrapped(first_event(), LambdaContext())["results"]["step"]["tenant"] == "acme"
 
 
 def test_scope_is_reset_after_every_task(vendor: CredentialVendor) -> None:

@@ -25,7 +25,7 @@ from ._config import Settings
 from ._context import TenantContext
 from ._credentials import CredentialVendor
 from ._envelope import SFN_KEY
-from ._errors import InvalidEnvelope, Reason, TemporarilyUnavailable, TenantAuthError
+from ._errors import InvalidEnvelope, LoggableError, Reason, TemporarilyUnavailable, TenantAuthError
 from ._keyring import KeyRing
 from ._pipeline import Failed, Misconfigured, Pipeline, Refused, Success, Unavailable, require_synchronous
 from ._resolve import resolve_sfn_event
@@ -34,6 +34,25 @@ __all__ = ["sfn_task"]
 
 TaskFunction = Callable[[dict[str, Any], Any], Any]
 Task = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+# Step Functions' quota on a state's input and output and on a lambda:invoke result: 256 KiB of
+# UTF-8, with room for the result's other fields (StatusCode, SdkHttpMetadata...). Over it, the
+# execution fails with States.DataLimitExceeded, which Catch ["States.ALL"] does not take: no
+# compensation would run after a task that already wrote.
+MAX_OUTPUT_BYTES = 256 * 1024 - 8 * 1024
+
+
+class TaskOutputTooLarge(LoggableError, ValueError):
+    """A task's output (the envelope and every task's results) is over Step Functions' quota:
+    raised by the task, so the state's Catch takes it, rather than a terminal States.DataLimitExceeded."""
+
+
+def _json_size(document: object) -> int | None:
+    try:
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # left to Lambda's own serialization to report
+        return None
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 @overload
@@ -81,7 +100,12 @@ def sfn_task(
     def decorate(task: TaskFunction) -> Task:
         require_synchronous(task, "@sfn_task")
         pipeline = Pipeline("sfn", settings, ring=ring, vendor=vendor)
-        task_name = name or task.__name__
+        task_name = name or getattr(task, "__name__", None)
+        if not isinstance(task_name, str) or not task_name:
+            raise TypeError(
+                f"@sfn_task needs a name for {task!r}, which has no __name__ (a functools.partial, a "
+                "callable object): use @sfn_task(name=...), the key of its output in results"
+            )
 
         @functools.wraps(task)
         def wrapper(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -114,7 +138,14 @@ def sfn_task(
             )
             match outcome:
                 case Success(value=output):
-                    return {SFN_KEY: event[SFN_KEY], "results": {**results, task_name: output}}
+                    document = {SFN_KEY: event[SFN_KEY], "results": {**results, task_name: output}}
+                    size = _json_size(document)
+                    if size is not None and size > MAX_OUTPUT_BYTES:
+                        raise TaskOutputTooLarge(
+                            f"task {task_name}'s output is {size} bytes, over the {MAX_OUTPUT_BYTES} "
+                            "that Step Functions takes: return a reference (an S3 key) instead"
+                        )
+                    return document
                 case Refused():
                     # Exactly TenantAuthError, the name the state machine catches, and no more: which
                     # check refused is in the log, not in the execution's history.
