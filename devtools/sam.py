@@ -7,9 +7,9 @@ environment (SAM passes an entry of the file only when the template declares tha
 the function). It needs no Docker, so tests run every sample with exactly that environment.
 
 ``make build ARCH=<arch>`` builds with ``Architecture=<arch>``; then ``python -m devtools.sam
-built-for <arch>`` makes that the built template's default, so that ``sam local invoke`` and
-``sam deploy`` of this build run the architecture it was built for, and checks that every compiled
-extension of the built layer is for it.
+built-for <arch>`` writes that architecture into the built template in place of the parameter, so
+that ``sam local invoke`` and ``sam deploy`` of this build (a stack that exists included) run the
+architecture it was built for, and checks that every compiled extension of the built layer is for it.
 """
 
 from __future__ import annotations
@@ -96,24 +96,38 @@ def layer_machines(build_dir: Path) -> dict[str, int | None]:
     return machines
 
 
+def _with_literal(value: Any, name: str, literal: str) -> Any:
+    if value == {"Ref": name}:
+        return literal
+    if isinstance(value, dict):
+        return {key: _with_literal(item, name, literal) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_literal(item, name, literal) for item in value]
+    return value
+
+
 def pin_built_architecture(architecture: str, build_dir: Path = BUILD_DIR) -> None:
-    """Make ``architecture`` the default of the built template's Architecture, after checking
-    that the built layer's extensions are all for it (a stale cache or a direct ``sam build``
-    with another Architecture would not be)."""
+    """Write ``architecture`` into the built template where it referred to its Architecture
+    parameter, and drop the parameter, after checking that the built layer's extensions are all
+    for it (a stale cache or a direct ``sam build`` with another Architecture would not be).
+
+    A parameter's default would not do: ``sam deploy`` sends every parameter of a stack that
+    exists as UsePreviousValue unless it is given, so a stack first deployed for arm64 would keep
+    arm64 functions beside a layer built for x86_64, whose compiled modules would not load."""
     expected = ARCHITECTURES[architecture]
     wrong = {path: machine for path, machine in layer_machines(build_dir).items() if machine != expected}
     if wrong:
         raise SystemExit(f"the built layer is not all {architecture}: {sorted(wrong)[:3]} ...")
     path = build_dir / "template.yaml"
     built = load_template(path)
-    built["Parameters"]["Architecture"]["Default"] = architecture
-    path.write_text(yaml.safe_dump(built, sort_keys=False))
+    del built["Parameters"]["Architecture"]
+    path.write_text(yaml.safe_dump(_with_literal(built, "Architecture", architecture), sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pin a SAM build to the architecture it was built for.")
     commands = parser.add_subparsers(dest="command", required=True)
-    built_for = commands.add_parser("built-for", help="make the build's default architecture ARCH")
+    built_for = commands.add_parser("built-for", help="write ARCH into the build's template")
     built_for.add_argument("architecture", choices=sorted(ARCHITECTURES))
     built_for.add_argument("--build-dir", type=Path, default=BUILD_DIR)
     args = parser.parse_args(argv)

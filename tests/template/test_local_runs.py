@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from samcli.commands.deploy.deploy_context import DeployContext
 
 from devtools.sam import ARCHITECTURES, pin_built_architecture
 from devtools.stack_env import stack_environment
@@ -154,9 +155,16 @@ def fake_build(directory: Path, machine: int) -> Path:
     """A build directory: its template (Architecture defaulting to arm64) and a layer with one
     compiled extension for ``machine``."""
     template: dict[str, Any] = {
-        "Parameters": {"Architecture": {"Type": "String", "Default": "arm64"}},
+        "Parameters": {
+            "Architecture": {"Type": "String", "Default": "arm64"},
+            "Stage": {"Type": "String", "Default": "dev"},
+        },
+        "Globals": {"Function": {"Architectures": [{"Ref": "Architecture"}]}},
         "Resources": {
-            "Layer": {"Type": "AWS::Serverless::LayerVersion", "Properties": {"ContentUri": "Layer"}},
+            "Layer": {
+                "Type": "AWS::Serverless::LayerVersion",
+                "Properties": {"ContentUri": "Layer", "CompatibleArchitectures": [{"Ref": "Architecture"}]},
+            },
         },
     }
     (directory / "template.yaml").write_text(yaml.safe_dump(template))
@@ -169,11 +177,18 @@ def fake_build(directory: Path, machine: int) -> Path:
     return directory
 
 
-def test_a_build_becomes_the_default_architecture_of_its_template(tmp_path: Path) -> None:
+def test_a_build_writes_its_architecture_into_its_template_so_a_deploy_cannot_keep_another(
+    tmp_path: Path,
+) -> None:
     build = fake_build(tmp_path, ARCHITECTURES["x86_64"])
     pin_built_architecture("x86_64", build)
     built = yaml.safe_load((build / "template.yaml").read_text())
-    assert built["Parameters"]["Architecture"]["Default"] == "x86_64"
+    assert built["Globals"]["Function"]["Architectures"] == ["x86_64"]
+    assert built["Resources"]["Layer"]["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    # WHEN sam deploy updates a stack first deployed for arm64, given no Architecture (as
+    # `make deploy` runs it), THEN it has no parameter to keep at its previous value
+    merged = DeployContext.merge_parameters(built, {})
+    assert merged == [{"ParameterKey": "Stage", "UsePreviousValue": True}]
 
 
 def test_a_layer_built_for_another_architecture_is_refused(tmp_path: Path) -> None:
