@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
 
+from devtools.cfn import load_template
 from tests import own_service
 
 README = own_service.ROOT / "README.md"
@@ -33,3 +35,15 @@ def test_the_readme_installs_the_folder_with_the_command_the_clean_venv_test_run
 def test_the_example_names_the_layer_folder_where_the_service_keeps_it() -> None:
     template = (own_service.EXAMPLE / "template.yaml").read_text(encoding="utf-8")
     assert f"ContentUri: {own_service.LIBRARY_IN_SERVICE}/" in template
+
+
+def test_the_readme_deploys_the_example_with_the_capability_its_named_role_needs() -> None:
+    # The tenant role has a name (its trust policy and the functions' policies refer to it), so
+    # CloudFormation asks for CAPABILITY_NAMED_IAM; `sam deploy --guided` grants CAPABILITY_IAM
+    # alone unless told (samcli's GuidedContext: default_capabilities).
+    template = load_template(own_service.EXAMPLE / "template.yaml")
+    assert "RoleName" in template["Resources"]["TenantRole"]["Properties"]
+    (command,) = re.findall(r"^sam deploy .*?(?<!\\)$", section().replace("\\\n", " "), re.MULTILINE)
+    argv = shlex.split(command)
+    capabilities = argv[argv.index("--capabilities") + 1 : argv.index("--parameter-overrides")]
+    assert capabilities == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
