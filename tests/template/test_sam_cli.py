@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from samcli.lib.config.samconfig import SamConfig
 
+from devtools.events import EVENTS_DIR, LOCAL_ENV
+from devtools.local_aws import REGION as LOCAL_REGION
 from devtools.local_aws import load_template
 from devtools.runtime import MAKEFILE_PYENV_VERSION, RUNTIME_PYTHON, runs, runtime_environments
 from devtools.sam import ARCHITECTURES, layer_machines
@@ -90,6 +93,15 @@ def sam_validate_lint(template: Path) -> None:
     )
     assert result.returncode == 0, f"sam validate --lint failed:\n{_tail(result)}"
     assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [["local", "invoke"], ["local", "start-api"]])
+def test_sam_local_reads_the_environment_of_the_local_aws_by_default(command: list[str]) -> None:
+    # Read as SAM CLI reads samconfig.toml. Any other env file leaves TENANTSCOPE_BUCKETS and the
+    # tables at the logical ids SAM gives a Ref, and every function fails on its settings.
+    defaults = SamConfig(str(ROOT)).get_all(command, "parameters")
+    assert defaults["env_vars"] == f"{EVENTS_DIR.name}/{LOCAL_ENV}"
+    assert (EVENTS_DIR.parent, defaults["region"]) == (ROOT, LOCAL_REGION)
 
 
 def test_sam_validate_lint_passes() -> None:
