@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import re
 import time
@@ -234,6 +235,9 @@ def _order_record(ctx: Context, tenant: str, message_id: str, **overrides: Any) 
 def _tampered(record: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     changed = copy.deepcopy(record)
     change(changed)
+    # SQS hashes the body it was sent: a changed message was sent changed (by a sender without the
+    # key), so its digest is of the body as delivered.
+    changed["md5OfBody"] = hashlib.md5(changed["body"].encode("utf-8"), usedforsecurity=False).hexdigest()
     return changed
 
 
@@ -282,7 +286,7 @@ def _header_field(index: int, value: str) -> Callable[[dict[str, Any]], None]:
 
 
 def _changed(change: Callable[[dict[str, Any]], None]) -> Callable[[Context], dict[str, Any]]:
-    """A record sealed properly, then changed in transit."""
+    """A record sealed properly, then sent changed by a sender without the key."""
     return lambda ctx: _tampered(_order_record(ctx, "acme", "m-2"), change)
 
 

@@ -12,6 +12,7 @@ same set, in the same shape, signed by the development keys.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -282,6 +283,20 @@ def test_make_events_refreshes_the_identity_of_the_local_and_deployed_env_files(
     for name in MACHINE_ENV_FILES:
         variables = load(tmp_path, name.removesuffix(".json"))["Parameters"]
         assert variables == {**samples.identity(dev_issuer()), "APP_TABLE_NAME": "my-table"}
+
+
+def test_every_sqs_record_carries_the_digest_sqs_gives_its_body() -> None:
+    # SQS hashes the body it was sent, a changed one included: a sample that SQS could not deliver
+    # would test a case that never happens.
+    records = [
+        record
+        for path in sorted(COMMITTED.glob("sqs_*.json"))
+        for record in json.loads(path.read_text())["Records"]
+    ]
+    assert len(records) >= 10
+    for record in records:
+        digest = hashlib.md5(record["body"].encode("utf-8"), usedforsecurity=False).hexdigest()
+        assert record["md5OfBody"] == digest, record["messageId"]
 
 
 def test_committed_samples_are_named_source_scenario() -> None:
