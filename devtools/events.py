@@ -51,7 +51,8 @@ from tenantscope.testing import (
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = ROOT / "events"
 DEV_RING_PATH = Path(__file__).with_name("dev_signing_ring.json")
-# The deployed dev stack's names (samconfig.toml: stack tenantscope-dev).
+# The deployed dev stack's names (samconfig.toml: stack tenantscope-dev, Stage=dev).
+STAGE = "dev"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:tenantscope-dev-OrderQueue"
 OTHER_QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:another-service-queue"
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:tenantscope-dev-OrderStateMachine"
@@ -217,6 +218,7 @@ def _api(
             body=body,
             path_parameters=matched.groupdict(),
             claims=authorizer_claims(bearer) if authorized and bearer else None,
+            stage=STAGE,
         )
 
     return build

@@ -299,6 +299,20 @@ def test_every_sqs_record_carries_the_digest_sqs_gives_its_body() -> None:
         assert record["md5OfBody"] == digest, record["messageId"]
 
 
+def test_api_samples_are_requests_to_the_stage_the_template_deploys() -> None:
+    # A named stage is served under its name, and API Gateway passes the path as requested: a
+    # handler routing on rawPath would see /dev/items/widget, not /items/widget.
+    stage = load_template(ROOT / "template.yaml")["Parameters"]["Stage"]["Default"]
+    paths = []
+    for path in sorted(COMMITTED.glob("api_*.json")):
+        event = json.loads(path.read_text())
+        assert event["requestContext"]["stage"] == stage, path.name
+        assert event["rawPath"] == event["requestContext"]["http"]["path"], path.name
+        assert event["rawPath"].startswith(f"/{stage}/"), path.name
+        paths.append(event["rawPath"])
+    assert "/dev/items/widget" in paths
+
+
 def test_committed_samples_are_named_source_scenario() -> None:
     for path in COMMITTED.glob("*.json"):
         source, _, scenario = path.stem.partition("_")

@@ -137,6 +137,16 @@ def test_an_http_api_event_has_the_shape_api_gateway_sends() -> None:
     )
 
 
+def test_an_http_api_event_on_a_named_stage_has_the_stage_before_its_path_but_not_in_its_route() -> None:
+    on_default = http_api_event(None, path="/items/gadget", route="/items/{id}")
+    assert (on_default["rawPath"], on_default["requestContext"]["http"]["path"]) == ("/items/gadget",) * 2
+    assert on_default["requestContext"]["stage"] == "$default"
+    built = http_api_event(None, path="/items/gadget", route="/items/{id}", stage="dev")
+    assert (built["rawPath"], built["requestContext"]["http"]["path"]) == ("/dev/items/gadget",) * 2
+    assert built["requestContext"]["stage"] == "dev"
+    assert built["routeKey"] == built["requestContext"]["routeKey"] == "GET /items/{id}"
+
+
 def test_an_http_api_event_with_an_authorizer_has_its_claims_and_no_scopes() -> None:
     built = http_api_event("header.payload.sig", claims={"sub": "u-1"})
     assert_shaped_as(

@@ -147,17 +147,21 @@ def http_api_event(
     path_parameters: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
     claims: dict[str, str] | None = None,
+    stage: str = "$default",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload v2) proxy event; ``route`` is the matched path pattern.
 
     ``claims`` are the JWT authorizer's (``requestContext.authorizer.jwt.claims``), for a request
-    a deployed API with an authorizer passes on. What API Gateway sends only when there is some
-    (cookies, a query string's parameters, stage variables, a client certificate) is left out.
+    a deployed API with an authorizer passes on. A ``stage`` other than ``$default`` is served
+    under its name, and API Gateway passes the path as requested, with the stage first
+    (``/dev/items``); the route key is the route's alone. What API Gateway sends only when there
+    is some (cookies, a query string's parameters, stage variables, a client certificate) is left out.
     """
     all_headers = {"content-type": "application/json", **(headers or {})}
     if token is not None:
         all_headers["authorization"] = f"Bearer {token}"
     route_key = f"{method} {route or path}"
+    requested = path if stage == "$default" else f"/{stage}{path}"
     epoch_ms = int(time.time() * 1000)
     request_context: dict[str, Any] = {
         "accountId": ACCOUNT_ID,
@@ -166,14 +170,14 @@ def http_api_event(
         "domainPrefix": _API_ID,
         "http": {
             "method": method,
-            "path": path,
+            "path": requested,
             "protocol": "HTTP/1.1",
             "sourceIp": _SOURCE_IP,
             "userAgent": _USER_AGENT,
         },
         "requestId": str(uuid.uuid4()),
         "routeKey": route_key,
-        "stage": "$default",
+        "stage": stage,
         "time": _request_time(epoch_ms),
         "timeEpoch": epoch_ms,
     }
@@ -182,7 +186,7 @@ def http_api_event(
     return {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": path,
+        "rawPath": requested,
         "rawQueryString": "",
         "headers": all_headers,
         "pathParameters": path_parameters or {},
