@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -143,6 +144,49 @@ def test_a_tenants_s3_client_signs_with_sigv4_and_its_other_clients_as_their_ser
     assert s3.meta.config.signature_version == "s3v4"
     dynamodb = tenant_resource(session, "dynamodb").meta.client
     assert dynamodb.meta.config.signature_version == "v4"  # DynamoDB's own
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "af-south-1", "us-east-1"])
+def test_a_tenants_presigned_urls_name_the_buckets_regional_host_on_aws(
+    aws: None, monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    # GIVEN no configured endpoint (AWS's own S3)
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(variable, raising=False)
+    s3 = tenant_client(acme_session(region), "s3")
+    bucket = "tenantscope-dev-files-123"
+    # WHEN it presigns a download and an upload form
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "tenants/acme/a.txt"})
+    form = s3.generate_presigned_post(bucket, "tenants/acme/a.txt")
+    # THEN both are for the bucket's region's host, which needs no redirect (a redirect breaks the
+    # signature, and s3.amazonaws.com redirects a new bucket of another region)
+    regional = "s3.amazonaws.com" if region == "us-east-1" else f"s3.{region}.amazonaws.com"
+    assert urlsplit(url).hostname == urlsplit(form["url"]).hostname == f"{bucket}.{regional}"
+    assert f"%2F{region}%2Fs3%2Faws4_request" in url
+    # AND a bucket with dots in its name, which no certificate covers as a host, gets the path
+    dotted = s3.generate_presigned_url("get_object", Params={"Bucket": "my.files", "Key": "k"})
+    assert urlsplit(dotted)[1:3] == (regional, "/my.files/k")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("AWS_ENDPOINT_URL", "http://127.0.0.1:5089"), ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:5089")],
+)
+def test_a_configured_endpoint_keeps_its_own_addressing(
+    aws: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # A local AWS: a bucket's name before 127.0.0.1 would not resolve
+    monkeypatch.setenv(variable, value)
+    url = tenant_client(acme_session("eu-west-1"), "s3").generate_presigned_url(
+        "get_object", Params={"Bucket": "tenantscope-dev-files-123", "Key": "k"}
+    )
+    assert url.startswith("http://127.0.0.1:5089/tenantscope-dev-files-123/k?")
+    # AND an endpoint botocore is told to ignore is not configured
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    url = tenant_client(acme_session("eu-west-1"), "s3").generate_presigned_url(
+        "get_object", Params={"Bucket": "tenantscope-dev-files-123", "Key": "k"}
+    )
+    assert url.startswith("https://tenantscope-dev-files-123.s3.eu-west-1.amazonaws.com/k?")
 
 
 def test_botocores_own_handlers_run_once_per_request_of_a_tenant_client(aws: None) -> None:

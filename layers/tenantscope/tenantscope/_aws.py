@@ -22,11 +22,13 @@ hangs until Lambda kills it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._cache import ProcessCache, ProcessValue
+from ._config import ENV
 
 if TYPE_CHECKING:
     from ._credentials import ScopedCredentials
@@ -170,13 +172,27 @@ def tenant_resource(session: Any, service: str) -> Any:
         return session.resource(service, config=_config(2))
 
 
+def _configured_s3_endpoint() -> bool:
+    if os.environ.get(ENV.IGNORE_CONFIGURED_ENDPOINT_URLS, "").strip().lower() == "true":
+        return False
+    return bool(os.environ.get(ENV.S3_ENDPOINT_URL) or os.environ.get(ENV.ENDPOINT_URL))
+
+
 def tenant_client(session: Any, service: str) -> Any:
     """A client of a tenant session that gives up quickly, as the function's do; S3's presigned
-    URLs are signed with SigV4, whatever the region."""
+    URLs are signed with SigV4, whatever the region, for the bucket's regional host."""
     from botocore.config import Config
 
     config = _config(2)
     if service == "s3":
         config = config.merge(Config(signature_version="s3v4"))
+        # botocore presigns for the global s3.amazonaws.com unless told the addressing: that
+        # host redirects (307) a bucket of another region for up to a day after it is made,
+        # which breaks a signature over the host, and answers 400 for a bucket of a region
+        # opened since March 2019. Virtual addressing presigns for the regional host (a bucket
+        # with dots in its name still gets the path). A configured endpoint (a local AWS) keeps
+        # botocore's addressing: a bucket's name before its host would not resolve there.
+        if not _configured_s3_endpoint():
+            config = config.merge(Config(s3={"addressing_style": "virtual"}))
     with _lock:
         return session.client(service, config=config)

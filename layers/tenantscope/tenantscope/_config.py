@@ -71,6 +71,10 @@ class ENV:
     XRAY_SDK_ENABLED = "AWS_XRAY_SDK_ENABLED"
     # Set by sam local invoke / start-api, where local-only settings are allowed.
     SAM_LOCAL = "AWS_SAM_LOCAL"
+    # botocore's endpoints (a local AWS), read to tell whether S3 is AWS's own.
+    ENDPOINT_URL = "AWS_ENDPOINT_URL"
+    S3_ENDPOINT_URL = "AWS_ENDPOINT_URL_S3"
+    IGNORE_CONFIGURED_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 
 
 ISOLATION_SESSION_TAGS = "session-tags"
