@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -384,6 +385,15 @@ def test_an_output_over_the_step_functions_quota_is_an_error_the_state_can_catch
     assert len(task.calls) == 1
 
 
+def test_an_output_of_numbers_from_dynamodb_is_measured_as_lambda_writes_them(
+    vendor: CredentialVendor,
+) -> None:
+    # DynamoDB's numbers are Decimals, which json.dumps cannot write but Lambda's runtime can
+    task = recording_task(vendor, result={"stock": [Decimal("12345678901234567890")] * 13000})
+    with pytest.raises(TaskOutputTooLarge, match="over the"):
+        task(first_event(), LambdaContext())
+
+
 def test_an_output_just_within_the_quota_is_returned(vendor: CredentialVendor) -> None:
     # The envelope and the earlier results count too: measured as UTF-8 JSON, as Step Functions does.
     event = first_event()
@@ -409,7 +419,11 @@ def _named(payload: dict[str, Any], context: Any, *, extra: int) -> dict[str, An
     "task", [functools.partial(_named, extra=1), _CallableTask()], ids=["partial", "callable object"]
 )
 def test_a_callable_without_a_name_needs_one_and_runs_with_it(vendor: CredentialVendor, task: Any) -> None:
-    with pytest.raises(TypeError, match=r"use @sfn_task\(name=\.\.\.\)"):
+    message = (
+        r"^@sfn_task needs a name for .+, which has no __name__ \(a functools.partial, a callable "
+        r"object\): use @sfn_task\(name=\.\.\.\), the key of its output in results$"
+    )
+    with pytest.raises(TypeError, match=message):
         sfn_task(ring=RING, vendor=vendor)(task)
     wrapped = sfn_task(name="step", ring=RING, vendor=vendor)(task)
     assert wrapped(first_event(), LambdaContext())["results"]["step"]["tenant"] == "acme"

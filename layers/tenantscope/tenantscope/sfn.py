@@ -100,8 +100,8 @@ def sfn_task(
     def decorate(task: TaskFunction) -> Task:
         require_synchronous(task, "@sfn_task")
         pipeline = Pipeline("sfn", settings, ring=ring, vendor=vendor)
-        task_name = name or getattr(task, "__name__", None)
-        if not isinstance(task_name, str) or not task_name:
+        task_name: str | None = name or getattr(task, "__name__", None)
+        if not task_name:
             raise TypeError(
                 f"@sfn_task needs a name for {task!r}, which has no __name__ (a functools.partial, a "
                 "callable object): use @sfn_task(name=...), the key of its output in results"
