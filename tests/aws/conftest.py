@@ -11,10 +11,31 @@ The caller reads the stack with ``cloudformation:DescribeStacks`` (and, unless `
 set, ``cloudformation:ListStackResources`` and ``lambda:GetFunctionConfiguration`` to read the deployed
 isolation strategy), then assumes the stack's tenant role. The tenant role's trust policy admits only
 this stack's function roles and the roles its ``IsolationTestRoleArns`` parameter names (a development
-stack's only: a prod stack refuses any). So deploy the stack with one
-(``sam deploy --parameter-overrides IsolationTestRoleArns=<a role's ARN> ...``), set
-``TENANTSCOPE_TEST_ROLE_ARN`` to that role, and run with credentials that may assume it: the suite
-first assumes it, then the tenant role from it. Nothing is created but a few items and objects under fresh
+stack's only: a prod stack refuses any). So:
+
+1. Create the test role first (IAM refuses a trust policy naming a role that does not exist, and a
+   role deleted and created again is no longer the one trusted: deploy again). Its own policy needs
+   ``sts:AssumeRole``, ``sts:TagSession`` and ``sts:SetSourceIdentity`` on the tenant role; its trust
+   policy must admit your credentials. Your session must carry no source identity of its own (it
+   would persist into the tenant sessions, which set the tenant as theirs).
+2. Deploy with it, giving samconfig.toml's parameters again (``--parameter-overrides`` on the
+   command line replaces samconfig's whole list: a new stack would get the template's defaults,
+   ``CreateUserPool=false`` among them, which the Rules refuse without an issuer)::
+
+       make build
+       .venv/bin/sam deploy --config-env default --parameter-overrides Stage=dev \
+           IsolationStrategy=session-tags CreateUserPool=true IsolationTestRoleArns=<the test role's ARN>
+
+3. Run::
+
+       TENANTSCOPE_STACK_NAME=tenantscope-dev TENANTSCOPE_TEST_ROLE_ARN=<the test role's ARN> \
+       AWS_REGION=<the stack's region> .venv/bin/pytest -p no:randomly tests/aws
+
+   Leave ``TENANTSCOPE_TEST_ROLE_ARN`` unset when your credentials already are a session of the test
+   role. IAM is eventually consistent: right after a deploy the setup waits up to
+   ``TENANTSCOPE_IAM_PROPAGATION_SECONDS`` (120) for the trust and role policies to take effect.
+
+Nothing is created but a few items and objects under fresh
 tenant ids, which are deleted again (an object's noncurrent version and delete marker stay until the
 bucket's lifecycle rule expires them, 7 days).
 
@@ -40,7 +61,8 @@ ISOLATION_ENV = "TENANTSCOPE_ISOLATION"
 TEST_ROLE_ENV = "TENANTSCOPE_TEST_ROLE_ARN"
 
 HOW_TO_RUN = (
-    f"to run it, deploy a development stack with IsolationTestRoleArns=<a test role's ARN>, set "
+    f"to run it, deploy a development stack with IsolationTestRoleArns=<a test role's ARN> (with "
+    f"samconfig's parameters too: see tests/aws/conftest.py), set "
     f"{STACK_ENV}=<that stack> and {TEST_ROLE_ENV}=<that role's ARN>, and provide real AWS credentials "
     f"that may assume the role, and AWS_REGION, for that stack's account"
 )

@@ -15,6 +15,7 @@ permissions the caller needs and for ``TENANTSCOPE_TEST_ROLE_ARN`` and ``TENANTS
 from __future__ import annotations
 
 import os
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -54,6 +55,26 @@ class Stack:
 
 def _error_code(error: Exception) -> str:
     return error.response["Error"]["Code"] if isinstance(error, ClientError) else type(error).__name__
+
+
+# IAM is eventually consistent: a stack just created or updated (a role added to
+# IsolationTestRoleArns, the tenant role's policy) can refuse the first calls for a while. Only the
+# calls that must SUCCEED (setup on the tenant's own data) wait for it; no refusal is ever retried.
+PROPAGATION_SECONDS = float(os.environ.get("TENANTSCOPE_IAM_PROPAGATION_SECONDS", "120"))
+_NOT_YET = {"AccessDenied", "AccessDeniedException"}
+
+
+def _eventually(call: Callable[..., Any], **params: Any) -> Any:
+    deadline = time.monotonic() + PROPAGATION_SECONDS
+    delay = 1.0
+    while True:
+        try:
+            return call(**params)
+        except ClientError as error:
+            if _error_code(error) not in _NOT_YET or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 15.0)
 
 
 def _deployed_isolation(target: Target) -> str:
@@ -115,9 +136,9 @@ def _assumer(stack: Stack) -> Any:
     if not test_role:
         return sts
     try:
-        credentials = sts.assume_role(RoleArn=test_role, RoleSessionName="tenantscope-aws-tests")[
-            "Credentials"
-        ]
+        credentials = _eventually(
+            sts.assume_role, RoleArn=test_role, RoleSessionName="tenantscope-aws-tests"
+        )["Credentials"]
     except ClientError as error:
         pytest.fail(f"cannot assume {TEST_ROLE_ENV}={test_role} ({_error_code(error)})")
     return boto3.Session(
@@ -148,7 +169,7 @@ def tenant_sessions(stack: Stack) -> dict[str, Any]:
     for label, tenant in TENANTS.items():
         request = assume_role_request(tenant, _settings(stack))
         try:
-            credentials = sts.assume_role(**request.to_boto3())["Credentials"]
+            credentials = _eventually(sts.assume_role, **request.to_boto3())["Credentials"]
         except ClientError as error:
             pytest.fail(
                 f"cannot assume {stack.tenant_role_arn} ({_error_code(error)}): its trust policy admits only "
@@ -188,7 +209,8 @@ def probe_items(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[None]
     try:
         for label, session in tenant_sessions.items():
             item = {**_key(label), "owner": {"S": TENANTS[label]}}
-            session.client("dynamodb").put_item(TableName=stack.table, Item=item)
+            dynamodb = session.client("dynamodb")
+            _eventually(dynamodb.put_item, TableName=stack.table, Item=item)
             written.append(label)
         yield
     finally:
@@ -239,12 +261,36 @@ def _cross_tenant_call(
         "PutItem": lambda: dynamodb.put_item(
             TableName=stack.table, Item={**_key(victim), "owner": {"S": TENANTS[attacker]}}
         ),
+        "UpdateItem": lambda: dynamodb.update_item(
+            TableName=stack.table,
+            Key=_key(victim),
+            UpdateExpression="SET #o = :o",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":o": {"S": TENANTS[attacker]}},
+        ),
+        "DeleteItem": lambda: dynamodb.delete_item(TableName=stack.table, Key=_key(victim)),
+        # One of the attacker's own keys beside the victim's: the only requests with several
+        # leading keys, where ForAllValues (every key must be the tenant's) and ForAnyValue (one
+        # is enough) differ. IAM authorizes the batch as a whole, so the whole call is refused.
+        "BatchGetItem": lambda: dynamodb.batch_get_item(
+            RequestItems={stack.table: {"Keys": [_key(attacker), _key(victim)]}}
+        ),
+        "BatchWriteItem": lambda: dynamodb.batch_write_item(
+            RequestItems={
+                stack.table: [
+                    {"PutRequest": {"Item": {**_key(attacker), "owner": {"S": TENANTS[attacker]}}}},
+                    {"PutRequest": {"Item": {**_key(victim), "owner": {"S": TENANTS[attacker]}}}},
+                ]
+            }
+        ),
     }
     return calls[operation]
 
 
 @pytest.mark.usefixtures("probe_items")
-@pytest.mark.parametrize("operation", ["GetItem", "Query", "PutItem"])
+@pytest.mark.parametrize(
+    "operation", ["GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem"]
+)
 @pytest.mark.parametrize(("attacker", "victim"), [("B", "A"), ("A", "B")], ids=["B-on-A", "A-on-B"])
 def test_another_tenants_keys_are_access_denied(
     stack: Stack, tenant_sessions: dict[str, Any], attacker: str, victim: str, operation: str
@@ -290,9 +336,8 @@ def probe_objects(stack: Stack, tenant_sessions: dict[str, Any]) -> Iterator[Non
     written = []
     try:
         for label, session in tenant_sessions.items():
-            session.client("s3").put_object(
-                Bucket=stack.bucket, Key=_object(label), Body=TENANTS[label].encode()
-            )
+            s3 = session.client("s3")
+            _eventually(s3.put_object, Bucket=stack.bucket, Key=_object(label), Body=TENANTS[label].encode())
             written.append(label)
         yield
     finally:
@@ -377,6 +422,7 @@ def test_listing_outside_the_tenants_prefix_is_access_denied(
     "operation",
     [
         "PutObjectAcl",
+        "GetObjectAcl",
         "GetBucketPolicy",
         "PutBucketPolicy",
         "DeleteBucket",
@@ -390,6 +436,8 @@ def test_bucket_acl_and_version_operations_are_access_denied(
     s3, own = tenant_sessions["A"].client("s3"), _object("A")
     calls: dict[str, Callable[[], Any]] = {
         "PutObjectAcl": lambda: s3.put_object_acl(Bucket=stack.bucket, Key=own, ACL="public-read"),
+        # Reading an ACL is still served under BucketOwnerEnforced: only IAM refuses it.
+        "GetObjectAcl": lambda: s3.get_object_acl(Bucket=stack.bucket, Key=own),
         "GetBucketPolicy": lambda: s3.get_bucket_policy(Bucket=stack.bucket),
         "PutBucketPolicy": lambda: s3.put_bucket_policy(Bucket=stack.bucket, Policy="{}"),
         "DeleteBucket": lambda: s3.delete_bucket(Bucket=stack.bucket),
@@ -400,8 +448,10 @@ def test_bucket_acl_and_version_operations_are_access_denied(
     }
     with pytest.raises(ClientError) as raised:
         calls[operation]()
-    # ACLs are disabled on the bucket (BucketOwnerEnforced): S3 may answer that before IAM does
-    assert _error_code(raised.value) in S3_DENIED | {"AccessControlListNotSupported"}
+    # A public ACL is refused by the bucket itself (BlockPublicAcls, BucketOwnerEnforced) whatever
+    # IAM allows: that probe shows the bucket's settings; GetObjectAcl shows the role's.
+    lenient = {"AccessControlListNotSupported"} if operation == "PutObjectAcl" else set()
+    assert _error_code(raised.value) in S3_DENIED | lenient
 
 
 @pytest.mark.usefixtures("probe_objects")
@@ -410,7 +460,9 @@ def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_
 ) -> None:
     # SigV4, as the layer presigns: botocore would sign a presigned URL with SigV2 in the regions
     # that once took it, which a bucket made today refuses whoever signs
-    s3 = tenant_sessions["A"].client("s3", config=Config(signature_version="s3v4"))
+    s3 = tenant_sessions["A"].client(
+        "s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+    )
 
     def presign(key: str) -> str:
         url: str = s3.generate_presigned_url(

@@ -104,6 +104,21 @@ def test_sam_local_reads_the_environment_of_the_local_aws_by_default(command: li
     assert (EVENTS_DIR.parent, defaults["region"]) == (ROOT, LOCAL_REGION)
 
 
+@pytest.mark.parametrize("document", ["docs/observability.md", "tests/aws/conftest.py"])
+def test_a_documented_deploy_with_its_own_parameters_repeats_samconfigs(document: str) -> None:
+    # --parameter-overrides on the command line replaces samconfig.toml's whole list: a new stack
+    # would get the template's defaults (CreateUserPool=false, which the Rules refuse without an issuer)
+    text = (ROOT / document).read_text(encoding="utf-8").replace("\\\n", " ")
+    commands = [
+        line for line in text.splitlines() if "sam deploy" in line and "--parameter-overrides" in line
+    ]
+    assert commands, f"{document} shows no sam deploy with parameters"
+    configured = SamConfig(str(ROOT)).get_all(["deploy"], "parameters")["parameter_overrides"]
+    for command in commands:
+        given = command.split("--parameter-overrides", 1)[1].split()
+        assert set(configured) <= set(given), command
+
+
 def test_sam_validate_lint_passes() -> None:
     sam_validate_lint(TEMPLATE)
 
