@@ -201,6 +201,29 @@ def failed_not_refunded(obs: Observations) -> None:
     del release.results["release_inventory"]["refunded"]
 
 
+def completed_with_a_failed_execution(obs: Observations) -> None:
+    run = obs.executions[completed(obs)]
+    run.status, run.error = "FAILED", "OrderFailed"
+
+
+def failed_on_an_uncaught_error(obs: Observations) -> None:
+    run = obs.executions[failed_after_reserving(obs)]
+    run.error = "TemporarilyUnavailable"
+
+
+def failed_compensated_twice(obs: Observations) -> None:
+    run = obs.executions[failed_after_reserving(obs)]
+    run.attempts.append(next(a for a in run.attempts if a.state == "ReleaseInventory" and a.error is None))
+
+
+def order_planted_in_the_table(obs: Observations) -> None:
+    obs.table.append({"pk": f"TENANT#{obs.tenants[0]}#ORDER", "sk": "planted", "status": "COMPLETED"})
+
+
+def item_of_an_unknown_kind(obs: Observations) -> None:
+    obs.table.append({"pk": f"TENANT#{obs.tenants[0]}#SECRET", "sk": "planted"})
+
+
 def reserved_twice(obs: Observations) -> None:
     run = obs.executions[completed(obs)]
     run.attempts.append(next(a for a in run.attempts if a.state == "ReserveInventory"))
@@ -328,50 +351,61 @@ def client_retried_without_bound(obs: Observations) -> None:
     order.attempts[:0] = [(order.attempts[0][0], 503)] * obs.client_attempts
 
 
-DOCTORED: dict[str, list[Callable[[Observations], None]]] = {
-    "every accepted order reached exactly one final state": [
-        order_never_accepted,
-        order_lost_from_the_table,
-        completed_without_receipt,
-        failed_still_holding_stock,
-        failed_not_refunded,
-    ],
-    "no order was processed twice": [
-        reserved_twice,
-        two_executions_of_one_order,
-        completed_and_released,
-        execution_as_another_tenant,
-    ],
-    "none is stuck": [order_stuck_processing, execution_never_ended, message_left_in_queue],
-    "every bad message was refused and dead-lettered": [
-        bad_message_processed,
-        bad_message_not_dead_lettered,
-        bad_message_ran_as_a_tenant,
-        good_message_dead_lettered,
-    ],
-    "no request crossed tenants (recorded requests vs STS sessions)": [
-        cross_tenant_write,
-        request_in_another_tenants_scope,
-        request_on_the_functions_own_role,
-    ],
-    "every item and file is under the tenant that made it": [
-        item_planted_in_another_partition,
-        receipt_under_another_tenant,
-        replay_record_of_another_tenant,
-    ],
-    "per-tenant stock adds up (initial - left = sold)": [stock_off_by_one],
-    "STS sessions within tenants x credential lifetimes": [
-        session_vended_again_too_soon,
-        session_tagged_for_another_tenant,
-        session_moto_served_unseen,
-        sts_over_the_bound,
-    ],
-    "retries stayed bounded": [
-        assume_role_retried_without_bound,
-        task_retried_without_bound,
-        message_delivered_without_bound,
-        client_retried_without_bound,
-    ],
+# Each doctored record, and the problem its check must report (a part of the problem's text): a
+# record that another problem of the same check happened to catch would not show that this one can.
+DOCTORED: dict[str, dict[Callable[[Observations], None], str]] = {
+    "every accepted order reached exactly one final state": {
+        order_never_accepted: "was never accepted: [",
+        order_lost_from_the_table: "accepted, but not in the table",
+        completed_without_receipt: "is COMPLETED without its receipt",
+        completed_with_a_failed_execution: "is COMPLETED, its execution FAILED OrderFailed",
+        failed_on_an_uncaught_error: "is FAILED, its execution FAILED TemporarilyUnavailable",
+        failed_compensated_twice: "FAILED, compensated 2 times",
+        order_planted_in_the_table: "order planted (COMPLETED) was never accepted by",
+        failed_still_holding_stock: "FAILED with its stock still reserved",
+        failed_not_refunded: "FAILED with its payment not refunded",
+    },
+    "no order was processed twice": {
+        reserved_twice: "ReserveInventory succeeded 2 times",
+        two_executions_of_one_order: "2 executions named",
+        completed_and_released: "both completed and released",
+        execution_as_another_tenant: "its order is",
+    },
+    "none is stuck": {
+        order_stuck_processing: "is stuck PROCESSING",
+        execution_never_ended: "never finished",
+        message_left_in_queue: "1 message(s) still in the order queue",
+    },
+    "every bad message was refused and dead-lettered": {
+        bad_message_processed: "was not refused",
+        bad_message_not_dead_lettered: "is not in the dead-letter queue",
+        bad_message_ran_as_a_tenant: "ran as tenant-",
+        good_message_dead_lettered: "was dead-lettered",
+    },
+    "no request crossed tenants (recorded requests vs STS sessions)": {
+        cross_tenant_write: "'s credentials named [",
+        request_in_another_tenants_scope: "'s scope",
+        request_on_the_functions_own_role: "not a tenant session",
+    },
+    "every item and file is under the tenant that made it": {
+        item_planted_in_another_partition: "item planted under",
+        item_of_an_unknown_kind: "unexpected item",
+        receipt_under_another_tenant: "is not a receipt of an order of its tenant",
+        replay_record_of_another_tenant: "replay record of",
+    },
+    "per-tenant stock adds up (initial - left = sold)": {stock_off_by_one: "left !="},
+    "STS sessions within tenants x credential lifetimes": {
+        session_vended_again_too_soon: "was vended again in container",
+        session_tagged_for_another_tenant: "tags {'TenantId'",
+        session_moto_served_unseen: "were seen",
+        sts_over_the_bound: "over the bound",
+    },
+    "retries stayed bounded": {
+        assume_role_retried_without_bound: "AssumeRole attempts for",
+        task_retried_without_bound: "ReserveInventory invoked",
+        message_delivered_without_bound: " delivered ",
+        client_retried_without_bound: " placed ",
+    },
 }
 
 
@@ -392,7 +426,9 @@ def test_a_doctored_record_fails_its_check(
     short_run: SoakResult, check: str, doctor: Callable[[Observations], None]
 ) -> None:
     observations = copy.deepcopy(short_run.observations)
+    assert {r.name: r for r in run_checks(observations)}[check].ok  # the run itself passes it
     doctor(observations)
     results = {result.name: result for result in run_checks(observations)}
     assert not results[check].ok, f"{doctor.__name__} passed {check}"
-    assert results[check].problems
+    expected = DOCTORED[check][doctor]
+    assert [p for p in results[check].problems if expected in p], (expected, results[check].problems)
