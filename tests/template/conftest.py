@@ -32,6 +32,14 @@ from tests.iam_eval import as_list
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
+# AWS managed policies reviewed to hold no DynamoDB or S3 action (CloudWatch Logs, X-Ray, SQS receive
+# and delete). Any other managed policy on a function's role fails the gates until it is reviewed.
+REVIEWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK = "tenantscope-test"

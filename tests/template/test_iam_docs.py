@@ -27,6 +27,7 @@ from tests import own_service
 from tests.iam_eval import abac_policy, allowed_by_all
 from tests.template.conftest import (
     COMBINATIONS,
+    REVIEWED_MANAGED_POLICIES,
     ROOT,
     Deployment,
     deployment_for,
@@ -276,6 +277,9 @@ def test_no_own_service_function_role_reaches_the_table(own_service_deployment: 
                 allowed_by_all([document], action, table, {"dynamodb:LeadingKeys": ["TENANT#acme"]}, {})
                 for document in documents
             ), f"{function} may {action}"
+        # An AWS managed policy is not in the stack to read: only the reviewed ones may be attached
+        unreviewed = set(deployment.external_managed_policies(role)) - REVIEWED_MANAGED_POLICIES
+        assert not unreviewed, f"{function} has managed policies not reviewed for data access: {unreviewed}"
 
 
 def test_a_path_in_the_docs_exists() -> None:

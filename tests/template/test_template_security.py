@@ -44,6 +44,7 @@ from tests.template.conftest import (
     EXTERNAL_AUDIENCE,
     EXTERNAL_ISSUER,
     REGION,
+    REVIEWED_MANAGED_POLICIES,
     ROOT,
     Deployment,
     deployment_for,
@@ -76,13 +77,6 @@ DYNAMODB_WRITE_ACTIONS = (
     "dynamodb:PartiQLUpdate",
     "dynamodb:PartiQLDelete",
 )
-# AWS managed policies reviewed to hold no DynamoDB or S3 action (CloudWatch Logs, X-Ray, SQS receive
-# and delete). Any other managed policy on a role of this stack fails the gate until it is reviewed.
-REVIEWED_MANAGED_POLICIES = {
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
-}
 EXPECTED_ROUTES = {
     ("PUT", "/items/{id}"),
     ("GET", "/items/{id}"),
