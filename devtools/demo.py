@@ -238,9 +238,11 @@ def main() -> int:
 
         sqs = boto3.client("sqs")
         queue_url, queue_arn = aws.physical["OrderQueue"]["Ref"], aws.physical["OrderQueue"]["Arn"]
-        sealed = json.dumps({"order_id": acme_order})
+        # Sealed for an order acme does not have, then sent naming acme's order: accepted, it would
+        # succeed (the order is already started), so only the refused signature can fail it.
+        sealed = json.dumps({"order_id": "0" * 32})
         attributes = sign_message(sealed, destination=queue_arn, tenant_id="acme")
-        tampered = sealed.replace(acme_order, "0" * 32)
+        tampered = sealed.replace("0" * 32, acme_order)
         sqs.send_message(QueueUrl=queue_url, MessageBody=tampered, MessageAttributes=attributes)
         batches = drain(aws)
         dlq = sqs.receive_message(

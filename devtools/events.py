@@ -150,15 +150,19 @@ class Record:
 
 def seed() -> list[Record]:
     """The data the samples assume: the item they stock and reserve, for both tenants, a PENDING
-    order for every order an SQS or Step Functions sample names, a COMPLETED one of acme's, and
-    one of acme's that holds its stock for the compensation to release."""
+    order for every order an SQS or Step Functions sample names, a COMPLETED one of each tenant's
+    (the bad SQS records name it), and one of acme's that holds its stock for the compensation to
+    release."""
     item = {"name": "Widget", "stock": 10}
     order = {"status": "PENDING", "item_id": ITEM_ID, "quantity": QUANTITY}
     orders = sorted({("acme", ORDER_ID), *VALID_BATCH_ORDERS, *MIXED_BATCH_ORDERS})
     return [
         *(Record(tenant, "ITEM", ITEM_ID, item) for tenant in ("acme", "globex")),
         *(Record(tenant, "ORDER", order_id, order) for tenant, order_id in orders),
-        Record("acme", "ORDER", COMPLETED_ORDER_ID, {**order, "status": "COMPLETED"}),
+        *(
+            Record(tenant, "ORDER", COMPLETED_ORDER_ID, {**order, "status": "COMPLETED"})
+            for tenant in ("acme", "globex")
+        ),
         Record("acme", "ORDER", FAILING_ORDER_ID, {**order, "status": "PROCESSING", "reserved": QUANTITY}),
     ]
 
@@ -287,21 +291,32 @@ def _header_field(index: int, value: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-def _changed(change: Callable[[dict[str, Any]], None]) -> Callable[[Context], dict[str, Any]]:
+# A bad record names an order its tenant (acme, or globex for a record moved to globex) has
+# COMPLETED: accepted, it would succeed with nothing to start, so a sample's failure shows that
+# the envelope was refused, not that the order was missing.
+def _changed(
+    change: Callable[[dict[str, Any]], None], order_id: str = COMPLETED_ORDER_ID
+) -> Callable[[Context], dict[str, Any]]:
     """A record sealed properly, then sent changed by a sender without the key."""
-    return lambda ctx: _tampered(_order_record(ctx, "acme", "m-2"), change)
+    return lambda ctx: _tampered(_order_record(ctx, "acme", "m-2", order_id=order_id), change)
 
 
 def _sealed(**wrongly: Any) -> Callable[[Context], dict[str, Any]]:
     """A record sealed with one thing wrong (keys, dates or destination)."""
     return lambda ctx: _order_record(
-        ctx, "acme", "m-2", **{k: v(ctx) if callable(v) else v for k, v in wrongly.items()}
+        ctx,
+        "acme",
+        "m-2",
+        order_id=COMPLETED_ORDER_ID,
+        **{k: v(ctx) if callable(v) else v for k, v in wrongly.items()},
     )
 
 
 # One sample per kind of bad envelope (docs/envelope.md, verification).
 _BAD_RECORDS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "tampered_body": _changed(lambda r: r.update(body=r["body"].replace("0f8f", "0f8e"))),
+    "tampered_body": _changed(
+        lambda r: r.update(body=r["body"].replace(ORDER_ID, COMPLETED_ORDER_ID)), order_id=ORDER_ID
+    ),
     "tampered_tenant": _changed(
         lambda r: r["messageAttributes"]["tenantscope-tenant"].update(stringValue="globex")
     ),
