@@ -170,17 +170,19 @@ def test_a_tenants_presigned_urls_name_the_buckets_regional_host_on_aws(
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("AWS_ENDPOINT_URL", "http://127.0.0.1:5089"), ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:5089")],
+    [("AWS_ENDPOINT_URL", "http://localhost:5089"), ("AWS_ENDPOINT_URL_S3", "http://localhost:5089")],
 )
 def test_a_configured_endpoint_keeps_its_own_addressing(
     aws: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    # A local AWS: a bucket's name before 127.0.0.1 would not resolve
+    # A local AWS by name: a bucket's name before localhost would not resolve
+    for other in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(variable, value)
     url = tenant_client(acme_session("eu-west-1"), "s3").generate_presigned_url(
         "get_object", Params={"Bucket": "tenantscope-dev-files-123", "Key": "k"}
     )
-    assert url.startswith("http://127.0.0.1:5089/tenantscope-dev-files-123/k?")
+    assert url.startswith("http://localhost:5089/tenantscope-dev-files-123/k?")
     # AND an endpoint botocore is told to ignore is not configured
     monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
     url = tenant_client(acme_session("eu-west-1"), "s3").generate_presigned_url(
