@@ -26,10 +26,10 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tenantscope import tenant_bucket, tenant_scope
+from tenantscope._aws import tenant_client
 from tenantscope._config import ISOLATION_STRATEGIES, Settings, TableSpec
 from tenantscope._credentials import Boto3Sts, CredentialVendor, set_default_vendor
 from tenantscope._policy import assume_role_request, tenant_object_prefix
@@ -458,11 +458,9 @@ def test_bucket_acl_and_version_operations_are_access_denied(
 def test_a_presigned_url_reaches_only_the_signing_tenants_objects_and_only_over_tls(
     stack: Stack, tenant_sessions: dict[str, Any]
 ) -> None:
-    # SigV4, as the layer presigns: botocore would sign a presigned URL with SigV2 in the regions
-    # that once took it, which a bucket made today refuses whoever signs
-    s3 = tenant_sessions["A"].client(
-        "s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
-    )
+    # The layer's own S3 client: SigV4 (botocore would sign with SigV2 in the regions that once took
+    # it, which a bucket made today refuses) for the bucket's regional host
+    s3 = tenant_client(tenant_sessions["A"], "s3")
 
     def presign(key: str) -> str:
         url: str = s3.generate_presigned_url(

@@ -313,6 +313,22 @@ def test_api_samples_are_requests_to_the_stage_the_template_deploys() -> None:
     assert "/dev/items/widget" in paths
 
 
+def test_each_bad_record_names_an_order_its_tenant_has_finished() -> None:
+    # Accepted, a bad record would then succeed (the worker has nothing to start), so its failure
+    # in a sample shows that its envelope was refused, not that its order was missing.
+    finished = {
+        (r.tenant, r.record_id)
+        for r in samples.seed()
+        if r.kind == "ORDER" and r.attributes["status"] in ("COMPLETED", "FAILED")
+    }
+    for name in samples._BAD_RECORDS:
+        records = json.loads((COMMITTED / f"sqs_{name}.json").read_text())["Records"]
+        (bad,) = [r for r in records if r["messageId"] == "m-2"]
+        named = bad["messageAttributes"].get("tenantscope-tenant", {}).get("stringValue")
+        tenant = named if named in ("acme", "globex") else "acme"  # else the one it was sealed for
+        assert (tenant, json.loads(bad["body"])["order_id"]) in finished, name
+
+
 def test_committed_samples_are_named_source_scenario() -> None:
     for path in COMMITTED.glob("*.json"):
         source, _, scenario = path.stem.partition("_")

@@ -224,6 +224,23 @@ def item_of_an_unknown_kind(obs: Observations) -> None:
     obs.table.append({"pk": f"TENANT#{obs.tenants[0]}#SECRET", "sk": "planted"})
 
 
+def completed_without_its_execution(obs: Observations) -> None:
+    del obs.executions[completed(obs)]
+
+
+def execution_of_no_order(obs: Observations) -> None:
+    obs.executions["planted"] = copy.deepcopy(obs.executions[completed(obs)])
+
+
+def execution_started_never_ran(obs: Observations) -> None:
+    obs.moto_executions.append("planted")
+
+
+def receipt_naming_another_order(obs: Observations) -> None:
+    order = obs.accepted()[completed(obs)]
+    obs.objects[f"tenants/{order.tenant}/receipts/{order.order_id}.json"] = {"order_id": "another"}
+
+
 def reserved_twice(obs: Observations) -> None:
     run = obs.executions[completed(obs)]
     run.attempts.append(next(a for a in run.attempts if a.state == "ReserveInventory"))
@@ -359,6 +376,7 @@ DOCTORED: dict[str, dict[Callable[[Observations], None], str]] = {
         order_lost_from_the_table: "accepted, but not in the table",
         completed_without_receipt: "is COMPLETED without its receipt",
         completed_with_a_failed_execution: "is COMPLETED, its execution FAILED OrderFailed",
+        completed_without_its_execution: "is COMPLETED without a finished execution",
         failed_on_an_uncaught_error: "is FAILED, its execution FAILED TemporarilyUnavailable",
         failed_compensated_twice: "FAILED, compensated 2 times",
         order_planted_in_the_table: "order planted (COMPLETED) was never accepted by",
@@ -370,10 +388,12 @@ DOCTORED: dict[str, dict[Callable[[Observations], None], str]] = {
         two_executions_of_one_order: "2 executions named",
         completed_and_released: "both completed and released",
         execution_as_another_tenant: "its order is",
+        execution_of_no_order: "execution planted processes no accepted order",
     },
     "none is stuck": {
         order_stuck_processing: "is stuck PROCESSING",
         execution_never_ended: "never finished",
+        execution_started_never_ran: "execution planted was started but never ran",
         message_left_in_queue: "1 message(s) still in the order queue",
     },
     "every bad message was refused and dead-lettered": {
@@ -391,6 +411,7 @@ DOCTORED: dict[str, dict[Callable[[Observations], None], str]] = {
         item_planted_in_another_partition: "item planted under",
         item_of_an_unknown_kind: "unexpected item",
         receipt_under_another_tenant: "is not a receipt of an order of its tenant",
+        receipt_naming_another_order: "is not of a completed order, or names another",
         replay_record_of_another_tenant: "replay record of",
     },
     "per-tenant stock adds up (initial - left = sold)": {stock_off_by_one: "left !="},

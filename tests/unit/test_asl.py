@@ -190,6 +190,30 @@ def test_the_compensation_outlasts_an_outage_of_a_quarter_of_an_hour(seed: int) 
     assert (execution.status, execution.error) == ("FAILED", "OrderFailed")
 
 
+def longest_wait(retrier: dict[str, Any]) -> float:
+    """The most a retrier waits in all, without jitter (full jitter draws each wait below this)."""
+    interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", float("inf"))
+    return sum(min(interval * rate**n, cap) for n in range(retrier.get("MaxAttempts", 3)))
+
+
+def test_the_retry_budgets_are_the_ones_architecture_md_gives() -> None:
+    # docs/architecture.md: ten retries of an outage, six minutes at most; the compensation's
+    # twenty, 68 minutes at most; three quick ones (1, 2, 4 s) for the rest
+    for state in ("ReserveInventory", "ChargePayment", "CompleteOrder"):
+        outage, quick = DEFINITION["States"][state]["Retry"]
+        assert outage["ErrorEquals"] == ["TemporarilyUnavailable"]
+        assert (outage["MaxAttempts"], longest_wait(outage), outage["JitterStrategy"]) == (10, 362, "FULL")
+        assert (quick["MaxAttempts"], longest_wait(quick)) == (3, 1 + 2 + 4)
+    refused, anything = DEFINITION["States"]["ReleaseInventory"]["Retry"]
+    assert (refused["ErrorEquals"], refused["MaxAttempts"]) == (["TenantAuthError"], 0)
+    assert (anything["ErrorEquals"], anything["MaxAttempts"], longest_wait(anything)) == (
+        ["States.ALL"],
+        20,
+        4110,
+    )
+
+
 def test_an_error_no_retrier_names_is_caught_at_once() -> None:
     execution, _ = run(Tasks(CompleteOrder=["InjectedFault"]))
     assert len(execution.attempts("CompleteOrder")) == 1

@@ -399,9 +399,10 @@ def test_an_output_just_within_the_quota_is_returned(vendor: CredentialVendor) -
     event = first_event()
     empty = {SFN_KEY: event[SFN_KEY], "results": {"reserve_inventory": ""}}
     room = MAX_OUTPUT_BYTES - len(json.dumps(empty, separators=(",", ":"), ensure_ascii=False).encode())
-    fits = recording_task(vendor, result="é" * (room // 2))
-    assert len(fits(event, LambdaContext())["results"]["reserve_inventory"]) == room // 2
-    over = recording_task(vendor, result="é" * (room // 2 + 1))
+    exactly = "é" * (room // 2) + "x" * (room % 2)  # MAX_OUTPUT_BYTES to the byte
+    fits = recording_task(vendor, result=exactly)
+    assert fits(event, LambdaContext())["results"]["reserve_inventory"] == exactly
+    over = recording_task(vendor, result=exactly + "x")
     with pytest.raises(TaskOutputTooLarge, match="over the"):
         over(event, LambdaContext())
 

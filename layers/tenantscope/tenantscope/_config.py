@@ -180,8 +180,8 @@ def _check_windows(settings: Settings) -> None:
     # Each number's range, checked so that a value cannot quietly switch a protection off:
     # float() reads "nan" and "inf", and a key ring or JWKS whose age limit is NaN or infinite is
     # never read again (a withdrawn key verifies for the container's life), a refetch interval of
-    # 0 or NaN lets every unknown kid fetch the JWKS, and a token's leeway beyond the envelopes'
-    # would accept a token long expired.
+    # 0 or NaN lets every unknown kid fetch the JWKS, and a token's leeway beyond the largest
+    # envelope allowance would accept a token long expired.
     for name, value, lowest, highest in (
         (ENV.CLOCK_SKEW, settings.clock_skew_seconds, 0, MAX_CLOCK_SKEW_SECONDS),
         (ENV.JWT_LEEWAY, settings.jwt_leeway_seconds, 0, MAX_CLOCK_SKEW_SECONDS),
