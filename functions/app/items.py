@@ -92,19 +92,21 @@ def unstorable(value: Any, depth: int = 0) -> str | None:
 
 def storable_name(name: str) -> bool:
     """Whether DynamoDB takes ``name`` as an attribute name: 1 to MAX_NAME_BYTES bytes of UTF-8."""
-    try:
-        return 0 < len(name.encode("utf-8")) <= MAX_NAME_BYTES
-    except UnicodeEncodeError:
-        return False
+    return 0 < (utf8_size(name) or 0) <= MAX_NAME_BYTES
 
 
 def is_text(value: str) -> bool:
-    """Whether ``value`` encodes as UTF-8: not when it holds a lone surrogate (a "\\ud800" escape)."""
+    """Whether ``value`` encodes as UTF-8."""
+    return utf8_size(value) is not None
+
+
+def utf8_size(value: str) -> int | None:
+    """The bytes ``value`` takes as UTF-8, or None when it holds a lone surrogate (a "\\ud800"
+    escape), which does not encode."""
     try:
-        value.encode("utf-8")
+        return len(value.encode("utf-8"))
     except UnicodeEncodeError:
-        return False
-    return True
+        return None
 
 
 def put(kind: str, record_id: str, attributes: dict[str, Any], **condition: str) -> dict[str, Any]:
